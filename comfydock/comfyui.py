@@ -1,0 +1,129 @@
+"""ComfyUI itself: a cached clone of the configured source, checkouts of a ref, model paths."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from comfydock.errors import ExternalToolError, UsageError
+from comfydock.fsutil import atomic_write_text, remove_tree
+
+_RELEASE_TAG = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?$")
+
+# ComfyUI's folder_paths names, mapped to sub-directories of the models directory.
+MODEL_FOLDERS = (
+    "checkpoints", "clip", "clip_vision", "configs", "controlnet", "diffusers",
+    "diffusion_models", "embeddings", "gligen", "hypernetworks", "loras",
+    "photomaker", "style_models", "text_encoders", "unet", "upscale_models",
+    "vae", "vae_approx", "audio_encoders", "model_patches", "latent_upscale_models",
+)
+
+
+@dataclass(frozen=True)
+class ResolvedRef:
+    name: str  # what the user asked for, or the chosen default
+    commit: str
+
+
+def _git():
+    import git  # GitPython: imported lazily, it costs ~50 ms
+
+    return git
+
+
+def cache_path(cache_root: Path, url: str) -> Path:
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return cache_root / f"{key}.git"
+
+
+def update_cache(cache_root: Path, url: str, warn=lambda msg: None):
+    """A bare mirror of `url` under the cache; later calls only fetch what is new."""
+    git = _git()
+    path = cache_path(cache_root, url)
+    if path.is_dir():
+        repo = git.Repo(path)
+        try:
+            repo.git.fetch("origin", "--prune", "--tags", "+refs/heads/*:refs/heads/*")
+        except git.GitCommandError as exc:
+            warn(f"could not update ComfyUI from {url} ({_git_reason(exc)}); using the cached copy")
+        return repo
+    cache_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=cache_root))
+    try:
+        repo = git.Repo.clone_from(url, tmp / "repo.git", bare=True)
+        (tmp / "repo.git").rename(path)
+    except git.GitCommandError as exc:
+        raise ExternalToolError(
+            f"cannot clone ComfyUI from {url}: {_git_reason(exc)}",
+            hint="check the URL: 'comfydock config comfyui-source URL' or $COMFYDOCK_COMFYUI_SOURCE",
+        ) from None
+    finally:
+        remove_tree(tmp)
+    return git.Repo(path)
+
+
+def _git_reason(exc) -> str:
+    text = (getattr(exc, "stderr", "") or str(exc)).strip()
+    lines = [ln.strip().removeprefix("stderr: ").strip("'") for ln in text.splitlines() if ln.strip()]
+    fatal = [ln for ln in lines if "fatal:" in ln]
+    return (fatal or lines or ["git failed"])[-1]
+
+
+def release_tags(repo) -> list[str]:
+    """Release tags, newest first."""
+    tags = []
+    for tag in repo.tags:
+        m = _RELEASE_TAG.match(tag.name)
+        if m:
+            tags.append((tuple(int(x or 0) for x in m.groups()), tag.name))
+    return [name for _, name in sorted(tags, reverse=True)]
+
+
+def resolve_ref(repo, ref: str | None) -> ResolvedRef:
+    """A tag, branch or commit; by default the newest release tag (or HEAD if there is none)."""
+    if ref is None:
+        tags = release_tags(repo)
+        ref = tags[0] if tags else None
+        if ref is None:
+            return ResolvedRef(repo.head.commit.hexsha[:12], repo.head.commit.hexsha)
+    for candidate in (f"refs/tags/{ref}", f"refs/heads/{ref}", ref):
+        try:
+            commit = repo.commit(candidate)
+            return ResolvedRef(ref, commit.hexsha)
+        except Exception:  # gitdb raises several types for unknown names
+            continue
+    newest = ", ".join(release_tags(repo)[:5]) or "no release tags"
+    raise UsageError(f"unknown ComfyUI ref {ref!r}", hint=f"use a tag, branch or commit; newest tags: {newest}")
+
+
+def checkout(cache_repo, dest: Path, ref: ResolvedRef, origin_url: str) -> None:
+    """Clone the cached mirror into `dest` (hard links, no network) at `ref`."""
+    git = _git()
+    try:
+        repo = git.Repo.clone_from(cache_repo.git_dir, dest, no_checkout=True)
+        repo.git.checkout("--detach", ref.commit)
+        repo.remotes.origin.set_url(origin_url)
+    except git.GitCommandError as exc:
+        raise ExternalToolError(f"cannot check out ComfyUI {ref.name}: {_git_reason(exc)}") from None
+
+
+def write_extra_model_paths(comfyui_dir: Path, models_dir: Path | None) -> Path | None:
+    """Point ComfyUI at the workspace's models directory (its own extra_model_paths.yaml)."""
+    if models_dir is None:
+        return None
+    data = {
+        "comfydock": {
+            "base_path": str(models_dir),
+            "is_default": True,
+            **{folder: f"{folder}/" for folder in MODEL_FOLDERS},
+        }
+    }
+    path = comfyui_dir / "extra_model_paths.yaml"
+    header = "# Written by comfydock: ComfyUI reads models from the workspace's models directory.\n"
+    atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False))
+    return path

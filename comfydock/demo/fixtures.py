@@ -1,0 +1,109 @@
+"""Builders for the demo and the tests: a git repository shaped like ComfyUI, tiny wheels.
+
+Nothing here is a mock: the repository is real git with release tags, the wheels are real
+pure-Python wheels that uv resolves and installs from a local find-links directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shutil
+import zipfile
+from pathlib import Path
+
+_HERE = Path(__file__).parent
+
+# name -> version -> requirements. Names are prefixed so they never collide with PyPI.
+FIXTURE_WHEELS: dict[str, dict[str, list[str]]] = {
+    "cdfix-alpha": {"1.0": [], "1.5": [], "2.0": []},
+    "cdfix-beta": {"1.0": ["cdfix-alpha>=1.0"], "2.0": ["cdfix-alpha>=2.0"]},
+    "cdfix-gamma": {"0.1": [], "0.2": []},
+}
+
+# ComfyUI fixture releases: tag -> requirements.txt text.
+COMFYUI_RELEASES = {
+    "v0.1.0": "# fixture ComfyUI requirements\ncdfix-alpha>=1.0\n",
+    "v0.2.0": "# fixture ComfyUI requirements\ncdfix-alpha>=1.0\ncdfix-gamma\n",
+}
+
+DEMO_WORKFLOW = {
+    "last_node_id": 2,
+    "last_link_id": 0,
+    "nodes": [
+        {"id": 1, "type": "CheckpointLoaderSimple", "widgets_values": ["demo_model.safetensors"]},
+        {"id": 2, "type": "SaveImage", "widgets_values": ["ComfyUI"]},
+    ],
+    "links": [],
+    "version": 0.4,
+}
+
+
+def make_wheel(dest_dir: Path, name: str, version: str, requires: list[str] = ()) -> Path:
+    """Write a minimal, valid pure-Python wheel of `name` `version`."""
+    module = name.replace("-", "_")
+    dist = f"{module}-{version}"
+    files = {
+        f"{module}/__init__.py": f"__version__ = {version!r}\n",
+        f"{dist}.dist-info/METADATA": (
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+            + "".join(f"Requires-Dist: {r}\n" for r in requires)
+        ),
+        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: comfydock-fixtures\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{dist}.dist-info/RECORD,,")
+    files[f"{dist}.dist-info/RECORD"] = "\n".join(record) + "\n"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    wheel = dest_dir / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, text in files.items():
+            # fixed timestamps: the same wheel bytes every time, so uv.lock hashes are stable
+            info = zipfile.ZipInfo(path, date_time=(2024, 1, 1, 0, 0, 0))
+            zf.writestr(info, text)
+    return wheel
+
+
+def build_wheels(dest_dir: Path) -> Path:
+    for name, versions in FIXTURE_WHEELS.items():
+        for version, requires in versions.items():
+            make_wheel(dest_dir, name, version, requires)
+    return dest_dir
+
+
+def _commit_all(repo, message: str):
+    import git
+
+    actor = git.Actor("Fixture Author", "fixture@example.invalid")
+    repo.git.add(A=True)
+    return repo.index.commit(message, author=actor, committer=actor)
+
+
+def build_comfyui_repo(dest: Path) -> Path:
+    """A git repo shaped like ComfyUI with releases v0.1.0, v0.2.0 and one commit after them."""
+    import json
+
+    import git
+
+    dest.mkdir(parents=True)
+    repo = git.Repo.init(dest, initial_branch="master")
+    for name in ("main.py", "folder_paths.py"):
+        shutil.copy(_HERE / "comfyui" / name, dest / name)
+    (dest / "custom_nodes").mkdir()
+    (dest / "custom_nodes" / "example_node.py.example").write_text("# custom nodes go in this folder\n")
+    (dest / "models" / "checkpoints").mkdir(parents=True)
+    (dest / "models" / "checkpoints" / "put_checkpoints_here").write_text("")
+    workflows = dest / "user" / "default" / "workflows"
+    workflows.mkdir(parents=True)
+    (workflows / "demo.json").write_text(json.dumps(DEMO_WORKFLOW, indent=2) + "\n")
+    (dest / ".gitignore").write_text("__pycache__/\n/extra_model_paths.yaml\n/user/fixture_last_run.json\n")
+    for tag, requirements in COMFYUI_RELEASES.items():
+        (dest / "requirements.txt").write_text(requirements)
+        commit = _commit_all(repo, f"Release {tag}")
+        repo.create_tag(tag, ref=commit)
+    (dest / "README.md").write_text("Fixture ComfyUI: unreleased work on master.\n")
+    _commit_all(repo, "Unreleased change after the last tag")
+    return dest

@@ -1,0 +1,48 @@
+"""`comfydock demo`: the main job end to end, offline, in a throw-away workspace."""
+
+from __future__ import annotations
+
+import shlex
+import tempfile
+from pathlib import Path
+
+from comfydock.demo.fixtures import build_comfyui_repo, build_wheels
+from comfydock.errors import ComfydockError
+
+
+def run_demo(app, base: Path | None) -> int:
+    from comfydock.cli import main
+
+    base = (base or Path(tempfile.mkdtemp(prefix="comfydock-demo-"))).absolute()
+    if base.exists() and any(base.iterdir()):
+        raise ComfydockError(f"demo directory {base} is not empty", hint="pass an empty or new --dir")
+    base.mkdir(parents=True, exist_ok=True)
+    app.say(f"[bold]comfydock demo[/] in {base}")
+    app.say("Building the fixture ComfyUI (a local git repo with two releases) and tiny wheels ...")
+    wheels = build_wheels(base / "wheels")
+    comfyui = build_comfyui_repo(base / "fixture-ComfyUI")
+    models = base / "models" / "checkpoints"
+    models.mkdir(parents=True)
+    (models / "demo_model.safetensors").write_bytes(b"\0" * 4096)
+    ws = base / "workspace"
+
+    steps = [
+        ["init", str(ws), "--models-dir", str(base / "models"), "--no-interactive"],
+        ["config", "comfyui-source", comfyui.as_uri()],
+        ["config", "find-links", str(wheels)],
+        ["config", "no-index", "true"],
+        ["create", "demo", "--python", "3.11", "--torch-backend", "cpu"],
+        ["status"],
+        ["build"],
+        ["run", "--quick-test-for-ci"],
+        ["log"],
+        ["list"],
+    ]
+    for argv in steps:
+        app.say(f"\n[bold cyan]$ comfydock {shlex.join(argv)}[/]")
+        code = main(["--workspace", str(ws), *argv])
+        if code != 0:
+            app.say(f"[red]demo step failed with exit code {code}[/]")
+            return code
+    app.say(f"\n[bold green]Demo complete.[/] Explore it with:\n  export COMFYDOCK_HOME={ws}\n  comfydock status")
+    return 0

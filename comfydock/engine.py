@@ -1,0 +1,329 @@
+"""doit embedded as a library: load the task graph of an environment, run targets, report."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+from comfydock.errors import ComfydockError, UsageError
+
+# Failures raised as ComfydockError inside task actions, keyed by task name, so the report
+# can show the real message and hint instead of doit's traceback text.
+_action_errors: dict[str, ComfydockError] = {}
+
+
+@dataclass
+class TaskEvent:
+    task: str
+    status: str  # "ran", "up-to-date", "failed", "not-run"
+    seconds: float = 0.0
+    error: str | None = None
+    hint: str | None = None
+    details: str | None = None
+
+
+@dataclass
+class BuildReport:
+    events: list[TaskEvent] = field(default_factory=list)
+    exit_code: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def by_status(self, status: str) -> list[str]:
+        return [e.task for e in self.events if e.status == status]
+
+    def first_failure(self) -> TaskEvent | None:
+        return next((e for e in self.events if e.status == "failed"), None)
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "exit_code": self.exit_code, "tasks": [asdict(e) for e in self.events]}
+
+
+def _blake3_file(path) -> str:
+    from blake3 import blake3
+
+    h = blake3()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _checker_class():
+    from doit.dependency import FileChangedChecker
+
+    class Blake3Checker(FileChangedChecker):
+        """mtime, then size, then a Blake3 digest: a touched but unchanged file is up to date."""
+
+        def check_modified(self, file_path, file_stat, state):
+            timestamp, size, digest = state
+            if file_stat.st_mtime == timestamp:
+                return False
+            if file_stat.st_size != size:
+                return True
+            return digest != _blake3_file(file_path)
+
+        def get_state(self, dep, current_state):
+            st = os.stat(dep)
+            if current_state and current_state[0] == st.st_mtime:
+                return None
+            return st.st_mtime, st.st_size, _blake3_file(dep)
+
+    return Blake3Checker
+
+
+_CHECKER = None
+
+
+def checker_class():
+    global _CHECKER
+    if _CHECKER is None:
+        _CHECKER = _checker_class()
+    return _CHECKER
+
+
+def doit_config(env) -> dict:
+    """The one doit configuration, shared by the CLI and dodo.py (absolute paths only)."""
+    env.state_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "dep_file": str((env.state_dir / "doit.db").absolute()),
+        "backend": "sqlite3",
+        "check_file_uptodate": checker_class(),
+        "verbosity": 0,
+    }
+
+
+def _guarded(task_name, fn, args, kwargs):
+    """Run an action; a ComfydockError becomes a task failure that keeps its message."""
+    from doit.exceptions import TaskFailed
+
+    try:
+        result = fn(*args, **kwargs)
+    except ComfydockError as exc:
+        _action_errors[task_name] = exc
+        return TaskFailed(exc.message)
+    return None if result is None else result
+
+
+def _wrap_actions(task_dict: dict) -> dict:
+    name = task_dict["basename"] + (f":{task_dict['name']}" if task_dict.get("name") else "")
+    wrapped = []
+    for action in task_dict.get("actions") or []:
+        if callable(action):
+            action = (action, (), {})
+        if isinstance(action, tuple) and callable(action[0]):
+            fn, args, kwargs = (list(action) + [(), {}])[:3]
+            wrapped.append((_guarded, [name, fn, list(args), dict(kwargs)]))
+        else:
+            wrapped.append(action)
+    task_dict = dict(task_dict)
+    task_dict["actions"] = wrapped
+    return task_dict
+
+
+def task_dicts(env) -> list[dict]:
+    """Every task of the environment's graph, as plain doit task dicts."""
+    from comfydock.tasks import TASK_CREATORS
+
+    dicts = []
+    for creator in TASK_CREATORS:
+        for d in creator(env):
+            d.setdefault("doc", creator.__doc__)
+            dicts.append(d)
+    return dicts
+
+
+def load_tasks(env):
+    from doit.loader import generate_tasks
+
+    tasks = []
+    for d in task_dicts(env):
+        d = _wrap_actions(d)
+        basename = d.pop("basename")
+        if "name" in d:
+            # a sub-task of a family (fetch_node:<id>): doit wants them yielded from a generator
+            tasks.extend(generate_tasks(basename, iter([dict(d, basename=basename)]), d.get("doc")))
+        else:
+            tasks.extend(generate_tasks(basename, d, d.get("doc")))
+    return _dedupe_groups(tasks)
+
+
+def _dedupe_groups(tasks):
+    seen = {}
+    for t in tasks:
+        if t.name in seen and not t.actions:
+            # group tasks for families: merge their task_dep lists
+            seen[t.name].task_dep.extend(x for x in t.task_dep if x not in seen[t.name].task_dep)
+            continue
+        seen[t.name] = t
+    return list(seen.values())
+
+
+def _resolve_targets(tasks, targets: list[str]) -> list[str]:
+    names = {t.name for t in tasks}
+    by_target = {str(tt): t.name for t in tasks for tt in t.targets}
+    resolved = []
+    for target in targets:
+        if target in names:
+            resolved.append(target)
+        elif target in by_target:
+            resolved.append(by_target[target])
+        elif os.path.abspath(target) in by_target:
+            resolved.append(by_target[os.path.abspath(target)])
+        else:
+            known = ", ".join(sorted(n for n in names if ":" not in n))
+            raise UsageError(f"unknown build target {target!r}", hint=f"known tasks: {known} (see 'comfydock build --list')")
+    return resolved
+
+
+def _reporter_class(events: list[TaskEvent], listener):
+    from doit.exceptions import UnmetDependency
+    from doit.reporter import ZeroReporter
+
+    started: dict[str, float] = {}
+
+    class EventReporter(ZeroReporter):
+        """Records what happened to each task; rendering is the CLI's business."""
+
+        def execute_task(self, task):
+            started[task.name] = time.perf_counter()
+            if listener and task.actions:
+                listener("start", task.name)
+
+        def _elapsed(self, task):
+            return round(time.perf_counter() - started.get(task.name, time.perf_counter()), 3)
+
+        def add_success(self, task):
+            if task.actions:
+                events.append(TaskEvent(task.name, "ran", self._elapsed(task)))
+                if listener:
+                    listener("ran", task.name)
+
+        def skip_uptodate(self, task):
+            if task.actions:
+                events.append(TaskEvent(task.name, "up-to-date"))
+                if listener:
+                    listener("up-to-date", task.name)
+
+        def add_failure(self, task, fail):
+            if isinstance(fail, UnmetDependency):
+                events.append(TaskEvent(task.name, "not-run", error=fail.message))
+                return
+            exc = _action_errors.pop(task.name, None)
+            if exc is not None:
+                event = TaskEvent(task.name, "failed", self._elapsed(task), exc.message, exc.hint, getattr(exc, "details", None))
+            else:
+                event = TaskEvent(task.name, "failed", self._elapsed(task), fail.message, None, "".join(fail.traceback) or None)
+            events.append(event)
+            if listener:
+                listener("failed", task.name)
+
+        def runtime_error(self, msg):
+            events.append(TaskEvent("doit", "failed", error=msg.strip()))
+
+    return EventReporter
+
+
+class _Loader:
+    """A TaskLoader2 built lazily (doit is imported only when a build runs)."""
+
+    @staticmethod
+    def create(env, reporter_cls):
+        from doit.cmd_base import TaskLoader2
+
+        class EnvironmentTaskLoader(TaskLoader2):
+            def setup(self, opt_values):
+                pass
+
+            def load_doit_config(self):
+                config = doit_config(env)
+                config["reporter"] = reporter_cls
+                return config
+
+            def load_tasks(self, cmd, pos_args):
+                return load_tasks(env)
+
+        return EnvironmentTaskLoader()
+
+
+def build(env, targets: list[str] | None = None, *, keep_going: bool = False, listener=None, on_wait=None) -> BuildReport:
+    """Run `targets` (default: the whole graph) under the environment lock."""
+    from doit.doit_cmd import DoitMain
+
+    from comfydock.locking import environment_lock
+
+    tasks = load_tasks(env)
+    selected = _resolve_targets(tasks, targets) if targets else []
+    events: list[TaskEvent] = []
+    loader = _Loader.create(env, _reporter_class(events, listener))
+    argv = ["run"] + (["--continue"] if keep_going else []) + selected
+    with environment_lock(env.lock_file, on_wait=on_wait):
+        _action_errors.clear()
+        code = DoitMain(loader, config_filenames=()).run(argv)
+    return BuildReport(events, 0 if code == 0 else 1)
+
+
+def plan(env, targets: list[str] | None = None) -> list[TaskEvent]:
+    """What `build` would do, without doing it: 'up-to-date', 'run', or 'after-upstream'."""
+    from doit.control import TaskControl
+    from doit.dependency import Dependency, SqliteDB
+
+    tasks = load_tasks(env)
+    selected = _resolve_targets(tasks, targets) if targets else None
+    control = TaskControl(tasks)
+    control.process(selected)
+    config = doit_config(env)
+    dep = Dependency(SqliteDB, config["dep_file"], checker_cls=config["check_file_uptodate"])
+    by_name = {t.name: t for t in tasks}
+    order: list[str] = []
+
+    def visit(name, stack=()):
+        if name in order or name in stack:
+            return
+        for upstream in by_name[name].task_dep:
+            visit(upstream, stack + (name,))
+        order.append(name)
+
+    for name in control.selected_tasks:
+        visit(name)
+    result: list[TaskEvent] = []
+    will_run: set[str] = set()
+    try:
+        for name in order:
+            task = by_name[name]
+            if not task.actions:
+                if any(up in will_run for up in task.task_dep):
+                    will_run.add(name)
+                continue
+            if any(up in will_run for up in task.task_dep):
+                status = "after-upstream"
+            else:
+                status = dep.get_status(task, by_name).status
+                status = "up-to-date" if status == "up-to-date" else "run"
+            if status != "up-to-date":
+                will_run.add(name)
+            result.append(TaskEvent(name, status))
+    finally:
+        dep.close()
+    return result
+
+
+def describe(env) -> list[dict]:
+    """The graph as data: name, doc, file_dep, targets, task_dep."""
+    out = []
+    for t in load_tasks(env):
+        if not t.actions:
+            continue
+        out.append(
+            {
+                "name": t.name,
+                "doc": (t.doc or "").strip(),
+                "file_dep": sorted(str(p) for p in t.file_dep),
+                "targets": [str(p) for p in t.targets],
+                "task_dep": list(t.task_dep),
+            }
+        )
+    return out

@@ -1,0 +1,207 @@
+"""One environment: its paths, its manifest, and creating, inspecting and deleting it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from comfydock import comfyui, history, manifest, python_env
+from comfydock.errors import ExternalToolError, UsageError
+from comfydock.fsutil import atomic_write_json, file_sha256, remove_tree
+from comfydock.locking import environment_lock
+from comfydock.requirements import scan_requirements_file
+from comfydock.workspace import Workspace, validate_name
+
+INITIAL_MESSAGE = "Initial environment setup"
+
+
+class Environment:
+    """A ComfyUI checkout, its venv, and the versioned `.cec/` directory describing both."""
+
+    def __init__(self, workspace: Workspace, name: str):
+        self.workspace = workspace
+        self.name = name
+        self.root = workspace.environments_dir / name
+
+    def __repr__(self) -> str:
+        return f"Environment({self.name!r})"
+
+    comfyui_dir = property(lambda self: self.root / "ComfyUI")
+    custom_nodes_dir = property(lambda self: self.comfyui_dir / "custom_nodes")
+    workflows_dir = property(lambda self: self.comfyui_dir / "user" / "default" / "workflows")
+    venv_dir = property(lambda self: self.root / ".venv")
+    cec_dir = property(lambda self: self.root / ".cec")
+    state_dir = property(lambda self: self.root / ".comfydock")  # never versioned
+    pyproject_path = property(lambda self: self.cec_dir / "pyproject.toml")
+    lock_path = property(lambda self: self.cec_dir / "uv.lock")
+    venv_marker = property(lambda self: self.state_dir / "venv-synced.json")
+    lock_file = property(lambda self: self.state_dir / "lock")
+    log_file = property(lambda self: self.workspace.logs_dir / f"{self.name}.log")
+
+    @property
+    def python(self) -> Path:
+        return python_env.venv_python(self.venv_dir)
+
+    def manifest(self):
+        return manifest.load(self.pyproject_path)
+
+    def info(self) -> dict:
+        return manifest.environment_info(self.manifest())
+
+    def lock(self, on_wait=None):
+        return environment_lock(self.lock_file, on_wait=on_wait)
+
+    # --- venv bookkeeping (used by the sync_venv task and by status) ------------------
+    def record_venv_synced(self) -> None:
+        atomic_write_json(self.venv_marker, {"uv_lock_sha256": file_sha256(self.lock_path)})
+
+    def venv_in_sync(self) -> bool:
+        if not self.python.exists() or not self.venv_marker.exists() or not self.lock_path.exists():
+            return False
+        try:
+            recorded = json.loads(self.venv_marker.read_text())["uv_lock_sha256"]
+        except (ValueError, KeyError):
+            return False
+        return recorded == file_sha256(self.lock_path)
+
+
+@dataclass
+class CreateResult:
+    environment: Environment
+    comfyui_ref: str
+    comfyui_commit: str
+    python: str
+    torch_backend: str | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def create_environment(
+    ws: Workspace,
+    name: str,
+    *,
+    python: str = "3.11",
+    comfyui_ref: str | None = None,
+    torch_backend: str = "auto",
+    use: bool = False,
+    step=lambda message: None,
+    warn=lambda message: None,
+    build_listener=None,
+) -> CreateResult:
+    """Clone ComfyUI, make the venv, write and lock the manifest, commit v1.
+
+    All or nothing: on any failure (Ctrl-C included) the half-made directory is removed,
+    and an existing environment of the same name is never touched.
+    """
+    from comfydock import engine
+
+    validate_name(name)
+    backend = python_env.resolve_torch_backend(torch_backend)
+    root = ws.environments_dir / name
+    warnings: list[str] = []
+
+    def _warn(msg):
+        warnings.append(msg)
+        warn(msg)
+
+    with environment_lock(ws.metadata_file.parent / "locks" / f"{name}.lock"):
+        if root.exists():
+            raise UsageError(
+                f"environment {name!r} already exists at {root}",
+                hint=f"pick another name, or remove it first with 'comfydock delete {name}'",
+            )
+        ws.environments_dir.mkdir(parents=True, exist_ok=True)
+        root.mkdir()
+        env = Environment(ws, name)
+        try:
+            source = ws.setting("comfyui-source")
+            step(f"Fetching ComfyUI from {source}")
+            cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=_warn)
+            ref = comfyui.resolve_ref(cache, comfyui_ref)
+            step(f"Checking out ComfyUI {ref.name}")
+            comfyui.checkout(cache, env.comfyui_dir, ref, source)
+
+            scanned = scan_requirements_file(env.comfyui_dir / "requirements.txt")
+            for line, why in scanned.skipped:
+                _warn(f"ComfyUI requirements.txt: skipped {line!r} ({why})")
+            doc = manifest.new_manifest(
+                name,
+                python,
+                scanned.requirements,
+                ref.name,
+                ref.commit,
+                torch_backend,
+                backend,
+                ws.setting("torch-index"),
+            )
+            env.cec_dir.mkdir()
+            manifest.save(env.pyproject_path, doc)
+            (env.cec_dir / ".python-version").write_text(python + "\n")
+            (env.cec_dir / "workflows").mkdir()
+            (env.cec_dir / "workflows" / ".gitkeep").touch()
+            comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
+
+            step(f"Creating Python {python} venv")
+            python_env.create_venv(ws, env.venv_dir, python)
+
+            step("Resolving and installing dependencies")
+            report = engine.build(env, listener=build_listener)
+            if not report.ok:
+                failure = report.first_failure()
+                raise build_failure(report)
+
+            repo = history.init_repo(env.cec_dir)
+            history.commit_version(repo, INITIAL_MESSAGE)
+            if use or not ws.active_environment:
+                ws.set_active(name)
+        except BaseException:
+            remove_tree(root)
+            raise
+    return CreateResult(env, ref.name, ref.commit, python, backend, warnings)
+
+
+def build_failure(report) -> ExternalToolError:
+    """The user-facing error for a failed build: the first failed task's message and hint."""
+    failure = report.first_failure()
+    if failure is None:
+        return ExternalToolError("build failed", hint="run 'comfydock build' to see which task fails")
+    return ExternalToolError(
+        f"{failure.task}: {failure.error}",
+        hint=failure.hint or "run 'comfydock --verbose build' for details",
+        details=failure.details or "",
+    )
+
+
+def delete_environment(ws: Workspace, name: str) -> None:
+    env = ws.environment(name)
+    with env.lock():
+        remove_tree(env.root)
+    if ws.active_environment == name:
+        ws.set_active(None)
+
+
+def status(env: Environment) -> dict:
+    from comfydock import engine
+
+    info = env.info()
+    plan = engine.plan(env)
+    pending = [e.task for e in plan if e.status != "up-to-date"]
+    repo = history.open_repo(env.cec_dir)
+    changes = [line[3:] for line in repo.git.status("--porcelain").splitlines()]
+    head = None
+    try:
+        head = comfyui._git().Repo(env.comfyui_dir).head.commit.hexsha
+    except Exception:
+        pass
+    return {
+        "environment": env.name,
+        "path": str(env.root),
+        "comfyui_version": info.get("comfyui_version"),
+        "comfyui_commit": info.get("comfyui_commit"),
+        "comfyui_checkout_matches": head == info.get("comfyui_commit") if head else False,
+        "python_version": info.get("python_version"),
+        "torch_backend": info.get("torch_backend"),
+        "venv_in_sync": env.venv_in_sync() and not pending,
+        "pending_tasks": pending,
+        "uncommitted_changes": changes,
+    }

@@ -1,0 +1,114 @@
+"""Local history of an environment: the `.cec/` git repository and its versions v1, v2, ..."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from comfydock.errors import ComfydockError
+
+_VERSION_TAG = re.compile(r"^v(\d+)$")
+DEFAULT_AUTHOR = ("comfydock", "comfydock@localhost")
+
+CEC_GITIGNORE = """\
+# Only the manifest, lock and workflow copies are versioned.
+.venv/
+__pycache__/
+*.pyc
+"""
+
+
+@dataclass(frozen=True)
+class Version:
+    version: str
+    message: str
+    commit: str
+    date: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _git():
+    import git
+
+    return git
+
+
+def _actor(repo):
+    """The user's git identity when configured, else a fixed one (fresh machines have none)."""
+    git = _git()
+    try:
+        reader = repo.config_reader()
+        name = reader.get_value("user", "name")
+        email = reader.get_value("user", "email")
+        return git.Actor(str(name), str(email))
+    except Exception:
+        return git.Actor(*DEFAULT_AUTHOR)
+
+
+def init_repo(cec_dir: Path):
+    git = _git()
+    repo = git.Repo.init(cec_dir, initial_branch="main")
+    gitignore = cec_dir / ".gitignore"
+    if not gitignore.exists():
+        gitignore.write_text(CEC_GITIGNORE)
+    return repo
+
+
+def open_repo(cec_dir: Path):
+    git = _git()
+    try:
+        return git.Repo(cec_dir)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise ComfydockError(
+            f"{cec_dir} is not a git repository",
+            hint="the environment's history is lost; re-create it, or 'git init' it and 'comfydock commit'",
+        ) from None
+
+
+def versions(repo) -> list[Version]:
+    """All versions, newest first."""
+    found = []
+    for tag in repo.tags:
+        m = _VERSION_TAG.match(tag.name)
+        if not m:
+            continue
+        commit = tag.commit
+        found.append(
+            (
+                int(m.group(1)),
+                Version(
+                    version=tag.name,
+                    message=commit.message.strip(),
+                    commit=commit.hexsha,
+                    date=datetime.fromtimestamp(commit.committed_date, timezone.utc).isoformat(),
+                ),
+            )
+        )
+    return [v for _, v in sorted(found, key=lambda item: item[0], reverse=True)]
+
+
+def next_version(repo) -> str:
+    existing = versions(repo)
+    return f"v{int(existing[0].version[1:]) + 1}" if existing else "v1"
+
+
+def commit_version(repo, message: str, paths: list[str] | None = None) -> Version:
+    """Stage everything in .cec (or `paths`), commit, and tag the next version."""
+    if paths is None:
+        repo.git.add(A=True)
+    else:
+        repo.index.add(paths)
+    actor = _actor(repo)
+    commit = repo.index.commit(message, author=actor, committer=actor)
+    tag = next_version(repo)
+    repo.create_tag(tag, ref=commit)
+    return Version(
+        version=tag,
+        message=message,
+        commit=commit.hexsha,
+        date=datetime.fromtimestamp(commit.committed_date, timezone.utc).isoformat(),
+    )

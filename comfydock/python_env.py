@@ -1,0 +1,168 @@
+"""The environment's Python, driven through uv: venv creation, lock, sync, torch indexes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from comfydock.errors import ExternalToolError, UsageError
+
+TORCH_PACKAGES = ("torch", "torchvision", "torchaudio")
+TORCH_BACKENDS = (
+    "cpu",
+    "cu118",
+    "cu121",
+    "cu124",
+    "cu126",
+    "cu128",
+    "cu129",
+    "cu130",
+    "rocm6.2",
+    "rocm6.3",
+    "rocm6.4",
+    "xpu",
+)
+# Minimum NVIDIA driver for each CUDA build (CUDA toolkit release notes), newest first.
+_CUDA_BY_DRIVER = ((580, "cu130"), (570, "cu128"), (560, "cu126"), (550, "cu124"), (530, "cu121"), (520, "cu118"))
+
+
+def uv_bin() -> str:
+    import uv
+
+    return uv.find_uv_bin()
+
+
+def uv_environ(workspace, project_env: Path | None = None) -> dict[str, str]:
+    """uv's environment: workspace caches, configured indexes, and the venv to act on."""
+    env = dict(os.environ)
+    env.setdefault("UV_CACHE_DIR", str(workspace.uv_cache_dir))
+    env.setdefault("UV_PYTHON_INSTALL_DIR", str(workspace.uv_python_dir))
+    env["UV_NO_PROGRESS"] = "1"
+    index = workspace.setting("python-index")
+    if index:
+        env["UV_DEFAULT_INDEX"] = index
+    find_links = workspace.setting("find-links")
+    if find_links:
+        env["UV_FIND_LINKS"] = find_links
+    if (workspace.setting("no-index") or "").lower() in {"1", "true", "yes"}:
+        env["UV_NO_INDEX"] = "1"
+    if project_env is not None:
+        env["UV_PROJECT_ENVIRONMENT"] = str(project_env)
+    env.pop("VIRTUAL_ENV", None)  # an activated venv of the caller's must not leak in
+    return env
+
+
+def run_uv(args: list[str], *, env: dict[str, str], cwd: Path | None = None, what: str) -> str:
+    """Run uv; on failure raise with uv's own explanation attached."""
+    cmd = [uv_bin(), *args]
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    except OSError as exc:
+        raise ExternalToolError(f"could not start uv for {what}: {exc}", hint="reinstall comfydock (uv is a dependency)") from None
+    if proc.returncode != 0:
+        details = _uv_explanation(proc.stderr)
+        raise ExternalToolError(
+            f"uv could not {what}",
+            hint="read uv's explanation above; 'comfydock --verbose ...' shows the full output",
+            details=details,
+        )
+    return proc.stdout + proc.stderr
+
+
+def _uv_explanation(stderr: str) -> str:
+    """uv's error text without the noise of interpreter probing warnings."""
+    keep = []
+    skipping = False
+    for line in stderr.splitlines():
+        if line.startswith("warning: Failed to inspect Python interpreter"):
+            skipping = True
+            continue
+        if skipping and (line.startswith(" ") or not line.strip()):
+            continue
+        skipping = False
+        keep.append(line)
+    return "\n".join(keep).strip()
+
+
+def available_pythons(workspace) -> list[str]:
+    """Python versions uv can find without downloading, e.g. ['3.11.7', '3.12.1']."""
+    try:
+        out = subprocess.run(
+            [uv_bin(), "python", "list", "--only-installed", "--output-format", "json"],
+            env=uv_environ(workspace),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        found = {entry["version"] for entry in json.loads(out or "[]")}
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return []
+    return sorted(found, key=lambda v: tuple(int(p) if p.isdigit() else 0 for p in re.split(r"[.+a-z]", v)))
+
+
+def create_venv(workspace, venv_dir: Path, python: str) -> None:
+    try:
+        run_uv(["venv", str(venv_dir), "--python", python], env=uv_environ(workspace), what=f"create a Python {python} venv")
+    except ExternalToolError as exc:
+        found = ", ".join(available_pythons(workspace)) or "none"
+        raise ExternalToolError(
+            f"Python {python} is not available to uv (interpreters found: {found})",
+            hint=f"pick one with --python, or install it with '{Path(uv_bin()).name} python install {python}'",
+            details=exc.details,
+        ) from None
+
+
+def venv_python(venv_dir: Path) -> Path:
+    if os.name == "nt":
+        return venv_dir / "Scripts" / "python.exe"
+    return venv_dir / "bin" / "python"
+
+
+def lock(workspace, project_dir: Path) -> None:
+    run_uv(["lock"], env=uv_environ(workspace), cwd=project_dir, what="resolve the environment's dependencies")
+
+
+def sync(workspace, project_dir: Path, venv_dir: Path) -> None:
+    # --frozen: install exactly what uv.lock says; lock_deps keeps the lock current.
+    run_uv(["sync", "--frozen"], env=uv_environ(workspace, venv_dir), cwd=project_dir, what="sync the venv to uv.lock")
+
+
+# --- torch backends ------------------------------------------------------------------------
+
+
+def detect_torch_backend() -> str:
+    """'auto': the newest CUDA build the NVIDIA driver supports, else the CPU build."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run(
+                [smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout
+            major = int(out.strip().splitlines()[0].split(".")[0])
+            for min_driver, backend in _CUDA_BY_DRIVER:
+                if major >= min_driver:
+                    return backend
+        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+            pass
+    return "cpu"
+
+
+def resolve_torch_backend(requested: str) -> str | None:
+    """Map the --torch-backend value to a concrete PyTorch index name (None: plain PyPI)."""
+    if requested == "auto":
+        return detect_torch_backend()
+    if requested in {"pypi", "none"}:
+        return None
+    if requested not in TORCH_BACKENDS:
+        raise UsageError(
+            f"unknown torch backend {requested!r}",
+            hint="use auto, pypi, or one of: " + ", ".join(TORCH_BACKENDS),
+        )
+    return requested

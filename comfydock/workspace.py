@@ -1,0 +1,302 @@
+"""The workspace: its layout on disk, its configuration, and the environments it holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from comfydock.errors import (
+    CorruptFile,
+    EnvironmentNotFound,
+    UsageError,
+    WorkspaceNotFound,
+)
+from comfydock.fsutil import atomic_write_json
+
+WORKSPACE_VERSION = 1
+DEFAULT_WORKSPACE = Path("~/comfydock_workspace")
+HOME_ENV_VAR = "COMFYDOCK_HOME"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configurable value: `comfydock config KEY`, an environment variable, a default."""
+
+    key: str
+    json_key: str
+    env_var: str
+    default: str | None
+    doc: str
+
+
+SETTINGS: dict[str, Setting] = {
+    s.key: s
+    for s in (
+        Setting(
+            "models-dir",
+            "global_model_directory",
+            "COMFYDOCK_MODELS_DIR",
+            None,
+            "directory holding model files (indexed, and given to ComfyUI)",
+        ),
+        Setting(
+            "comfyui-source",
+            "comfyui_source",
+            "COMFYDOCK_COMFYUI_SOURCE",
+            "https://github.com/comfyanonymous/ComfyUI.git",
+            "git URL that ComfyUI is cloned from",
+        ),
+        Setting(
+            "registry-url",
+            "registry_url",
+            "COMFYDOCK_REGISTRY_URL",
+            "https://api.comfy.org",
+            "Comfy Registry API base URL",
+        ),
+        Setting(
+            "python-index",
+            "python_index",
+            "COMFYDOCK_PYTHON_INDEX",
+            None,
+            "Python package index URL given to uv (default: uv's own, PyPI)",
+        ),
+        Setting(
+            "find-links",
+            "find_links",
+            "COMFYDOCK_FIND_LINKS",
+            None,
+            "directory or URL of extra wheels given to uv as --find-links",
+        ),
+        Setting(
+            "no-index",
+            "no_index",
+            "COMFYDOCK_NO_INDEX",
+            None,
+            "'true' to let uv use only find-links (offline set-ups)",
+        ),
+        Setting(
+            "torch-index",
+            "torch_index_url",
+            "COMFYDOCK_TORCH_INDEX_URL",
+            "https://download.pytorch.org/whl",
+            "base URL of the PyTorch wheel indexes used by --torch-backend",
+        ),
+    )
+}
+
+
+def validate_name(name: str, what: str = "environment") -> str:
+    """Names become directory names: refuse anything that could escape or confuse a path."""
+    if not name or not _NAME_RE.match(name) or name in {".", ".."} or name.endswith(".disabled"):
+        raise UsageError(
+            f"invalid {what} name {name!r}",
+            hint="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    return name
+
+
+def resolve_workspace_path(explicit: str | os.PathLike | None = None) -> Path:
+    """--workspace, then $COMFYDOCK_HOME, then ~/comfydock_workspace."""
+    if explicit:
+        raw = Path(explicit)
+    elif os.environ.get(HOME_ENV_VAR):
+        raw = Path(os.environ[HOME_ENV_VAR])
+    else:
+        raw = DEFAULT_WORKSPACE
+    return raw.expanduser().absolute()
+
+
+def _now() -> str:
+    return datetime.now().isoformat(timespec="seconds")
+
+
+class Workspace:
+    """A directory holding environments, the shared caches and the model index."""
+
+    def __init__(self, root: Path, config: dict):
+        self.root = root
+        self.config = config
+
+    # --- layout -----------------------------------------------------------------------
+    @property
+    def metadata_file(self) -> Path:
+        return self.root / ".metadata" / "workspace.json"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "comfydock_cache"
+
+    @property
+    def node_cache_dir(self) -> Path:
+        return self.cache_dir / "custom_nodes"
+
+    @property
+    def api_cache_dir(self) -> Path:
+        return self.cache_dir / "api_cache"
+
+    @property
+    def comfyui_cache_dir(self) -> Path:
+        return self.cache_dir / "comfyui"
+
+    @property
+    def models_db(self) -> Path:
+        return self.cache_dir / "models.db"
+
+    @property
+    def environments_dir(self) -> Path:
+        return self.root / "environments"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def uv_cache_dir(self) -> Path:
+        return self.root / "uv_cache"
+
+    @property
+    def uv_python_dir(self) -> Path:
+        return self.root / "uv" / "python"
+
+    def layout_dirs(self) -> list[Path]:
+        return [
+            self.metadata_file.parent,
+            self.node_cache_dir / "store",
+            self.api_cache_dir,
+            self.comfyui_cache_dir,
+            self.environments_dir,
+            self.logs_dir / "workspace",
+            self.uv_cache_dir,
+            self.uv_python_dir,
+        ]
+
+    # --- opening and creating ---------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path) -> "Workspace":
+        meta = path / ".metadata" / "workspace.json"
+        if not meta.is_file():
+            raise WorkspaceNotFound(
+                f"no comfydock workspace at {path}",
+                hint=f"run 'comfydock init {path}', or point {HOME_ENV_VAR} / --workspace at one",
+            )
+        try:
+            config = json.loads(meta.read_text(encoding="utf-8"))
+            if not isinstance(config, dict):
+                raise ValueError("top level is not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CorruptFile(
+                f"{meta} is not valid workspace JSON ({exc})",
+                hint="fix the file by hand, or move it aside and run 'comfydock init' again",
+            ) from None
+        return cls(path, config)
+
+    @classmethod
+    def init(cls, path: Path, models_dir: Path | None = None) -> tuple["Workspace", bool]:
+        """Create the layout; an existing workspace is returned untouched (created=False)."""
+        if (path / ".metadata" / "workspace.json").exists():
+            return cls.open(path), False
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{path} exists and is not a directory")
+        config: dict = {
+            "version": WORKSPACE_VERSION,
+            "active_environment": None,
+            "created_at": _now(),
+        }
+        ws = cls(path, config)
+        for d in ws.layout_dirs():
+            d.mkdir(parents=True, exist_ok=True)
+        if models_dir is not None:
+            ws.set_models_dir(models_dir, save=False)
+        ws.save()
+        return ws, True
+
+    def save(self) -> None:
+        atomic_write_json(self.metadata_file, self.config)
+
+    # --- settings ---------------------------------------------------------------------
+    def setting(self, key: str) -> str | None:
+        """Environment variable first, then workspace.json, then the built-in default."""
+        s = SETTINGS[key]
+        if os.environ.get(s.env_var):
+            return os.environ[s.env_var]
+        value = self.config.get(s.json_key)
+        if isinstance(value, dict):  # global_model_directory is an object in the spec
+            value = value.get("path")
+        if value not in (None, ""):
+            return str(value)
+        return s.default
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        s = SETTINGS[key]
+        if key == "models-dir":
+            if value is None:
+                self.config.pop(s.json_key, None)
+                self.save()
+            else:
+                self.set_models_dir(Path(value))
+            return
+        if value is None:
+            self.config.pop(s.json_key, None)
+        else:
+            self.config[s.json_key] = value
+        self.save()
+
+    @property
+    def models_dir(self) -> Path | None:
+        value = self.setting("models-dir")
+        return Path(value) if value else None
+
+    def set_models_dir(self, path: Path, save: bool = True) -> None:
+        path = path.expanduser().absolute()
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"models directory {path} is not a directory")
+        self.config["global_model_directory"] = {"path": str(path), "added_at": _now()}
+        if save:
+            self.save()
+
+    # --- environments -----------------------------------------------------------------
+    @property
+    def active_environment(self) -> str | None:
+        return self.config.get("active_environment")
+
+    def set_active(self, name: str | None) -> None:
+        self.config["active_environment"] = name
+        self.save()
+
+    def environment_names(self) -> list[str]:
+        if not self.environments_dir.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.environments_dir.iterdir()
+            if p.is_dir() and (p / ".cec" / "pyproject.toml").is_file()
+        )
+
+    def environment_path(self, name: str) -> Path:
+        return self.environments_dir / validate_name(name)
+
+    def environment(self, name: str | None = None):
+        """The named environment, or the active one."""
+        from comfydock.environment import Environment
+
+        if name is None:
+            name = os.environ.get("COMFYDOCK_ENV") or self.active_environment
+            if not name:
+                raise EnvironmentNotFound(
+                    "no environment selected",
+                    hint="pass -e NAME, or run 'comfydock use NAME' (see 'comfydock list')",
+                )
+        path = self.environment_path(name)
+        if not (path / ".cec" / "pyproject.toml").is_file():
+            known = ", ".join(self.environment_names()) or "none yet"
+            raise EnvironmentNotFound(
+                f"no environment named {name!r} in {self.root}",
+                hint=f"existing environments: {known}; create one with 'comfydock create {name}'",
+            )
+        return Environment(self, name)

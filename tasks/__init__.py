@@ -1,0 +1,9 @@
+"""doit task generators: one module per operation family; each creator yields task dicts.
+
+Installed as `comfydock.tasks`. A creator takes the Environment and yields doit task dicts
+with `basename` (and `name` for one task of a family), `file_dep`, `targets`, `uptodate`.
+"""
+
+from comfydock.tasks.python import task_lock_deps, task_sync_venv
+
+TASK_CREATORS = [task_lock_deps, task_sync_venv]
