@@ -30,7 +30,7 @@ class App:
         from rich.console import Console
 
         self.args = args
-        self.err = Console(stderr=True, highlight=False)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         self.out = Console(highlight=False, soft_wrap=True)
         self._workspace = None
 

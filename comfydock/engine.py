@@ -327,3 +327,32 @@ def describe(env) -> list[dict]:
             }
         )
     return out
+
+
+def environment_from_environ():
+    """$COMFYDOCK_ENV: an environment name (in $COMFYDOCK_HOME's workspace) or its directory."""
+    from pathlib import Path
+
+    from comfydock.workspace import Workspace, resolve_workspace_path
+
+    value = os.environ.get("COMFYDOCK_ENV", "")
+    if value and (os.sep in value or Path(value).is_dir()):
+        root = Path(value).absolute()
+        return Workspace.open(root.parent.parent).environment(root.name)
+    return Workspace.open(resolve_workspace_path()).environment(value or None)
+
+
+def dodo_namespace(env=None) -> dict:
+    """DOIT_CONFIG and task_* functions for a dodo.py: the same graph the CLI runs."""
+    env = env or environment_from_environ()
+    from comfydock.tasks import TASK_CREATORS
+
+    namespace: dict = {"DOIT_CONFIG": doit_config(env)}
+    for creator in TASK_CREATORS:
+
+        def task_creator(creator=creator):
+            return (_wrap_actions(d) for d in creator(env))
+
+        task_creator.__doc__ = creator.__doc__
+        namespace[creator.__name__] = task_creator
+    return namespace

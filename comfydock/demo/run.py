@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def run_demo(app, base: Path | None) -> int:
         ["config", "comfyui-source", comfyui.as_uri()],
         ["config", "find-links", str(wheels)],
         ["config", "no-index", "true"],
-        ["create", "demo", "--python", "3.11", "--torch-backend", "cpu"],
+        ["create", "demo", "--python", f"{sys.version_info.major}.{sys.version_info.minor}", "--torch-backend", "cpu"],
         ["status"],
         ["build"],
         ["run", "--quick-test-for-ci"],

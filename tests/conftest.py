@@ -1,0 +1,107 @@
+"""Fixtures: a real git ComfyUI source, real wheels, real workspaces; the CLI run in-process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from comfydock.cli import main
+from comfydock.demo.fixtures import build_comfyui_repo, build_wheels
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self):
+        import json
+
+        return json.loads(self.out)
+
+
+@pytest.fixture(scope="session")
+def fixture_assets(tmp_path_factory):
+    base = tmp_path_factory.mktemp("assets")
+    wheels = build_wheels(base / "wheels")
+    comfyui = build_comfyui_repo(base / "ComfyUI-source")
+    return {"wheels": wheels, "comfyui": comfyui, "uv_cache": base / "uv-cache"}
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch, fixture_assets, tmp_path):
+    """No COMFYDOCK_* from the outside; one uv cache for the session; never download Pythons."""
+    for key in list(os.environ):
+        if key.startswith(("COMFYDOCK_", "UV_")) or key == "VIRTUAL_ENV":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("UV_CACHE_DIR", str(fixture_assets["uv_cache"]))
+    monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def comfyui_source(fixture_assets, tmp_path):
+    """A private copy of the fixture ComfyUI repo, for tests that change or remove it."""
+    dest = tmp_path / "ComfyUI-source"
+    shutil.copytree(fixture_assets["comfyui"], dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture
+def run_cli(capsys):
+    def run(*argv: str) -> Result:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def workspace_path(tmp_path, fixture_assets, comfyui_source, run_cli, monkeypatch):
+    """An initialised workspace wired to the local ComfyUI source and wheels, as $COMFYDOCK_HOME."""
+    ws = tmp_path / "ws"
+    models = tmp_path / "models"
+    assert run_cli("init", ws, "--models-dir", models, "--no-interactive").code == 0
+    for key, value in (
+        ("comfyui-source", comfyui_source.as_uri()),
+        ("find-links", fixture_assets["wheels"]),
+        ("no-index", "true"),
+    ):
+        assert run_cli("-w", ws, "config", key, value).code == 0
+    monkeypatch.setenv("COMFYDOCK_HOME", str(ws))
+    return ws
+
+
+@pytest.fixture
+def workspace(workspace_path):
+    from comfydock.workspace import Workspace
+
+    return Workspace.open(workspace_path)
+
+
+@pytest.fixture
+def env(workspace, run_cli):
+    """A created environment named 'main' (active)."""
+    result = run_cli("create", "main", "--torch-backend", "cpu")
+    assert result.code == 0, result.err
+    return workspace.environment("main")
+
+
+def venv_has(env, module: str) -> str | None:
+    """The version of `module` importable in the env's venv, or None."""
+    import subprocess
+
+    proc = subprocess.run(
+        [str(env.python), "-c", f"import {module}; print({module}.__version__)"],
+        capture_output=True,
+        text=True,
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None

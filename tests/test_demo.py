@@ -1,0 +1,29 @@
+"""The README's first command: the offline demo runs end to end."""
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "comfydock", "demo", "--dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Demo complete" in proc.stderr
+    assert "v1: Initial environment setup" in proc.stdout
+    assert "Fixture ComfyUI started" in proc.stdout
+    assert (tmp_path / "demo" / "workspace" / "environments" / "demo" / ".cec" / "uv.lock").exists()
+
+
+def test_demo_refuses_a_non_empty_directory(tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    proc = subprocess.run([sys.executable, "-m", "comfydock", "demo", "--dir", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 1 and "not empty" in proc.stderr
+    assert (tmp_path / "keep.txt").read_text() == "mine"

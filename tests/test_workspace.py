@@ -1,0 +1,105 @@
+"""Workspaces: layout, lookup order, settings, and the errors a user can make."""
+
+import json
+
+from comfydock.workspace import Workspace
+
+
+def test_init_creates_the_spec_layout(tmp_path, run_cli):
+    ws = tmp_path / "w"
+    result = run_cli("init", ws, "--no-interactive")
+    assert result.code == 0
+    for rel in (
+        ".metadata/workspace.json",
+        "comfydock_cache/custom_nodes/store",
+        "comfydock_cache/api_cache",
+        "environments",
+        "logs/workspace",
+        "uv_cache",
+    ):
+        assert (ws / rel).exists(), rel
+    config = json.loads((ws / ".metadata/workspace.json").read_text())
+    assert config["version"] == 1 and config["active_environment"] is None
+    assert "COMFYDOCK_HOME" in result.err
+
+
+def test_init_twice_changes_nothing_and_says_so(tmp_path, run_cli):
+    ws = tmp_path / "w"
+    run_cli("init", ws, "--models-dir", tmp_path / "m", "--no-interactive")
+    before = (ws / ".metadata/workspace.json").read_bytes()
+    result = run_cli("init", ws, "--models-dir", tmp_path / "other", "--no-interactive")
+    assert result.code == 0
+    assert "already exists" in result.err
+    assert (ws / ".metadata/workspace.json").read_bytes() == before
+
+
+def test_init_records_and_creates_models_dir(tmp_path, run_cli):
+    ws = tmp_path / "w"
+    run_cli("init", ws, "--models-dir", tmp_path / "models", "--no-interactive")
+    assert (tmp_path / "models").is_dir()
+    assert Workspace.open(ws).models_dir == tmp_path / "models"
+
+
+def test_workspace_lookup_order(tmp_path, run_cli, monkeypatch):
+    home_ws = tmp_path / "home" / "comfydock_workspace"
+    env_ws = tmp_path / "from-env"
+    flag_ws = tmp_path / "from-flag"
+    assert run_cli("init", "--no-interactive").code == 0  # default: ~/comfydock_workspace
+    assert (home_ws / ".metadata").is_dir()
+    monkeypatch.setenv("COMFYDOCK_HOME", str(env_ws))
+    run_cli("init", "--no-interactive")
+    assert (env_ws / ".metadata").is_dir()
+    run_cli("--workspace", flag_ws, "init", "--no-interactive")
+    assert (flag_ws / ".metadata").is_dir()
+    # commands use the same order: --workspace beats $COMFYDOCK_HOME
+    run_cli("--workspace", flag_ws, "config", "registry-url", "http://127.0.0.1:9/flag")
+    assert run_cli("config", "registry-url").out.strip() == "https://api.comfy.org"
+    assert run_cli("-w", flag_ws, "config", "registry-url").out.strip() == "http://127.0.0.1:9/flag"
+
+
+def test_missing_workspace_is_a_clear_error(tmp_path, run_cli):
+    result = run_cli("-w", tmp_path / "nowhere", "list")
+    assert result.code == 1
+    assert "no comfydock workspace" in result.err
+    assert "comfydock init" in result.err
+
+
+def test_corrupt_workspace_json_names_the_file_and_the_fix(tmp_path, run_cli):
+    ws = tmp_path / "w"
+    run_cli("init", ws, "--no-interactive")
+    (ws / ".metadata/workspace.json").write_text("{not json")
+    for argv in (("list",), ("init", ws, "--no-interactive")):
+        result = run_cli("-w", ws, *argv)
+        assert result.code == 1
+        assert "workspace.json" in result.err and "hint:" in result.err
+        assert "Traceback" not in result.err
+    assert (ws / ".metadata/workspace.json").read_text() == "{not json"
+
+
+def test_environment_variable_overrides_workspace_setting(workspace_path, run_cli, monkeypatch):
+    run_cli("config", "comfyui-source", "file:///from/config")
+    assert run_cli("config", "comfyui-source").out.strip() == "file:///from/config"
+    monkeypatch.setenv("COMFYDOCK_COMFYUI_SOURCE", "file:///from/env")
+    assert run_cli("config", "comfyui-source").out.strip() == "file:///from/env"
+    rows = {r["key"]: r for r in run_cli("config", "--json").json}
+    assert rows["comfyui-source"]["source"] == "env"
+    assert rows["registry-url"]["source"] == "default"
+    assert rows["registry-url"]["value"] == "https://api.comfy.org"
+
+
+def test_unknown_setting_is_a_usage_error(workspace_path, run_cli):
+    result = run_cli("config", "no-such-key", "x")
+    assert result.code == 2
+    assert "known settings" in result.err
+
+
+def test_unknown_environment_lists_existing_ones(workspace_path, run_cli):
+    result = run_cli("status", "-e", "ghost")
+    assert result.code == 1
+    assert "no environment named 'ghost'" in result.err
+
+
+def test_no_active_environment_says_how_to_pick_one(workspace_path, run_cli):
+    result = run_cli("status")
+    assert result.code == 1
+    assert "comfydock use" in result.err
