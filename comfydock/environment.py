@@ -8,7 +8,7 @@ from pathlib import Path
 
 from comfydock import comfyui, history, manifest, python_env
 from comfydock.errors import ExternalToolError, UsageError
-from comfydock.fsutil import atomic_write_json, file_sha256, remove_tree
+from comfydock.fsutil import atomic_write_bytes, atomic_write_json, file_sha256, remove_tree
 from comfydock.locking import environment_lock
 from comfydock.requirements import scan_requirements_file
 from comfydock.workspace import Workspace, validate_name
@@ -172,6 +172,42 @@ def build_failure(report) -> ExternalToolError:
     )
 
 
+@dataclass
+class ManifestChange:
+    changed: bool  # did pyproject.toml change at all
+    report: object  # the engine's BuildReport
+    result: object = None  # what the mutation returned
+
+
+def change_manifest(env: Environment, mutate, *, listener=None, on_wait=None) -> ManifestChange:
+    """Edit pyproject.toml, then lock and sync; if uv refuses, put everything back as it was.
+
+    `mutate(doc)` edits the tomlkit document in place (raising to abort). On a failed lock or
+    sync, pyproject.toml and uv.lock are restored byte for byte and the venv re-synced to them.
+    """
+    from comfydock import engine
+
+    with env.lock(on_wait):
+        saved = {p: (p.read_bytes() if p.exists() else None) for p in (env.pyproject_path, env.lock_path)}
+        doc = env.manifest()
+        result = mutate(doc)
+        text = manifest.dumps(doc)
+        changed = text.encode() != saved[env.pyproject_path]
+        if changed:
+            manifest.save(env.pyproject_path, doc)
+        report = engine.build(env, ["lock_deps", "sync_venv"], listener=listener)
+        if not report.ok:
+            for path, data in saved.items():
+                if data is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    atomic_write_bytes(path, data)
+            env.venv_marker.unlink(missing_ok=True)  # a failed sync may have half-changed the venv
+            engine.build(env, ["lock_deps", "sync_venv"])
+            raise build_failure(report)
+    return ManifestChange(changed, report, result)
+
+
 def delete_environment(ws: Workspace, name: str) -> None:
     env = ws.environment(name)
     with env.lock():
@@ -188,6 +224,15 @@ def status(env: Environment) -> dict:
     pending = [e.task for e in plan if e.status != "up-to-date"]
     repo = history.open_repo(env.cec_dir)
     changes = [line[3:] for line in repo.git.status("--porcelain").splitlines()]
+    try:
+        committed = manifest.parse(repo.git.show("HEAD:pyproject.toml"))
+        current = env.manifest()
+        from comfydock.dependencies import dependency_snapshot
+
+        before, after = dependency_snapshot(committed), dependency_snapshot(current)
+        dep_changes = {"added": sorted(after - before), "removed": sorted(before - after)}
+    except Exception:  # no commit yet, or an unreadable committed file: nothing to compare
+        dep_changes = {"added": [], "removed": []}
     head = None
     try:
         head = comfyui._git().Repo(env.comfyui_dir).head.commit.hexsha
@@ -204,4 +249,5 @@ def status(env: Environment) -> dict:
         "venv_in_sync": env.venv_in_sync() and not pending,
         "pending_tasks": pending,
         "uncommitted_changes": changes,
+        "dependency_changes": dep_changes,
     }

@@ -24,6 +24,14 @@ def load(path: Path) -> tomlkit.TOMLDocument:
         ) from None
 
 
+def parse(text: str) -> tomlkit.TOMLDocument:
+    return tomlkit.parse(text)
+
+
+def dumps(doc) -> str:
+    return tomlkit.dumps(doc)
+
+
 def save(path: Path, doc: tomlkit.TOMLDocument) -> None:
     atomic_write_text(path, tomlkit.dumps(doc))
 

@@ -84,6 +84,8 @@ def _uv_explanation(stderr: str) -> str:
         if skipping and (line.startswith(" ") or not line.strip()):
             continue
         skipping = False
+        if line.startswith(("Using CPython", "Using Python", "Resolved ", "Audited ")):
+            continue
         keep.append(line)
     return "\n".join(keep).strip()
 
