@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -262,7 +264,12 @@ def build(env, targets: list[str] | None = None, *, keep_going: bool = False, li
     argv = ["run"] + (["--continue"] if keep_going else []) + selected
     with environment_lock(env.lock_file, on_wait=on_wait):
         _action_errors.clear()
-        code = DoitMain(loader, config_filenames=()).run(argv)
+        # doit prints its own internal errors (exit 3) as tracebacks: keep them for the report
+        captured = io.StringIO()
+        with contextlib.redirect_stderr(captured):
+            code = DoitMain(loader, config_filenames=()).run(argv)
+    if code != 0 and not any(e.status == "failed" for e in events):
+        events.append(TaskEvent("doit", "failed", error="the task engine failed", details=captured.getvalue().strip()))
     return BuildReport(events, 0 if code == 0 else 1)
 
 

@@ -145,7 +145,7 @@ def create_environment(
             python_env.create_venv(ws, env.venv_dir, python)
 
             step("Resolving and installing dependencies")
-            report = engine.build(env, listener=build_listener)
+            report = engine.build(env, ["lock_deps", "sync_venv"], listener=build_listener)
             if not report.ok:
                 failure = report.first_failure()
                 raise build_failure(report)
@@ -220,8 +220,8 @@ def status(env: Environment) -> dict:
     from comfydock import engine
 
     info = env.info()
-    plan = engine.plan(env)
-    pending = [e.task for e in plan if e.status != "up-to-date"]
+    pending = [e.task for e in engine.plan(env) if e.status != "up-to-date"]
+    venv_pending = [t for t in pending if t in {"lock_deps", "sync_venv"}]
     repo = history.open_repo(env.cec_dir)
     changes = [line[3:] for line in repo.git.status("--porcelain").splitlines()]
     try:
@@ -246,7 +246,7 @@ def status(env: Environment) -> dict:
         "comfyui_checkout_matches": head == info.get("comfyui_commit") if head else False,
         "python_version": info.get("python_version"),
         "torch_backend": info.get("torch_backend"),
-        "venv_in_sync": env.venv_in_sync() and not pending,
+        "venv_in_sync": env.venv_in_sync() and not venv_pending,
         "pending_tasks": pending,
         "uncommitted_changes": changes,
         "dependency_changes": dep_changes,

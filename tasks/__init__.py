@@ -4,6 +4,7 @@ Installed as `comfydock.tasks`. A creator takes the Environment and yields doit 
 with `basename` (and `name` for one task of a family), `file_dep`, `targets`, `uptodate`.
 """
 
+from comfydock.tasks.models import task_index_models
 from comfydock.tasks.python import task_lock_deps, task_sync_venv
 
-TASK_CREATORS = [task_lock_deps, task_sync_venv]
+TASK_CREATORS = [task_lock_deps, task_sync_venv, task_index_models]

@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def statuses(result):
-    return {t["task"]: t["status"] for t in result.json["tasks"]}
+    """Statuses of the Python tasks (the model index task has its own test)."""
+    return {t["task"]: t["status"] for t in result.json["tasks"] if t["task"] != "index_models"}
 
 
 def test_second_build_with_nothing_changed_executes_nothing(env, run_cli):
@@ -38,7 +39,7 @@ def test_touching_pyproject_without_changing_it_runs_nothing(env, run_cli):
 def test_hand_edited_dependency_is_locked_and_installed(env, run_cli):
     text = env.pyproject_path.read_text().replace('"cdfix-gamma",', '"cdfix-gamma",\n    "cdfix-beta<2",')
     env.pyproject_path.write_text(text)
-    plan = run_cli("build", "--dry-run", "--json").json
+    plan = run_cli("build", "--dry-run", "lock_deps", "sync_venv", "--json").json
     assert plan == [{"task": "lock_deps", "status": "run"}, {"task": "sync_venv", "status": "after-upstream"}]
     assert venv_has(env, "cdfix_beta") is None  # dry run ran nothing
     result = run_cli("build", "--json")
@@ -135,3 +136,18 @@ def test_second_process_waits_for_the_lock_and_names_the_holder(env, tmp_path):
         holder.wait(10)
     with environment_lock(env.lock_file, timeout=2):  # free again once the holder exits
         pass
+
+
+def test_index_models_task_runs_only_when_the_models_tree_changed(env, workspace, run_cli):
+    models = workspace.models_dir
+    (models / "loras").mkdir(exist_ok=True)
+    (models / "loras" / "a.safetensors").write_bytes(b"a" * 100)
+    first = {t["task"]: t["status"] for t in run_cli("build", "index_models", "--json").json["tasks"]}
+    assert first == {"index_models": "ran"}
+    assert run_cli("models", "find", "a.safetensors", "--json").json[0]["file_size"] == 100
+    again = {t["task"]: t["status"] for t in run_cli("build", "index_models", "--json").json["tasks"]}
+    assert again == {"index_models": "up-to-date"}
+    (models / "loras" / "b.safetensors").write_bytes(b"b" * 10)
+    third = {t["task"]: t["status"] for t in run_cli("build", "index_models", "--json").json["tasks"]}
+    assert third == {"index_models": "ran"}
+    assert run_cli("models", "find", "b.safetensors", "--json").json

@@ -61,7 +61,7 @@ def test_conflict_with_core_is_refused_and_changes_nothing(env, run_cli):
     assert "No solution found" in result.err  # uv's explanation
     assert (env.pyproject_path.read_bytes(), env.lock_path.read_bytes()) == before
     assert venv_has(env, "cdfix_alpha") == "2.0"
-    assert run_cli("build", "--dry-run", "--json").json == [
+    assert run_cli("build", "--dry-run", "sync_venv", "--json").json == [
         {"task": "lock_deps", "status": "up-to-date"},
         {"task": "sync_venv", "status": "up-to-date"},
     ]
