@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -141,27 +142,18 @@ def task_dicts(env) -> list[dict]:
 def load_tasks(env):
     from doit.loader import generate_tasks
 
-    tasks = []
+    families: dict[str, list[dict]] = {}
     for d in task_dicts(env):
         d = _wrap_actions(d)
-        basename = d.pop("basename")
-        if "name" in d:
-            # a sub-task of a family (fetch_node:<id>): doit wants them yielded from a generator
-            tasks.extend(generate_tasks(basename, iter([dict(d, basename=basename)]), d.get("doc")))
-        else:
-            tasks.extend(generate_tasks(basename, d, d.get("doc")))
-    return _dedupe_groups(tasks)
-
-
-def _dedupe_groups(tasks):
-    seen = {}
-    for t in tasks:
-        if t.name in seen and not t.actions:
-            # group tasks for families: merge their task_dep lists
-            seen[t.name].task_dep.extend(x for x in t.task_dep if x not in seen[t.name].task_dep)
-            continue
-        seen[t.name] = t
-    return list(seen.values())
+        families.setdefault(d.pop("basename"), []).append(d)
+    tasks = []
+    for basename, dicts in families.items():
+        doc = dicts[0].get("doc")
+        if len(dicts) == 1 and "name" not in dicts[0]:
+            tasks.extend(generate_tasks(basename, dicts[0], doc))
+        else:  # a family (fetch_node:<id>, ...): doit wants sub-tasks yielded by a generator
+            tasks.extend(generate_tasks(basename, (d for d in dicts), doc))
+    return tasks
 
 
 def _resolve_targets(tasks, targets: list[str]) -> list[str]:
@@ -251,7 +243,9 @@ class _Loader:
         return EnvironmentTaskLoader()
 
 
-def build(env, targets: list[str] | None = None, *, keep_going: bool = False, listener=None, on_wait=None) -> BuildReport:
+def build(
+    env, targets: list[str] | None = None, *, keep_going: bool = False, listener=None, on_wait=None, workers: int = 1
+) -> BuildReport:
     """Run `targets` (default: the whole graph) under the environment lock."""
     from doit.doit_cmd import DoitMain
 
@@ -261,13 +255,22 @@ def build(env, targets: list[str] | None = None, *, keep_going: bool = False, li
     selected = _resolve_targets(tasks, targets) if targets else []
     events: list[TaskEvent] = []
     loader = _Loader.create(env, _reporter_class(events, listener))
-    argv = ["run"] + (["--continue"] if keep_going else []) + selected
+    argv = ["run"] + (["--continue"] if keep_going else [])
+    if workers > 1:  # threads: actions are module-level functions, and uv/git/downloads release the GIL
+        argv += ["-n", str(workers), "-P", "thread"]
+    argv += selected
     with environment_lock(env.lock_file, on_wait=on_wait):
         _action_errors.clear()
         # doit prints its own internal errors (exit 3) as tracebacks: keep them for the report
         captured = io.StringIO()
-        with contextlib.redirect_stderr(captured):
-            code = DoitMain(loader, config_filenames=()).run(argv)
+        saved_out, saved_err = sys.stdout, sys.stderr
+        try:
+            with contextlib.redirect_stderr(captured):
+                code = DoitMain(loader, config_filenames=()).run(argv)
+        finally:
+            # doit swaps sys.stdout/err per action to capture output; with threads the swaps
+            # interleave and can leave a capture buffer in place: put the real streams back
+            sys.stdout, sys.stderr = saved_out, saved_err
     if code != 0 and not any(e.status == "failed" for e in events):
         events.append(TaskEvent("doit", "failed", error="the task engine failed", details=captured.getvalue().strip()))
     return BuildReport(events, 0 if code == 0 else 1)

@@ -5,13 +5,20 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from comfydock.errors import LockHeld
 
-_held: set[str] = set()  # locks this process holds: nested operations must not deadlock
+_local = threading.local()  # locks this thread holds: nested operations must not deadlock
+
+
+def _held() -> set[str]:
+    if not hasattr(_local, "held"):
+        _local.held = set()
+    return _local.held
 
 
 def _holder_text() -> str:
@@ -23,7 +30,7 @@ def _holder_text() -> str:
 def environment_lock(lock_file: Path, timeout: float | None = None, on_wait=None):
     """Hold `lock_file` exclusively; wait up to `timeout` seconds (env COMFYDOCK_LOCK_TIMEOUT)."""
     key = str(lock_file.resolve())
-    if key in _held:
+    if key in _held():
         yield
         return
     if timeout is None:
@@ -50,11 +57,11 @@ def environment_lock(lock_file: Path, timeout: float | None = None, on_wait=None
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.write(fd, _holder_text().encode())
-        _held.add(key)
+        _held().add(key)
         try:
             yield
         finally:
-            _held.discard(key)
+            _held().discard(key)
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:

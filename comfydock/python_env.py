@@ -124,8 +124,9 @@ def venv_python(venv_dir: Path) -> Path:
     return venv_dir / "bin" / "python"
 
 
-def lock(workspace, project_dir: Path) -> None:
-    run_uv(["lock"], env=uv_environ(workspace), cwd=project_dir, what="resolve the environment's dependencies")
+def lock(workspace, project_dir: Path, upgrade: list[str] = ()) -> None:
+    args = ["lock"] + [arg for name in upgrade for arg in ("--upgrade-package", name)]
+    run_uv(args, env=uv_environ(workspace), cwd=project_dir, what="resolve the environment's dependencies")
 
 
 def sync(workspace, project_dir: Path, venv_dir: Path) -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 from comfydock import python_env
 
 
 def _lock(env) -> None:
-    python_env.lock(env.workspace, env.cec_dir)
+    # a one-off request (node update) to move some packages to their newest allowed versions
+    upgrade_file = env.state_dir / "lock-upgrade.json"
+    upgrade = json.loads(upgrade_file.read_text()) if upgrade_file.exists() else []
+    python_env.lock(env.workspace, env.cec_dir, upgrade)
+    upgrade_file.unlink(missing_ok=True)
 
 
 def _sync(env) -> None:
@@ -20,8 +26,11 @@ def _venv_exists(env) -> bool:
 
 def task_lock_deps(env):
     """Resolve .cec/pyproject.toml into .cec/uv.lock with uv."""
+    from comfydock.tasks.nodes import scan_task_names
+
     yield {
         "basename": "lock_deps",
+        "task_dep": scan_task_names(env),  # node dependency groups are written before locking
         "file_dep": [env.pyproject_path],
         "targets": [env.lock_path],
         "actions": [(_lock, [env])],

@@ -105,3 +105,33 @@ def venv_has(env, module: str) -> str | None:
         text=True,
     )
     return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+@pytest.fixture
+def registry(workspace_path, run_cli):
+    """A loopback Comfy Registry, configured as the workspace's registry-url."""
+    from comfydock.demo.fixtures import node_zip_bytes
+    from registry_server import FakeRegistry
+
+    reg = FakeRegistry()
+    reg.add_node(
+        "comfyui-fixture-pack",
+        {"1.0.0": node_zip_bytes("fixture-pack", "cdfix-beta<2\n"), "1.1.0": node_zip_bytes("fixture-pack", "cdfix-beta\n")},
+        repository="https://github.com/fixture/ComfyUI-Fixture-Pack",
+    )
+    reg.add_node("comfyui-plain", {"0.1.0": node_zip_bytes("plain", "# nothing needed\n")})
+    assert run_cli("config", "registry-url", reg.url).code == 0
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
+def node_repo(tmp_path):
+    """A git custom node with releases v1.0 (needs cdfix-gamma<0.2) and v2.0 (cdfix-gamma>=0.2)."""
+    from comfydock.demo.fixtures import build_node_repo
+
+    return build_node_repo(
+        tmp_path / "repos" / "ComfyUI-Git-Node",
+        "git-node",
+        {"v1.0": "cdfix-gamma<0.2\n", "v2.0": "cdfix-gamma>=0.2\n"},
+    )

@@ -107,3 +107,40 @@ def build_comfyui_repo(dest: Path) -> Path:
     (dest / "README.md").write_text("Fixture ComfyUI: unreleased work on master.\n")
     _commit_all(repo, "Unreleased change after the last tag")
     return dest
+
+
+NODE_INIT = '''"""Fixture custom node {name} (comfydock demo and tests)."""
+
+NODE_CLASS_MAPPINGS = {{}}
+NODE_DISPLAY_NAME_MAPPINGS = {{}}
+'''
+
+
+def build_node_repo(dest: Path, name: str, releases: dict[str, str], files: dict[str, str] | None = None) -> Path:
+    """A git repository shaped like a custom node: one commit + tag per release (tag -> requirements.txt)."""
+    import git
+
+    dest.mkdir(parents=True)
+    repo = git.Repo.init(dest, initial_branch="main")
+    (dest / "__init__.py").write_text(NODE_INIT.format(name=name))
+    for rel, text in (files or {}).items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_text(text)
+    for tag, requirements in releases.items():
+        (dest / "requirements.txt").write_text(requirements)
+        commit = _commit_all(repo, f"{name} {tag}")
+        repo.create_tag(tag, ref=commit)
+    return dest
+
+
+def node_zip_bytes(name: str, requirements: str, files: dict[str, str] | None = None) -> bytes:
+    """A registry-style node archive: the node's files at the root of a zip."""
+    import io
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("__init__.py", NODE_INIT.format(name=name))
+        zf.writestr("requirements.txt", requirements)
+        for rel, text in (files or {}).items():
+            zf.writestr(rel, text)
+    return buf.getvalue()

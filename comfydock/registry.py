@@ -1,0 +1,161 @@
+"""The Comfy Registry HTTP API (api.comfy.org by default), with an expiring response cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from comfydock.errors import ComfydockError
+from comfydock.fsutil import atomic_write_json
+
+DEFAULT_TTL = 4 * 3600  # seconds; $COMFYDOCK_API_CACHE_TTL overrides
+_TIMEOUT = 30
+
+
+class RegistryError(ComfydockError):
+    pass
+
+
+class NodeNotFound(RegistryError):
+    pass
+
+
+class RegistryClient:
+    def __init__(self, base_url: str, cache_file: Path | None = None, ttl: float | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.cache_file = cache_file
+        self.ttl = float(os.environ.get("COMFYDOCK_API_CACHE_TTL", DEFAULT_TTL)) if ttl is None else ttl
+        self._session = None
+
+    @property
+    def session(self):
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()
+            self._session.headers["User-Agent"] = "comfydock"
+        return self._session
+
+    # --- cache ----------------------------------------------------------------------------
+    def _cache_load(self) -> dict:
+        if self.cache_file is None or not self.cache_file.exists():
+            return {}
+        try:
+            data = json.loads(self.cache_file.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}  # a damaged cache is only a cache: start over
+
+    def _cache_get(self, key: str):
+        entry = self._cache_load().get(key)
+        if entry and time.time() - entry.get("at", 0) < self.ttl:
+            return entry["value"]
+        return None
+
+    def _cache_put(self, key: str, value) -> None:
+        if self.cache_file is None:
+            return
+        data = self._cache_load()
+        now = time.time()
+        data = {k: v for k, v in data.items() if now - v.get("at", 0) < self.ttl}
+        data[key] = {"at": now, "value": value}
+        atomic_write_json(self.cache_file, data)
+
+    # --- requests -------------------------------------------------------------------------
+    def _get(self, path: str, params: dict | None = None, *, cache: bool = True, not_found=None):
+        import requests
+
+        key = path + ("?" + "&".join(f"{k}={v}" for k, v in sorted(params.items())) if params else "")
+        if cache:
+            hit = self._cache_get(key)
+            if hit is not None:
+                return hit
+        url = self.base_url + path
+        try:
+            resp = self.session.get(url, params=params, timeout=_TIMEOUT)
+        except requests.RequestException as exc:
+            raise RegistryError(
+                f"cannot reach the Comfy Registry at {self.base_url} ({type(exc).__name__})",
+                hint="check your network, or point 'comfydock config registry-url' / $COMFYDOCK_REGISTRY_URL elsewhere",
+            ) from None
+        if resp.status_code == 404 and not_found is not None:
+            raise not_found()
+        if resp.status_code != 200:
+            raise RegistryError(
+                f"the Comfy Registry answered {resp.status_code} for {path}",
+                hint="try again later; the registry may be having trouble",
+            )
+        try:
+            value = resp.json()
+        except ValueError:
+            raise RegistryError(
+                f"the Comfy Registry sent something that is not JSON for {path}",
+                hint=f"is {self.base_url} really a Comfy Registry API? check 'comfydock config registry-url'",
+            ) from None
+        if cache:
+            self._cache_put(key, value)
+        return value
+
+    def node(self, node_id: str) -> dict:
+        def missing():
+            suggestions = self.suggest(node_id)
+            hint = f"did you mean: {', '.join(suggestions)}?" if suggestions else "search the registry at https://registry.comfy.org"
+            return NodeNotFound(f"no node {node_id!r} in the Comfy Registry", hint=hint)
+
+        data = self._get(f"/nodes/{quote(node_id)}", not_found=missing)
+        if not isinstance(data, dict) or "id" not in data:
+            raise RegistryError(f"the Comfy Registry sent an unexpected answer for node {node_id!r}")
+        return data
+
+    def versions(self, node_id: str) -> list[dict]:
+        data = self._get(f"/nodes/{quote(node_id)}/versions")
+        if isinstance(data, dict):  # some deployments wrap lists
+            data = data.get("versions", [])
+        return [v for v in data if isinstance(v, dict)]
+
+    def install_info(self, node_id: str, version: str | None) -> dict:
+        """The version to install, with its downloadUrl. Counts as an install on the registry side."""
+        params = {"version": version} if version else None
+        data = self._get(
+            f"/nodes/{quote(node_id)}/install",
+            params,
+            cache=False,
+            not_found=lambda: NodeNotFound(
+                f"node {node_id!r} has no version {version!r} in the Comfy Registry",
+                hint=f"see the versions with 'comfydock node add {node_id}' (latest) or the registry's page",
+            ),
+        )
+        if not isinstance(data, dict) or not data.get("downloadUrl"):
+            raise RegistryError(f"the Comfy Registry gave no download URL for {node_id} {version or ''}".strip())
+        return data
+
+    def suggest(self, query: str, limit: int = 5) -> list[str]:
+        try:
+            data = self._get("/nodes/search", {"search": query, "limit": limit}, cache=False)
+        except RegistryError:
+            return []
+        nodes = data.get("nodes", []) if isinstance(data, dict) else []
+        return [n["id"] for n in nodes if isinstance(n, dict) and n.get("id")][:limit]
+
+    def download(self, url: str, dest: Path) -> int:
+        """Stream `url` to `dest`; a cut-off transfer is an error, never a short file."""
+        import requests
+
+        try:
+            with self.session.get(url, stream=True, timeout=_TIMEOUT) as resp:
+                if resp.status_code != 200:
+                    raise RegistryError(f"download of {url} failed with HTTP {resp.status_code}", hint="try again later")
+                expected = resp.headers.get("Content-Length")
+                got = 0
+                with open(dest, "wb") as f:
+                    for chunk in resp.iter_content(1 << 20):
+                        f.write(chunk)
+                        got += len(chunk)
+        except requests.RequestException as exc:
+            raise RegistryError(f"download of {url} was interrupted ({type(exc).__name__})", hint="run the command again to retry") from None
+        if expected is not None and got != int(expected):
+            raise RegistryError(f"download of {url} was cut off ({got} of {expected} bytes)", hint="run the command again to retry")
+        return got

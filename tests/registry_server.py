@@ -1,0 +1,127 @@
+"""A Comfy Registry on 127.0.0.1 for tests: the real API's JSON shapes, zips built from fixture nodes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlparse
+
+
+class FakeRegistry:
+    """nodes: id -> {"repository": url, "versions": {version: zip bytes}} (newest last)."""
+
+    def __init__(self):
+        self.nodes: dict[str, dict] = {}
+        self.hits: Counter = Counter()
+        self.mode: str | None = None  # None, "500", "not-json", "truncate"
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                registry._handle(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def add_node(self, node_id: str, versions: dict[str, bytes], repository: str | None = None):
+        self.nodes[node_id] = {"repository": repository or f"https://github.com/fixture/{node_id}", "versions": dict(versions)}
+
+    # --- the API ---------------------------------------------------------------------------
+    def _version_obj(self, node_id: str, version: str) -> dict:
+        return {
+            "id": f"{node_id}-{version}",
+            "version": version,
+            "changelog": "",
+            "dependencies": [],
+            "deprecated": False,
+            "downloadUrl": f"{self.url}/files/{node_id}/{version}.zip",
+            "createdAt": "2025-01-01T00:00:00Z",
+            "status": "NodeVersionStatusActive",
+        }
+
+    def _node_obj(self, node_id: str) -> dict:
+        node = self.nodes[node_id]
+        latest = list(node["versions"])[-1]
+        return {
+            "id": node_id,
+            "name": node_id.replace("-", " ").title(),
+            "description": "fixture node",
+            "author": "fixture",
+            "license": "MIT",
+            "icon": "",
+            "repository": node["repository"],
+            "tags": [],
+            "latest_version": self._version_obj(node_id, latest),
+        }
+
+    def _find(self, node_id: str) -> str | None:
+        return next((n for n in self.nodes if n.lower() == node_id.lower()), None)
+
+    def _handle(self, req):
+        parsed = urlparse(req.path)
+        path = unquote(parsed.path)
+        query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+        self.hits[path] += 1
+        if self.mode == "500" and not path.startswith("/files/"):
+            return self._send(req, 500, b"internal error", "text/plain")
+        if self.mode == "not-json" and not path.startswith("/files/"):
+            return self._send(req, 200, b"<html>login</html>", "text/html")
+        parts = [p for p in path.split("/") if p]
+        if parts[:2] == ["nodes", "search"]:
+            q = query.get("search", "").lower()
+            found = [self._node_obj(n) for n in self.nodes if q[:4] in n.lower() or n.lower()[:4] in q]
+            return self._json(req, {"nodes": found[: int(query.get("limit", 10))], "total": len(found), "page": 1, "limit": 10})
+        if parts[:1] == ["nodes"] and len(parts) >= 2:
+            node_id = self._find(parts[1])
+            if node_id is None:
+                return self._json(req, {"message": "Node not found"}, 404)
+            if len(parts) == 2:
+                return self._json(req, self._node_obj(node_id))
+            if parts[2] == "versions":
+                return self._json(req, [self._version_obj(node_id, v) for v in reversed(self.nodes[node_id]["versions"])])
+            if parts[2] == "install":
+                version = query.get("version") or list(self.nodes[node_id]["versions"])[-1]
+                if version not in self.nodes[node_id]["versions"]:
+                    return self._json(req, {"message": "version not found"}, 404)
+                return self._json(req, self._version_obj(node_id, version))
+        if parts[:1] == ["files"] and len(parts) == 3:
+            node_id, version = parts[1], parts[2].removesuffix(".zip")
+            data = self.nodes.get(node_id, {}).get("versions", {}).get(version)
+            if data is None:
+                return self._send(req, 404, b"no such file", "text/plain")
+            if self.mode == "truncate":
+                req.send_response(200)
+                req.send_header("Content-Type", "application/zip")
+                req.send_header("Content-Length", str(len(data)))
+                req.end_headers()
+                req.wfile.write(data[: len(data) // 2])
+                req.wfile.flush()
+                req.close_connection = True
+                return
+            return self._send(req, 200, data, "application/zip")
+        return self._json(req, {"message": "not found"}, 404)
+
+    def _json(self, req, obj, status=200):
+        self._send(req, status, json.dumps(obj).encode(), "application/json")
+
+    @staticmethod
+    def _send(req, status, body: bytes, ctype: str):
+        req.send_response(status)
+        req.send_header("Content-Type", ctype)
+        req.send_header("Content-Length", str(len(body)))
+        req.end_headers()
+        req.wfile.write(body)
