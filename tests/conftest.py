@@ -111,7 +111,7 @@ def venv_has(env, module: str) -> str | None:
 def registry(workspace_path, run_cli):
     """A loopback Comfy Registry, configured as the workspace's registry-url."""
     from comfydock.demo.fixtures import node_zip_bytes
-    from registry_server import FakeRegistry
+    from comfydock.demo.registry_server import FakeRegistry
 
     reg = FakeRegistry()
     reg.add_node(

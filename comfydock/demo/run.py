@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from comfydock.demo.fixtures import build_comfyui_repo, build_wheels
+from comfydock.demo.fixtures import build_comfyui_repo, build_node_repo, build_wheels
 from comfydock.errors import ComfydockError
 
 
@@ -22,6 +22,7 @@ def run_demo(app, base: Path | None) -> int:
     app.say("Building the fixture ComfyUI (a local git repo with two releases) and tiny wheels ...")
     wheels = build_wheels(base / "wheels")
     comfyui = build_comfyui_repo(base / "fixture-ComfyUI")
+    node = build_node_repo(base / "fixture-nodes" / "ComfyUI-Demo-Node", "demo-node", {"v1.0": "cdfix-beta<2\n"})
     models = base / "models" / "checkpoints"
     models.mkdir(parents=True)
     (models / "demo_model.safetensors").write_bytes(b"\0" * 4096)
@@ -33,6 +34,9 @@ def run_demo(app, base: Path | None) -> int:
         ["config", "find-links", str(wheels)],
         ["config", "no-index", "true"],
         ["create", "demo", "--python", f"{sys.version_info.major}.{sys.version_info.minor}", "--torch-backend", "cpu"],
+        ["node", "add", f"{node.as_uri()}@v1.0"],
+        ["node", "list"],
+        ["py", "list"],
         ["status"],
         ["build"],
         ["run", "--quick-test-for-ci"],

@@ -1,9 +1,10 @@
-"""A Comfy Registry on 127.0.0.1 for tests: the real API's JSON shapes, zips built from fixture nodes."""
+"""A Comfy Registry on 127.0.0.1 (tests, bench, demo): the real API's JSON shapes, zips from fixture nodes."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
@@ -16,6 +17,7 @@ class FakeRegistry:
         self.nodes: dict[str, dict] = {}
         self.hits: Counter = Counter()
         self.mode: str | None = None  # None, "500", "not-json", "truncate"
+        self.file_delay = 0.0  # seconds before each download answers (to measure parallel fetches)
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -103,6 +105,8 @@ class FakeRegistry:
             data = self.nodes.get(node_id, {}).get("versions", {}).get(version)
             if data is None:
                 return self._send(req, 404, b"no such file", "text/plain")
+            if self.file_delay:
+                time.sleep(self.file_delay)
             if self.mode == "truncate":
                 req.send_response(200)
                 req.send_header("Content-Type", "application/zip")
