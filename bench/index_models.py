@@ -133,9 +133,11 @@ def main() -> None:
             raw_rate = raw_bytes / MIB / raw_s
             rate = mb / result["seconds"]
             note = "" if label == "warm" else (" (page cache dropped)" if cold else " (could not drop the page cache)")
-            print(f"{label} index{note}: {wall:.2f} s wall, {result['seconds']:.2f} s in index, {mb:.0f} MiB sampled, "
-                  f"{rate:.0f} MiB/s; raw read of the same bytes ({default_workers()} threads) {raw_rate:.0f} MiB/s "
-                  f"-> {100 * rate / raw_rate:.0f}% of raw (target >= 80%); peak RSS {rss:.0f} MB")
+            print(
+                f"{label} index{note}: {wall:.2f} s wall, {result['seconds']:.2f} s in index, {mb:.0f} MiB sampled, "
+                f"{rate:.0f} MiB/s; raw read of the same bytes ({default_workers()} threads) {raw_rate:.0f} MiB/s "
+                f"-> {100 * rate / raw_rate:.0f}% of raw (target >= 80%); peak RSS {rss:.0f} MB"
+            )
         result, wall, rss = run_child(tmp / "a.db", tree)
         print(f"no-change re-index: {wall:.3f} s wall ({result['seconds']:.3f} s in index, {result['files_hashed']} hashed)")
         for path in sorted((tree / "loras").rglob("*.safetensors"))[:5]:
@@ -147,8 +149,10 @@ def main() -> None:
         make_many(many, opts.many)
         run_child(tmp / "b.db", many)
         result, wall, rss = run_child(tmp / "b.db", many)
-        print(f"no-change re-index of {opts.many} files: {wall:.3f} s wall ({result['seconds']:.3f} s in index; target < 0.5 s); "
-              f"peak RSS {rss:.0f} MB (target < 150 MB)")
+        print(
+            f"no-change re-index of {opts.many} files: {wall:.3f} s wall ({result['seconds']:.3f} s in index; target < 0.5 s); "
+            f"peak RSS {rss:.0f} MB (target < 150 MB)"
+        )
 
 
 if __name__ == "__main__":

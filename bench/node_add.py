@@ -48,7 +48,12 @@ def main() -> None:
         source = build_comfyui_repo(base / "ComfyUI")
         env = dict(os.environ, COMFYDOCK_HOME=str(base / "ws"), UV_PYTHON_DOWNLOADS="never")
         cli(env, "init", "--no-interactive")
-        for key, value in (("comfyui-source", source.as_uri()), ("find-links", str(wheels)), ("no-index", "true"), ("registry-url", registry.url)):
+        for key, value in (
+            ("comfyui-source", source.as_uri()),
+            ("find-links", str(wheels)),
+            ("no-index", "true"),
+            ("registry-url", registry.url),
+        ):
             cli(env, "config", key, value)
         py = f"{sys.version_info.major}.{sys.version_info.minor}"
         for name in ("one", "seq", "par", "hit"):

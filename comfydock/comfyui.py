@@ -12,15 +12,33 @@ import yaml
 
 from comfydock.errors import ExternalToolError, UsageError
 from comfydock.fsutil import atomic_write_text, remove_tree
+from comfydock.gitutil import git_reason
 
 _RELEASE_TAG = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?$")
 
 # ComfyUI's folder_paths names, mapped to sub-directories of the models directory.
 MODEL_FOLDERS = (
-    "checkpoints", "clip", "clip_vision", "configs", "controlnet", "diffusers",
-    "diffusion_models", "embeddings", "gligen", "hypernetworks", "loras",
-    "photomaker", "style_models", "text_encoders", "unet", "upscale_models",
-    "vae", "vae_approx", "audio_encoders", "model_patches", "latent_upscale_models",
+    "checkpoints",
+    "clip",
+    "clip_vision",
+    "configs",
+    "controlnet",
+    "diffusers",
+    "diffusion_models",
+    "embeddings",
+    "gligen",
+    "hypernetworks",
+    "loras",
+    "photomaker",
+    "style_models",
+    "text_encoders",
+    "unet",
+    "upscale_models",
+    "vae",
+    "vae_approx",
+    "audio_encoders",
+    "model_patches",
+    "latent_upscale_models",
 )
 
 
@@ -50,7 +68,7 @@ def update_cache(cache_root: Path, url: str, warn=lambda msg: None):
         try:
             repo.git.fetch("origin", "--prune", "--tags", "+refs/heads/*:refs/heads/*")
         except git.GitCommandError as exc:
-            warn(f"could not update ComfyUI from {url} ({_git_reason(exc)}); using the cached copy")
+            warn(f"could not update ComfyUI from {url} ({git_reason(exc)}); using the cached copy")
         return repo
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=cache_root))
@@ -59,19 +77,12 @@ def update_cache(cache_root: Path, url: str, warn=lambda msg: None):
         (tmp / "repo.git").rename(path)
     except git.GitCommandError as exc:
         raise ExternalToolError(
-            f"cannot clone ComfyUI from {url}: {_git_reason(exc)}",
+            f"cannot clone ComfyUI from {url}: {git_reason(exc)}",
             hint="check the URL: 'comfydock config comfyui-source URL' or $COMFYDOCK_COMFYUI_SOURCE",
         ) from None
     finally:
         remove_tree(tmp)
     return git.Repo(path)
-
-
-def _git_reason(exc) -> str:
-    text = (getattr(exc, "stderr", "") or str(exc)).strip()
-    lines = [ln.strip().removeprefix("stderr: ").strip("'") for ln in text.splitlines() if ln.strip()]
-    fatal = [ln for ln in lines if "fatal:" in ln]
-    return (fatal or lines or ["git failed"])[-1]
 
 
 def release_tags(repo) -> list[str]:
@@ -109,7 +120,7 @@ def checkout(cache_repo, dest: Path, ref: ResolvedRef, origin_url: str) -> None:
         repo.git.checkout("--detach", ref.commit)
         repo.remotes.origin.set_url(origin_url)
     except git.GitCommandError as exc:
-        raise ExternalToolError(f"cannot check out ComfyUI {ref.name}: {_git_reason(exc)}") from None
+        raise ExternalToolError(f"cannot check out ComfyUI {ref.name}: {git_reason(exc)}") from None
 
 
 def write_extra_model_paths(comfyui_dir: Path, models_dir: Path | None) -> Path | None:

@@ -147,7 +147,6 @@ def create_environment(
             step("Resolving and installing dependencies")
             report = engine.build(env, ["lock_deps", "sync_venv"], listener=build_listener)
             if not report.ok:
-                failure = report.first_failure()
                 raise build_failure(report)
 
             repo = history.init_repo(env.cec_dir)

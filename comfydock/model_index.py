@@ -265,7 +265,9 @@ def index_directory(
 
     root = root.expanduser().absolute()
     if not root.is_dir():
-        raise UsageError(f"models directory {root} does not exist", hint="pass an existing directory, or 'comfydock config models-dir DIR'")
+        raise UsageError(
+            f"models directory {root} does not exist", hint="pass an existing directory, or 'comfydock config models-dir DIR'"
+        )
     started = time.perf_counter()
     result = IndexResult(str(root))
 
@@ -371,9 +373,9 @@ def _index(conn, root: Path, result: IndexResult, full: bool, workers: int, prog
 
     if full:
         _full_hash_missing(conn, root, result, workers, progress, warn)
-    result.models = conn.execute(
-        "SELECT COUNT(DISTINCT model_hash) FROM model_locations WHERE base_dir = ?", (base,)
-    ).fetchone()[0]
+    result.models = conn.execute("SELECT COUNT(DISTINCT model_hash) FROM model_locations WHERE base_dir = ?", (base,)).fetchone()[
+        0
+    ]
 
 
 def _write_batch(conn, base: str, batch, now: float) -> None:
@@ -383,8 +385,7 @@ def _write_batch(conn, base: str, batch, now: float) -> None:
             "SELECT model_hash, mtime FROM model_locations WHERE base_dir = ? AND relative_path = ?", (base, e.rel)
         ).fetchone()
         conn.execute(
-            "INSERT INTO models (hash, file_size, last_modified, indexed_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(hash) DO NOTHING",
+            "INSERT INTO models (hash, file_size, last_modified, indexed_at) VALUES (?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING",
             (digest, size, mtime, now),
         )
         if previous is not None and previous[0] == digest and previous[1] != mtime:
@@ -475,7 +476,9 @@ def _record(conn, model_hash: str) -> ModelRecord | None:
     ]
     sources = [
         {"type": t, "url": u}
-        for t, u in conn.execute("SELECT source_type, source_url FROM model_sources WHERE model_hash = ? ORDER BY id", (model_hash,))
+        for t, u in conn.execute(
+            "SELECT source_type, source_url FROM model_sources WHERE model_hash = ? ORDER BY id", (model_hash,)
+        )
     ]
     return ModelRecord(row[0], row[1], row[2], row[3], locations, sources, json.loads(row[4] or "{}"))
 
@@ -528,7 +531,9 @@ def find_models(db_path: Path, query: str) -> list[ModelRecord]:
 def model_info(db_path: Path, query: str) -> ModelRecord:
     matches = find_models(db_path, query)
     if not matches:
-        raise ComfydockError(f"no indexed model matches {query!r}", hint="see 'comfydock models list', or index first: 'comfydock models index'")
+        raise ComfydockError(
+            f"no indexed model matches {query!r}", hint="see 'comfydock models list', or index first: 'comfydock models index'"
+        )
     if len(matches) > 1:
         raise UsageError(
             f"{query!r} matches {len(matches)} models: " + ", ".join(m.hash for m in matches[:5]),

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import atomic_write_json, remove_tree
+from comfydock.gitutil import git_reason
 from comfydock.locking import environment_lock
 
 
@@ -111,7 +112,9 @@ class NodeCache:
                 repo = git.Repo.clone_from(url, build / "content", no_checkout=True)
                 repo.git.checkout("--detach", commit)
             except git.GitCommandError as exc:
-                raise ComfydockError(f"cannot clone {url} at {commit[:12]}: {_git_reason(exc)}", hint="check the URL and ref") from None
+                raise ComfydockError(
+                    f"cannot clone {url} at {commit[:12]}: {git_reason(exc)}", hint="check the URL and ref"
+                ) from None
             check_links_stay_inside(build / "content")
             return self._publish(identity, build, {**metadata, "url": url, "commit": commit})
         finally:
@@ -119,28 +122,29 @@ class NodeCache:
                 remove_tree(build)
 
 
-def _git_reason(exc) -> str:
-    text = (getattr(exc, "stderr", "") or str(exc)).strip()
-    lines = [ln.strip().removeprefix("stderr: ").strip("'") for ln in text.splitlines() if ln.strip()]
-    fatal = [ln for ln in lines if "fatal:" in ln]
-    return (fatal or lines or ["git failed"])[-1]
-
-
 def safe_extract_zip(archive: Path, dest: Path) -> None:
     """Unpack a zip, refusing any entry that is absolute, climbs out with '..', or is a link."""
     try:
         zf = zipfile.ZipFile(archive)
     except zipfile.BadZipFile:
-        raise ComfydockError("the downloaded node archive is not a valid zip", hint="run the command again to download it again") from None
+        raise ComfydockError(
+            "the downloaded node archive is not a valid zip", hint="run the command again to download it again"
+        ) from None
     with zf:
         for info in zf.infolist():
             name = info.filename
             parts = PurePosixPath(name.replace("\\", "/")).parts
             if name.startswith(("/", "\\")) or (parts and (":" in parts[0])) or ".." in parts:
-                raise UnsafeArchive(f"node archive entry {name!r} points outside the node directory", hint="the archive is unsafe; report it to the node's author")
+                raise UnsafeArchive(
+                    f"node archive entry {name!r} points outside the node directory",
+                    hint="the archive is unsafe; report it to the node's author",
+                )
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
-                raise UnsafeArchive(f"node archive entry {name!r} is a symbolic link", hint="the archive is unsafe; report it to the node's author")
+                raise UnsafeArchive(
+                    f"node archive entry {name!r} is a symbolic link",
+                    hint="the archive is unsafe; report it to the node's author",
+                )
         dest.mkdir(parents=True)
         for info in zf.infolist():
             target = dest / info.filename

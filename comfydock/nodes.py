@@ -236,7 +236,9 @@ def resolve_registry(ws, node_id: str, version: str | None) -> NodeSpec:
         latest = info.get("latest_version") or {}
         version = latest.get("version")
         if not version:
-            raise ComfydockError(f"registry node {canonical!r} has no published version", hint="add it from its git repository URL instead")
+            raise ComfydockError(
+                f"registry node {canonical!r} has no published version", hint="add it from its git repository URL instead"
+            )
     else:
         known = [str(v.get("version")) for v in client.versions(canonical)]
         if version not in known:
@@ -256,9 +258,11 @@ def ls_remote(url: str, ref: str | None) -> str:
     try:
         out = git.cmd.Git().ls_remote(url, ref or "HEAD")
     except git.GitCommandError as exc:
-        from comfydock.node_cache import _git_reason
+        from comfydock.gitutil import git_reason
 
-        raise ComfydockError(f"cannot read git repository {url}: {_git_reason(exc)}", hint="check the URL, and that you can reach it") from None
+        raise ComfydockError(
+            f"cannot read git repository {url}: {git_reason(exc)}", hint="check the URL, and that you can reach it"
+        ) from None
     refs = {}
     for line in out.splitlines():
         sha, _, name = line.partition("\t")
@@ -326,12 +330,18 @@ def check_conflict(env, spec: NodeSpec, force: bool) -> None:
     replace = f"comfydock node add {ident} --force"
     remotes = _remote_urls(path)
     if remotes is None:
-        raise NodeConflict(f"{rel} already exists and is not a git repository", hint=f"track it: '{track}'; or replace it: '{replace}'")
+        raise NodeConflict(
+            f"{rel} already exists and is not a git repository", hint=f"track it: '{track}'; or replace it: '{replace}'"
+        )
     if not remotes:
-        raise NodeConflict(f"{rel} is a local git repository without a remote", hint=f"track it: '{track}'; or replace it: '{replace}'")
+        raise NodeConflict(
+            f"{rel} is a local git repository without a remote", hint=f"track it: '{track}'; or replace it: '{replace}'"
+        )
     wanted = normalize_git_url(spec.url) if spec.url else None
     if wanted and any(normalize_git_url(u) == wanted for u in remotes):
-        raise NodeConflict(f"{rel} is already a clone of {spec.url}", hint=f"track that clone: '{track}'; or replace it: '{replace}'")
+        raise NodeConflict(
+            f"{rel} is already a clone of {spec.url}", hint=f"track that clone: '{track}'; or replace it: '{replace}'"
+        )
     raise NodeConflict(
         f"{rel} is a clone of {remotes[0]}, not of {spec.url or spec.id}",
         hint=f"rename the existing directory, or replace it: '{replace}'",
@@ -506,7 +516,9 @@ def _run(env, targets, listener, workers=1):
     return report
 
 
-def add_nodes(env, identifiers: list[str], *, dev=False, force=False, no_test=False, listener=None, note=lambda m: None) -> NodeChange:
+def add_nodes(
+    env, identifiers: list[str], *, dev=False, force=False, no_test=False, listener=None, note=lambda m: None
+) -> NodeChange:
     change = NodeChange()
     with env.lock():
         doc = env.manifest()
@@ -515,7 +527,9 @@ def add_nodes(env, identifiers: list[str], *, dev=False, force=False, no_test=Fa
         for ident in identifiers:
             spec = resolve(env, ident, dev)
             if is_ignored(env, spec.directory):
-                raise UsageError(f"custom_nodes/{spec.directory} is ignored by .cec/.comfydock_ignore", hint="remove the pattern to manage it")
+                raise UsageError(
+                    f"custom_nodes/{spec.directory} is ignored by .cec/.comfydock_ignore", hint="remove the pattern to manage it"
+                )
             if any(p.id == spec.id or p.directory == spec.directory for p in plans):
                 raise UsageError(f"{ident!r} names the same node twice in one command")
             known = tracked.get(spec.id)
@@ -531,11 +545,17 @@ def add_nodes(env, identifiers: list[str], *, dev=False, force=False, no_test=Fa
                 )
             other = next((n for n in tracked.values() if n.directory == spec.directory and n.id != spec.id), None)
             if other is not None:
-                raise NodeConflict(f"custom_nodes/{spec.directory} belongs to node {other.id}", hint=f"remove it first: 'comfydock node remove {other.id}'")
+                raise NodeConflict(
+                    f"custom_nodes/{spec.directory} belongs to node {other.id}",
+                    hint=f"remove it first: 'comfydock node remove {other.id}'",
+                )
             if spec.source == "development":
                 path = env.custom_nodes_dir / spec.directory
                 if not path.is_dir() and not (env.custom_nodes_dir / f"{spec.directory}.disabled").is_dir():
-                    raise UsageError(f"no directory custom_nodes/{spec.directory}", hint="create or clone it there first, then track it with --dev")
+                    raise UsageError(
+                        f"no directory custom_nodes/{spec.directory}",
+                        hint="create or clone it there first, then track it with --dev",
+                    )
                 remotes = _remote_urls(path) if path.is_dir() else None
                 if remotes:
                     spec.url = remotes[0]
@@ -599,7 +619,11 @@ def add_nodes(env, identifiers: list[str], *, dev=False, force=False, no_test=Fa
                 _resync_quietly(env)
             raise
         for now, before in moved_back:
-            if before.parent == env.custom_nodes_dir and now.parent != env.custom_nodes_dir and not before.name.endswith(".disabled"):
+            if (
+                before.parent == env.custom_nodes_dir
+                and now.parent != env.custom_nodes_dir
+                and not before.name.endswith(".disabled")
+            ):
                 change.notes.append(f"the replaced custom_nodes/{before.name} is kept at {now}")
         for spec in plans:
             info = spec.to_json()
@@ -633,7 +657,9 @@ def find_tracked(doc, name: str) -> NodeSpec:
     spec = lowered.get(name.lower()) or by_dir.get(name) or by_dir.get(name.removesuffix(".disabled"))
     if spec is None:
         known = ", ".join(sorted(tracked)) or "none"
-        raise UsageError(f"node {name!r} is not installed in this environment", hint=f"installed nodes: {known} (see 'comfydock node list')")
+        raise UsageError(
+            f"node {name!r} is not installed in this environment", hint=f"installed nodes: {known} (see 'comfydock node list')"
+        )
     return spec
 
 
@@ -645,7 +671,9 @@ def remove_nodes(env, names: list[str], *, force=False, listener=None) -> NodeCh
         for name in names:
             spec = find_tracked(doc, name)
             if is_ignored(env, spec.directory):
-                raise UsageError(f"custom_nodes/{spec.directory} is ignored by .cec/.comfydock_ignore", hint="remove the pattern to manage it")
+                raise UsageError(
+                    f"custom_nodes/{spec.directory} is ignored by .cec/.comfydock_ignore", hint="remove the pattern to manage it"
+                )
             path = env.custom_nodes_dir / spec.directory
             if spec.source == "development":
                 if (env.custom_nodes_dir / f"{spec.directory}.disabled").exists() and path.exists():
@@ -695,7 +723,10 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
         old = find_tracked(doc, name)
         if old.source == "development":
             if version:
-                raise UsageError("development nodes have no version: comfydock only rescans their requirements", hint=f"comfydock node update {old.id}")
+                raise UsageError(
+                    "development nodes have no version: comfydock only rescans their requirements",
+                    hint=f"comfydock node update {old.id}",
+                )
             reqs_file(env, old.id).unlink(missing_ok=True)  # forces the scan task to run
             new = old
         else:
@@ -707,7 +738,10 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
             if not force:
                 why = local_changes(env, old)
                 if why:
-                    raise NodeConflict(f"custom_nodes/{old.directory} has local work: {why}", hint="commit or save it elsewhere, or update anyway with --force")
+                    raise NodeConflict(
+                        f"custom_nodes/{old.directory} has local work: {why}",
+                        hint="commit or save it elsewhere, or update anyway with --force",
+                    )
         saved = _snapshot(env)
         path = env.custom_nodes_dir / old.directory
         kept = None
@@ -765,5 +799,9 @@ def untracked_directories(env) -> list[str]:
     return sorted(
         p.name
         for p in env.custom_nodes_dir.iterdir()
-        if p.is_dir() and not p.name.startswith((".", "__")) and p.name not in owned and not p.name.endswith(".disabled") and not is_ignored(env, p.name)
+        if p.is_dir()
+        and not p.name.startswith((".", "__"))
+        and p.name not in owned
+        and not p.name.endswith(".disabled")
+        and not is_ignored(env, p.name)
     )

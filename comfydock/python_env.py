@@ -62,7 +62,9 @@ def run_uv(args: list[str], *, env: dict[str, str], cwd: Path | None = None, wha
     try:
         proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     except OSError as exc:
-        raise ExternalToolError(f"could not start uv for {what}: {exc}", hint="reinstall comfydock (uv is a dependency)") from None
+        raise ExternalToolError(
+            f"could not start uv for {what}: {exc}", hint="reinstall comfydock (uv is a dependency)"
+        ) from None
     if proc.returncode != 0:
         details = _uv_explanation(proc.stderr)
         raise ExternalToolError(

@@ -102,7 +102,9 @@ class RegistryClient:
     def node(self, node_id: str) -> dict:
         def missing():
             suggestions = self.suggest(node_id)
-            hint = f"did you mean: {', '.join(suggestions)}?" if suggestions else "search the registry at https://registry.comfy.org"
+            hint = (
+                f"did you mean: {', '.join(suggestions)}?" if suggestions else "search the registry at https://registry.comfy.org"
+            )
             return NodeNotFound(f"no node {node_id!r} in the Comfy Registry", hint=hint)
 
         data = self._get(f"/nodes/{quote(node_id)}", not_found=missing)
@@ -155,7 +157,11 @@ class RegistryClient:
                         f.write(chunk)
                         got += len(chunk)
         except requests.RequestException as exc:
-            raise RegistryError(f"download of {url} was interrupted ({type(exc).__name__})", hint="run the command again to retry") from None
+            raise RegistryError(
+                f"download of {url} was interrupted ({type(exc).__name__})", hint="run the command again to retry"
+            ) from None
         if expected is not None and got != int(expected):
-            raise RegistryError(f"download of {url} was cut off ({got} of {expected} bytes)", hint="run the command again to retry")
+            raise RegistryError(
+                f"download of {url} was cut off ({got} of {expected} bytes)", hint="run the command again to retry"
+            )
         return got

@@ -12,9 +12,23 @@ from comfydock.errors import UsageError
 
 # Option lines pip understands that have no meaning in a lock-file world; reported, not applied.
 _OPTION_PREFIXES = (
-    "-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--no-index",
-    "--pre", "--prefer-binary", "--trusted-host", "--only-binary", "--no-binary",
-    "-e", "--editable", "-c", "--constraint", "--hash", "--use-feature",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "--no-index",
+    "--pre",
+    "--prefer-binary",
+    "--trusted-host",
+    "--only-binary",
+    "--no-binary",
+    "-e",
+    "--editable",
+    "-c",
+    "--constraint",
+    "--hash",
+    "--use-feature",
 )
 _INCLUDE_RE = re.compile(r"^(?:-r|--requirement)(?:\s+|=)?(\S.*)$")
 
@@ -30,7 +44,9 @@ def parse_requirement(text: str) -> Requirement:
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:
-        raise UsageError(f"invalid requirement {text!r}: {exc}", hint="use PEP 508 form, e.g. 'numpy<2' or 'pillow>=10'") from None
+        raise UsageError(
+            f"invalid requirement {text!r}: {exc}", hint="use PEP 508 form, e.g. 'numpy<2' or 'pillow>=10'"
+        ) from None
     return req
 
 

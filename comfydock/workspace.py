@@ -272,11 +272,7 @@ class Workspace:
     def environment_names(self) -> list[str]:
         if not self.environments_dir.is_dir():
             return []
-        return sorted(
-            p.name
-            for p in self.environments_dir.iterdir()
-            if p.is_dir() and (p / ".cec" / "pyproject.toml").is_file()
-        )
+        return sorted(p.name for p in self.environments_dir.iterdir() if p.is_dir() and (p / ".cec" / "pyproject.toml").is_file())
 
     def environment_path(self, name: str) -> Path:
         return self.environments_dir / validate_name(name)

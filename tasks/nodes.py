@@ -129,6 +129,3 @@ def task_scan_requirements(env):
 
 def scan_task_names(env) -> list[str]:
     return [f"scan_requirements:{spec.id}" for spec in _tracked(env)]
-
-
-

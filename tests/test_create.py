@@ -6,10 +6,10 @@ import git
 import pytest
 import tomlkit
 import yaml
+from conftest import venv_has
 
 from comfydock.environment import create_environment
 from comfydock.workspace import Workspace
-from conftest import venv_has
 
 pytestmark = pytest.mark.slow
 

@@ -3,14 +3,13 @@
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from conftest import venv_has
 
 from comfydock.errors import LockHeld
 from comfydock.locking import environment_lock
-from conftest import venv_has
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -101,21 +100,24 @@ def test_plain_doit_drives_the_same_graph(env):
     environ = dict(os.environ, COMFYDOCK_ENV="main")
     proc = subprocess.run(
         [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "list", "--status"],
-        capture_output=True, text=True, env=environ, cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
     assert "U lock_deps" in proc.stdout and "U sync_venv" in proc.stdout
     # by path, and after a change: doit reruns the lock the CLI then sees as done
     env.pyproject_path.write_text(env.pyproject_path.read_text().replace('"cdfix-gamma",', '"cdfix-gamma<0.2",'))
     environ["COMFYDOCK_ENV"] = str(env.root)
-    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")], capture_output=True, text=True, env=environ, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")], capture_output=True, text=True, env=environ, cwd=REPO
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert venv_has(env, "cdfix_gamma") == "0.1"
 
 
 def test_second_process_waits_for_the_lock_and_names_the_holder(env, tmp_path):
-    held = threading.Event()
-    release = threading.Event()
     script = (
         "import sys, time; from pathlib import Path; from comfydock.locking import environment_lock\n"
         f"with environment_lock(Path({str(env.lock_file)!r})):\n"

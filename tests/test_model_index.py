@@ -107,7 +107,12 @@ def test_files_up_to_30_mib_hash_only_size_and_first_5_mib(tmp_path):
 def test_index_records_model_files_only(models, db):
     result = index_directory(db, models)
     assert result.files_seen == 4 and result.files_hashed == 4
-    assert rel_paths(db) == ["checkpoints/model.ckpt", "loras/lora0.safetensors", "loras/lora1.safetensors", "loras/lora2.safetensors"]
+    assert rel_paths(db) == [
+        "checkpoints/model.ckpt",
+        "loras/lora0.safetensors",
+        "loras/lora1.safetensors",
+        "loras/lora2.safetensors",
+    ]
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT version FROM schema_info").fetchone() == (model_index.SCHEMA_VERSION,)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -137,7 +142,10 @@ def test_same_content_in_two_places_is_one_model_with_two_locations(models, db):
     (models / "loras" / "copy-of-a.safetensors").write_bytes(data)
     index_directory(db, models)
     (record,) = model_index.find_models(db, "a.safetensors")
-    assert sorted(loc["relative_path"] for loc in record.locations) == ["checkpoints/a.safetensors", "loras/copy-of-a.safetensors"]
+    assert sorted(loc["relative_path"] for loc in record.locations) == [
+        "checkpoints/a.safetensors",
+        "loras/copy-of-a.safetensors",
+    ]
 
 
 def test_move_and_rename_keep_the_model_without_rehashing(models, db):
@@ -273,7 +281,9 @@ def test_two_index_runs_at_once_give_one_consistent_index(tmp_path, db):
     for i in range(200):
         (root / f"m{i:03}.safetensors").write_bytes(os.urandom(512))
     script = "import sys; from pathlib import Path; from comfydock.model_index import index_directory; index_directory(Path(sys.argv[1]), Path(sys.argv[2]))"
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(db), str(root)], stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(db), str(root)], stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     for p in procs:
         assert p.wait(60) == 0, p.stderr.read()
     assert len(rel_paths(db)) == 200
@@ -294,7 +304,9 @@ def test_reader_during_indexing_never_fails(tmp_path, db):
         while not stop.is_set():
             try:
                 conn = sqlite3.connect(db, timeout=5)
-                counts.append(conn.execute("SELECT COUNT(*) FROM model_locations l JOIN models m ON m.hash = l.model_hash").fetchone()[0])
+                counts.append(
+                    conn.execute("SELECT COUNT(*) FROM model_locations l JOIN models m ON m.hash = l.model_hash").fetchone()[0]
+                )
                 conn.close()
             except sqlite3.Error as exc:
                 errors.append(exc)

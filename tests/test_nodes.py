@@ -10,7 +10,6 @@ import zipfile
 import git
 import pytest
 import tomlkit
-
 from conftest import venv_has
 
 pytestmark = pytest.mark.slow
@@ -109,7 +108,7 @@ def test_hostile_zip_is_refused(env, registry, run_cli, entry, kind, tmp_path):
         zf.writestr("__init__.py", "")
         info = zipfile.ZipInfo(entry)
         if entry == "link":
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
             zf.writestr(info, "/etc/passwd")
         else:
             zf.writestr(info, "print('owned')")
@@ -360,7 +359,9 @@ def test_requirements_txt_and_pyproject_are_scanned_options_reported(env, run_cl
     path = env.custom_nodes_dir / "scanned"
     path.mkdir()
     (path / "base.txt").write_text("cdfix-gamma\n")
-    (path / "requirements.txt").write_text("# comment\n-r base.txt\n--extra-index-url https://x.invalid/simple\ncdfix-beta<2 ; python_version >= '3.8'\n")
+    (path / "requirements.txt").write_text(
+        "# comment\n-r base.txt\n--extra-index-url https://x.invalid/simple\ncdfix-beta<2 ; python_version >= '3.8'\n"
+    )
     (path / "pyproject.toml").write_text('[project]\nname = "scanned"\ndependencies = ["cdfix-alpha>=1"]\n')
     result = run_cli("node", "add", "scanned", "--dev", "--json")
     assert result.code == 0, result.err
@@ -425,7 +426,9 @@ def test_build_reinstalls_a_deleted_node_from_the_cache(env, registry, run_cli):
 
 def test_two_processes_changing_one_environment_take_turns(env, registry, run_cli):
     procs = [
-        subprocess.Popen([sys.executable, "-m", "comfydock", "node", "add", node, "-e", "main"], stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "comfydock", "node", "add", node, "-e", "main"], stderr=subprocess.PIPE, text=True
+        )
         for node in ("comfyui-plain", "comfyui-fixture-pack")
     ]
     for p in procs:

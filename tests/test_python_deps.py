@@ -2,7 +2,6 @@
 
 import pytest
 import tomlkit
-
 from conftest import venv_has
 
 pytestmark = pytest.mark.slow

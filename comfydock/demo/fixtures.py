@@ -46,8 +46,7 @@ def make_wheel(dest_dir: Path, name: str, version: str, requires: list[str] = ()
     files = {
         f"{module}/__init__.py": f"__version__ = {version!r}\n",
         f"{dist}.dist-info/METADATA": (
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-            + "".join(f"Requires-Dist: {r}\n" for r in requires)
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
         ),
         f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: comfydock-fixtures\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }

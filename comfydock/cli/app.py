@@ -1,0 +1,83 @@
+"""What every command gets: parsed arguments, rich consoles on stdout/stderr, lazy workspace access."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger("comfydock")
+
+
+class App:
+    """What every command gets: parsed arguments, consoles, and lazy workspace access."""
+
+    def __init__(self, args):
+        from rich.console import Console
+
+        self.args = args
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.out = Console(highlight=False, soft_wrap=True)
+        self._workspace = None
+
+    @property
+    def json(self) -> bool:
+        return bool(getattr(self.args, "json", False))
+
+    def workspace(self):
+        from comfydock.workspace import Workspace, resolve_workspace_path
+
+        if self._workspace is None:
+            self._workspace = Workspace.open(resolve_workspace_path(self.args.workspace))
+            log_to(self._workspace.logs_dir / "workspace" / "workspace.log")
+        return self._workspace
+
+    def env(self):
+        env = self.workspace().environment(getattr(self.args, "env", None))
+        log_to(env.log_file)
+        return env
+
+    def say(self, message: str) -> None:
+        """Progress and notes go to stderr, so stdout stays clean for data and --json."""
+        self.err.print(message)
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]warning:[/] {message}")
+
+    def print_json(self, data) -> None:
+        self.out.file.write(json.dumps(data, indent=2) + "\n")
+
+    def status(self, message: str):
+        """A spinner on a terminal, a plain line otherwise."""
+        if self.err.is_terminal:
+            return self.err.status(message)
+        from contextlib import nullcontext
+
+        return nullcontext()
+
+
+_log_handlers: set[str] = set()
+
+
+def log_to(path: Path) -> None:
+    key = str(path)
+    if key in _log_handlers:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    _log_handlers.add(key)
+
+
+def env_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-e", "--env", metavar="NAME", help="environment to act on (default: the active one, or $COMFYDOCK_ENV)")
+
+
+def json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")

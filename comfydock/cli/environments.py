@@ -1,0 +1,419 @@
+"""Workspace and environment commands: init, create, list, use, delete, run, log, status, build, config, demo."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from comfydock.cli.app import App, env_option, json_option, log, log_to
+from comfydock.errors import ComfydockError, UsageError
+
+
+def cmd_init(app: App) -> int:
+    from comfydock.workspace import HOME_ENV_VAR, Workspace, resolve_workspace_path
+
+    args = app.args
+    path = resolve_workspace_path(args.path or args.workspace)
+    models_dir = Path(args.models_dir).expanduser() if args.models_dir else None
+    existing = (path / ".metadata" / "workspace.json").exists()
+    if existing:
+        Workspace.open(path)  # a corrupt file is reported, not overwritten
+        app.say(f"Workspace already exists at {path}; nothing changed.")
+        return 0
+    if models_dir is None and not args.no_interactive and sys.stdin.isatty():
+        from rich.prompt import Prompt
+
+        answer = Prompt.ask("Models directory (Enter to skip)", default="", console=app.err)
+        models_dir = Path(answer).expanduser() if answer.strip() else None
+    if models_dir is not None:
+        models_dir.mkdir(parents=True, exist_ok=True)
+    ws, _ = Workspace.init(path, models_dir)
+    log_to(ws.logs_dir / "workspace" / "workspace.log")
+    log.info("initialised workspace %s", path)
+    app.say(f"Created workspace at {path}")
+    if ws.models_dir:
+        app.say(f"Models directory: {ws.models_dir}")
+    if resolve_workspace_path(None) != path:
+        app.say(f"Use it from any directory with:\n  export {HOME_ENV_VAR}={path}")
+    return 0
+
+
+def cmd_create(app: App) -> int:
+    from comfydock.environment import create_environment
+
+    args = app.args
+    ws = app.workspace()
+    with app.status(f"Creating environment {args.name}") as spinner:
+
+        def step(message):
+            log.info("create %s: %s", args.name, message)
+            if spinner is not None:
+                spinner.update(message)
+            else:
+                app.say(message)
+
+        result = create_environment(
+            ws,
+            args.name,
+            python=args.python,
+            comfyui_ref=args.comfyui_version,
+            torch_backend=args.torch_backend,
+            use=args.use,
+            step=step,
+            warn=app.warn,
+        )
+    env = result.environment
+    app.say(
+        f"Created environment [bold]{env.name}[/] (ComfyUI {result.comfyui_ref}, Python {result.python}, "
+        f"torch {result.torch_backend or 'from PyPI'}) at {env.root}"
+    )
+    if ws.active_environment == env.name:
+        app.say(f"Active environment: {env.name}. Start it with: comfydock run")
+    else:
+        app.say(f"Make it active with: comfydock use {env.name}")
+    return 0
+
+
+def cmd_list(app: App) -> int:
+    ws = app.workspace()
+    rows = []
+    for name in ws.environment_names():
+        env = ws.environment(name)
+        try:
+            info = env.info()
+        except ComfydockError:
+            info = {}
+        rows.append(
+            {
+                "name": name,
+                "active": name == ws.active_environment,
+                "comfyui_version": info.get("comfyui_version"),
+                "python_version": info.get("python_version"),
+                "path": str(env.root),
+            }
+        )
+    if app.json:
+        app.print_json(rows)
+        return 0
+    if not rows:
+        app.say("No environments yet. Create one with: comfydock create NAME")
+        return 0
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("", "name", "ComfyUI", "Python", "path"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row("*" if r["active"] else "", r["name"], r["comfyui_version"] or "?", r["python_version"] or "?", r["path"])
+    app.out.print(table)
+    return 0
+
+
+def cmd_use(app: App) -> int:
+    ws = app.workspace()
+    env = ws.environment(app.args.name)
+    ws.set_active(env.name)
+    app.say(f"Active environment: {env.name}")
+    return 0
+
+
+def cmd_delete(app: App) -> int:
+    from comfydock.environment import delete_environment
+
+    ws = app.workspace()
+    env = ws.environment(app.args.name)
+    if not app.args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"refusing to delete {env.name!r} without confirmation", hint=f"run 'comfydock delete {env.name} --yes'"
+            )
+        from rich.prompt import Confirm
+
+        if not Confirm.ask(f"Delete environment {env.name} at {env.root}? Its venv, nodes and history go", console=app.err):
+            app.say("Nothing deleted.")
+            return 1
+    delete_environment(ws, env.name)
+    log.info("deleted environment %s", env.name)
+    app.say(f"Deleted environment {env.name}")
+    return 0
+
+
+def cmd_run(app: App) -> int:
+    import subprocess
+
+    env = app.env()
+    if not env.python.exists():
+        raise ComfydockError(f"environment {env.name!r} has no venv", hint=f"run 'comfydock build -e {env.name}' to create it")
+    cmd = [str(env.python), str(env.comfyui_dir / "main.py"), *app.args.comfyui_args]
+    log.info("run %s: %s", env.name, cmd)
+    proc = subprocess.Popen(cmd, cwd=env.comfyui_dir)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        # ComfyUI got the same Ctrl-C; give it time to shut down cleanly.
+        return proc.wait()
+
+
+def cmd_log(app: App) -> int:
+    from comfydock import history
+
+    env = app.env()
+    versions = history.versions(history.open_repo(env.cec_dir))
+    if app.args.limit:
+        versions = versions[: app.args.limit]
+    if app.json:
+        app.print_json([v.to_json() for v in versions])
+        return 0
+    if app.args.oneline:
+        for v in versions:
+            app.out.print(f"{v.version}: {v.message.splitlines()[0] if v.message else ''}")
+        return 0
+    app.out.print(f"Version history for environment '{env.name}':")
+    for v in versions:
+        app.out.print(f"  [bold]{v.version}[/]: {v.message}  [dim]({v.date[:19]}, {v.commit[:8]})[/]")
+    app.out.print("Use 'comfydock rollback <version>' to restore to a specific version")
+    return 0
+
+
+def cmd_status(app: App) -> int:
+    from comfydock.environment import status
+
+    env = app.env()
+    data = status(env)
+    if app.json:
+        app.print_json(data)
+        return 0
+    out = app.out
+    out.print(f"Environment: [bold]{data['environment']}[/] ({data['path']})")
+    ref_note = "" if data["comfyui_checkout_matches"] else "  [yellow](checkout differs from the manifest)[/]"
+    out.print(f"ComfyUI: {data['comfyui_version']} ({(data['comfyui_commit'] or '?')[:12]}){ref_note}")
+    out.print(f"Python: {data['python_version']}   torch backend: {data['torch_backend']}")
+    if data["venv_in_sync"]:
+        out.print("Venv: [green]in sync[/] with uv.lock")
+    else:
+        pending = ", ".join(data["pending_tasks"]) or "sync_venv"
+        out.print(f"Venv: [yellow]out of sync[/] (pending: {pending}); run 'comfydock build'")
+    if data["uncommitted_changes"]:
+        out.print("Uncommitted changes in .cec: " + ", ".join(data["uncommitted_changes"]))
+    else:
+        out.print("No uncommitted changes.")
+    return 0
+
+
+def _render_events(app: App, events, title_status=None) -> None:
+    from rich.table import Table
+
+    styles = {"ran": "green", "up-to-date": "dim", "failed": "red", "not-run": "yellow", "run": "cyan", "after-upstream": "cyan"}
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column("task")
+    table.add_column("status")
+    table.add_column("time", justify="right")
+    for e in events:
+        secs = f"{e.seconds:.2f}s" if e.status in {"ran", "failed"} and e.seconds else ""
+        table.add_row(e.task, f"[{styles.get(e.status, '')}]{e.status}[/]", secs)
+    app.out.print(table)
+
+
+def cmd_build(app: App) -> int:
+    from comfydock import engine
+    from comfydock.environment import build_failure
+
+    args = app.args
+    env = app.env()
+    if args.list:
+        tasks = engine.describe(env)
+        if app.json:
+            app.print_json(tasks)
+        else:
+            for t in tasks:
+                app.out.print(f"[bold]{t['name']}[/]  {t['doc']}")
+        return 0
+    if args.dry_run:
+        events = engine.plan(env, args.targets)
+        if app.json:
+            app.print_json([{"task": e.task, "status": e.status} for e in events])
+        else:
+            _render_events(app, events)
+        return 0
+    with app.status("Building") as spinner:
+
+        def listener(kind, task):
+            if kind == "start":
+                if spinner is not None:
+                    spinner.update(f"Running {task}")
+                else:
+                    app.say(f"Running {task}")
+
+        report = engine.build(
+            env,
+            args.targets,
+            keep_going=args.keep_going,
+            listener=listener,
+            on_wait=lambda holder: app.say(f"Waiting for the environment lock ({holder})"),
+        )
+    log.info("build %s %s: %s", env.name, args.targets, report.to_json())
+    if app.json:
+        app.print_json(report.to_json())
+    else:
+        _render_events(app, report.events)
+    if not report.ok:
+        raise build_failure(report)
+    return 0
+
+
+def cmd_config(app: App) -> int:
+    from comfydock.workspace import SETTINGS
+
+    args = app.args
+    ws = app.workspace()
+    if args.key is None:
+        rows = []
+        for key, s in SETTINGS.items():
+            source = (
+                "env"
+                if os.environ.get(s.env_var)
+                else ("workspace" if ws.config.get(s.json_key) not in (None, "") else "default")
+            )
+            rows.append({"key": key, "value": ws.setting(key), "source": source, "env_var": s.env_var, "doc": s.doc})
+        if app.json:
+            app.print_json(rows)
+        else:
+            for r in rows:
+                app.out.print(
+                    f"{r['key']} = {r['value'] if r['value'] is not None else '(unset)'}  [dim]({r['source']}; ${r['env_var']})[/]"
+                )
+        return 0
+    if args.key not in SETTINGS:
+        raise UsageError(f"unknown setting {args.key!r}", hint="known settings: " + ", ".join(SETTINGS))
+    if args.unset:
+        ws.set_setting(args.key, None)
+        app.say(f"Unset {args.key}")
+    elif args.value is not None:
+        ws.set_setting(args.key, args.value)
+        app.say(f"{args.key} = {ws.setting(args.key)}")
+        env_var = SETTINGS[args.key].env_var
+        if os.environ.get(env_var):
+            app.warn(f"${env_var} is set and takes precedence over the workspace setting")
+    else:
+        value = ws.setting(args.key)
+        if app.json:
+            app.print_json({"key": args.key, "value": value})
+        else:
+            app.out.print(value if value is not None else "")
+    return 0
+
+
+def cmd_demo(app: App) -> int:
+    from comfydock.demo.run import run_demo
+
+    return run_demo(app, Path(app.args.dir) if app.args.dir else None)
+
+
+def register(sub) -> None:
+
+    p = sub.add_parser(
+        "init", help="create a workspace", description="Create a workspace: config, caches, model index, environments folder."
+    )
+    p.add_argument("path", nargs="?", help="where (default: --workspace, $COMFYDOCK_HOME, ~/comfydock_workspace)")
+    p.add_argument("--models-dir", metavar="DIR", help="directory holding your model files")
+    p.add_argument("--no-interactive", action="store_true", help="do not prompt for anything")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser(
+        "create",
+        help="create an environment",
+        description="Clone ComfyUI, create its venv with uv, lock and install its dependencies, commit v1.",
+    )
+    p.add_argument("name", help="environment name (letters, digits, . _ -)")
+    p.add_argument("--python", default="3.11", metavar="VERSION", help="Python version (default: 3.11)")
+    p.add_argument("--comfyui-version", metavar="REF", help="ComfyUI tag, branch or commit (default: newest release tag)")
+    p.add_argument(
+        "--torch-backend",
+        default="auto",
+        metavar="B",
+        help="PyTorch build: auto (detect the GPU), cpu, cu126, cu128, rocm6.3, xpu, ... or pypi (default: auto)",
+    )
+    p.add_argument("--use", action="store_true", help="make it the active environment")
+    p.set_defaults(func=cmd_create)
+
+    p = sub.add_parser(
+        "list", help="list environments", description="List the workspace's environments (* marks the active one)."
+    )
+    json_option(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser(
+        "use", help="set the active environment", description="Make NAME the environment commands act on by default."
+    )
+    p.add_argument("name")
+    p.set_defaults(func=cmd_use)
+
+    p = sub.add_parser(
+        "delete", help="delete an environment", description="Delete an environment: its ComfyUI checkout, venv and history."
+    )
+    p.add_argument("name")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser(
+        "run",
+        help="run ComfyUI",
+        description="Run the environment's ComfyUI main.py with its venv; every argument after the options goes to ComfyUI "
+        "(use '--' to pass one that comfydock would take, e.g. 'comfydock run -- --help').",
+    )
+    env_option(p)
+    p.add_argument("comfyui_args", nargs="*", metavar="ARGS", help="arguments for ComfyUI")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "log", help="show version history", description="List the environment's versions (vN: message), newest first."
+    )
+    env_option(p)
+    p.add_argument("--limit", type=int, metavar="N", help="show at most N versions")
+    p.add_argument("--oneline", action="store_true", help="one line per version")
+    json_option(p)
+    p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser(
+        "status",
+        help="show the environment's state",
+        description="Show ComfyUI ref, Python, whether the venv matches uv.lock, and uncommitted changes.",
+    )
+    env_option(p)
+    json_option(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "build",
+        help="run the task graph",
+        description="Run the environment's task graph (lock_deps, sync_venv, ...): unchanged steps are skipped, "
+        "a rerun after a failure continues where it stopped.",
+    )
+    env_option(p)
+    p.add_argument("targets", nargs="*", metavar="TARGET", help="task names or target files (default: everything)")
+    p.add_argument("--list", action="store_true", help="list the tasks with their inputs and outputs")
+    p.add_argument("--dry-run", action="store_true", help="say what would run, run nothing")
+    p.add_argument("--continue", dest="keep_going", action="store_true", help="keep going after a task fails")
+    json_option(p)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser(
+        "config",
+        help="show or change workspace settings",
+        description="Without KEY: list settings and where each value comes from. KEY: print it. KEY VALUE: set it. "
+        "Environment variables (shown per setting) take precedence over the workspace file.",
+    )
+    p.add_argument("key", nargs="?", help="setting name, e.g. models-dir, comfyui-source, registry-url")
+    p.add_argument("value", nargs="?")
+    p.add_argument("--unset", action="store_true", help="remove the setting from the workspace file")
+    json_option(p)
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser(
+        "demo",
+        help="run the offline end-to-end demo",
+        description="Build a fixture ComfyUI and tiny wheels locally, then run the main job end to end in a throw-away workspace.",
+    )
+    p.add_argument("--dir", metavar="DIR", help="where to put the demo (default: a new temporary directory)")
+    p.set_defaults(func=cmd_demo)

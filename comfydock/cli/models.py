@@ -1,0 +1,227 @@
+"""Model index commands: models index/list/find/info/add-source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from comfydock.cli.app import App, json_option, log
+from comfydock.errors import UsageError
+
+
+def _models_db(app: App):
+    return app.workspace().models_db
+
+
+def _index_progress(app: App):
+    """A rich progress bar (files, bytes, rate, ETA) on a terminal; plain lines otherwise."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def bar():
+        if not app.err.is_terminal:
+            said = set()
+
+            def plain(kind, done, total, done_bytes, total_bytes):
+                if kind not in said and total:
+                    said.add(kind)
+                    what = "Hashing samples of" if kind == "hash" else "Full hashes of"
+                    app.say(f"{what} {total} file(s), {total_bytes / 2**20:.0f} MiB")
+
+            yield plain
+            return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=app.err, transient=True) as progress:
+            tasks = {}
+
+            def update(kind, done, total, done_bytes, total_bytes):
+                if kind not in tasks:
+                    label = "quick hashes" if kind == "hash" else "full hashes"
+                    tasks[kind] = progress.add_task(label, total=total_bytes or 1)
+                progress.update(tasks[kind], completed=done_bytes, description=f"{done}/{total} files")
+
+            yield update
+
+    return bar()
+
+
+def cmd_models_index(app: App) -> int:
+    from comfydock import model_index
+
+    args = app.args
+    ws = app.workspace()
+    directory = Path(args.directory).expanduser() if args.directory else ws.models_dir
+    if directory is None:
+        raise UsageError("no models directory configured", hint="pass DIR, or set one: 'comfydock config models-dir DIR'")
+    if args.rebuild:
+        aside = model_index.rebuild_index(ws.models_db)
+        if aside:
+            app.say(f"Moved the old index aside to {aside}")
+    with _index_progress(app) as progress:
+        result = model_index.index_directory(ws.models_db, directory, full=args.full, progress=progress, warn=app.warn)
+    log.info("models index %s: %s", directory, result.to_json())
+    if app.json:
+        app.print_json(result.to_json())
+        return 0
+    app.say(
+        f"Indexed {result.files_seen} model file(s) in {result.directory}: {result.files_hashed} hashed, "
+        f"{result.files_unchanged} unchanged, {result.files_moved} moved, {result.locations_removed} gone"
+        + (f", {result.full_hashed} full-hashed" if args.full else "")
+        + f"; {result.models} distinct model(s) ({result.seconds:.2f}s)"
+    )
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return str(n)
+
+
+def cmd_models_list(app: App) -> int:
+    from comfydock import model_index
+
+    db = _models_db(app)
+    records = model_index.list_models(db, app.args.filter)
+    problems = {}
+    if app.args.verify:
+        for p in model_index.verify(db):
+            problems[p["path"]] = p["problem"]
+    if app.json:
+        rows = [r.to_json() for r in records]
+        if app.args.verify:
+            for row in rows:
+                for loc in row["locations"]:
+                    loc["problem"] = problems.get(loc["path"])
+        app.print_json(rows)
+        return 0
+    if not records:
+        app.say("No models indexed. Run: comfydock models index [DIR]")
+        return 0
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("hash", "size", "path", ""):
+        table.add_column(col)
+    for r in records:
+        for i, loc in enumerate(r.locations):
+            note = problems.get(loc["path"], "")
+            table.add_row(
+                r.hash if i == 0 else "",
+                _size(r.file_size) if i == 0 else "",
+                loc["relative_path"],
+                f"[red]{note}[/]" if note else "",
+            )
+    app.out.print(table)
+    return 1 if problems else 0
+
+
+def _print_record(app: App, r) -> None:
+    app.out.print(f"[bold]{r.hash}[/]  {_size(r.file_size)}")
+    app.out.print(f"  sha256: {r.sha256 or '(not computed: comfydock models index --full)'}")
+    app.out.print(f"  blake3: {r.blake3 or '(not computed)'}")
+    for loc in r.locations:
+        app.out.print(f"  at {loc['path']}")
+    for src in r.sources:
+        app.out.print(f"  source ({src['type']}): {src['url']}")
+
+
+def cmd_models_find(app: App) -> int:
+    from comfydock import model_index
+
+    records = model_index.find_models(_models_db(app), app.args.query)
+    if app.json:
+        app.print_json([r.to_json() for r in records])
+    elif not records:
+        app.say(f"No indexed model matches {app.args.query!r}")
+    else:
+        for r in records:
+            _print_record(app, r)
+    return 0 if records else 1
+
+
+def cmd_models_info(app: App) -> int:
+    from comfydock import model_index
+
+    record = model_index.model_info(_models_db(app), app.args.hash)
+    if app.json:
+        app.print_json(record.to_json())
+    else:
+        _print_record(app, record)
+    return 0
+
+
+def cmd_models_add_source(app: App) -> int:
+    from comfydock import model_index
+
+    record = model_index.add_source(_models_db(app), app.args.hash, app.args.url, app.args.type)
+    if app.json:
+        app.print_json(record.to_json())
+    else:
+        app.say(f"{record.hash}: {len(record.sources)} source(s); added {app.args.url}")
+    return 0
+
+
+def register(sub) -> None:
+    models = sub.add_parser(
+        "models",
+        help="the workspace model index",
+        description="Index model files by quick hash, list and find them, record download URLs.",
+    )
+    models_sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    p = models_sub.add_parser(
+        "index",
+        help="index a directory of model files",
+        description="Walk DIR (default: the workspace's models directory) and record every model file. Unchanged files "
+        "(same size and mtime) are not read again; moved files keep their hash; vanished ones are dropped.",
+    )
+    p.add_argument("directory", nargs="?", metavar="DIR")
+    p.add_argument("--full", action="store_true", help="also compute full SHA256 and Blake3 (read whole files; cached)")
+    p.add_argument("--rebuild", action="store_true", help="move the current index aside and start a new one")
+    json_option(p)
+    p.set_defaults(func=cmd_models_index)
+    p = models_sub.add_parser("list", help="list indexed models", description="List indexed models with their locations.")
+    p.add_argument("--filter", metavar="PATTERN", help="only paths matching PATTERN (substring, or * and ? wildcards)")
+    p.add_argument("--verify", action="store_true", help="check each location still exists unchanged (exit 1 if not)")
+    json_option(p)
+    p.set_defaults(func=cmd_models_list)
+    p = models_sub.add_parser(
+        "find",
+        help="find models by hash prefix or file name",
+        description="Find models by a prefix of their quick, SHA256 or Blake3 hash, or by file name.",
+    )
+    p.add_argument("query", metavar="HASH-PREFIX|NAME")
+    json_option(p)
+    p.set_defaults(func=cmd_models_find)
+    p = models_sub.add_parser("info", help="show one model", description="Show one model: size, hashes, locations, sources.")
+    p.add_argument("hash", metavar="HASH")
+    json_option(p)
+    p.set_defaults(func=cmd_models_info)
+    p = models_sub.add_parser(
+        "add-source",
+        help="record a download URL for a model",
+        description="Record where a model can be downloaded (CivitAI, Hugging Face, any URL).",
+    )
+    p.add_argument("hash", metavar="HASH")
+    p.add_argument("url", metavar="URL")
+    p.add_argument("--type", choices=["civitai", "huggingface", "url"], help="source type (default: from the URL's host)")
+    json_option(p)
+    p.set_defaults(func=cmd_models_add_source)

@@ -1,0 +1,172 @@
+"""Custom node commands: node add/remove/update/list."""
+
+from __future__ import annotations
+
+from comfydock.cli.app import App, env_option, json_option, log
+
+
+def _node_listener(app: App, spinner):
+    def listener(kind, task):
+        if kind == "start" and spinner is not None:
+            spinner.update(f"Running {task}")
+
+    return listener
+
+
+def _print_node_change(app: App, change, verb: str) -> None:
+    for note in change.notes:
+        app.say(note)
+    for info in change.added if verb != "removed" else change.removed:
+        what = info.get("version") or (info.get("commit") or "")[:10] or ""
+        line = f"[green]✓[/] {verb} {info['id']} {what} ({info['source']}) → custom_nodes/{info['directory']}"
+        if verb == "removed":
+            where = info.get("disabled_as") or info.get("deleted")
+            line = f"[green]✓[/] removed {info['id']} ({info['source']}): " + (
+                f"kept as {where}" if info.get("disabled_as") else f"deleted {where}"
+            )
+        app.say(line)
+        reqs = info.get("requirements")
+        if reqs:
+            app.say(f"    requirements: {', '.join(reqs)}")
+        for skipped_line, why in info.get("skipped") or []:
+            app.warn(f"{info['id']}: skipped {skipped_line!r} ({why})")
+
+
+def cmd_node_add(app: App) -> int:
+    from comfydock.nodes import add_nodes
+
+    args = app.args
+    env = app.env()
+    with app.status("Adding nodes") as spinner:
+        change = add_nodes(
+            env,
+            args.identifiers,
+            dev=args.dev,
+            force=args.force,
+            no_test=args.no_test,
+            listener=_node_listener(app, spinner),
+            note=lambda m: None,
+        )
+    log.info("node add %s: %s", args.identifiers, change.to_json())
+    if app.json:
+        app.print_json(change.to_json())
+    else:
+        _print_node_change(app, change, "added")
+        if args.no_test and change.added:
+            app.warn("dependencies were not resolved (--no-test): run 'comfydock build' to lock and sync")
+    return 0
+
+
+def cmd_node_remove(app: App) -> int:
+    from comfydock.nodes import remove_nodes
+
+    env = app.env()
+    with app.status("Removing nodes") as spinner:
+        change = remove_nodes(env, app.args.names, force=app.args.force, listener=_node_listener(app, spinner))
+    log.info("node remove %s: %s", app.args.names, change.to_json())
+    if app.json:
+        app.print_json(change.to_json())
+    else:
+        _print_node_change(app, change, "removed")
+    return 0
+
+
+def cmd_node_update(app: App) -> int:
+    from comfydock.nodes import update_node
+
+    env = app.env()
+    with app.status("Updating node") as spinner:
+        change = update_node(env, app.args.name, app.args.version, force=app.args.force, listener=_node_listener(app, spinner))
+    if app.json:
+        app.print_json(change.to_json())
+    else:
+        old, new = change.removed[0], change.added[0]
+        before = old.get("version") or (old.get("commit") or "")[:10]
+        after = new.get("version") or (new.get("commit") or "")[:10]
+        app.say(
+            f"[green]✓[/] {new['id']}: {before} → {after}"
+            if before != after
+            else f"[green]✓[/] {new['id']}: requirements rescanned"
+        )
+    return 0
+
+
+def cmd_node_list(app: App) -> int:
+    from comfydock.nodes import list_nodes, untracked_directories
+
+    env = app.env()
+    rows = list_nodes(env)
+    if app.args.dev:
+        rows = [r for r in rows if r["source"] == "development"]
+    if app.json:
+        app.print_json(rows)
+        return 0
+    if not rows:
+        app.say("No custom nodes. Add one with: comfydock node add ID|GIT_URL|DIR --dev")
+    else:
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False)
+        for col in ("node", "source", "version", "directory", "requirements"):
+            table.add_column(col)
+        for r in rows:
+            version = r.get("version") or (r.get("commit") or "")[:10] or "-"
+            state = "" if r["present"] else (" [yellow](disabled)[/]" if r["disabled"] else " [red](missing)[/]")
+            reqs = "?" if r["requirements"] is None else str(len(r["requirements"]))
+            table.add_row(r["id"], r["source"], version, r["directory"] + state, reqs)
+        app.out.print(table)
+    untracked = untracked_directories(env)
+    if untracked and not app.args.dev:
+        app.say(f"Not tracked: {', '.join(untracked)} (track with 'comfydock node add NAME --dev')")
+    return 0
+
+
+def register(sub) -> None:
+    node = sub.add_parser(
+        "node", help="custom nodes", description="Add, remove, update and list custom nodes (registry, git, development)."
+    )
+    node_sub = node.add_subparsers(dest="node_command", metavar="ACTION", required=True)
+    p = node_sub.add_parser(
+        "add",
+        help="add custom nodes",
+        description="Add nodes now: conflict check, resolve, fetch (cached), scan requirements, add to pyproject.toml, "
+        "test the resolution with uv lock, sync the venv. If any step fails, nothing changes.",
+    )
+    env_option(p)
+    p.add_argument(
+        "identifiers",
+        nargs="+",
+        metavar="ID[@VERSION]|GIT_URL[@REF]|DIR",
+        help="registry id, git URL, or (with --dev) a directory in custom_nodes/",
+    )
+    p.add_argument("--dev", action="store_true", help="track an existing directory as a development node")
+    p.add_argument("--no-test", action="store_true", help="skip dependency resolution (uv lock) and sync")
+    p.add_argument("--force", action="store_true", help="replace an existing directory (it is kept under .comfydock/trash)")
+    json_option(p)
+    p.set_defaults(func=cmd_node_add)
+    p = node_sub.add_parser(
+        "remove",
+        help="remove custom nodes",
+        description="Remove nodes: registry/git nodes are deleted (they stay in the cache), development nodes are renamed NAME.disabled.",
+    )
+    env_option(p)
+    p.add_argument("names", nargs="+", metavar="ID")
+    p.add_argument("--force", action="store_true", help="delete a registry/git node even if its files were changed")
+    json_option(p)
+    p.set_defaults(func=cmd_node_remove)
+    p = node_sub.add_parser(
+        "update",
+        help="change a node's version or rescan it",
+        description="Move a registry/git node to another version (default: latest / the ref's newest commit); rescan a development node's requirements.",
+    )
+    env_option(p)
+    p.add_argument("name", metavar="ID")
+    p.add_argument("--version", metavar="V", help="registry version or git ref")
+    p.add_argument("--force", action="store_true", help="replace the node's directory even if its files were changed")
+    json_option(p)
+    p.set_defaults(func=cmd_node_update)
+    p = node_sub.add_parser("list", help="list custom nodes", description="List tracked custom nodes.")
+    env_option(p)
+    p.add_argument("--dev", action="store_true", help="only development nodes")
+    json_option(p)
+    p.set_defaults(func=cmd_node_list)

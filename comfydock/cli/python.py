@@ -1,0 +1,194 @@
+"""Python dependency commands: py add/remove/list, constraint add/remove/list."""
+
+from __future__ import annotations
+
+from comfydock.cli.app import App, env_option, json_option, log
+
+
+def _apply_change(app: App, env, mutate, describe) -> int:
+    """Run a manifest edit with lock + sync, then say what happened."""
+    from comfydock.environment import change_manifest
+
+    with app.status("Resolving and syncing") as spinner:
+
+        def listener(kind, task):
+            if kind == "start" and spinner is not None:
+                spinner.update(f"Running {task}")
+
+        change = change_manifest(
+            env, mutate, listener=listener, on_wait=lambda holder: app.say(f"Waiting for the environment lock ({holder})")
+        )
+    log.info("%s: %s", env.name, describe(change))
+    if app.json:
+        app.print_json({"changed": change.changed, "result": change.result, "build": change.report.to_json()})
+    else:
+        app.say(describe(change))
+    return 0
+
+
+def _locked(env, names) -> str:
+    from comfydock.dependencies import locked_versions
+
+    versions = locked_versions(env.lock_path.read_text() if env.lock_path.exists() else None)
+    from packaging.utils import canonicalize_name
+
+    return ", ".join(f"{n} {versions.get(canonicalize_name(n), '?')}" for n in names)
+
+
+def cmd_py_add(app: App) -> int:
+    from comfydock import dependencies
+    from comfydock.requirements import parse_requirement
+
+    env = app.env()
+    specs, group = app.args.packages, app.args.group
+    names = [parse_requirement(s).name for s in specs]
+
+    def describe(change):
+        if not change.changed:
+            return f"Already required: {', '.join(specs)} (nothing to do)"
+        where = f"group {group}" if group else "the environment"
+        return f"Added {', '.join(specs)} to {where}; locked: {_locked(env, names)}"
+
+    return _apply_change(app, env, lambda doc: dependencies.add_requirements(doc, specs, group), describe)
+
+
+def cmd_py_remove(app: App) -> int:
+    from comfydock import dependencies
+
+    env = app.env()
+    group = app.args.group
+    return _apply_change(
+        app,
+        env,
+        lambda doc: dependencies.remove_requirements(doc, app.args.packages, group),
+        lambda change: f"Removed {', '.join(change.result)}",
+    )
+
+
+def cmd_py_list(app: App) -> int:
+    from comfydock.dependencies import requirement_rows
+
+    env = app.env()
+    rows = requirement_rows(env.manifest(), env.lock_path.read_text() if env.lock_path.exists() else None)
+    if app.json:
+        app.print_json([r.to_json() for r in rows])
+        return 0
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("group", "requirement", "locked"):
+        table.add_column(col)
+    for r in sorted(rows, key=lambda r: (r.group != "core", r.group != "user", r.group, r.name)):
+        table.add_row(r.group, r.requirement, r.locked or "-")
+    app.out.print(table)
+    return 0
+
+
+def cmd_constraint_add(app: App) -> int:
+    from comfydock import dependencies
+    from comfydock.requirements import parse_requirement
+
+    env = app.env()
+    specs = app.args.specs
+    names = [parse_requirement(s).name for s in specs]
+
+    def describe(change):
+        if not change.changed:
+            return f"Already constrained: {', '.join(specs)} (nothing to do)"
+        return f"Constrained {', '.join(specs)}; locked: {_locked(env, names)}"
+
+    return _apply_change(app, env, lambda doc: dependencies.add_constraints(doc, specs), describe)
+
+
+def cmd_constraint_remove(app: App) -> int:
+    from comfydock import dependencies
+
+    env = app.env()
+    return _apply_change(
+        app,
+        env,
+        lambda doc: dependencies.remove_constraints(doc, app.args.packages),
+        lambda change: f"Removed constraint {', '.join(change.result)}",
+    )
+
+
+def cmd_constraint_list(app: App) -> int:
+    from comfydock.dependencies import constraints, locked_versions
+    from comfydock.requirements import parse_requirement
+
+    env = app.env()
+    versions = locked_versions(env.lock_path.read_text() if env.lock_path.exists() else None)
+    from packaging.utils import canonicalize_name
+
+    rows = [
+        {"constraint": c, "locked": versions.get(canonicalize_name(parse_requirement(c).name))}
+        for c in constraints(env.manifest())
+    ]
+    if app.json:
+        app.print_json(rows)
+    elif not rows:
+        app.say("No constraints. Add one with: comfydock constraint add 'numpy<2'")
+    else:
+        for r in rows:
+            app.out.print(f"{r['constraint']}  [dim](locked {r['locked'] or '-'})[/]")
+    return 0
+
+
+def register(sub) -> None:
+    py = sub.add_parser(
+        "py", help="direct Python requirements", description="Add, remove and list the environment's direct Python requirements."
+    )
+    py_sub = py.add_subparsers(dest="py_command", metavar="ACTION", required=True)
+    p = py_sub.add_parser(
+        "add",
+        help="add requirements, then lock and sync",
+        description="Add requirements (PEP 508, e.g. 'requests>=2'), lock with uv and sync the venv. If uv cannot resolve, nothing changes.",
+    )
+    env_option(p)
+    p.add_argument("packages", nargs="+", metavar="PKG[SPEC]")
+    p.add_argument("--group", metavar="NAME", help="add to this dependency group instead of the main requirements")
+    json_option(p)
+    p.set_defaults(func=cmd_py_add)
+    p = py_sub.add_parser(
+        "remove", help="remove requirements, then lock and sync", description="Remove direct requirements by package name."
+    )
+    env_option(p)
+    p.add_argument("packages", nargs="+", metavar="PKG")
+    p.add_argument("--group", metavar="NAME", help="remove from this dependency group")
+    json_option(p)
+    p.set_defaults(func=cmd_py_remove)
+    p = py_sub.add_parser(
+        "list",
+        help="list direct requirements",
+        description="Direct requirements with their locked versions: core (ComfyUI), user-added, node groups.",
+    )
+    env_option(p)
+    json_option(p)
+    p.set_defaults(func=cmd_py_list)
+
+    cons = sub.add_parser(
+        "constraint",
+        help="version constraints for every group",
+        description="uv constraint-dependencies: bounds applied to every package and group, e.g. 'numpy<2'.",
+    )
+    cons_sub = cons.add_subparsers(dest="constraint_command", metavar="ACTION", required=True)
+    p = cons_sub.add_parser(
+        "add",
+        help="add constraints, then lock and sync",
+        description="Add constraints (e.g. 'numpy<2'), lock and sync. If uv cannot resolve, nothing changes.",
+    )
+    env_option(p)
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    json_option(p)
+    p.set_defaults(func=cmd_constraint_add)
+    p = cons_sub.add_parser(
+        "remove", help="remove constraints by package name", description="Remove constraints by package name, then lock and sync."
+    )
+    env_option(p)
+    p.add_argument("packages", nargs="+", metavar="PKG")
+    json_option(p)
+    p.set_defaults(func=cmd_constraint_remove)
+    p = cons_sub.add_parser("list", help="list constraints", description="List constraints with the versions locked under them.")
+    env_option(p)
+    json_option(p)
+    p.set_defaults(func=cmd_constraint_list)
