@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 MIB = 1 << 20
@@ -37,14 +38,27 @@ def quick_hash(path: Path | str) -> tuple[str, int]:
     with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
         h = blake3(str(size).encode("ascii"))
-        buf = bytearray(SAMPLE)
-        view = memoryview(buf)
+        view = _sample_buffer()
         read_total = 0
-        for offset, length in quick_hash_sample_ranges(size):
+        ranges = quick_hash_sample_ranges(size)
+        if hasattr(os, "posix_fadvise"):  # let the disk fetch all three samples at once
+            for offset, length in ranges:
+                os.posix_fadvise(f.fileno(), offset, length, os.POSIX_FADV_WILLNEED)
+        for offset, length in ranges:
             got = _read_at(f, view, offset, length)
             h.update(view[:got])
             read_total += got
     return h.hexdigest()[:QUICK_HASH_LENGTH], read_total
+
+
+_local = threading.local()
+
+
+def _sample_buffer() -> memoryview:
+    """One 5 MiB buffer per thread, reused: no allocation per file on the hot path."""
+    if not hasattr(_local, "view"):
+        _local.view = memoryview(bytearray(SAMPLE))
+    return _local.view
 
 
 def _read_at(f, view, offset: int, length: int) -> int:
