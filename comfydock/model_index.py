@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from comfydock.errors import ComfydockError, CorruptFile, UsageError
-from comfydock.hashing import full_hashes, quick_hash
+from comfydock.hashing import full_hashes, quick_hash, quick_hash_sample_ranges
 
 # What counts as a model file: ComfyUI's supported_pt_extensions plus GGUF and ONNX.
 # Everything else (previews, .txt, .yaml, .json, ...) is never indexed.
@@ -242,6 +242,10 @@ def _stable_quick_hash(path: str, size: int, mtime: int) -> tuple[str, int, int,
     raise _Unstable(path)
 
 
+def _sampled_bytes(size: int) -> int:
+    return sum(length for _, length in quick_hash_sample_ranges(size))
+
+
 def default_workers() -> int:
     return max(2, min(8, (os.cpu_count() or 2) * 2))
 
@@ -327,7 +331,7 @@ def _index(conn, root: Path, result: IndexResult, full: bool, workers: int, prog
     result.files_moved = len(moves)
     conn.execute("COMMIT")
 
-    total_bytes = sum(min(e.size, 15 << 20) for e in to_hash)
+    total_bytes = sum(_sampled_bytes(e.size) for e in to_hash)
     done_bytes = 0
     pending: list[tuple[FileEntry, str, int, int]] = []
     last_commit = time.monotonic()
@@ -351,7 +355,7 @@ def _index(conn, root: Path, result: IndexResult, full: bool, workers: int, prog
                     continue
                 result.files_hashed += 1
                 result.bytes_read += read
-                done_bytes += min(e.size, 15 << 20)
+                done_bytes += _sampled_bytes(e.size)
                 pending.append((e, digest, size, mtime))
                 if len(pending) >= _BATCH_FILES or time.monotonic() - last_commit > _BATCH_SECONDS:
                     _write_batch(conn, base, pending, now)
