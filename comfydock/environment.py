@@ -52,6 +52,27 @@ class Environment:
     def lock(self, on_wait=None):
         return environment_lock(self.lock_file, on_wait=on_wait)
 
+    # --- undoing a manifest change -----------------------------------------------------
+    def snapshot_manifest(self) -> dict[Path, bytes | None]:
+        """pyproject.toml and uv.lock as they are now, to put back if a change fails."""
+        return {p: (p.read_bytes() if p.exists() else None) for p in (self.pyproject_path, self.lock_path)}
+
+    def restore_manifest(self, saved: dict[Path, bytes | None], resync: bool = True) -> None:
+        """Put pyproject.toml and uv.lock back byte for byte, and the venv back in line with them."""
+        from comfydock import engine
+
+        for path, data in saved.items():
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write_bytes(path, data)
+        if resync:
+            self.venv_marker.unlink(missing_ok=True)  # a failed sync may have half-changed the venv
+            try:
+                engine.build(self, ["sync_venv"])
+            except Exception:  # best effort: the files are back; 'comfydock build' finishes the job
+                pass
+
     # --- venv bookkeeping (used by the sync_venv task and by status) ------------------
     def record_venv_synced(self) -> None:
         atomic_write_json(self.venv_marker, {"uv_lock_sha256": file_sha256(self.lock_path)})
@@ -187,7 +208,7 @@ def change_manifest(env: Environment, mutate, *, listener=None, on_wait=None) ->
     from comfydock import engine
 
     with env.lock(on_wait):
-        saved = {p: (p.read_bytes() if p.exists() else None) for p in (env.pyproject_path, env.lock_path)}
+        saved = env.snapshot_manifest()
         doc = env.manifest()
         result = mutate(doc)
         text = manifest.dumps(doc)
@@ -196,13 +217,7 @@ def change_manifest(env: Environment, mutate, *, listener=None, on_wait=None) ->
             manifest.save(env.pyproject_path, doc)
         report = engine.build(env, ["lock_deps", "sync_venv"], listener=listener)
         if not report.ok:
-            for path, data in saved.items():
-                if data is None:
-                    path.unlink(missing_ok=True)
-                else:
-                    atomic_write_bytes(path, data)
-            env.venv_marker.unlink(missing_ok=True)  # a failed sync may have half-changed the venv
-            engine.build(env, ["lock_deps", "sync_venv"])
+            env.restore_manifest(saved)
             raise build_failure(report)
     return ManifestChange(changed, report, result)
 

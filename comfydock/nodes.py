@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 
 from comfydock import manifest
 from comfydock.errors import ComfydockError, UsageError
-from comfydock.fsutil import atomic_write_bytes, atomic_write_json, remove_tree
+from comfydock.fsutil import atomic_write_json, remove_tree
 
 SOURCES = ("registry", "git", "development")
 _SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
@@ -494,18 +494,6 @@ class NodeChange:
         return asdict(self)
 
 
-def _snapshot(env) -> dict[Path, bytes | None]:
-    return {p: (p.read_bytes() if p.exists() else None) for p in (env.pyproject_path, env.lock_path)}
-
-
-def _restore(env, saved) -> None:
-    for path, data in saved.items():
-        if data is None:
-            path.unlink(missing_ok=True)
-        else:
-            atomic_write_bytes(path, data)
-
-
 def _run(env, targets, listener, workers=1):
     from comfydock import engine
     from comfydock.environment import build_failure
@@ -565,7 +553,7 @@ def add_nodes(
         if not plans:
             return change
 
-        saved = _snapshot(env)
+        saved = env.snapshot_manifest()
         moved_back: list[tuple[Path, Path]] = []  # (where it went, where it was)
         created: list[Path] = []
         try:
@@ -605,7 +593,7 @@ def add_nodes(
                     )
                 raise
         except BaseException:
-            _restore(env, saved)
+            env.restore_manifest(saved, resync=not no_test)
             for path in created:
                 if path.exists():
                     remove_tree(path)
@@ -615,8 +603,6 @@ def add_nodes(
             for now, before in reversed(moved_back):
                 if now.exists() and not before.exists():
                     shutil.move(str(now), str(before))
-            if not no_test:
-                _resync_quietly(env)
             raise
         for now, before in moved_back:
             if (
@@ -635,17 +621,6 @@ def add_nodes(
             change.added.append(info)
         change.build = report.to_json()
     return change
-
-
-def _resync_quietly(env) -> None:
-    """After restoring pyproject/uv.lock, bring the venv back to them (best effort)."""
-    from comfydock import engine
-
-    try:
-        env.venv_marker.unlink(missing_ok=True)
-        engine.build(env, ["sync_venv"])
-    except Exception:
-        pass
 
 
 def find_tracked(doc, name: str) -> NodeSpec:
@@ -689,15 +664,14 @@ def remove_nodes(env, names: list[str], *, force=False, listener=None) -> NodeCh
                         hint=f"keep it by tracking it as a development node ('comfydock node add {spec.directory} --dev' after removing), or remove anyway with --force",
                     )
             specs.append(spec)
-        saved = _snapshot(env)
+        saved = env.snapshot_manifest()
         try:
             for spec in specs:
                 drop_node(doc, spec)
             manifest.save(env.pyproject_path, doc)
             report = _run(env, ["lock_deps", "sync_venv"], listener)
         except BaseException:
-            _restore(env, saved)
-            _resync_quietly(env)
+            env.restore_manifest(saved)
             raise
         for spec in specs:
             path = env.custom_nodes_dir / spec.directory
@@ -742,7 +716,7 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
                         f"custom_nodes/{old.directory} has local work: {why}",
                         hint="commit or save it elsewhere, or update anyway with --force",
                     )
-        saved = _snapshot(env)
+        saved = env.snapshot_manifest()
         path = env.custom_nodes_dir / old.directory
         kept = None
         try:
@@ -760,13 +734,13 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
             report = _run(env, ["lock_deps", "sync_venv"], listener)
         except BaseException:
             (env.state_dir / "lock-upgrade.json").unlink(missing_ok=True)
-            _restore(env, saved)
+            env.restore_manifest(saved, resync=False)
             if kept is not None:
                 if path.exists():
                     remove_tree(path)
                 shutil.move(str(kept), str(path))
                 atomic_write_json(install_marker(env, old.id), {"identity": old.identity(), "directory": old.directory})
-            _resync_quietly(env)
+            env.restore_manifest({}, resync=True)
             raise
         if kept is not None:
             remove_tree(kept)
