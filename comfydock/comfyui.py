@@ -8,8 +8,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from comfydock.errors import ExternalToolError, UsageError
 from comfydock.fsutil import atomic_write_text, remove_tree
 from comfydock.gitutil import git_reason
@@ -125,6 +123,7 @@ def checkout(cache_repo, dest: Path, ref: ResolvedRef, origin_url: str) -> None:
 
 def write_extra_model_paths(comfyui_dir: Path, models_dir: Path | None) -> Path | None:
     """Point ComfyUI at the workspace's models directory (its own extra_model_paths.yaml)."""
+    import yaml
     if models_dir is None:
         return None
     data = {

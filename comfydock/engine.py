@@ -225,7 +225,7 @@ class _Loader:
     """A TaskLoader2 built lazily (doit is imported only when a build runs)."""
 
     @staticmethod
-    def create(env, reporter_cls):
+    def create(env, reporter_cls, tasks):
         from doit.cmd_base import TaskLoader2
 
         class EnvironmentTaskLoader(TaskLoader2):
@@ -238,9 +238,18 @@ class _Loader:
                 return config
 
             def load_tasks(self, cmd, pos_args):
-                return load_tasks(env)
+                return tasks
 
         return EnvironmentTaskLoader()
+
+
+def _no_entry_point_plugins() -> None:
+    """doit scans every installed distribution for plugins on each run (~70 ms in a big
+    site-packages). comfydock embeds doit and uses none: skip the scan (doit is pinned < 0.38)."""
+    from doit import plugin
+
+    if hasattr(plugin.PluginDict, "_from_entry_points"):
+        plugin.PluginDict._from_entry_points = lambda self, category: {}
 
 
 def build(
@@ -251,10 +260,11 @@ def build(
 
     from comfydock.locking import environment_lock
 
+    _no_entry_point_plugins()
     tasks = load_tasks(env)
     selected = _resolve_targets(tasks, targets) if targets else []
     events: list[TaskEvent] = []
-    loader = _Loader.create(env, _reporter_class(events, listener))
+    loader = _Loader.create(env, _reporter_class(events, listener), tasks)
     argv = ["run"] + (["--continue"] if keep_going else [])
     if workers > 1:  # threads: actions are module-level functions, and uv/git/downloads release the GIL
         argv += ["-n", str(workers), "-P", "thread"]

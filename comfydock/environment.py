@@ -10,7 +10,6 @@ from comfydock import comfyui, history, manifest, python_env
 from comfydock.errors import ExternalToolError, UsageError
 from comfydock.fsutil import atomic_write_bytes, atomic_write_json, file_sha256, remove_tree
 from comfydock.locking import environment_lock
-from comfydock.requirements import scan_requirements_file
 from comfydock.workspace import Workspace, validate_name
 
 INITIAL_MESSAGE = "Initial environment setup"
@@ -115,6 +114,7 @@ def create_environment(
     and an existing environment of the same name is never touched.
     """
     from comfydock import engine
+    from comfydock.requirements import scan_requirements_file
 
     validate_name(name)
     backend = python_env.resolve_torch_backend(torch_backend)

@@ -154,6 +154,19 @@ def manifest_nodes(doc) -> dict[str, NodeSpec]:
     return {str(k): NodeSpec.from_table(str(k), v) for k, v in table.items() if hasattr(v, "get")}
 
 
+_tracked_cache: dict[tuple, dict[str, NodeSpec]] = {}
+
+
+def tracked_nodes(env) -> dict[str, NodeSpec]:
+    """The manifest's nodes, parsed once per version of pyproject.toml (task loading asks often)."""
+    st = env.pyproject_path.stat()
+    key = (str(env.pyproject_path), st.st_mtime_ns, st.st_size)
+    if key not in _tracked_cache:
+        _tracked_cache.clear()
+        _tracked_cache[key] = manifest_nodes(env.manifest())
+    return dict(_tracked_cache[key])
+
+
 def _nodes_table(doc):
     tool = doc.setdefault("tool", tomlkit.table(is_super_table=True))
     comfydock = tool.setdefault("comfydock", tomlkit.table(is_super_table=True))

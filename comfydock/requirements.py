@@ -6,8 +6,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from comfydock.errors import UsageError
 
 # Option lines pip understands that have no meaning in a lock-file world; reported, not applied.
@@ -39,8 +37,10 @@ class ScannedRequirements:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (line, why)
 
 
-def parse_requirement(text: str) -> Requirement:
-    """A PEP 508 requirement, or a UsageError naming the string."""
+def parse_requirement(text: str):
+    """A PEP 508 requirement (packaging's Requirement), or a UsageError naming the string."""
+    from packaging.requirements import InvalidRequirement, Requirement  # ~70 ms: only when needed
+
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:
@@ -73,6 +73,7 @@ def _strip_comment(line: str) -> str:
 
 def scan_requirements_file(path: Path, root: Path | None = None, _seen: set[Path] | None = None) -> ScannedRequirements:
     """Requirements from one file, following `-r` includes that stay inside `root`."""
+    from packaging.requirements import InvalidRequirement, Requirement
     root = (root or path.parent).resolve()
     seen = _seen if _seen is not None else set()
     result = ScannedRequirements()

@@ -80,7 +80,7 @@ def _scan_uptodate(task, values, env, spec) -> bool:
 
 
 def _tracked(env):
-    return nodes.manifest_nodes(env.manifest()).values()
+    return nodes.tracked_nodes(env).values()
 
 
 def task_fetch_node(env):
