@@ -238,15 +238,25 @@ def status(env: Environment) -> dict:
     venv_pending = [t for t in pending if t in {"lock_deps", "sync_venv"}]
     repo = history.open_repo(env.cec_dir)
     changes = [line[3:] for line in repo.git.status("--porcelain").splitlines()]
+    dep_changes = {"added": [], "removed": []}
+    node_changes = {"added": [], "removed": [], "changed": []}
     try:
         committed = manifest.parse(repo.git.show("HEAD:pyproject.toml"))
-        current = env.manifest()
+    except Exception:  # no commit yet, or an unreadable committed file: nothing to compare
+        committed = None
+    if committed is not None:
         from comfydock.dependencies import dependency_snapshot
+        from comfydock.nodes import manifest_nodes
 
+        current = env.manifest()
         before, after = dependency_snapshot(committed), dependency_snapshot(current)
         dep_changes = {"added": sorted(after - before), "removed": sorted(before - after)}
-    except Exception:  # no commit yet, or an unreadable committed file: nothing to compare
-        dep_changes = {"added": [], "removed": []}
+        old_nodes, new_nodes = manifest_nodes(committed), manifest_nodes(current)
+        node_changes = {
+            "added": sorted(set(new_nodes) - set(old_nodes)),
+            "removed": sorted(set(old_nodes) - set(new_nodes)),
+            "changed": sorted(n for n in set(old_nodes) & set(new_nodes) if old_nodes[n] != new_nodes[n]),
+        }
     head = None
     try:
         head = comfyui._git().Repo(env.comfyui_dir).head.commit.hexsha
@@ -264,4 +274,5 @@ def status(env: Environment) -> dict:
         "pending_tasks": pending,
         "uncommitted_changes": changes,
         "dependency_changes": dep_changes,
+        "node_changes": node_changes,
     }

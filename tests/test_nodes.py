@@ -434,3 +434,10 @@ def test_two_processes_changing_one_environment_take_turns(env, registry, run_cl
     for p in procs:
         assert p.wait(120) == 0, p.stderr.read()
     assert {r["id"] for r in run_cli("node", "list", "--json").json} == {"comfyui-plain", "comfyui-fixture-pack"}
+
+
+def test_status_lists_node_changes_since_the_last_commit(env, registry, node_repo, run_cli):
+    run_cli("node", "add", "comfyui-plain")
+    data = run_cli("status", "--json").json
+    assert data["node_changes"] == {"added": ["comfyui-plain"], "removed": [], "changed": []}
+    assert "Custom nodes added since the last commit: comfyui-plain" in run_cli("status").out

@@ -194,6 +194,10 @@ def cmd_status(app: App) -> int:
     else:
         pending = ", ".join(data["pending_tasks"]) or "sync_venv"
         out.print(f"Venv: [yellow]out of sync[/] (pending: {pending}); run 'comfydock build'")
+    nodes = data["node_changes"]
+    for kind in ("added", "removed", "changed"):
+        if nodes[kind]:
+            out.print(f"Custom nodes {kind} since the last commit: {', '.join(nodes[kind])}")
     if data["uncommitted_changes"]:
         out.print("Uncommitted changes in .cec: " + ", ".join(data["uncommitted_changes"]))
     else:
