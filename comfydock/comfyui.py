@@ -124,6 +124,7 @@ def checkout(cache_repo, dest: Path, ref: ResolvedRef, origin_url: str) -> None:
 def write_extra_model_paths(comfyui_dir: Path, models_dir: Path | None) -> Path | None:
     """Point ComfyUI at the workspace's models directory (its own extra_model_paths.yaml)."""
     import yaml
+
     if models_dir is None:
         return None
     data = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sys
 import threading
@@ -11,6 +10,35 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from comfydock.errors import LockHeld
+
+try:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+except ImportError:  # Windows
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
 
 _local = threading.local()  # locks this thread holds: nested operations must not deadlock
 
@@ -40,21 +68,17 @@ def environment_lock(lock_file: Path, timeout: float | None = None, on_wait=None
     try:
         deadline = time.monotonic() + timeout
         told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                holder = lock_file.read_text(errors="replace").strip() or "another comfydock process"
-                if time.monotonic() >= deadline:
-                    raise LockHeld(
-                        f"environment is busy: {holder}",
-                        hint="wait for it to finish, or raise COMFYDOCK_LOCK_TIMEOUT (seconds)",
-                    ) from None
-                if on_wait and not told:
-                    on_wait(holder)
-                    told = True
-                time.sleep(0.1)
+        while not _try_lock(fd):
+            holder = lock_file.read_text(errors="replace").strip() or "another comfydock process"
+            if time.monotonic() >= deadline:
+                raise LockHeld(
+                    f"environment is busy: {holder}",
+                    hint="wait for it to finish, or raise COMFYDOCK_LOCK_TIMEOUT (seconds)",
+                )
+            if on_wait and not told:
+                on_wait(holder)
+                told = True
+            time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.write(fd, _holder_text().encode())
         _held().add(key)
@@ -63,6 +87,6 @@ def environment_lock(lock_file: Path, timeout: float | None = None, on_wait=None
         finally:
             _held().discard(key)
             os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            _unlock(fd)
     finally:
         os.close(fd)

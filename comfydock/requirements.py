@@ -74,6 +74,7 @@ def _strip_comment(line: str) -> str:
 def scan_requirements_file(path: Path, root: Path | None = None, _seen: set[Path] | None = None) -> ScannedRequirements:
     """Requirements from one file, following `-r` includes that stay inside `root`."""
     from packaging.requirements import InvalidRequirement, Requirement
+
     root = (root or path.parent).resolve()
     seen = _seen if _seen is not None else set()
     result = ScannedRequirements()

@@ -153,3 +153,16 @@ def test_index_models_task_runs_only_when_the_models_tree_changed(env, workspace
     third = {t["task"]: t["status"] for t in run_cli("build", "index_models", "--json").json["tasks"]}
     assert third == {"index_models": "ran"}
     assert run_cli("models", "find", "b.safetensors", "--json").json
+
+
+def test_continue_runs_independent_tasks_after_a_failure(env, workspace, run_cli):
+    (workspace.models_dir / "m.safetensors").write_bytes(b"m" * 64)
+    env.pyproject_path.write_text(env.pyproject_path.read_text().replace('"cdfix-gamma",', '"cdfix-gamma>=5",'))
+    stopped = run_cli("build", "--json")
+    assert stopped.code == 1
+    assert "index_models" not in {t["task"] for t in stopped.json["tasks"]}  # a plain build stops at the failure
+    result = run_cli("build", "--continue", "--json")
+    assert result.code == 1
+    by_task = {t["task"]: t["status"] for t in result.json["tasks"]}
+    assert by_task["lock_deps"] == "failed" and by_task["sync_venv"] == "not-run"
+    assert by_task["index_models"] == "ran"  # does not depend on the lock: --continue still runs it

@@ -103,3 +103,31 @@ def test_no_active_environment_says_how_to_pick_one(workspace_path, run_cli):
     result = run_cli("status")
     assert result.code == 1
     assert "comfydock use" in result.err
+
+
+def test_interactive_init_asks_for_the_models_directory(tmp_path):
+    """On a terminal, init prompts; the answer becomes the workspace's models directory."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    master, slave = pty.openpty()
+    ws = tmp_path / "w"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "comfydock", "init", str(ws)], stdin=slave, stdout=slave, stderr=slave, close_fds=True
+    )
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 30
+    while b"Models directory" not in seen and time.monotonic() < deadline:
+        if select.select([master], [], [], 0.5)[0]:
+            seen += os.read(master, 4096)
+    assert b"Models directory" in seen
+    os.write(master, f"{tmp_path / 'my-models'}\n".encode())
+    assert proc.wait(30) == 0
+    os.close(master)
+    assert Workspace.open(ws).models_dir == tmp_path / "my-models"
+    assert (tmp_path / "my-models").is_dir()
