@@ -58,19 +58,24 @@ class Environment:
 
     def restore_manifest(self, saved: dict[Path, bytes | None], resync: bool = True) -> None:
         """Put pyproject.toml and uv.lock back byte for byte, and the venv back in line with them."""
-        from comfydock import engine
-
         for path, data in saved.items():
             if data is None:
                 path.unlink(missing_ok=True)
             else:
                 atomic_write_bytes(path, data)
         if resync:
-            self.venv_marker.unlink(missing_ok=True)  # a failed sync may have half-changed the venv
-            try:
-                engine.build(self, ["sync_venv"])
-            except Exception:  # best effort: the files are back; 'comfydock build' finishes the job
-                pass
+            self.resync_venv()
+
+    def resync_venv(self) -> None:
+        """Sync the venv to uv.lock again, even if doit thinks it is (a failed sync may have
+        half-changed it). Best effort: on failure 'comfydock build' finishes the job."""
+        from comfydock import engine
+
+        self.venv_marker.unlink(missing_ok=True)
+        try:
+            engine.build(self, ["sync_venv"])
+        except Exception:
+            pass
 
     # --- venv bookkeeping (used by the sync_venv task and by status) ------------------
     def record_venv_synced(self) -> None:

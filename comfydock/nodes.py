@@ -625,12 +625,13 @@ def add_nodes(
             ):
                 change.notes.append(f"the replaced custom_nodes/{before.name} is kept at {now}")
         for spec in plans:
-            info = spec.to_json()
             try:
-                info["requirements"] = json.loads(reqs_file(env, spec.id).read_text())["requirements"]
-                info["skipped"] = json.loads(reqs_file(env, spec.id).read_text())["skipped"]
+                scanned = json.loads(reqs_file(env, spec.id).read_text())
             except (OSError, ValueError):
-                info["requirements"], info["skipped"] = [], []
+                scanned = {}  # --no-test with a scan that did not run: nothing to report
+            info = spec.to_json()
+            info["requirements"] = scanned.get("requirements", [])
+            info["skipped"] = scanned.get("skipped", [])
             change.added.append(info)
         change.build = report.to_json()
     return change
@@ -753,7 +754,7 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
                     remove_tree(path)
                 shutil.move(str(kept), str(path))
                 atomic_write_json(install_marker(env, old.id), {"identity": old.identity(), "directory": old.directory})
-            env.restore_manifest({}, resync=True)
+            env.resync_venv()
             raise
         if kept is not None:
             remove_tree(kept)
