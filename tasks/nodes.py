@@ -8,7 +8,7 @@ import time
 from comfydock import nodes
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import atomic_write_json
-from comfydock.node_cache import NodeCache, copy_content
+from comfydock.nodes.cache import NodeCache, copy_content
 
 
 def _cache(env) -> NodeCache:

@@ -1,0 +1,80 @@
+"""Requirements of a node: requirements.txt and pyproject.toml into its dependency group."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import tomlkit
+
+from comfydock import manifest
+from comfydock.errors import ComfydockError
+from comfydock.fsutil import atomic_write_json
+from comfydock.nodes.spec import NodeSpec, manifest_nodes, reqs_file, set_group_requirements
+
+_manifest_lock = threading.Lock()  # scan tasks may run in parallel threads
+
+
+def requirement_files(node_dir: Path) -> list[Path]:
+    return [p for p in (node_dir / "requirements.txt", node_dir / "pyproject.toml") if p.is_file()]
+
+
+def scan_node(node_dir: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """(requirements, skipped lines) of a node: requirements.txt, then [project] dependencies."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from comfydock.requirements import scan_requirements_file
+
+    reqs: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    txt = node_dir / "requirements.txt"
+    if txt.is_file():
+        scanned = scan_requirements_file(txt, root=node_dir)
+        reqs += scanned.requirements
+        skipped += scanned.skipped
+    pyproject = node_dir / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            deps = tomlkit.parse(pyproject.read_text(encoding="utf-8")).get("project", {}).get("dependencies", [])
+        except Exception as exc:  # a node's broken pyproject is reported, not fatal
+            skipped.append(("pyproject.toml", f"unreadable: {exc}"))
+            deps = []
+        for d in deps:
+            try:
+                reqs.append(str(Requirement(str(d))))
+            except InvalidRequirement as exc:
+                skipped.append((str(d), f"not a valid requirement: {exc}"))
+    unique: dict[str, str] = {}
+    for r in reqs:
+        unique.setdefault(r, r)
+    return list(unique), skipped
+
+
+def apply_scan(env, spec: NodeSpec) -> dict:
+    """Scan a node, record the result, and write its dependency group (if it changed)."""
+    node_dir = env.custom_nodes_dir / spec.directory
+    if not node_dir.is_dir():
+        if spec.source == "development":
+            raise ComfydockError(
+                f"development node directory custom_nodes/{spec.directory} is missing",
+                hint=f"put it back, or stop tracking it: 'comfydock node remove {spec.id}'",
+            )
+        raise ComfydockError(f"custom_nodes/{spec.directory} is missing", hint=f"reinstall it: 'comfydock build -e {env.name}'")
+    requirements, skipped = scan_node(node_dir)
+    atomic_write_json(reqs_file(env, spec.id), {"node": spec.id, "requirements": requirements, "skipped": skipped})
+    with _manifest_lock:
+        doc = env.manifest()
+        if spec.id in manifest_nodes(doc) and set_group_requirements(doc, spec.group, requirements):
+            manifest.save(env.pyproject_path, doc)
+    return {"digest": requirements_digest(node_dir)}
+
+
+def requirements_digest(node_dir: Path) -> str:
+    from blake3 import blake3
+
+    h = blake3()
+    # requirements*.txt covers the usual '-r' includes that live beside requirements.txt
+    files = sorted(set(requirement_files(node_dir)) | set(node_dir.glob("requirements*.txt")))
+    for p in files:
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
