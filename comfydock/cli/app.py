@@ -45,6 +45,22 @@ class App:
     def warn(self, message: str) -> None:
         self.err.print(f"[yellow]warning:[/] {message}")
 
+    def task_listener(self, spinner, plain: bool = False):
+        """Names each task as it starts: on the spinner, or as a plain line when asked to."""
+
+        def listener(kind, task):
+            if kind != "start":
+                return
+            if spinner is not None:
+                spinner.update(f"Running {task}")
+            elif plain:
+                self.say(f"Running {task}")
+
+        return listener
+
+    def lock_wait_note(self, holder: str) -> None:
+        self.say(f"Waiting for the environment lock ({holder})")
+
     def print_json(self, data) -> None:
         self.out.file.write(json.dumps(data, indent=2) + "\n")
 

@@ -241,20 +241,12 @@ def cmd_build(app: App) -> int:
             _render_events(app, events)
         return 0
     with app.status("Building") as spinner:
-
-        def listener(kind, task):
-            if kind == "start":
-                if spinner is not None:
-                    spinner.update(f"Running {task}")
-                else:
-                    app.say(f"Running {task}")
-
         report = engine.build(
             env,
             args.targets,
             keep_going=args.keep_going,
-            listener=listener,
-            on_wait=lambda holder: app.say(f"Waiting for the environment lock ({holder})"),
+            listener=app.task_listener(spinner, plain=True),
+            on_wait=app.lock_wait_note,
         )
     log.info("build %s %s: %s", env.name, args.targets, report.to_json())
     if app.json:

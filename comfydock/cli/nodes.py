@@ -5,14 +5,6 @@ from __future__ import annotations
 from comfydock.cli.app import App, env_option, json_option, log
 
 
-def _node_listener(app: App, spinner):
-    def listener(kind, task):
-        if kind == "start" and spinner is not None:
-            spinner.update(f"Running {task}")
-
-    return listener
-
-
 def _print_node_change(app: App, change, verb: str) -> None:
     for note in change.notes:
         app.say(note)
@@ -44,7 +36,7 @@ def cmd_node_add(app: App) -> int:
             dev=args.dev,
             force=args.force,
             no_test=args.no_test,
-            listener=_node_listener(app, spinner),
+            listener=app.task_listener(spinner),
             note=lambda m: None,
         )
     log.info("node add %s: %s", args.identifiers, change.to_json())
@@ -62,7 +54,7 @@ def cmd_node_remove(app: App) -> int:
 
     env = app.env()
     with app.status("Removing nodes") as spinner:
-        change = remove_nodes(env, app.args.names, force=app.args.force, listener=_node_listener(app, spinner))
+        change = remove_nodes(env, app.args.names, force=app.args.force, listener=app.task_listener(spinner))
     log.info("node remove %s: %s", app.args.names, change.to_json())
     if app.json:
         app.print_json(change.to_json())
@@ -76,7 +68,7 @@ def cmd_node_update(app: App) -> int:
 
     env = app.env()
     with app.status("Updating node") as spinner:
-        change = update_node(env, app.args.name, app.args.version, force=app.args.force, listener=_node_listener(app, spinner))
+        change = update_node(env, app.args.name, app.args.version, force=app.args.force, listener=app.task_listener(spinner))
     if app.json:
         app.print_json(change.to_json())
     else:

@@ -10,14 +10,7 @@ def _apply_change(app: App, env, mutate, describe) -> int:
     from comfydock.environment import change_manifest
 
     with app.status("Resolving and syncing") as spinner:
-
-        def listener(kind, task):
-            if kind == "start" and spinner is not None:
-                spinner.update(f"Running {task}")
-
-        change = change_manifest(
-            env, mutate, listener=listener, on_wait=lambda holder: app.say(f"Waiting for the environment lock ({holder})")
-        )
+        change = change_manifest(env, mutate, listener=app.task_listener(spinner), on_wait=app.lock_wait_note)
     log.info("%s: %s", env.name, describe(change))
     if app.json:
         app.print_json({"changed": change.changed, "result": change.result, "build": change.report.to_json()})
