@@ -37,6 +37,8 @@ def run_demo(app, base: Path | None) -> int:
         ["node", "add", f"{node.as_uri()}@v1.0"],
         ["node", "list"],
         ["py", "list"],
+        ["models", "index"],
+        ["models", "list"],
         ["status"],
         ["build"],
         ["run", "--quick-test-for-ci"],
