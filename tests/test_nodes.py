@@ -441,3 +441,24 @@ def test_status_lists_node_changes_since_the_last_commit(env, registry, node_rep
     data = run_cli("status", "--json").json
     assert data["node_changes"] == {"added": ["comfyui-plain"], "removed": [], "changed": []}
     assert "Custom nodes added since the last commit: comfyui-plain" in run_cli("status").out
+
+
+def test_ctrl_c_midway_through_node_add_puts_everything_back(env, registry, workspace):
+    from comfydock.nodes import add_nodes
+    from comfydock.workspace import Workspace
+
+    env = Workspace.open(workspace.root).environment("main")  # sees the registry-url set after `env` was made
+    before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes()
+
+    def listener(kind, task):
+        if kind == "start" and task == "lock_deps":  # node fetched, installed and scanned by now
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        add_nodes(env, ["comfyui-fixture-pack"], listener=listener)
+    assert (env.pyproject_path.read_bytes(), env.lock_path.read_bytes()) == before
+    assert not (env.custom_nodes_dir / "ComfyUI-Fixture-Pack").exists()
+    assert venv_has(env, "cdfix_beta") is None
+    # and the next attempt simply works, from the cache
+    assert add_nodes(env, ["comfyui-fixture-pack"]).added[0]["id"] == "comfyui-fixture-pack"
+    assert registry.hits["/files/comfyui-fixture-pack/1.1.0.zip"] == 1
