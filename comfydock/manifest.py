@@ -71,9 +71,12 @@ def new_manifest(
         index.append(entry)
         uv["index"] = index
         sources = tomlkit.table()
+        marker = _torch_index_marker(torch_backend)
         for pkg in TORCH_PACKAGES:
             sources[pkg] = tomlkit.inline_table()
             sources[pkg]["index"] = f"pytorch-{torch_backend}"
+            if marker:
+                sources[pkg]["marker"] = marker
         uv["sources"] = sources
     tool = tomlkit.table(is_super_table=True)
     tool["uv"] = uv
@@ -91,6 +94,16 @@ def new_manifest(
     tool["comfydock"] = comfydock
     doc["tool"] = tool
     return doc
+
+
+def _torch_index_marker(backend: str) -> str | None:
+    """GPU builds exist only for some platforms; elsewhere (macOS) torch comes from PyPI, so the
+    universal uv.lock still resolves everywhere and a bundle stays importable on any machine."""
+    if backend.startswith("rocm"):
+        return "sys_platform == 'linux'"
+    if backend.startswith(("cu", "xpu")):
+        return "sys_platform == 'linux' or sys_platform == 'win32'"
+    return None
 
 
 def _major_minor(version: str) -> str:

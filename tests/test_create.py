@@ -154,6 +154,8 @@ def test_torch_backend_writes_the_matching_pytorch_index(workspace, run_cli):
     assert index["url"] == "https://download.pytorch.org/whl/cu126" and index["explicit"] is True
     for pkg in ("torch", "torchvision", "torchaudio"):
         assert doc["tool"]["uv"]["sources"][pkg]["index"] == index["name"]
+        # no CUDA wheels for macOS: there torch comes from PyPI, so the universal lock still resolves
+        assert doc["tool"]["uv"]["sources"][pkg]["marker"] == "sys_platform == 'linux' or sys_platform == 'win32'"
     assert doc["tool"]["comfydock"]["environment"]["torch_backend"] == "cu126"
 
 
