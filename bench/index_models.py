@@ -133,10 +133,12 @@ def main() -> None:
             raw_rate = raw_bytes / MIB / raw_s
             rate = mb / result["seconds"]
             note = "" if label == "warm" else (" (page cache dropped)" if cold else " (could not drop the page cache)")
+            # the target is for cold reads; warm, reading is a memory copy and Blake3 on 2 cores is the limit
+            target = "target >= 80%" if label == "cold" else "hashing-bound, no target"
             print(
                 f"{label} index{note}: {wall:.2f} s wall, {result['seconds']:.2f} s in index, {mb:.0f} MiB sampled, "
                 f"{rate:.0f} MiB/s; raw read of the same bytes ({default_workers()} threads) {raw_rate:.0f} MiB/s "
-                f"-> {100 * rate / raw_rate:.0f}% of raw (target >= 80%); peak RSS {rss:.0f} MB"
+                f"-> {100 * rate / raw_rate:.0f}% of raw ({target}); peak RSS {rss:.0f} MB"
             )
         result, wall, rss = run_child(tmp / "a.db", tree)
         print(f"no-change re-index: {wall:.3f} s wall ({result['seconds']:.3f} s in index, {result['files_hashed']} hashed)")
