@@ -283,6 +283,8 @@ class Workspace:
 
         if name is None:
             name = os.environ.get("COMFYDOCK_ENV") or self.active_environment
+            if name and os.sep in name and Path(name).absolute().parent == self.environments_dir:
+                name = Path(name).name  # $COMFYDOCK_ENV may name the directory, as dodo.py allows
             if not name:
                 raise EnvironmentNotFound(
                     "no environment selected",

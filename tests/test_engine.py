@@ -166,3 +166,12 @@ def test_continue_runs_independent_tasks_after_a_failure(env, workspace, run_cli
     by_task = {t["task"]: t["status"] for t in result.json["tasks"]}
     assert by_task["lock_deps"] == "failed" and by_task["sync_venv"] == "not-run"
     assert by_task["index_models"] == "ran"  # does not depend on the lock: --continue still runs it
+
+
+def test_comfydock_env_selects_the_environment_by_name_or_directory(env, run_cli, monkeypatch):
+    assert run_cli("create", "other", "--torch-backend", "cpu").code == 0  # 'main' stays active
+    monkeypatch.setenv("COMFYDOCK_ENV", "other")
+    assert run_cli("status", "--json").json["environment"] == "other"
+    monkeypatch.setenv("COMFYDOCK_ENV", str(env.root.parent / "other"))
+    assert run_cli("status", "--json").json["environment"] == "other"
+    assert run_cli("status", "-e", "main", "--json").json["environment"] == "main"  # -e still wins
