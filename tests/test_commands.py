@@ -101,3 +101,13 @@ def test_help_lists_every_command(run_cli):
     out = run_cli("--help").out
     for cmd in ("init", "create", "list", "use", "delete", "run", "log", "status", "build", "config", "demo"):
         assert cmd in out
+
+
+def test_json_commands_report_errors_as_json_too(env, run_cli):
+    result = run_cli("py", "add", "cdfix-alpha<1", "--json")
+    assert result.code == 1
+    error = result.json["error"]
+    assert error["exit_code"] == 1 and "uv could not resolve" in error["message"] and error["hint"]
+    assert "No solution found" in error["details"]
+    failed = run_cli("build", "no_such_task", "--json")
+    assert failed.code == 2 and failed.json["error"]["exit_code"] == 2

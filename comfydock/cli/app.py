@@ -20,6 +20,7 @@ class App:
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         self.out = Console(highlight=False, soft_wrap=True)
         self._workspace = None
+        self.printed_json = False
 
     @property
     def json(self) -> bool:
@@ -62,6 +63,7 @@ class App:
         self.say(f"Waiting for the environment lock ({holder})")
 
     def print_json(self, data) -> None:
+        self.printed_json = True
         self.out.file.write(json.dumps(data, indent=2) + "\n")
 
     def status(self, message: str):

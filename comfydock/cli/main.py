@@ -99,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
 def _print_error(app: App, exc: ComfydockError) -> None:
     from rich.markup import escape
 
+    if app.json and not app.printed_json:  # scripts get the error as data too
+        error = {
+            "message": exc.message,
+            "hint": exc.hint,
+            "exit_code": exc.exit_code,
+            "details": getattr(exc, "details", "") or None,
+        }
+        app.print_json({"error": error})
     app.err.print(f"[bold red]error:[/] {escape(exc.message)}")
     details = getattr(exc, "details", "")
     if details:
