@@ -462,3 +462,33 @@ def test_ctrl_c_midway_through_node_add_puts_everything_back(env, registry, work
     # and the next attempt simply works, from the cache
     assert add_nodes(env, ["comfyui-fixture-pack"]).added[0]["id"] == "comfyui-fixture-pack"
     assert registry.hits["/files/comfyui-fixture-pack/1.1.0.zip"] == 1
+
+
+def test_adding_an_installed_node_again_changes_nothing(env, registry, run_cli):
+    assert run_cli("node", "add", "comfyui-fixture-pack@1.0.0").code == 0
+    before = env.pyproject_path.read_bytes()
+    again = run_cli("node", "add", "comfyui-fixture-pack@1.0.0", "--json")
+    assert again.code == 0 and again.json["added"] == []
+    assert "already installed" in again.json["notes"][0]
+    other = run_cli("node", "add", "comfyui-fixture-pack@1.1.0")
+    assert other.code == 2 and "node update comfyui-fixture-pack" in other.err
+    assert env.pyproject_path.read_bytes() == before
+
+
+def test_failed_update_puts_the_old_version_back(env, registry, run_cli):
+    from comfydock.demo.fixtures import node_zip_bytes
+
+    registry.nodes["comfyui-fixture-pack"]["versions"]["2.0.0"] = node_zip_bytes("fixture-pack", "cdfix-alpha<1\n")
+    assert run_cli("node", "add", "comfyui-fixture-pack@1.0.0").code == 0
+    node_dir = env.custom_nodes_dir / "ComfyUI-Fixture-Pack"
+    before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes(), (node_dir / "requirements.txt").read_text()
+    result = run_cli("node", "update", "comfyui-fixture-pack", "--version", "2.0.0")
+    assert result.code == 1 and "No solution found" in result.err
+    after = env.pyproject_path.read_bytes(), env.lock_path.read_bytes(), (node_dir / "requirements.txt").read_text()
+    assert after == before
+    assert venv_has(env, "cdfix_beta") == "1.0"
+    assert statuses_of(run_cli("build", "--dry-run", "--json").json) == {"up-to-date"}
+
+
+def statuses_of(plan):
+    return {row["status"] for row in plan if row["task"] != "index_models"}

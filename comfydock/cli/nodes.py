@@ -102,7 +102,8 @@ def cmd_node_list(app: App) -> int:
         for col in ("node", "source", "version", "directory", "requirements"):
             table.add_column(col)
         for r in rows:
-            version = r.get("version") or (r.get("commit") or "")[:10] or "-"
+            commit = (r.get("commit") or "")[:10]
+            version = r.get("version") or (f"{r['ref']}@{commit}" if r.get("ref") else commit) or "-"
             state = "" if r["present"] else (" [yellow](disabled)[/]" if r["disabled"] else " [red](missing)[/]")
             reqs = "?" if r["requirements"] is None else str(len(r["requirements"]))
             table.add_row(r["id"], r["source"], version, r["directory"] + state, reqs)
