@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import venv_has
 
 from comfydock.workspace import Workspace
 
@@ -111,3 +112,14 @@ def test_json_commands_report_errors_as_json_too(env, run_cli):
     assert "No solution found" in error["details"]
     failed = run_cli("build", "no_such_task", "--json")
     assert failed.code == 2 and failed.json["error"]["exit_code"] == 2
+
+
+def test_run_syncs_the_venv_first_unless_told_not_to(env, run_cli):
+    text = env.pyproject_path.read_text().replace('"cdfix-gamma",', '"cdfix-gamma",\n    "cdfix-beta<2",')
+    env.pyproject_path.write_text(text)
+    assert run_cli("run", "--no-sync", "--port", "1").code == 0
+    assert venv_has(env, "cdfix_beta") is None
+    assert run_cli("run", "--port", "1").code == 0
+    assert venv_has(env, "cdfix_beta") == "1.0"
+    record = json.loads((env.comfyui_dir / "user" / "fixture_last_run.json").read_text())
+    assert record["argv"] == ["--port", "1"]

@@ -143,6 +143,15 @@ def cmd_run(app: App) -> int:
     import subprocess
 
     env = app.env()
+    if not app.args.no_sync:
+        # like 'uv run': make the venv and custom nodes match the manifest first (a no-op when they do)
+        from comfydock import engine
+        from comfydock.environment import build_failure
+
+        with app.status("Syncing the environment") as spinner:
+            report = engine.build(env, ["sync_venv"], listener=app.task_listener(spinner), on_wait=app.lock_wait_note)
+        if not report.ok:
+            raise build_failure(report)
     if not env.python.exists():
         raise ComfydockError(f"environment {env.name!r} has no venv", hint=f"run 'comfydock build -e {env.name}' to create it")
     cmd = [str(env.python), str(env.comfyui_dir / "main.py"), *app.args.comfyui_args]
@@ -356,9 +365,11 @@ def register(sub) -> None:
         "run",
         help="run ComfyUI",
         description="Run the environment's ComfyUI main.py with its venv; every argument after the options goes to ComfyUI "
-        "(use '--' to pass one that comfydock would take, e.g. 'comfydock run -- --help').",
+        "(use '--' to pass one that comfydock would take, e.g. 'comfydock run -- --help'). "
+        "First the venv and custom nodes are synced to the manifest, like 'uv run' does.",
     )
     env_option(p)
+    p.add_argument("--no-sync", action="store_true", help="start as things are, without syncing first")
     p.add_argument("comfyui_args", nargs="*", metavar="ARGS", help="arguments for ComfyUI")
     p.set_defaults(func=cmd_run)
 

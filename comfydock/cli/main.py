@@ -58,7 +58,7 @@ def _split_run(argv: list[str]) -> tuple[list[str], list[str] | None]:
         elif a.startswith("--env="):
             head.append(a)
             j += 1
-        elif a in {"-h", "--help"}:
+        elif a in {"-h", "--help", "--no-sync"}:
             head.append(a)
             j += 1
         elif a == "--":
