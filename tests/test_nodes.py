@@ -492,3 +492,19 @@ def test_failed_update_puts_the_old_version_back(env, registry, run_cli):
 
 def statuses_of(plan):
     return {row["status"] for row in plan if row["task"] != "index_models"}
+
+
+def test_a_busy_environment_names_its_holder(env, registry):
+    from comfydock.locking import environment_lock
+
+    with environment_lock(env.lock_file):  # this test process plays the other comfydock
+        proc = subprocess.run(
+            [sys.executable, "-m", "comfydock", "node", "add", "comfyui-plain", "-e", "main"],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, COMFYDOCK_LOCK_TIMEOUT="0.5"),
+        )
+    assert proc.returncode == 1
+    assert f"Waiting for the environment lock (pid {os.getpid()}" in proc.stderr
+    assert f"environment is busy: pid {os.getpid()}" in proc.stderr
+    assert not (env.custom_nodes_dir / "comfyui-plain").exists()

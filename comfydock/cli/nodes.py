@@ -37,7 +37,7 @@ def cmd_node_add(app: App) -> int:
             force=args.force,
             no_test=args.no_test,
             listener=app.task_listener(spinner),
-            note=lambda m: None,
+            on_wait=app.lock_wait_note,
         )
     log.info("node add %s: %s", args.identifiers, change.to_json())
     if app.json:
@@ -54,7 +54,9 @@ def cmd_node_remove(app: App) -> int:
 
     env = app.env()
     with app.status("Removing nodes") as spinner:
-        change = remove_nodes(env, app.args.names, force=app.args.force, listener=app.task_listener(spinner))
+        change = remove_nodes(
+            env, app.args.names, force=app.args.force, listener=app.task_listener(spinner), on_wait=app.lock_wait_note
+        )
     log.info("node remove %s: %s", app.args.names, change.to_json())
     if app.json:
         app.print_json(change.to_json())
@@ -68,7 +70,14 @@ def cmd_node_update(app: App) -> int:
 
     env = app.env()
     with app.status("Updating node") as spinner:
-        change = update_node(env, app.args.name, app.args.version, force=app.args.force, listener=app.task_listener(spinner))
+        change = update_node(
+            env,
+            app.args.name,
+            app.args.version,
+            force=app.args.force,
+            listener=app.task_listener(spinner),
+            on_wait=app.lock_wait_note,
+        )
     if app.json:
         app.print_json(change.to_json())
     else:

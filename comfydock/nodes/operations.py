@@ -37,11 +37,9 @@ def _run(env, targets, listener, workers=1):
     return report
 
 
-def add_nodes(
-    env, identifiers: list[str], *, dev=False, force=False, no_test=False, listener=None, note=lambda m: None
-) -> NodeChange:
+def add_nodes(env, identifiers: list[str], *, dev=False, force=False, no_test=False, listener=None, on_wait=None) -> NodeChange:
     change = NodeChange()
-    with env.lock():
+    with env.lock(on_wait):
         doc = env.manifest()
         tracked = manifest_nodes(doc)
         plans: list[NodeSpec] = []
@@ -58,7 +56,6 @@ def add_nodes(
                 if (known.source, known.version, known.commit) == (spec.source, spec.version, spec.commit):
                     msg = f"{spec.id} is already installed ({known.label()})"
                     change.notes.append(msg)
-                    note(msg)
                     continue
                 raise UsageError(
                     f"{spec.id} is already installed as {known.label()}",
@@ -172,9 +169,9 @@ def find_tracked(doc, name: str) -> NodeSpec:
     return spec
 
 
-def remove_nodes(env, names: list[str], *, force=False, listener=None) -> NodeChange:
+def remove_nodes(env, names: list[str], *, force=False, listener=None, on_wait=None) -> NodeChange:
     change = NodeChange()
-    with env.lock():
+    with env.lock(on_wait):
         doc = env.manifest()
         specs = []
         for name in names:
@@ -224,9 +221,9 @@ def remove_nodes(env, names: list[str], *, force=False, listener=None) -> NodeCh
     return change
 
 
-def update_node(env, name: str, version: str | None, *, force=False, listener=None) -> NodeChange:
+def update_node(env, name: str, version: str | None, *, force=False, listener=None, on_wait=None) -> NodeChange:
     change = NodeChange()
-    with env.lock():
+    with env.lock(on_wait):
         doc = env.manifest()
         old = find_tracked(doc, name)
         if old.source == "development":
