@@ -104,11 +104,15 @@ def _guarded(task_name, fn, args, kwargs):
     from doit.exceptions import TaskFailed
 
     try:
-        result = fn(*args, **kwargs)
+        return fn(*args, **kwargs)
     except ComfydockError as exc:
         _action_errors[task_name] = exc
         return TaskFailed(exc.message)
-    return None if result is None else result
+    except OSError as exc:  # disk full, permissions, a vanished file: say which file and why
+        where = f" ({exc.filename})" if exc.filename else ""
+        error = ComfydockError(f"{exc.strerror or exc}{where}", hint="check free disk space and permissions, then run again")
+        _action_errors[task_name] = error
+        return TaskFailed(error.message)
 
 
 def _wrap_actions(task_dict: dict) -> dict:

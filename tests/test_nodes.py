@@ -508,3 +508,15 @@ def test_a_busy_environment_names_its_holder(env, registry):
     assert f"Waiting for the environment lock (pid {os.getpid()}" in proc.stderr
     assert f"environment is busy: pid {os.getpid()}" in proc.stderr
     assert not (env.custom_nodes_dir / "comfyui-plain").exists()
+
+
+def test_filesystem_errors_in_a_task_are_one_line_and_change_nothing(env, registry, run_cli):
+    shutil.rmtree(env.custom_nodes_dir)
+    env.custom_nodes_dir.write_text("not a directory")  # installing into it must fail
+    before = env.pyproject_path.read_bytes()
+    result = run_cli("node", "add", "comfyui-plain")
+    assert result.code == 1
+    assert "install_node:comfyui-plain" in result.err and "custom_nodes" in result.err
+    assert "Traceback" not in result.err and "hint:" in result.err
+    assert env.pyproject_path.read_bytes() == before
+    assert env.custom_nodes_dir.read_text() == "not a directory"
