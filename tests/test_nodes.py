@@ -520,3 +520,17 @@ def test_filesystem_errors_in_a_task_are_one_line_and_change_nothing(env, regist
     assert "Traceback" not in result.err and "hint:" in result.err
     assert env.pyproject_path.read_bytes() == before
     assert env.custom_nodes_dir.read_text() == "not a directory"
+
+
+def test_registry_zip_with_one_top_folder_installs_its_contents(env, registry, run_cli):
+    import io
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("Wrapped-Node-1.0/__init__.py", "NODE_CLASS_MAPPINGS = {}\n")
+        zf.writestr("Wrapped-Node-1.0/requirements.txt", "cdfix-gamma\n")
+    registry.add_node("comfyui-wrapped", {"1.0": buf.getvalue()})
+    result = run_cli("node", "add", "comfyui-wrapped", "--json")
+    assert result.code == 0, result.err
+    assert (env.custom_nodes_dir / "comfyui-wrapped" / "__init__.py").exists()
+    assert result.json["added"][0]["requirements"] == ["cdfix-gamma"]

@@ -96,6 +96,7 @@ class NodeCache:
             download(archive)
             sha = hashlib.sha256(archive.read_bytes()).hexdigest()
             safe_extract_zip(archive, build / "content")
+            _unwrap_single_folder(build / "content")
             archive.unlink()
             return self._publish(identity, build, {**metadata, "archive_sha256": sha})
         finally:
@@ -120,6 +121,18 @@ class NodeCache:
         finally:
             if build.exists():
                 remove_tree(build)
+
+
+def _unwrap_single_folder(content: Path) -> None:
+    """Some archives hold the node inside one folder ('Node-1.0/__init__.py'); ComfyUI wants
+    __init__.py at the top of the node directory, so lift that folder's contents up."""
+    entries = list(content.iterdir())
+    if len(entries) != 1 or not entries[0].is_dir() or not (entries[0] / "__init__.py").exists():
+        return
+    inner = content.with_name(content.name + ".inner")
+    os.replace(entries[0], inner)
+    content.rmdir()
+    os.replace(inner, content)
 
 
 def safe_extract_zip(archive: Path, dest: Path) -> None:
