@@ -534,3 +534,20 @@ def test_registry_zip_with_one_top_folder_installs_its_contents(env, registry, r
     assert result.code == 0, result.err
     assert (env.custom_nodes_dir / "comfyui-wrapped" / "__init__.py").exists()
     assert result.json["added"][0]["requirements"] == ["cdfix-gamma"]
+
+
+def test_build_rebuilds_nodes_from_a_copied_manifest(env, registry, node_repo, run_cli, workspace):
+    """A colleague's manifest is enough: build fetches, installs, scans, locks and syncs."""
+    assert run_cli("node", "add", "comfyui-fixture-pack@1.0.0", f"{node_repo.as_uri()}@v1.0").code == 0
+    assert run_cli("create", "colleague", "--torch-backend", "cpu").code == 0
+    other = workspace.environment("colleague")
+    shutil.copy(env.pyproject_path, other.pyproject_path)
+    shutil.copy(env.lock_path, other.lock_path)
+    result = run_cli("build", "-e", "colleague", "--json")
+    assert result.code == 0, result.err
+    ran = {t["task"] for t in result.json["tasks"] if t["status"] == "ran"}
+    assert {"install_node:comfyui-fixture-pack", "install_node:ComfyUI-Git-Node", "sync_venv"} <= ran
+    assert (other.custom_nodes_dir / "ComfyUI-Fixture-Pack" / "__init__.py").exists()
+    assert git.Repo(other.custom_nodes_dir / "ComfyUI-Git-Node").head.commit.hexsha == git.Repo(node_repo).tags["v1.0"].commit.hexsha
+    assert venv_has(other, "cdfix_beta") == "1.0" and venv_has(other, "cdfix_gamma") == "0.1"
+    assert other.lock_path.read_bytes() == env.lock_path.read_bytes()
