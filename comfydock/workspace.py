@@ -260,6 +260,13 @@ class Workspace:
         if save:
             self.save()
 
+    def record_models_indexed(self) -> None:
+        """Remember when the models directory was last indexed (spec: global_model_directory.last_sync)."""
+        entry = self.config.get("global_model_directory")
+        if isinstance(entry, dict):
+            entry["last_sync"] = _now()
+            self.save()
+
     # --- environments -----------------------------------------------------------------
     @property
     def active_environment(self) -> str | None:

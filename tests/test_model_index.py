@@ -380,6 +380,7 @@ def ws(tmp_path, models, run_cli, monkeypatch):
 def test_cli_index_list_find_info_add_source(ws, models, run_cli):
     result = run_cli("models", "index", "--json")
     assert result.code == 0 and result.json["files_hashed"] == 4
+    assert "last_sync" in json.loads((ws / ".metadata" / "workspace.json").read_text())["global_model_directory"]
     rows = run_cli("models", "list", "--json").json
     assert len(rows) == 4
     assert [r["locations"][0]["relative_path"] for r in run_cli("models", "list", "--filter", "lora*", "--json").json] == [

@@ -74,6 +74,8 @@ def cmd_models_index(app: App) -> int:
     with _index_progress(app) as progress:
         result = model_index.index_directory(ws.models_db, directory, full=args.full, progress=progress, warn=app.warn)
     log.info("models index %s: %s", directory, result.to_json())
+    if ws.models_dir and directory.absolute() == ws.models_dir:
+        ws.record_models_indexed()
     if app.json:
         app.print_json(result.to_json())
         return 0
