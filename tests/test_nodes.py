@@ -234,32 +234,6 @@ def test_force_replaces_but_keeps_the_old_directory(env, node_repo, run_cli):
     assert len(kept) == 1
 
 
-@pytest.mark.parametrize(
-    "url,same",
-    [
-        ("https://github.com/Owner/Repo.git", True),
-        ("git@github.com:owner/repo", True),
-        ("ssh://git@github.com/owner/repo/", True),
-        ("http://GITHUB.com/owner/repo", True),
-        ("https://github.com/owner/other", False),
-        ("https://gitlab.com/owner/repo", False),
-    ],
-)
-def test_git_url_normalisation(url, same):
-    from comfydock.nodes import normalize_git_url
-
-    assert (normalize_git_url(url) == normalize_git_url("https://github.com/owner/repo")) is same
-
-
-def test_identifier_parsing():
-    from comfydock.nodes import split_ref
-
-    assert split_ref("comfyui-impact-pack@1.2.3") == ("comfyui-impact-pack", "1.2.3")
-    assert split_ref("https://github.com/u/r@v1") == ("https://github.com/u/r", "v1")
-    assert split_ref("git@github.com:u/r.git") == ("git@github.com:u/r.git", None)
-    assert split_ref("git@github.com:u/r.git@main") == ("git@github.com:u/r.git", "main")
-
-
 # --- dev nodes and the .disabled pattern -------------------------------------------------------------
 
 
@@ -548,6 +522,8 @@ def test_build_rebuilds_nodes_from_a_copied_manifest(env, registry, node_repo, r
     ran = {t["task"] for t in result.json["tasks"] if t["status"] == "ran"}
     assert {"install_node:comfyui-fixture-pack", "install_node:ComfyUI-Git-Node", "sync_venv"} <= ran
     assert (other.custom_nodes_dir / "ComfyUI-Fixture-Pack" / "__init__.py").exists()
-    assert git.Repo(other.custom_nodes_dir / "ComfyUI-Git-Node").head.commit.hexsha == git.Repo(node_repo).tags["v1.0"].commit.hexsha
+    assert (
+        git.Repo(other.custom_nodes_dir / "ComfyUI-Git-Node").head.commit.hexsha == git.Repo(node_repo).tags["v1.0"].commit.hexsha
+    )
     assert venv_has(other, "cdfix_beta") == "1.0" and venv_has(other, "cdfix_gamma") == "0.1"
     assert other.lock_path.read_bytes() == env.lock_path.read_bytes()
