@@ -13,7 +13,6 @@ from comfydock.errors import UsageError
 from comfydock.requirements import parse_requirement
 
 _GROUP_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
-NODE_GROUP_PREFIX = "node-"
 
 
 def normalize_group(name: str) -> str:

@@ -35,9 +35,6 @@ class BuildReport:
     def ok(self) -> bool:
         return self.exit_code == 0
 
-    def by_status(self, status: str) -> list[str]:
-        return [e.task for e in self.events if e.status == status]
-
     def first_failure(self) -> TaskEvent | None:
         return next((e for e in self.events if e.status == "failed"), None)
 

@@ -214,7 +214,7 @@ def cmd_status(app: App) -> int:
     return 0
 
 
-def _render_events(app: App, events, title_status=None) -> None:
+def _render_events(app: App, events) -> None:
     from rich.table import Table
 
     styles = {"ran": "green", "up-to-date": "dim", "failed": "red", "not-run": "yellow", "run": "cyan", "after-upstream": "cyan"}

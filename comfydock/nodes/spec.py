@@ -9,8 +9,6 @@ from pathlib import Path
 import tomlkit
 from packaging.utils import canonicalize_name
 
-SOURCES = ("registry", "git", "development")
-
 
 def is_git_url(text: str) -> bool:
     return text.startswith(("http://", "https://", "ssh://", "git://", "git@", "file://")) or text.endswith(".git")
