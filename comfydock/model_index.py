@@ -487,22 +487,45 @@ def _record(conn, model_hash: str) -> ModelRecord | None:
     return ModelRecord(row[0], row[1], row[2], row[3], locations, sources, json.loads(row[4] or "{}"))
 
 
+def _all_records(conn) -> list[ModelRecord]:
+    """Every model that has a location, in three queries (not three per model)."""
+    locations: dict[str, list[dict]] = {}
+    for h, b, r, f, m in conn.execute(
+        "SELECT model_hash, base_dir, relative_path, filename, mtime FROM model_locations ORDER BY base_dir, relative_path"
+    ):
+        locations.setdefault(h, []).append(
+            {"path": str(Path(b) / r), "base_dir": b, "relative_path": r, "filename": f, "mtime": m}
+        )
+    sources: dict[str, list[dict]] = {}
+    for h, t, u in conn.execute("SELECT model_hash, source_type, source_url FROM model_sources ORDER BY id"):
+        sources.setdefault(h, []).append({"type": t, "url": u})
+    records = []
+    for h, size, sha, b3, meta in conn.execute("SELECT hash, file_size, sha256_hash, blake3_hash, metadata FROM models"):
+        if h in locations:
+            records.append(ModelRecord(h, size, sha, b3, locations[h], sources.get(h, []), json.loads(meta or "{}")))
+    return records
+
+
+def _matches(pattern: str, location: dict) -> bool:
+    """Wildcards (* ?) match the file name or the relative path; plain text is a substring. No case."""
+    import fnmatch
+
+    pat = pattern.lower()
+    names = (location["filename"].lower(), location["relative_path"].lower())
+    if any(c in pat for c in "*?["):
+        return any(fnmatch.fnmatchcase(n, pat) for n in names)
+    return any(pat in n for n in names)
+
+
 def list_models(db_path: Path, pattern: str | None = None) -> list[ModelRecord]:
     conn = open_index(db_path)
     try:
-        sql = "SELECT DISTINCT model_hash FROM model_locations"
-        args: tuple = ()
-        if pattern:
-            like = pattern.replace("*", "%").replace("?", "_")
-            if "%" not in like and "_" not in like:
-                like = f"%{like}%"
-            sql += " WHERE relative_path LIKE ?"
-            args = (like,)
-        hashes = [r[0] for r in conn.execute(sql + " ORDER BY model_hash", args)]
-        records = [_record(conn, h) for h in hashes]
-        return sorted((r for r in records if r), key=lambda r: r.locations[0]["relative_path"] if r.locations else r.hash)
+        records = _all_records(conn)
     finally:
         conn.close()
+    if pattern:
+        records = [r for r in records if any(_matches(pattern, loc) for loc in r.locations)]
+    return sorted(records, key=lambda r: (r.locations[0]["relative_path"], r.hash))
 
 
 def find_models(db_path: Path, query: str) -> list[ModelRecord]:

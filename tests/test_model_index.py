@@ -388,6 +388,12 @@ def test_cli_index_list_find_info_add_source(ws, models, run_cli):
         "loras/lora1.safetensors",
         "loras/lora2.safetensors",
     ]
+    assert [r["locations"][0]["filename"] for r in run_cli("models", "list", "--filter", "LORA1", "--json").json] == [
+        "lora1.safetensors"
+    ]
+    assert [r["locations"][0]["filename"] for r in run_cli("models", "list", "--filter", "*.ckpt", "--json").json] == [
+        "model.ckpt"
+    ]
     h = quick_hash(models / "checkpoints" / "model.ckpt")[0]
     assert [r["hash"] for r in run_cli("models", "find", h[:6], "--json").json] == [h]
     assert [r["hash"] for r in run_cli("models", "find", "model.ckpt", "--json").json] == [h]
