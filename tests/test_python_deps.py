@@ -126,3 +126,4 @@ def test_status_shows_uncommitted_dependency_changes(env, run_cli):
     run_cli("constraint", "add", "cdfix-alpha<2")
     changes = run_cli("status", "--json").json["dependency_changes"]
     assert changes == {"added": ["constraint:cdfix-alpha<2", "requirement:cdfix-beta"], "removed": []}
+    assert "+requirement:cdfix-beta" in run_cli("status").out

@@ -207,6 +207,10 @@ def cmd_status(app: App) -> int:
     for kind in ("added", "removed", "changed"):
         if nodes[kind]:
             out.print(f"Custom nodes {kind} since the last commit: {', '.join(nodes[kind])}")
+    deps = data["dependency_changes"]
+    if deps["added"] or deps["removed"]:
+        changes = [f"+{d}" for d in deps["added"]] + [f"-{d}" for d in deps["removed"]]
+        out.print("Dependencies changed since the last commit: " + ", ".join(changes))
     if data["uncommitted_changes"]:
         out.print("Uncommitted changes in .cec: " + ", ".join(data["uncommitted_changes"]))
     else:
