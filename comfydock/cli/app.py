@@ -19,6 +19,9 @@ class App:
         self.args = args
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         self.out = Console(highlight=False, soft_wrap=True)
+        if not self.out.is_terminal:
+            # piped or captured: never truncate table cells (paths) to an assumed 80 columns
+            self.out = Console(highlight=False, soft_wrap=True, width=250)
         self._workspace = None
         self.printed_json = False
 
