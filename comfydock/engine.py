@@ -42,18 +42,10 @@ class BuildReport:
         return {"ok": self.ok, "exit_code": self.exit_code, "tasks": [asdict(e) for e in self.events]}
 
 
-def _blake3_file(path) -> str:
-    from blake3 import blake3
-
-    h = blake3()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _checker_class():
     from doit.dependency import FileChangedChecker
+
+    from comfydock.hashing import blake3_file
 
     class Blake3Checker(FileChangedChecker):
         """mtime, then size, then a Blake3 digest: a touched but unchanged file is up to date."""
@@ -64,13 +56,13 @@ def _checker_class():
                 return False
             if file_stat.st_size != size:
                 return True
-            return digest != _blake3_file(file_path)
+            return digest != blake3_file(file_path)
 
         def get_state(self, dep, current_state):
             st = os.stat(dep)
             if current_state and current_state[0] == st.st_mtime:
                 return None
-            return st.st_mtime, st.st_size, _blake3_file(dep)
+            return st.st_mtime, st.st_size, blake3_file(dep)
 
     return Blake3Checker
 

@@ -73,6 +73,17 @@ def _read_at(f, view, offset: int, length: int) -> int:
     return got
 
 
+def blake3_file(path: Path | str) -> str:
+    """Blake3 of a whole (small) file, e.g. a task's input for doit's change check."""
+    from blake3 import blake3
+
+    h = blake3()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def full_hashes(path: Path | str) -> tuple[str, str, int]:
     """(sha256, blake3, size): one pass over the whole file, Blake3 on all cores."""
     from blake3 import blake3

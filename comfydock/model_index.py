@@ -7,6 +7,7 @@ full hashes once computed), `model_locations` (every place a model file was seen
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import sqlite3
@@ -465,42 +466,31 @@ class ModelRecord:
         return asdict(self)
 
 
-def _record(conn, model_hash: str) -> ModelRecord | None:
-    row = conn.execute(
-        "SELECT hash, file_size, sha256_hash, blake3_hash, metadata FROM models WHERE hash = ?", (model_hash,)
-    ).fetchone()
-    if row is None:
-        return None
-    locations = [
-        {"path": str(Path(b) / r), "base_dir": b, "relative_path": r, "filename": f, "mtime": m}
-        for b, r, f, m in conn.execute(
-            "SELECT base_dir, relative_path, filename, mtime FROM model_locations WHERE model_hash = ? ORDER BY base_dir, relative_path",
-            (model_hash,),
-        )
-    ]
-    sources = [
-        {"type": t, "url": u}
-        for t, u in conn.execute(
-            "SELECT source_type, source_url FROM model_sources WHERE model_hash = ? ORDER BY id", (model_hash,)
-        )
-    ]
-    return ModelRecord(row[0], row[1], row[2], row[3], locations, sources, json.loads(row[4] or "{}"))
-
-
-def _all_records(conn) -> list[ModelRecord]:
-    """Every model that has a location, in three queries (not three per model)."""
+def _records(conn, hashes: list[str] | None = None) -> list[ModelRecord]:
+    """Models with at least one location (all, or those in `hashes`), in three queries in all."""
+    where, args = "", ()
+    if hashes is not None:
+        if not hashes:
+            return []
+        where, args = f" WHERE model_hash IN ({', '.join('?' * len(hashes))})", tuple(hashes)
     locations: dict[str, list[dict]] = {}
     for h, b, r, f, m in conn.execute(
-        "SELECT model_hash, base_dir, relative_path, filename, mtime FROM model_locations ORDER BY base_dir, relative_path"
+        "SELECT model_hash, base_dir, relative_path, filename, mtime FROM model_locations"
+        + where
+        + " ORDER BY base_dir, relative_path",
+        args,
     ):
         locations.setdefault(h, []).append(
             {"path": str(Path(b) / r), "base_dir": b, "relative_path": r, "filename": f, "mtime": m}
         )
     sources: dict[str, list[dict]] = {}
-    for h, t, u in conn.execute("SELECT model_hash, source_type, source_url FROM model_sources ORDER BY id"):
+    for h, t, u in conn.execute("SELECT model_hash, source_type, source_url FROM model_sources" + where + " ORDER BY id", args):
         sources.setdefault(h, []).append({"type": t, "url": u})
     records = []
-    for h, size, sha, b3, meta in conn.execute("SELECT hash, file_size, sha256_hash, blake3_hash, metadata FROM models"):
+    model_where = where.replace("model_hash", "hash")
+    for h, size, sha, b3, meta in conn.execute(
+        "SELECT hash, file_size, sha256_hash, blake3_hash, metadata FROM models" + model_where, args
+    ):
         if h in locations:
             records.append(ModelRecord(h, size, sha, b3, locations[h], sources.get(h, []), json.loads(meta or "{}")))
     return records
@@ -508,8 +498,6 @@ def _all_records(conn) -> list[ModelRecord]:
 
 def _matches(pattern: str, location: dict) -> bool:
     """Wildcards (* ?) match the file name or the relative path; plain text is a substring. No case."""
-    import fnmatch
-
     pat = pattern.lower()
     names = (location["filename"].lower(), location["relative_path"].lower())
     if any(c in pat for c in "*?["):
@@ -520,7 +508,7 @@ def _matches(pattern: str, location: dict) -> bool:
 def list_models(db_path: Path, pattern: str | None = None) -> list[ModelRecord]:
     conn = open_index(db_path)
     try:
-        records = _all_records(conn)
+        records = _records(conn)
     finally:
         conn.close()
     if pattern:
@@ -550,7 +538,7 @@ def find_models(db_path: Path, query: str) -> list[ModelRecord]:
                     (query, query),
                 )
             ]
-        return [r for r in (_record(conn, h) for h in hashes) if r]
+        return _records(conn, hashes)
     finally:
         conn.close()
 
@@ -590,7 +578,7 @@ def add_source(db_path: Path, query: str, url: str, kind: str | None = None) -> 
             "ON CONFLICT(model_hash, source_url) DO NOTHING",
             (record.hash, kind or source_type(url), url, time.time()),
         )
-        return _record(conn, record.hash)
+        return _records(conn, [record.hash])[0]
     finally:
         conn.close()
 
