@@ -5,6 +5,7 @@ with `basename` (and `name` for one task of a family), `file_dep`, `targets`, `u
 """
 
 from comfydock.tasks.models import task_index_models
+from comfydock.tasks.node_types import task_core_node_types
 from comfydock.tasks.nodes import task_fetch_node, task_install_node, task_scan_requirements
 from comfydock.tasks.python import task_lock_deps, task_sync_venv
 
@@ -15,4 +16,5 @@ TASK_CREATORS = [
     task_lock_deps,
     task_sync_venv,
     task_index_models,
+    task_core_node_types,
 ]
