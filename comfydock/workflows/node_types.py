@@ -462,7 +462,16 @@ def classify(
     comfyui_version: str | None,
     choices: dict[str, str] | None = None,
 ) -> list[NodeTypeStatus]:
-    """One status per node type of the workflow, in the analysis' order (sorted by type)."""
+    """One status per node type of the workflow, in the analysis' order (sorted by type).
+
+    `core_types`: what the environment's ComfyUI provides; `installed`: type -> node id of an
+    installed custom node; `comfyui_version`: the environment's ComfyUI ("v0.3.64" or "0.3.64");
+    `choices`: type -> package the user picked for an ambiguous type.
+    "newer-comfyui": the node says cnr_id "comfy-core" (needs_comfyui: the version that saved
+    it, else the workflow's), or ComfyUI's own entry in the node map lists the type. A type with
+    neither mark is "missing" even when the workflow was saved by a newer ComfyUI (the reason
+    says so): without a mark it cannot be told from an unknown custom node.
+    """
     env_version = _version(comfyui_version)
     wf_version = _version(analysis.comfyui_version)
     workflow_newer = env_version is not None and wf_version is not None and wf_version > env_version
