@@ -334,3 +334,15 @@ def test_truncated_real_workflow_is_a_workflow_error(tmp_path):
 def test_missing_file_is_a_workflow_error(tmp_path):
     with pytest.raises(WorkflowError, match="cannot read"):
         analyze_file(tmp_path / "nope.json")
+
+
+def test_nested_subgraph_instances_cannot_explode_the_analysis(monkeypatch):
+    from comfydock.workflows import analysis
+
+    monkeypatch.setattr(analysis, "_MAX_NODES", 5000)  # the real cap (50,000) only makes this slower
+    # 8 levels of 10 instances each would be 10^8 nodes from a file of a few kilobytes
+    ids = [f"0f0f0f0f-0000-4000-8000-{i:012d}" for i in range(8)]
+    subgraphs = [{"id": ids[i], "nodes": [{"id": n, "type": ids[i + 1]} for n in range(10)]} for i in range(7)]
+    subgraphs.append({"id": ids[7], "nodes": [{"id": 1, "type": "KSampler"}]})
+    with pytest.raises(WorkflowError, match="expands to more than"):
+        analyze_bytes(_wf([{"id": 1, "type": ids[0]}], definitions={"subgraphs": subgraphs}), "bomb.json")
