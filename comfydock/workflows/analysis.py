@@ -100,6 +100,7 @@ MODEL_LOADERS: dict[str, list[tuple[int | str, str]]] = {
 
 _OPTIONAL_MODES = {2, 4}  # 2: muted ("never"), 4: bypassed
 _MAX_DEPTH = 16  # subgraphs inside subgraphs: deeper than this is a loop or an attack
+_MAX_NODES = 50_000  # nodes after expanding instances: nested instances multiply, a small file could explode
 
 
 class WorkflowError(ComfydockError):
@@ -302,6 +303,7 @@ class _UIGraph:
         groups = extra.get("groupNodes")
         self.group_nodes = {k: v for k, v in groups.items() if isinstance(v, dict)} if isinstance(groups, dict) else {}
         self.top_models = _declarations(data.get("models"))
+        self.visited = 0
 
     def _inner_nodes(self, node_type: str) -> list | None:
         if node_type in self.subgraphs:
@@ -321,6 +323,12 @@ class _UIGraph:
         """Record every node; returns the model filenames named inside (for instance de-duplication)."""
         named: set[str] = set()
         for node in nodes:
+            self.visited += 1
+            if self.visited > _MAX_NODES:
+                raise WorkflowError(
+                    f"{self.name} expands to more than {_MAX_NODES:,} nodes (subgraphs nested inside subgraphs)",
+                    hint="this is not a workflow ComfyUI could run; check where it came from",
+                )
             if not isinstance(node, dict):
                 raise WorkflowError(f"{self.name}: a node is not an object", hint="re-save the workflow from ComfyUI")
             node_type = node.get("type")
