@@ -239,12 +239,16 @@ def status(env: Environment) -> dict:
     from comfydock import engine
 
     info = env.info()
-    pending = [e.task for e in engine.plan(env) if e.status != "up-to-date"]
+    # the environment's own tasks only: index_models would stat every model file
+    pending = [e.task for e in engine.plan(env, skip={"index_models"}) if e.status != "up-to-date"]
     venv_pending = [t for t in pending if t in {"lock_deps", "sync_venv"}]
     repo = history.open_repo(env.cec_dir)
     changes = [line[3:] for line in repo.git.status("--porcelain").splitlines()]
     manifest_diff = manifest_changes(env, repo)
     dep_changes, node_changes = manifest_diff["dependencies"], manifest_diff["nodes"]
+    from comfydock.workflows.report import workflows_status
+
+    workflows = workflows_status(env, repo)
     head = None
     try:
         head = comfyui._git().Repo(env.comfyui_dir).head.commit.hexsha
@@ -263,6 +267,7 @@ def status(env: Environment) -> dict:
         "uncommitted_changes": changes,
         "dependency_changes": dep_changes,
         "node_changes": node_changes,
+        **workflows,
     }
 
 

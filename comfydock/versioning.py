@@ -23,6 +23,7 @@ class CommitResult:
     unresolved: list[dict] = field(default_factory=list)  # model references left unresolved
     unreadable: list[str] = field(default_factory=list)  # workflows whose analysis failed
     build: dict | None = None
+    missing_nodes: list[dict] = field(default_factory=list)  # node types no installed package provides
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -137,7 +138,7 @@ def commit_environment(env, message: str | None = None, *, choose=None, listener
                 tx.save_file(path)
             tx.save_tree(env.cec_dir / "workflows")
             _prune_deleted_copies(env, tx)
-            report = _build(env, [WORKFLOW_TARGET], listener)
+            report = _build(env, ["core_node_types", WORKFLOW_TARGET], listener)
             if choose is not None:
                 asked = False
                 for workflow, ref in pending_choices(env):
@@ -156,6 +157,7 @@ def commit_environment(env, message: str | None = None, *, choose=None, listener
             unreadable = sorted(name for name, data in files.items() if not data.get("ok"))
             repo.git.add(A=True)
             has_head = repo.head.is_valid()
+            missing = _missing_nodes(env, repo)
             if has_head and not repo.index.diff("HEAD"):
                 last = history.versions(repo)
                 return CommitResult(
@@ -165,11 +167,28 @@ def commit_environment(env, message: str | None = None, *, choose=None, listener
                     unresolved,
                     unreadable,
                     report.to_json(),
+                    missing,
                 )
             text = message or _default_message(changes)
             version = history.commit_version(repo, text)
             tx.on_undo(lambda: _undo_commit(repo, version), "the new version")
-        return CommitResult(version.version, text, changes, unresolved, unreadable, report.to_json())
+        return CommitResult(version.version, text, changes, unresolved, unreadable, report.to_json(), missing)
+
+
+def _missing_nodes(env, repo) -> list[dict]:
+    """Node types no installed package provides; the node map (cached, refreshed when expired) is
+    fetched only when there are such types. Without it the types are still listed."""
+    from comfydock.workflows.node_types import fetch_node_map
+    from comfydock.workflows.report import workflows_status
+
+    missing = workflows_status(env, repo)["missing_nodes"]
+    if missing:
+        try:
+            fetch_node_map(env.workspace)
+        except ComfydockError:
+            return missing
+        missing = workflows_status(env, repo)["missing_nodes"]
+    return missing
 
 
 def _undo_commit(repo, version) -> None:

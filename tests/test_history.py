@@ -255,3 +255,26 @@ def test_commit_failure_leaves_cec_as_it_was(env, run_cli, monkeypatch):
     assert result.code == 1
     assert _tree_digest(env.cec_dir) == before
     assert [v["version"] for v in run_cli("log", "--json").json] == ["v1"]
+
+
+def test_status_names_missing_node_packages_with_the_node_add_line(env, workspace, run_cli):
+    import gzip
+
+    from test_node_types import MapServer
+
+    server = MapServer(gzip.decompress((Path(__file__).parent / "data" / "extension-node-map.json.gz").read_bytes()))
+    try:
+        assert run_cli("config", "node-map-url", server.url).code == 0
+        _save_workflow(env, CORPUS / "custom-nodes" / "essentials_workflow_all_nodes.json", "essentials.json")
+        committed = run_cli("commit", "--no-interactive", "--json")
+        assert committed.code == 0, committed.err
+        missing = {m["type"]: m for m in committed.json["missing_nodes"]}
+        some = next(iter(missing.values()))
+        assert some["command"].startswith("comfydock node add ") and "essentials" in some["command"].lower()
+
+        status = run_cli("status", "--json").json
+        assert {m["type"] for m in status["missing_nodes"]} == set(missing)
+        text = run_cli("status").out
+        assert "Missing custom nodes:" in text and some["command"] in text
+    finally:
+        server.close()

@@ -41,6 +41,40 @@ def cmd_workflow_list(app: App) -> int:
     return 0
 
 
+def render_status_workflows(app: App, data: dict) -> None:
+    """The workflow part of `comfydock status` (the spec's output)."""
+    out = app.out
+    changed = [w for w in data.get("workflows", []) if w["state"] != "committed"]
+    if changed:
+        out.print("Workflows:")
+        for w in changed:
+            out.print(f"  {w['state'].capitalize()}: {escape(w['name'])}.json")
+            if w.get("error"):
+                out.print(f"    - cannot analyse: {escape(w['error'])}")
+            m = w.get("models")
+            if m:
+                parts = [f"{m[k]} {k}" for k in ("resolved", "unresolved", "ambiguous", "changed") if m[k]]
+                if parts:
+                    out.print("    - Models: " + ", ".join(parts))
+            if w["state"] == "new":
+                out.print("    - new: 'comfydock commit' versions it")
+    for name, version in sorted((data.get("needs_comfyui") or {}).items()):
+        out.print(
+            f"Workflow {escape(name)} was saved by ComfyUI {escape(str(version or 'newer'))}: it uses core nodes this ComfyUI lacks"
+        )
+    missing = data.get("missing_nodes") or []
+    if missing:
+        out.print("Missing custom nodes:")
+        for m in missing:
+            where = ", ".join(m["workflows"])
+            if m.get("command"):
+                out.print(
+                    f"  {escape(m['type'])} ({escape(where)}): {escape(m['command'])}  [dim]# {escape(m.get('reason') or '')}[/]"
+                )
+            else:
+                out.print(f"  {escape(m['type'])} ({escape(where)}): {escape(m.get('reason') or 'no known package')}")
+
+
 def cmd_workflow_show(app: App) -> int:
     from comfydock.workflows.report import describe_workflow
 
@@ -122,6 +156,9 @@ def cmd_commit(app: App) -> int:
             f"{escape(m['workflow'])}: model {escape(m['filename'])} ({m['status']}) is not in the model index: "
             f"index it ('comfydock models index') or resolve it ('comfydock models resolve {escape(m['workflow'])}')"
         )
+    for m in result.missing_nodes:
+        line = m["command"] or m.get("reason") or "no known package"
+        app.warn(f"node type {escape(m['type'])} ({escape(', '.join(m['workflows']))}) is missing: {escape(line)}")
     if result.version is None:
         app.out.print(f"Nothing to commit: {escape(result.message)}")
         return 0
