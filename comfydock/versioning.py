@@ -248,7 +248,7 @@ def rollback_environment(env, target: str | None = None, *, listener=None, on_wa
             new_doc = manifest.parse(repo.git.show(f"{commit}:pyproject.toml"))
         except Exception as exc:
             raise ComfydockError(f"version {target or 'HEAD'} has no readable pyproject.toml ({exc})") from None
-        old_nodes = manifest_nodes(env.manifest())
+        old_nodes = manifest_nodes(env.manifest_data())
         new_nodes = manifest_nodes(new_doc)
         head_files = _tree_files(repo, "HEAD") if repo.head.is_valid() else set()
         target_files = _tree_files(repo, commit)

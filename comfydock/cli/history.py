@@ -156,14 +156,31 @@ def cmd_commit(app: App) -> int:
             f"{escape(m['workflow'])}: model {escape(m['filename'])} ({m['status']}) is not in the model index: "
             f"index it ('comfydock models index') or resolve it ('comfydock models resolve {escape(m['workflow'])}')"
         )
-    for m in result.missing_nodes:
-        line = m["command"] or m.get("reason") or "no known package"
-        app.warn(f"node type {escape(m['type'])} ({escape(', '.join(m['workflows']))}) is missing: {escape(line)}")
+    _warn_missing_nodes(app, result.missing_nodes)
     if result.version is None:
         app.out.print(f"Nothing to commit: {escape(result.message)}")
         return 0
     app.out.print(f"[green]✓[/] {result.version}: {escape(result.message)}")
     return 0
+
+
+def _warn_missing_nodes(app: App, missing: list[dict], limit: int = 8) -> None:
+    """One line per package to add; types nobody provides summed up in one line."""
+    by_command: dict[str, list[str]] = {}
+    unknown: list[str] = []
+    for m in missing:
+        if m.get("command"):
+            by_command.setdefault(m["command"], []).append(m["type"])
+        else:
+            unknown.append(m["type"])
+    for i, (command, types) in enumerate(sorted(by_command.items())):
+        if i == limit:
+            app.warn(f"... and {len(by_command) - limit} more packages: see 'comfydock status'")
+            break
+        app.warn(f"missing node types {escape(', '.join(types[:4]))}{' ...' if len(types) > 4 else ''}: {escape(command)}")
+    if unknown:
+        shown = ", ".join(unknown[:6]) + (f" and {len(unknown) - 6} more" if len(unknown) > 6 else "")
+        app.warn(f"{len(unknown)} node types no known package provides: {escape(shown)} (see 'comfydock status')")
 
 
 def cmd_rollback(app: App) -> int:
