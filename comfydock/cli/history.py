@@ -99,7 +99,8 @@ def cmd_workflow_show(app: App) -> int:
     for m in info["models"]:
         opt = " [dim](optional: node bypassed)[/]" if m["optional"] else ""
         where = escape(m["path"]) if m.get("path") else m["status"]
-        app.out.print(f"    {escape(m['filename'])} [{escape(m.get('directory') or '?')}] → {where}{opt}")
+        folder = escape(f"[{m.get('directory') or '?'}]")
+        app.out.print(f"    {escape(m['filename'])} {folder} → {where}{opt}")
     return 0
 
 
@@ -244,7 +245,8 @@ def cmd_models_resolve(app: App) -> int:
         return 0
     for m in rows:
         where = escape(m["path"]) if m.get("path") else m["status"]
-        app.out.print(f"{escape(m['filename'])} [{escape(m.get('directory') or '?')}] → {where}")
+        folder = escape(f"[{m.get('directory') or '?'}]")
+        app.out.print(f"{escape(m['filename'])} {folder} → {where}")
     return 0
 
 
