@@ -130,6 +130,37 @@ def _prompt_choice(app: App):
     return choose
 
 
+def _paused(spinner, ask):
+    """Stop the spinner while a question waits for an answer."""
+
+    def wrapped(*args):
+        if spinner is not None:
+            spinner.stop()
+        try:
+            return ask(*args)
+        finally:
+            if spinner is not None:
+                spinner.start()
+
+    return wrapped
+
+
+def _prompt_package(app: App):
+    def choose(node_type: str, packages: list[str], reason: str | None):
+        app.err.print(f"\nNode type [bold]{escape(node_type)}[/] is provided by several packages ({escape(reason or '')}):")
+        for i, p in enumerate(packages, 1):
+            app.err.print(f"  {i}. {escape(p)}")
+        while True:
+            app.err.print(f"Select [1-{len(packages)}] or (s)kip: ", end="")
+            answer = sys.stdin.readline()
+            if not answer or answer.strip().lower() in {"s", "skip", ""}:
+                return None
+            if answer.strip().isdigit() and 1 <= int(answer) <= len(packages):
+                return packages[int(answer) - 1]
+
+    return choose
+
+
 def cmd_commit(app: App) -> int:
     from comfydock.versioning import commit_environment
 
@@ -140,7 +171,8 @@ def cmd_commit(app: App) -> int:
         result = commit_environment(
             env,
             args.message,
-            choose=_prompt_choice(app) if interactive else None,
+            choose=_paused(spinner, _prompt_choice(app)) if interactive else None,
+            choose_package=_paused(spinner, _prompt_package(app)) if interactive else None,
             listener=app.task_listener(spinner),
             on_wait=app.lock_wait_note,
         )

@@ -212,6 +212,7 @@ def workflows_status(env, repo=None) -> dict:
                         "package": cand["package"] if cand else None,
                         "command": f"comfydock node add {cand['package']}" if cand else None,
                         "reason": st.get("reason"),
+                        "candidates": [c["package"] for c in st.get("candidates") or []],
                         "workflows": [],
                     },
                 )
