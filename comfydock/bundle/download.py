@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -85,6 +86,16 @@ def tokens_from_env(
         if token and base:
             tokens[host_key(base)] = token
     return tokens
+
+
+# Failures worth another try (continuing with Range): requests' own, and urllib3's from raw reads.
+_TRANSIENT = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.TimeoutError,
+)
 
 
 class _Mismatch(Exception):
@@ -251,7 +262,7 @@ class _Job:
                     self.digests.abandon()
                     self.digests = _Digests()
                     continue
-                except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+                except _TRANSIENT as e:
                     failures = 0 if self.have > before else failures + 1
                     if failures >= attempts:
                         raise ComfydockError(
@@ -329,7 +340,9 @@ class _Job:
                     raise _Mismatch(f"the server offers {length} bytes, the lock records {self.size}")
             else:
                 raise ComfydockError(f"download of {self.name} from {redact_url(self.url)} failed: unexpected HTTP {status}")
-            for chunk in resp.iter_content(CHUNK):
+            # Raw reads: a short read at a dropped connection still returns what arrived (iter_content
+            # would discard it), and no decoding layer copies the bytes again.
+            while chunk := resp.raw.read(CHUNK, decode_content=False):
                 self._take(chunk)
         return True
 

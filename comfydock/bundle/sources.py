@@ -182,11 +182,19 @@ def parse_huggingface_url(url: str, base_url: str = DEFAULT_HUGGINGFACE_URL) -> 
 
 def _short_reason(exc: BaseException) -> str:
     """A one-line reason for a requests failure that names no URL (URLs can carry secrets)."""
-    if isinstance(exc, requests.Timeout):
+    from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError, SSLError
+    from urllib3.exceptions import TimeoutError as Urllib3Timeout
+
+    cause = exc.args[0] if isinstance(exc, requests.RequestException) and exc.args else exc
+    if isinstance(cause, MaxRetryError):  # requests wraps urllib3's last error in a ConnectionError
+        cause = cause.reason
+    if isinstance(cause, NewConnectionError):  # a subclass of urllib3's ConnectTimeoutError
+        return "could not connect"
+    if isinstance(exc, requests.Timeout) or isinstance(cause, Urllib3Timeout):
         return "timed out"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError) or isinstance(cause, ProtocolError):
         return "the connection dropped mid-transfer"
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, requests.exceptions.SSLError) or isinstance(cause, SSLError):
         return "TLS failure"
     if isinstance(exc, requests.ConnectionError):
         return "could not connect"

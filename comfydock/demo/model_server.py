@@ -31,7 +31,7 @@ _BODY_CHUNK = 64 << 10
 class ModelServer:
     def __init__(self):
         self.files: dict[str, bytes | Path] = {}  # URL path -> content
-        self.civitai: dict[str, dict] = {}  # sha256 -> model version JSON
+        self.civitai: dict[str, dict | bytes] = {}  # sha256 -> model version JSON (bytes: sent as is)
         self.behaviours: dict[str, dict] = {}  # URL path -> {"mode", "times", "delay"}
         self.requests: list[dict] = []  # {"path", "headers"} of every request, in order
         self.hits: Counter = Counter()
@@ -150,6 +150,8 @@ class ModelServer:
             found = self.civitai.get(path[len(prefix) :].lower())
             if found is None:
                 return self._send(req, 404, json.dumps({"error": "Model not found"}).encode(), "application/json")
+            if isinstance(found, bytes):  # a test's raw answer (not JSON)
+                return self._send(req, 200, found, "text/html")
             return self._send(req, 200, json.dumps(found).encode(), "application/json")
         data = self.files.get(path)
         if data is None:
