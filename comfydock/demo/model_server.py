@@ -35,6 +35,7 @@ class ModelServer:
         self.behaviours: dict[str, dict] = {}  # URL path -> {"mode", "times", "delay"}
         self.requests: list[dict] = []  # {"path", "headers"} of every request, in order
         self.hits: Counter = Counter()
+        self.rate_limit: float | None = None  # bytes per second per response (a link of that speed)
         self._lock = threading.Lock()
         server = self
 
@@ -201,9 +202,9 @@ class ModelServer:
             stop = start + (end - start) // 2
         try:
             if isinstance(data, Path) and mode not in ("wrong-bytes", "slow"):
+                req.wfile.flush()
                 with open(data, "rb") as f:
-                    req.wfile.flush()
-                    req.connection.sendfile(f, start, stop - start)
+                    self._sendfile(req.connection, f, start, stop)
             else:
                 body = data.read_bytes() if isinstance(data, Path) else data
                 if mode == "wrong-bytes":
@@ -222,6 +223,17 @@ class ModelServer:
                 req.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def _sendfile(self, conn: socket.socket, f, start: int, stop: int) -> None:
+        if not self.rate_limit:
+            conn.sendfile(f, start, stop - start)
+            return
+        began = time.perf_counter()
+        piece = 1 << 20
+        for offset in range(start, stop, piece):
+            conn.sendfile(f, offset, min(piece, stop - offset))
+            due = began + (offset + piece - start) / self.rate_limit
+            time.sleep(max(0.0, due - time.perf_counter()))
 
     @staticmethod
     def _send(req, status: int, body: bytes, ctype: str) -> None:
