@@ -87,6 +87,20 @@ SETTINGS: dict[str, Setting] = {
             "https://download.pytorch.org/whl",
             "base URL of the PyTorch wheel indexes used by --torch-backend",
         ),
+        Setting(
+            "civitai-url",
+            "civitai_url",
+            "COMFYDOCK_CIVITAI_URL",
+            "https://civitai.com",
+            "CivitAI base URL: model lookups by SHA256 on export (token: $CIVITAI_API_TOKEN)",
+        ),
+        Setting(
+            "huggingface-url",
+            "huggingface_url",
+            "COMFYDOCK_HUGGINGFACE_URL",
+            "https://huggingface.co",
+            "Hugging Face base URL for model downloads (token: $HF_TOKEN)",
+        ),
     )
 }
 

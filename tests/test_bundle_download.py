@@ -230,3 +230,18 @@ def test_huggingface_file_downloads_from_its_resolve_url(server, tmp_path):
     assert parse_huggingface_url(url, server.url) == ("owner/repo", "main", "unet/model.safetensors")
     download(url, tmp_path / "m", sha256=hashlib.sha256(data).hexdigest(), blake3=None, size=len(data))
     assert (tmp_path / "m").read_bytes() == data
+
+
+def test_lookup_hosts_are_settings_and_tokens_follow_them(tmp_path, run_cli, monkeypatch):
+    from comfydock.workspace import Workspace
+
+    run_cli("init", tmp_path / "ws", "--no-interactive")
+    ws = Workspace.open(tmp_path / "ws")
+    assert (ws.setting("civitai-url"), ws.setting("huggingface-url")) == ("https://civitai.com", "https://huggingface.co")
+    assert run_cli("--workspace", tmp_path / "ws", "config", "civitai-url", "http://127.0.0.1:9").code == 0
+    monkeypatch.setenv("COMFYDOCK_HUGGINGFACE_URL", "http://127.0.0.1:8")
+    ws = Workspace.open(tmp_path / "ws")
+    tokens = tokens_from_env(
+        ws.setting("civitai-url"), ws.setting("huggingface-url"), {"CIVITAI_API_TOKEN": "c", "HF_TOKEN": "h"}
+    )
+    assert tokens == {"127.0.0.1:9": "c", "127.0.0.1:8": "h"}
