@@ -131,6 +131,13 @@ def test_stalled_server_times_out_and_keeps_nothing_half_done(server, model, tmp
     assert not (tmp_path / "m.safetensors").exists()
 
 
+def test_redirect_to_a_local_file_is_a_clear_error(server, model, tmp_path):
+    server.misbehave(model["url"], "redirect", target="file:///etc/passwd")
+    with pytest.raises(ComfydockError, match="download of m.safetensors from .* failed"):
+        fetch(model, tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 def test_existing_file_is_never_overwritten(model, tmp_path):
     (tmp_path / "m.safetensors").write_bytes(b"mine")
     with pytest.raises(ComfydockError, match="already exists"):
@@ -245,3 +252,15 @@ def test_lookup_hosts_are_settings_and_tokens_follow_them(tmp_path, run_cli, mon
         ws.setting("civitai-url"), ws.setting("huggingface-url"), {"CIVITAI_API_TOKEN": "c", "HF_TOKEN": "h"}
     )
     assert tokens == {"127.0.0.1:9": "c", "127.0.0.1:8": "h"}
+
+
+def test_second_download_of_the_same_file_waits_its_turn(model, tmp_path):
+    import fcntl
+
+    dest = tmp_path / "m.safetensors"
+    with open(part_path(dest), "ab") as held:  # another process downloading it right now
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(ComfydockError, match="being downloaded by another process"):
+            fetch(model, dest)
+    fetch(model, dest)
+    assert dest.read_bytes() == model["data"]

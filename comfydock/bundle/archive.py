@@ -292,7 +292,7 @@ def _scan(path: Path, limits: ArchiveLimits, on_file: Callable[[BundleMember, ta
                         raise _Refused(f"member {_quote(name)}: {reason}")
                     if info.issym() or info.islnk():
                         raise _Refused(f"member {_quote(name)} is a {'symbolic' if info.issym() else 'hard'} link")
-                    if not (info.isreg() or info.isdir()):
+                    if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):  # also no sparse/contiguous
                         raise _Refused(f"member {_quote(name)} is not a regular file or directory (a device, fifo or other)")
                     folded = name.casefold()
                     if folded in seen_casefold:

@@ -269,6 +269,10 @@ class _Job:
                             hint="run the same command again: it continues where it stopped",
                         ) from None
                     time.sleep(min(backoff * 2 ** max(failures - 1, 0), 30))
+                except (requests.RequestException, urllib3.exceptions.HTTPError) as e:  # a bad redirect, TLS, …
+                    raise ComfydockError(
+                        f"download of {self.name} from {redact_url(self.url)} failed: {_short_reason(e)}", hint="check the URL"
+                    ) from None
             if self.size is not None and self.have != self.size:
                 raise _Mismatch(f"the server sent {self.have} bytes, the lock records {self.size}")
             sha, b3 = self.digests.finish()
@@ -301,7 +305,9 @@ class _Job:
     def _take(self, chunk: bytes) -> None:
         if self.size is not None and self.have + len(chunk) > self.size:
             raise _Mismatch(f"the server sent more than the {self.size} bytes the lock records")
-        self.f.write(chunk)
+        view = memoryview(chunk)
+        while view:  # an unbuffered write may write less than asked
+            view = view[self.f.write(view) :]
         self.digests.update(chunk)
         self.have += len(chunk)
         if self.progress:

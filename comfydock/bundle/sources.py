@@ -6,16 +6,19 @@ or tokens, and on the host that was asked (a CivitAI answer cannot point a lock 
 
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import requests
+import urllib3.exceptions
 
 from comfydock.errors import ComfydockError
 
 DEFAULT_CIVITAI_URL = "https://civitai.com"
 DEFAULT_HUGGINGFACE_URL = "https://huggingface.co"
 MAX_URL_LENGTH = 4096
+MAX_ANSWER = 8 << 20  # bytes of a lookup answer read at most (a real one is a few KiB)
 # Query parameters that carry credentials: never written into a lock, never shown in a message.
 SECRET_PARAMS = frozenset({"token", "access_token", "api_key", "apikey", "auth", "password", "secret"})
 _HF_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}"
@@ -106,7 +109,7 @@ def civitai_lookup(
     session = session or requests.Session()
     try:
         try:
-            resp = session.get(url, headers=headers, timeout=timeout, allow_redirects=False)
+            resp = session.get(url, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
         except requests.RequestException as e:
             raise ComfydockError(
                 f"CivitAI lookup at {redact_url(base)} failed: {_short_reason(e)}",
@@ -125,8 +128,9 @@ def civitai_lookup(
                     f"CivitAI lookup at {redact_url(base)} failed: HTTP {resp.status_code}", hint="run again later to retry"
                 )
             try:
-                data = resp.json()
-            except ValueError:
+                body = resp.raw.read(MAX_ANSWER + 1, decode_content=True)
+                data = json.loads(body) if len(body) <= MAX_ANSWER else None
+            except (ValueError, requests.RequestException, urllib3.exceptions.HTTPError):
                 data = None
     finally:
         if own:

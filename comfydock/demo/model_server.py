@@ -121,10 +121,14 @@ class ModelServer:
         self.files[unquote(path)] = data
         return self.url + path
 
-    def misbehave(self, url_or_path: str, mode: str, times: int | None = None, delay: float = 0.05) -> None:
-        """Make a path misbehave for the next `times` requests (None: until told otherwise)."""
+    def misbehave(
+        self, url_or_path: str, mode: str, times: int | None = None, delay: float = 0.05, target: str | None = None
+    ) -> None:
+        """Make a path misbehave for the next `times` requests (None: until told otherwise).
+
+        `target`: where "redirect" points (default: the same path on http://localhost:<port>)."""
         path = unquote(urlparse(url_or_path).path)
-        self.behaviours[path] = {"mode": mode, "times": times, "delay": delay}
+        self.behaviours[path] = {"mode": mode, "times": times, "delay": delay, "target": target}
 
     def behave(self, url_or_path: str) -> None:
         self.behaviours.pop(unquote(urlparse(url_or_path).path), None)
@@ -163,7 +167,7 @@ class ModelServer:
             return self._send(req, int(mode), f"HTTP {mode} from the fixture".encode(), "text/plain")
         if mode == "redirect":
             req.send_response(302)
-            req.send_header("Location", f"http://localhost:{self.port}{quote(path)}")
+            req.send_header("Location", b.get("target") or f"http://localhost:{self.port}{quote(path)}")
             req.send_header("Content-Length", "0")
             req.end_headers()
             return
