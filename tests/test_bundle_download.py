@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from blake3 import blake3
 
-from comfydock.bundle.download import download, make_session, part_path, tokens_from_env
+from comfydock.bundle.download import download, download_model, make_session, part_path, tokens_from_env
 from comfydock.bundle.sources import civitai_lookup, huggingface_url, parse_huggingface_url, redact_url
 from comfydock.demo.model_server import ModelServer
 from comfydock.errors import ComfydockError
@@ -115,7 +115,7 @@ def test_http_errors_are_one_clear_line(server, model, tmp_path, status, hint):
     assert hint in err.value.hint
     made = len(requests_to(server, model["url"])) - before
     assert made == (3 if status == "500" else 1)  # 5xx retried, 404 not
-    assert not (tmp_path / "m.safetensors").exists()
+    assert list(tmp_path.iterdir()) == []  # no file, no empty .part
 
 
 def test_a_passing_server_error_is_retried(server, model, tmp_path):
@@ -264,3 +264,63 @@ def test_second_download_of_the_same_file_waits_its_turn(model, tmp_path):
             fetch(model, dest)
     fetch(model, dest)
     assert dest.read_bytes() == model["data"]
+
+
+def test_model_download_falls_back_to_its_next_url(server, model, tmp_path):
+    from comfydock.bundle.lockfile import LockedModel
+
+    broken = server.add_file("gone.safetensors", b"")
+    server.misbehave(broken, "404")
+    locked = LockedModel(
+        "0123456789abcdef",
+        "m.safetensors",
+        "checkpoints/m.safetensors",
+        model["sha256"],
+        model["blake3"],
+        model["size"],
+        urls=(broken, model["url"]),
+    )
+    result = download_model(locked, tmp_path / "models", backoff=0)
+    assert result.path == tmp_path / "models" / "checkpoints" / "m.safetensors"
+    assert result.path.read_bytes() == model["data"]
+
+
+def test_model_download_names_every_failed_source(server, model, tmp_path):
+    from comfydock.bundle.lockfile import LockedModel
+
+    server.misbehave(model["url"], "wrong-bytes")
+    gone = server.add_file("gone2.safetensors", b"")
+    server.misbehave(gone, "404")
+    locked = LockedModel(
+        "0123456789abcdef",
+        "m.safetensors",
+        "m.safetensors",
+        model["sha256"],
+        model["blake3"],
+        model["size"],
+        urls=(model["url"], gone),
+    )
+    with pytest.raises(ComfydockError, match=r"model m\.safetensors: all 2 sources failed \(.*SHA256 does not match.*HTTP 404"):
+        download_model(locked, tmp_path / "models", backoff=0)
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_model_path_through_a_symlink_out_of_the_models_dir_is_refused(model, tmp_path):
+    from comfydock.bundle.lockfile import LockedModel
+    from comfydock.errors import CorruptFile
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "models" / "loras").symlink_to(tmp_path / "elsewhere")
+    locked = LockedModel(
+        "0123456789abcdef",
+        "m.safetensors",
+        "loras/m.safetensors",
+        model["sha256"],
+        model["blake3"],
+        model["size"],
+        urls=(model["url"],),
+    )
+    with pytest.raises(CorruptFile, match="outside"):
+        download_model(locked, tmp_path / "models")
+    assert list((tmp_path / "elsewhere").iterdir()) == []

@@ -190,7 +190,12 @@ def download(
             session = session or make_session()
         try:
             resumed_from, requests_made = job.run(session, attempts, backoff)
-        except _Mismatch as e:
+        except BaseException as e:
+            if not isinstance(e, _Mismatch):
+                if os.fstat(fd).st_size == 0:  # nothing to continue: leave no empty .part behind
+                    f.close()
+                    part.unlink(missing_ok=True)
+                raise
             f.close()
             part.unlink(missing_ok=True)
             raise ComfydockError(
@@ -205,6 +210,31 @@ def download(
         f.close()
         if own_session and session is not None:
             session.close()
+
+
+def download_model(model, models_dir: Path, **kwargs) -> DownloadResult:
+    """Download a LockedModel to its path under `models_dir`, trying its URLs in order.
+
+    A URL that fails (HTTP error, transfer failure, digest mismatch) passes to the next; the
+    error names the model and every URL's reason (URLs redacted). kwargs go to download().
+    """
+    if not model.urls:
+        raise ComfydockError(f"model {model.name} has no download URL in the bundle", hint="pass --models-from DIR, or skip it")
+    dest = model.destination(models_dir)
+    reasons = []
+    for url in model.urls:
+        try:
+            return download(url, dest, sha256=model.sha256, blake3=model.blake3, size=model.size, **kwargs)
+        except ComfydockError as e:
+            if dest.exists():  # "already exists": no other URL will change that
+                raise
+            reasons.append(e.message)
+    if len(reasons) == 1:
+        raise ComfydockError(reasons[0], hint="run the same command again to retry, or pass --models-from DIR")
+    raise ComfydockError(
+        f"model {model.name}: all {len(reasons)} sources failed ({'; '.join(reasons)})",
+        hint="run the same command again to retry, or pass --models-from DIR",
+    )
 
 
 def _move_into_place(part: Path, dest: Path) -> None:

@@ -33,6 +33,7 @@ lengths, paths that stay inside, URL schemes, no credentials in URLs) and names 
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -68,6 +69,15 @@ class LockedModel:
     @property
     def url(self) -> str | None:
         return self.urls[0] if self.urls else None
+
+    def destination(self, models_dir: Path) -> Path:
+        """Where this model goes under `models_dir`; refuses a path that would resolve outside it
+        (the lock's path is checked on load, this also catches a symlinked directory on the way)."""
+        root = os.path.realpath(models_dir)
+        target = Path(models_dir).joinpath(*self.path.split("/"))
+        if os.path.commonpath([root, os.path.realpath(target)]) != root:
+            raise CorruptFile(f"model {self.name}: {self.path} would be written outside {models_dir}", hint=_HINT)
+        return target
 
 
 @dataclass(frozen=True)
