@@ -1,0 +1,309 @@
+"""`comfydock import`: a bundle (checked whole before anything is written) becomes a new environment.
+
+Steps: check the bundle; extract it to `comfydock_cache/imports/<sha256>/bundle` (kept until the
+import succeeds, so a rerun of the same command continues); ComfyUI at the recorded commit, the
+bundle's pyproject.toml and uv.lock, the venv; development nodes from dev_nodes/; models (index →
+--models-from → download, resumable and verified); registry/git nodes and `uv sync --frozen`
+through the task graph (the node cache keeps what was fetched); workflows into ComfyUI; commit v1.
+
+All or nothing like `create`: on any failure (Ctrl-C included) the environment directory is
+removed. What survives on purpose: verified model files (in the workspace models directory and
+its index), partial downloads (`.part`, continued with Range), fetched nodes (the node cache).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from comfydock.errors import ComfydockError, UsageError
+
+PROJECT_PREFIX = "comfydock-env-"
+
+
+@dataclass
+class ImportedModel:
+    name: str
+    path: str
+    size: int
+    how: str  # indexed | copied | downloaded | skipped | missing
+    location: str | None = None
+    resumed_from: int = 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ImportResult:
+    environment: str
+    path: str
+    bundle: str
+    sha256: str
+    comfyui_commit: str
+    python: str
+    torch_backend: str | None
+    version: str | None = None
+    nodes: list[dict] = field(default_factory=list)
+    models: list[ImportedModel] = field(default_factory=list)
+    workflows: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    active: bool = False
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["models"] = [m.to_json() for m in self.models]
+        return data
+
+
+def import_dir(ws, sha256: str) -> Path:
+    return ws.cache_dir / "imports" / sha256
+
+
+def environment_name(pyproject: dict, bundle: Path) -> str:
+    """The exporter's environment name (from the project name comfydock wrote), else the file name."""
+    project = str((pyproject.get("project") or {}).get("name") or "")
+    if project.startswith(PROJECT_PREFIX) and len(project) > len(PROJECT_PREFIX):
+        return project[len(PROJECT_PREFIX) :]
+    stem = bundle.name.removesuffix(".tar.gz").removesuffix(".tgz")
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip("-.") or "imported"
+
+
+def _indexed_location(db_path: Path, model, base_dir: Path | None = None) -> Path | None:
+    """An existing file the index knows for `model` (same quick hash; same SHA256 when known)."""
+    if not db_path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        row = conn.execute("SELECT sha256_hash FROM models WHERE hash = ?", (model.hash,)).fetchone()
+        if row is None or (row[0] and row[0] != model.sha256):
+            return None
+        query = "SELECT base_dir, relative_path, file_size FROM model_locations WHERE model_hash = ?"
+        args: tuple = (model.hash,)
+        if base_dir is not None:
+            query += " AND base_dir = ?"
+            args += (str(base_dir),)
+        for base, rel, size in conn.execute(query + " ORDER BY base_dir, relative_path", args):
+            path = Path(base) / rel
+            if size == model.size and path.is_file():
+                return path
+    finally:
+        conn.close()
+    return None
+
+
+def _models(ws, lock, *, models_from, progress, warn, step) -> list[ImportedModel]:
+    from comfydock import model_index
+    from comfydock.bundle.download import download, download_model, tokens_from_env
+
+    models_dir = ws.models_dir
+    if lock.models and models_dir is None:
+        raise UsageError(
+            "this workspace has no models directory to put the bundle's models in",
+            hint="set one with 'comfydock config models-dir DIR', or import with --skip-models",
+        )
+    if not lock.models:
+        return []
+    models_dir.mkdir(parents=True, exist_ok=True)
+    step("Looking for the bundle's models in the model index")
+    model_index.index_directory(ws.models_db, models_dir)
+    from_dir = None
+    if models_from is not None:
+        from_dir = Path(models_from).expanduser().absolute()
+        step(f"Indexing {from_dir}")
+        model_index.index_directory(ws.models_db, from_dir)
+    tokens = tokens_from_env(ws.setting("civitai-url"), ws.setting("huggingface-url"))
+    out: list[ImportedModel] = []
+    for m in lock.models:
+        found = _indexed_location(ws.models_db, m)
+        if found is not None and (from_dir is None or not found.is_relative_to(from_dir)):
+            out.append(ImportedModel(m.name, m.path, m.size, "indexed", str(found)))
+            continue
+        dest = m.destination(models_dir)
+        source = _indexed_location(ws.models_db, m, from_dir) if from_dir is not None else None
+        if source is not None:
+            step(f"Copying {m.name} from {from_dir}")
+            download(source.as_uri(), dest, sha256=m.sha256, blake3=m.blake3, size=m.size, progress=progress(m))
+            out.append(ImportedModel(m.name, m.path, m.size, "copied", str(dest)))
+            continue
+        if not m.urls:
+            warn(f"model {m.name} has no download URL in the bundle and was not found locally (pass --models-from DIR)")
+            out.append(ImportedModel(m.name, m.path, m.size, "missing"))
+            continue
+        step(f"Downloading {m.name}")
+        result = download_model(m, models_dir, tokens=tokens, progress=progress(m))
+        out.append(ImportedModel(m.name, m.path, m.size, "downloaded", str(result.path), result.resumed_from))
+    if any(m.how in ("copied", "downloaded") for m in out):
+        model_index.index_directory(ws.models_db, models_dir)
+    return out
+
+
+def _copy_workflows(src: Path, *dests: Path) -> list[str]:
+    names = []
+    if not src.is_dir():
+        return names
+    for path in sorted(src.rglob("*.json")):
+        rel = path.relative_to(src)
+        names.append(rel.with_suffix("").as_posix())
+        for dest in dests:
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+    return names
+
+
+def import_bundle(
+    ws,
+    bundle: Path,
+    *,
+    name: str | None = None,
+    use: bool = False,
+    skip_models: bool = False,
+    skip_nodes: bool = False,
+    models_from: Path | None = None,
+    step=lambda message: None,
+    warn=lambda message: None,
+    progress=lambda model: None,
+    build_listener=None,
+) -> ImportResult:
+    from comfydock import comfyui, engine, history, manifest, python_env
+    from comfydock.bundle import lockfile
+    from comfydock.bundle.archive import ArchiveLimits, check_bundle, extract_bundle
+    from comfydock.bundle.exporting import file_sha256
+    from comfydock.environment import Environment, build_failure
+    from comfydock.fsutil import remove_tree
+    from comfydock.locking import environment_lock
+    from comfydock.workspace import validate_name
+
+    bundle = Path(bundle).expanduser()
+    if not bundle.is_file():
+        raise UsageError(f"no bundle at {bundle}", hint="give the path of a .tar.gz made by 'comfydock export'")
+    if models_from is not None and not Path(models_from).expanduser().is_dir():
+        raise UsageError(f"--models-from {models_from} is not a directory")
+    warnings: list[str] = []
+
+    def _warn(msg):
+        warnings.append(msg)
+        warn(msg)
+
+    limits = ArchiveLimits.from_settings(ws.setting)
+    step(f"Checking {bundle.name}")
+    check_bundle(bundle, limits)  # the whole archive, before anything is written
+    sha = file_sha256(bundle)
+    work = import_dir(ws, sha)
+    extracted = work / "bundle"
+    if not extracted.is_dir():  # a rerun of an interrupted import reuses the earlier extraction
+        extract_bundle(bundle, extracted, limits)
+    lock = lockfile.read_lock(extracted / "comfydock.lock")
+    pyproject_bytes = (extracted / "pyproject.toml").read_bytes()
+    data = tomllib.loads(pyproject_bytes.decode("utf-8"))
+    info = manifest.environment_info(data)
+    name = validate_name(name or environment_name(data, bundle))
+    python = lock.python_version or str(info.get("python_version") or "3.11")
+    commit = lock.comfyui.commit if lock.comfyui else str(info.get("comfyui_commit") or "")
+    if not commit:
+        raise ComfydockError(f"bundle {bundle.name} does not say which ComfyUI commit it needs", hint="ask for a fresh export")
+    backend = info.get("torch_backend")
+    if info.get("torch_backend_requested") == "auto":
+        here = python_env.resolve_torch_backend("auto")
+        if here != backend:
+            _warn(
+                f"the bundle was made with torch backend {backend}; this machine would pick {here}: "
+                f"the bundle's uv.lock is kept (change it later with 'comfydock py' commands)"
+            )
+
+    root = ws.environments_dir / name
+    with environment_lock(ws.metadata_file.parent / "locks" / f"{name}.lock"):
+        if root.exists():
+            raise UsageError(
+                f"environment {name!r} already exists at {root}",
+                hint=f"import under another name with --env NAME, or remove it first with 'comfydock delete {name}'",
+            )
+        ws.environments_dir.mkdir(parents=True, exist_ok=True)
+        root.mkdir()
+        env = Environment(ws, name)
+        try:
+            source = ws.setting("comfyui-source")
+            step(f"Fetching ComfyUI from {source}")
+            cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=_warn)
+            resolved = comfyui.resolve_ref(cache, commit)
+            ref = comfyui.ResolvedRef(str(info.get("comfyui_version") or commit[:12]), resolved.commit)
+            step(f"Checking out ComfyUI {ref.name} ({ref.commit[:10]})")
+            comfyui.checkout(cache, env.comfyui_dir, ref, source)
+
+            env.cec_dir.mkdir()
+            (env.pyproject_path).write_bytes(pyproject_bytes)
+            shutil.copyfile(extracted / "uv.lock", env.lock_path)
+            (env.cec_dir / ".python-version").write_text(python + "\n")
+            (env.cec_dir / "workflows").mkdir()
+            (env.cec_dir / "workflows" / ".gitkeep").touch()
+            workflows = _copy_workflows(extracted / "workflows", env.cec_dir / "workflows", env.workflows_dir)
+            comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
+
+            node_rows = []
+            for node in lock.nodes:
+                row = {"id": node.id, "method": node.method, "directory": node.directory}
+                if node.method == "development":
+                    src = extracted / "dev_nodes" / node.directory
+                    dest = env.custom_nodes_dir / node.directory
+                    if src.is_dir():
+                        shutil.copytree(src, dest)
+                        row["installed"] = True
+                    else:
+                        dest.mkdir(parents=True)
+                        _warn(f"development node {node.id}: the bundle has no files for it (an empty directory was made)")
+                        row["installed"] = False
+                else:
+                    row["installed"] = not skip_nodes
+                    row["version"] = node.version or (node.commit or "")[:10]
+                node_rows.append(row)
+
+            step(f"Creating Python {python} venv")
+            python_env.create_venv(ws, env.venv_dir, python)
+
+            models: list[ImportedModel] = []
+            if skip_models:
+                models = [ImportedModel(m.name, m.path, m.size, "skipped") for m in lock.models]
+            else:
+                models = _models(ws, lock, models_from=models_from, progress=progress, warn=_warn, step=step)
+
+            if skip_nodes:
+                step("Installing dependencies from uv.lock (nodes skipped)")
+                python_env.sync(ws, env.cec_dir, env.venv_dir)
+                env.record_venv_synced()
+                if any(n.method != "development" for n in lock.nodes):
+                    _warn("registry and git nodes were not installed (--skip-nodes): 'comfydock build' installs them")
+            else:
+                step("Installing nodes and dependencies (uv sync --frozen)")
+                report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"], listener=build_listener)
+                if not report.ok:
+                    raise build_failure(report)
+                if env.lock_path.read_bytes() != (extracted / "uv.lock").read_bytes():
+                    _warn("uv.lock was re-resolved on this machine: it differs from the bundle's")
+
+            repo = history.init_repo(env.cec_dir)
+            version = history.commit_version(repo, f"Imported from {bundle.name}")
+            if use or not ws.active_environment:
+                ws.set_active(name)
+        except BaseException:
+            remove_tree(root)
+            raise
+    remove_tree(work)
+    return ImportResult(
+        environment=name,
+        path=str(root),
+        bundle=str(bundle.absolute()),
+        sha256=sha,
+        comfyui_commit=ref.commit,
+        python=python,
+        torch_backend=backend,
+        version=version.version,
+        nodes=node_rows,
+        models=models,
+        workflows=workflows,
+        warnings=warnings,
+        active=ws.active_environment == name,
+    )
