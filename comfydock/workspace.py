@@ -108,6 +108,27 @@ SETTINGS: dict[str, Setting] = {
             "https://huggingface.co",
             "Hugging Face base URL for model downloads (token: $HF_TOKEN)",
         ),
+        Setting(
+            "archive-max-bytes",
+            "archive_max_bytes",
+            "COMFYDOCK_ARCHIVE_MAX_BYTES",
+            None,
+            "import: most bytes a bundle may expand to (default 2 GiB)",
+        ),
+        Setting(
+            "archive-max-members",
+            "archive_max_members",
+            "COMFYDOCK_ARCHIVE_MAX_MEMBERS",
+            None,
+            "import: most files a bundle may hold (default 100000)",
+        ),
+        Setting(
+            "archive-max-ratio",
+            "archive_max_ratio",
+            "COMFYDOCK_ARCHIVE_MAX_RATIO",
+            None,
+            "import: most a bundle may expand relative to its compressed size (default 200)",
+        ),
     )
 }
 

@@ -33,9 +33,9 @@ def second_workspace(run_cli, tmp_path, fixture_assets, comfyui_source, name="ws
     return ws
 
 
-def exported_env(env, workspace, run_cli, server) -> bytes:
+def exported_env(env, workspace, run_cli, server, size=300_000) -> bytes:
     """Environment 'main' with the demo workflow's model (known to the loopback CivitAI) and a dev node."""
-    model = write_model_file(workspace.models_dir / MODEL, 300_000, seed=7)
+    model = write_model_file(workspace.models_dir / MODEL, size, seed=7)
     data = model.read_bytes()
     server.add_civitai_file(4384, "demo_model.safetensors", data)
     assert run_cli("config", "civitai-url", server.url).code == 0
@@ -110,3 +110,92 @@ def test_export_import_round_trip_rebuilds_the_environment_in_another_workspace(
     assert "Imported from a.tar.gz" in run_cli("-w", ws_b, "log").out
     assert run_cli("-w", ws_b, "run", "--quick-test-for-ci").code == 0
     assert not (ws_b / "comfydock_cache" / "imports" / info["sha256"]).exists()
+
+
+def test_import_continues_an_interrupted_download_and_copies_from_models_from(
+    env, workspace, run_cli, tmp_path, fixture_assets, comfyui_source, node_repo
+):
+    from comfydock.bundle.importing import import_bundle
+    from comfydock.workspace import Workspace
+
+    with ModelServer() as server:
+        data = exported_env(env, workspace, run_cli, server, size=9 << 20)  # more than one 4 MiB read
+        assert run_cli("node", "add", f"{node_repo.as_uri()}@v1.0").code == 0
+        assert run_cli("commit", "-m", "git node", "--no-interactive").code == 0
+        assert run_cli("export", "--no-interactive", "--output", tmp_path / "a.tar.gz").code == 0
+
+        ws_b = second_workspace(run_cli, tmp_path, fixture_assets, comfyui_source)
+
+        def interrupt(model):  # Ctrl-C in the middle of the download
+            def progress(done, total):
+                if done < total:
+                    raise KeyboardInterrupt
+
+            return progress
+
+        with pytest.raises(KeyboardInterrupt):
+            import_bundle(Workspace.open(ws_b), tmp_path / "a.tar.gz", progress=interrupt)
+        assert not (ws_b / "environments" / "main").exists()  # nothing half-made ...
+        part = tmp_path / "wsB-models" / (MODEL + ".part")
+        kept = part.stat().st_size
+        assert 0 < kept < len(data)  # ... except the partial download
+
+        again = run_cli("-w", ws_b, "import", tmp_path / "a.tar.gz", "--no-interactive", "--json")
+        assert again.code == 0, again.err
+        [model] = again.json["models"]
+        assert model["how"] == "downloaded" and model["resumed_from"] == kept
+        assert (tmp_path / "wsB-models" / MODEL).read_bytes() == data and not part.exists()
+        assert (ws_b / "environments" / "main" / "ComfyUI" / "custom_nodes" / "ComfyUI-Git-Node").is_dir()
+
+    # the server is gone: workspace C copies the model from another directory instead
+    ws_c = second_workspace(run_cli, tmp_path, fixture_assets, comfyui_source, "wsC")
+    result = run_cli("-w", ws_c, "import", tmp_path / "a.tar.gz", "--models-from", workspace.models_dir, "--json")
+    assert result.code == 0, result.err
+    assert [m["how"] for m in result.json["models"]] == ["copied"]
+    assert (tmp_path / "wsC-models" / MODEL).read_bytes() == data
+
+
+def test_hostile_bundle_is_refused_by_import_and_nothing_is_written(workspace_path, run_cli, tmp_path):
+    from test_bundle_archive import base_members, hostile_cases, raw_bundle
+
+    assert run_cli("config", "archive-max-members", "50").code == 0
+    assert run_cli("config", "archive-max-bytes", str(1 << 20)).code == 0
+    for case, (extra, reason) in hostile_cases().items():
+        bundle = raw_bundle(tmp_path / f"{case}.tar.gz", base_members() + extra)
+        result = run_cli("import", bundle, "--env", "evil", "--no-interactive")
+        assert result.code == 1, case
+        assert "refused" in result.err and reason in result.err, (case, result.err)
+        assert not (workspace_path / "environments" / "evil").exists(), case
+        assert not (workspace_path / "comfydock_cache" / "imports").exists(), case
+        assert not (tmp_path / "evil.py").exists()
+
+
+def test_changed_workflow_reruns_only_its_chain_and_the_bundle_and_a_failed_lookup_resumes(env, workspace, run_cli, tmp_path):
+    with ModelServer() as server:
+        exported_env(env, workspace, run_cli, server)
+        other = env.workflows_dir / "other.json"
+        other.write_text((env.workflows_dir / "demo.json").read_text())
+        sha = hashlib.sha256((workspace.models_dir / MODEL).read_bytes()).hexdigest()
+        answer = server.civitai[sha]
+        server.civitai[sha] = b"<html>502 Bad Gateway</html>"  # CivitAI answers garbage: the lookup fails
+        failed = run_cli("build", "export", "--json")
+        assert failed.code == 1
+        status = {e["task"]: e["status"] for e in failed.json["tasks"]}
+        assert [s for t, s in status.items() if t.startswith("full_hash:")] == ["ran"]
+        assert [s for t, s in status.items() if t.startswith("lookup_source:")] == ["failed"]
+        assert status.get("bundle") != "ran"
+        assert "CivitAI lookup" in failed.err
+
+        server.civitai[sha] = answer
+        resumed = run_cli("build", "export", "--json")
+        assert resumed.code == 0, resumed.err
+        ran = {e["task"] for e in resumed.json["tasks"] if e["status"] == "ran"}
+        assert not any(t.startswith("full_hash:") for t in ran)  # finished before the failure
+        assert any(t.startswith("lookup_source:") for t in ran) and "bundle" in ran
+
+        other.write_text(other.read_text().replace('"id": 1', '"id": 1, "title": "renamed"', 1))
+        changed = run_cli("build", "export", "--json")
+        assert changed.code == 0, changed.err
+        ran = {e["task"] for e in changed.json["tasks"] if e["status"] == "ran"}
+        assert {"copy_workflow:other", "analyze_workflow:other", "bundle"} <= ran
+        assert not any(t.endswith(":demo") or t.startswith(("full_hash:", "lookup_source:")) for t in ran), ran
