@@ -199,3 +199,25 @@ def test_changed_workflow_reruns_only_its_chain_and_the_bundle_and_a_failed_look
         ran = {e["task"] for e in changed.json["tasks"] if e["status"] == "ran"}
         assert {"copy_workflow:other", "analyze_workflow:other", "bundle"} <= ran
         assert not any(t.endswith(":demo") or t.startswith(("full_hash:", "lookup_source:")) for t in ran), ran
+
+
+def test_import_points_torch_at_this_machines_backend_keeping_other_indexes():
+    import tomlkit
+
+    from comfydock import manifest
+    from comfydock.bundle.importing import retarget_torch
+
+    doc = manifest.new_manifest("e", "3.12", ["numpy"], "v1", "c" * 40, "auto", "cu128", "https://torch.example/whl")
+    doc["tool"]["uv"]["index"].append({"name": "mine", "url": "https://mine.example/simple"})
+    doc["tool"]["uv"]["sources"]["mypkg"] = {"index": "mine"}
+    retarget_torch(doc, "cpu", "https://torch.example/whl")
+    data = tomlkit.loads(tomlkit.dumps(doc)).unwrap()
+    uv = data["tool"]["uv"]
+    assert [i["name"] for i in uv["index"]] == ["mine", "pytorch-cpu"]
+    assert uv["index"][1]["url"] == "https://torch.example/whl/cpu"
+    assert uv["sources"]["torch"]["index"] == "pytorch-cpu" and uv["sources"]["mypkg"] == {"index": "mine"}
+    assert data["tool"]["comfydock"]["environment"]["torch_backend"] == "cpu"
+
+    retarget_torch(doc, None, "https://torch.example/whl")  # plain PyPI
+    uv = tomlkit.loads(tomlkit.dumps(doc)).unwrap()["tool"]["uv"]
+    assert [i["name"] for i in uv["index"]] == ["mine"] and "torch" not in uv["sources"]

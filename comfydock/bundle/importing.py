@@ -72,6 +72,43 @@ def environment_name(pyproject: dict, bundle: Path) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip("-.") or "imported"
 
 
+def retarget_torch(doc, backend: str | None, index_base: str) -> None:
+    """Point the manifest's PyTorch index and torch/torchvision/torchaudio sources at `backend`
+    (None: plain PyPI), keeping every other index and source the exporter had."""
+    import tomlkit
+
+    from comfydock import manifest
+    from comfydock.python_env import TORCH_PACKAGES
+
+    fresh = manifest.new_manifest("x", "3.11", [], "x", "x", backend or "pypi", backend, index_base)["tool"]["uv"]
+    tool = doc.setdefault("tool", tomlkit.table(is_super_table=True))
+    uv = tool.setdefault("uv", tomlkit.table())
+    indexes = tomlkit.aot()
+    for entry in uv.get("index", []):
+        if not str(entry.get("name", "")).startswith("pytorch-"):
+            indexes.append(entry)
+    for entry in fresh.get("index", []):
+        indexes.append(entry)
+    if len(indexes):
+        uv["index"] = indexes
+    elif "index" in uv:
+        del uv["index"]
+    sources = tomlkit.table()
+    for pkg, value in (uv.get("sources") or {}).items():
+        if pkg not in TORCH_PACKAGES:
+            sources[pkg] = value
+    for pkg, value in (fresh.get("sources") or {}).items():
+        sources[pkg] = value
+    if len(sources):
+        uv["sources"] = sources
+    elif "sources" in uv:
+        del uv["sources"]
+    env_table = tool["comfydock"]["environment"]
+    env_table["torch_backend"] = backend or "pypi"
+    if "torch_backend_requested" in env_table:
+        del env_table["torch_backend_requested"]
+
+
 def _indexed_location(db_path: Path, model, base_dir: Path | None = None) -> Path | None:
     """An existing file the index knows for `model` (same quick hash; same SHA256 when known)."""
     if not db_path.exists():
@@ -164,6 +201,7 @@ def import_bundle(
     skip_models: bool = False,
     skip_nodes: bool = False,
     models_from: Path | None = None,
+    torch_backend: str = "auto",
     step=lambda message: None,
     warn=lambda message: None,
     progress=lambda model: None,
@@ -206,14 +244,14 @@ def import_bundle(
     commit = lock.comfyui.commit if lock.comfyui else str(info.get("comfyui_commit") or "")
     if not commit:
         raise ComfydockError(f"bundle {bundle.name} does not say which ComfyUI commit it needs", hint="ask for a fresh export")
-    backend = info.get("torch_backend")
-    if info.get("torch_backend_requested") == "auto":
-        here = python_env.resolve_torch_backend("auto")
-        if here != backend:
-            _warn(
-                f"the bundle was made with torch backend {backend}; this machine would pick {here}: "
-                f"the bundle's uv.lock is kept (change it later with 'comfydock py' commands)"
-            )
+    recorded = info.get("torch_backend")
+    recorded = None if recorded in (None, "pypi", "none") else str(recorded)
+    backend = python_env.resolve_torch_backend(torch_backend)  # this machine's, not the exporter's
+    if backend != recorded:
+        _warn(
+            f"the bundle was made with torch backend {recorded or 'pypi'}; this machine uses {backend or 'pypi'}: "
+            "the PyTorch index is changed and uv.lock re-resolved"
+        )
 
     root = ws.environments_dir / name
     with environment_lock(ws.metadata_file.parent / "locks" / f"{name}.lock"):
@@ -236,6 +274,10 @@ def import_bundle(
 
             env.cec_dir.mkdir()
             (env.pyproject_path).write_bytes(pyproject_bytes)
+            if backend != recorded:
+                doc = manifest.load(env.pyproject_path)
+                retarget_torch(doc, backend, ws.setting("torch-index"))
+                manifest.save(env.pyproject_path, doc)
             shutil.copyfile(extracted / "uv.lock", env.lock_path)
             (env.cec_dir / ".python-version").write_text(python + "\n")
             (env.cec_dir / "workflows").mkdir()
@@ -272,6 +314,8 @@ def import_bundle(
 
             if skip_nodes:
                 step("Installing dependencies from uv.lock (nodes skipped)")
+                if backend != recorded:
+                    python_env.lock(ws, env.cec_dir)
                 python_env.sync(ws, env.cec_dir, env.venv_dir)
                 env.record_venv_synced()
                 if any(n.method != "development" for n in lock.nodes):
@@ -281,7 +325,7 @@ def import_bundle(
                 report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"], listener=build_listener)
                 if not report.ok:
                     raise build_failure(report)
-                if env.lock_path.read_bytes() != (extracted / "uv.lock").read_bytes():
+                if backend == recorded and env.lock_path.read_bytes() != (extracted / "uv.lock").read_bytes():
                     _warn("uv.lock was re-resolved on this machine: it differs from the bundle's")
 
             repo = history.init_repo(env.cec_dir)
@@ -299,7 +343,7 @@ def import_bundle(
         sha256=sha,
         comfyui_commit=ref.commit,
         python=python,
-        torch_backend=backend,
+        torch_backend=backend or "pypi",
         version=version.version,
         nodes=node_rows,
         models=models,

@@ -157,6 +157,7 @@ def cmd_import(app: App) -> int:
             skip_models=args.skip_models,
             skip_nodes=args.skip_nodes,
             models_from=Path(args.models_from) if args.models_from else None,
+            torch_backend=args.torch_backend,
             step=step,
             warn=(lambda m: None) if app.json else (lambda m: app.warn(escape(m))),
             progress=progress,
@@ -211,6 +212,13 @@ def register(sub) -> None:
     p.add_argument("--skip-models", action="store_true", help="do not fetch models")
     p.add_argument("--skip-nodes", action="store_true", help="do not install registry/git nodes")
     p.add_argument("--models-from", metavar="DIR", help="a directory (disk, mirror) to copy models from, indexed on the fly")
+    p.add_argument(
+        "--torch-backend",
+        default="auto",
+        metavar="B",
+        help="PyTorch build for this machine: auto (detect the GPU), cpu, cu128, ... or pypi (default: auto); "
+        "when it differs from the bundle's, uv.lock is re-resolved",
+    )
     p.add_argument("--no-interactive", action="store_true", help="never ask (models without a source are listed)")
     json_option(p)
     p.set_defaults(func=cmd_import)
