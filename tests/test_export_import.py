@@ -221,3 +221,35 @@ def test_import_points_torch_at_this_machines_backend_keeping_other_indexes():
     retarget_torch(doc, None, "https://torch.example/whl")  # plain PyPI
     uv = tomlkit.loads(tomlkit.dumps(doc)).unwrap()["tool"]["uv"]
     assert [i["name"] for i in uv["index"]] == ["mine"] and "torch" not in uv["sources"]
+
+
+def test_export_asks_for_missing_urls_and_never_writes_tokens(env, workspace, run_cli, tmp_path, monkeypatch):
+    import gzip
+    import io
+    import sys
+
+    write_model_file(workspace.models_dir / MODEL, 50_000, seed=3)
+    token = "secret-token-123"
+    monkeypatch.setenv("CIVITAI_API_TOKEN", token)
+    with ModelServer() as server:  # CivitAI does not know the model
+        assert run_cli("config", "civitai-url", server.url).code == 0
+        assert run_cli("models", "index").code == 0
+        listed = run_cli("export", "--no-interactive", "--output", tmp_path / "a.tar.gz")
+        assert listed.code == 0, listed.err
+        assert "no download URL" in listed.err and MODEL in listed.err
+
+        url = "https://models.example/demo_model.safetensors"
+        monkeypatch.setattr(sys, "stdin", io.StringIO(f"ftp://nope\n{url}\n"))
+        asked = run_cli("export", "--interactive", "--json", "--output", tmp_path / "b.tar.gz")
+        assert asked.code == 0, asked.err
+        assert [m["url"] for m in asked.json["models"]] == [url] and asked.json["without_url"] == []
+        lookups = [r for r in server.requests if r["path"].startswith("/api/v1/model-versions/by-hash/")]
+        assert lookups and all(r["headers"].get("Authorization") == f"Bearer {token}" for r in lookups)
+
+    assert url in run_cli("models", "info", MODEL).out  # the answer is kept in the index
+    for written in (
+        gzip.decompress((tmp_path / "b.tar.gz").read_bytes()),
+        (env.state_dir / "export" / "comfydock.lock").read_bytes(),
+        env.log_file.read_bytes(),
+    ):
+        assert token.encode() not in written
