@@ -111,6 +111,10 @@ def test_export_import_round_trip_rebuilds_the_environment_in_another_workspace(
     assert run_cli("-w", ws_b, "run", "--quick-test-for-ci").code == 0
     assert not (ws_b / "comfydock_cache" / "imports" / info["sha256"]).exists()
 
+    twice = run_cli("-w", ws_b, "import", tmp_path / "a.tar.gz", "--no-interactive")
+    assert twice.code == 1 and "already exists" in twice.err
+    assert not (ws_b / "comfydock_cache" / "imports" / info["sha256"]).exists()
+
 
 def test_import_continues_an_interrupted_download_and_copies_from_models_from(
     env, workspace, run_cli, tmp_path, fixture_assets, comfyui_source, node_repo
@@ -168,6 +172,21 @@ def test_hostile_bundle_is_refused_by_import_and_nothing_is_written(workspace_pa
         assert not (workspace_path / "environments" / "evil").exists(), case
         assert not (workspace_path / "comfydock_cache" / "imports").exists(), case
         assert not (tmp_path / "evil.py").exists()
+
+    # well-formed, but its pyproject.toml would install a node the lock does not list, outside custom_nodes/
+    from comfydock.bundle.archive import write_bundle
+
+    sneaky = {
+        "comfydock.lock": b'lock_version = 1\n[comfyui]\ncommit = "' + b"a" * 40 + b'"\n',
+        "pyproject.toml": b'[project]\nname = "comfydock-env-x"\n[tool.comfydock.nodes.evil]\nsource = "development"\n'
+        b'directory = "../../evil"\n',
+        "uv.lock": b"version = 1\n",
+    }
+    write_bundle(sneaky, tmp_path / "sneaky.tar.gz")
+    result = run_cli("import", tmp_path / "sneaky.tar.gz", "--no-interactive")
+    assert result.code == 1 and "list different custom nodes" in result.err
+    assert not (workspace_path / "environments" / "x").exists()
+    assert not any((workspace_path / "comfydock_cache" / "imports").iterdir())
 
 
 def test_changed_workflow_reruns_only_its_chain_and_the_bundle_and_a_failed_lookup_resumes(env, workspace, run_cli, tmp_path):

@@ -98,7 +98,8 @@ def selected_workflows(env) -> dict[str, Path]:
     """The versioned workflow copies the export bundles (all, or the selection)."""
     from comfydock.workflows import tracking
 
-    copies = tracking.versioned_copies(env)
+    current = tracking.comfyui_workflows(env)  # a copy whose workflow is gone is not exported
+    copies = {name: path for name, path in tracking.versioned_copies(env).items() if name in current}
     chosen = selection(env)
     if chosen is None:
         return copies
@@ -438,6 +439,7 @@ class ExportResult:
     workflows: list[str] = field(default_factory=list)
     models: list[dict] = field(default_factory=list)  # name, path, size, url
     without_url: list[dict] = field(default_factory=list)
+    unresolved: list[dict] = field(default_factory=list)  # references no indexed file matched: not in the bundle
     nodes: list[dict] = field(default_factory=list)
     skipped_links: list[str] = field(default_factory=list)
     full_hashes_computed: int = 0
@@ -500,6 +502,16 @@ def build_export(env, workflows: list[str] | None = None, *, listener=None, on_w
         if not reports[-1].ok or index_fingerprint(env.workspace.models_db) == before:
             break
     return _merge(reports)
+
+
+def unresolved_references(env) -> list[dict]:
+    """Required model references of the exported workflows that no indexed file matched."""
+    entries = manifest.workflow_entries(env.manifest_data())
+    out = []
+    for name in sorted(selected_workflows(env)):
+        for ref in (entries.get(name) or {}).get("unresolved") or []:
+            out.append({"workflow": name, "filename": ref.get("filename"), "directory": ref.get("directory")})
+    return out
 
 
 def file_sha256(path: Path) -> str:
@@ -603,6 +615,7 @@ def export_environment(
         workflows=sorted(selected_workflows(env)),
         models=[{"name": m.name, "path": m.path, "size": m.size, "url": m.url} for m in lock.models],
         without_url=[{"name": m.name, "path": m.path, "size": m.size} for m in lock.models if not m.urls],
+        unresolved=unresolved_references(env),
         nodes=[{"id": n.id, "method": n.method} for n in lock.nodes],
         skipped_links=skipped,
         full_hashes_computed=full_hashes_computed() - start,

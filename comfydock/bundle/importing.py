@@ -192,6 +192,46 @@ def _copy_workflows(src: Path, *dests: Path) -> list[str]:
     return names
 
 
+def _refuse_existing(ws, name: str) -> None:
+    root = ws.environments_dir / name
+    if root.exists():
+        raise UsageError(
+            f"environment {name!r} already exists at {root}",
+            hint=f"import under another name with --env NAME, or remove it first with 'comfydock delete {name}'",
+        )
+
+
+def check_nodes_agree(bundle: Path, pyproject: dict, lock) -> None:
+    """The bundle's pyproject.toml installs nodes; comfydock.lock is what was validated field by field.
+    Both come from the same export, so they must name the same nodes the same way."""
+    from comfydock.nodes import manifest_nodes
+
+    locked = {n.id: n for n in lock.nodes}
+    try:
+        specs = manifest_nodes(pyproject)
+    except Exception:
+        specs = None
+    if specs is None or set(specs) != set(locked):
+        raise ComfydockError(
+            f"bundle {bundle.name} refused: pyproject.toml and comfydock.lock list different custom nodes",
+            hint="the bundle may be damaged or hostile; ask its author for a fresh export (nothing was written)",
+        )
+    for node_id, spec in specs.items():
+        n = locked[node_id]
+        want = (n.method, n.directory, n.version if n.method == "registry" else None, n.commit if n.method == "git" else None)
+        have = (
+            spec.source,
+            spec.directory,
+            spec.version if spec.source == "registry" else None,
+            spec.commit if spec.source == "git" else None,
+        )
+        if want != have:
+            raise ComfydockError(
+                f"bundle {bundle.name} refused: pyproject.toml and comfydock.lock disagree about node {node_id}",
+                hint="the bundle may be damaged or hostile; ask its author for a fresh export (nothing was written)",
+            )
+
+
 def import_bundle(
     ws,
     bundle: Path,
@@ -227,26 +267,44 @@ def import_bundle(
         warnings.append(msg)
         warn(msg)
 
+    if name is not None:
+        validate_name(name)
+        _refuse_existing(ws, name)
     limits = ArchiveLimits.from_settings(ws.setting)
     step(f"Checking {bundle.name}")
     check_bundle(bundle, limits)  # the whole archive, before anything is written
     sha = file_sha256(bundle)
     work = import_dir(ws, sha)
     extracted = work / "bundle"
-    if not extracted.is_dir():  # a rerun of an interrupted import reuses the earlier extraction
+    fresh = not extracted.is_dir()
+    if fresh:  # a rerun of an interrupted import reuses the earlier extraction
         extract_bundle(bundle, extracted, limits)
-    lock = lockfile.read_lock(extracted / "comfydock.lock")
-    pyproject_bytes = (extracted / "pyproject.toml").read_bytes()
-    data = tomllib.loads(pyproject_bytes.decode("utf-8"))
-    info = manifest.environment_info(data)
-    name = validate_name(name or environment_name(data, bundle))
-    python = lock.python_version or str(info.get("python_version") or "3.11")
-    commit = lock.comfyui.commit if lock.comfyui else str(info.get("comfyui_commit") or "")
-    if not commit:
-        raise ComfydockError(f"bundle {bundle.name} does not say which ComfyUI commit it needs", hint="ask for a fresh export")
-    recorded = info.get("torch_backend")
-    recorded = None if recorded in (None, "pypi", "none") else str(recorded)
-    backend = python_env.resolve_torch_backend(torch_backend)  # this machine's, not the exporter's
+    try:
+        lock = lockfile.read_lock(extracted / "comfydock.lock")
+        pyproject_bytes = (extracted / "pyproject.toml").read_bytes()
+        data = tomllib.loads(pyproject_bytes.decode("utf-8"))
+        check_nodes_agree(bundle, data, lock)
+        info = manifest.environment_info(data)
+        name = validate_name(name or environment_name(data, bundle))
+        _refuse_existing(ws, name)
+        python = lock.python_version or str(info.get("python_version") or "3.11")
+        commit = lock.comfyui.commit if lock.comfyui else str(info.get("comfyui_commit") or "")
+        if not commit:
+            raise ComfydockError(
+                f"bundle {bundle.name} does not say which ComfyUI commit it needs", hint="ask for a fresh export"
+            )
+        if lock.models and not skip_models and ws.models_dir is None:
+            raise UsageError(
+                "this workspace has no models directory to put the bundle's models in",
+                hint="set one with 'comfydock config models-dir DIR', or import with --skip-models",
+            )
+        recorded = info.get("torch_backend")
+        recorded = None if recorded in (None, "pypi", "none") else str(recorded)
+        backend = python_env.resolve_torch_backend(torch_backend)  # this machine's, not the exporter's
+    except BaseException:
+        if fresh:  # refused before anything was made: leave nothing behind
+            remove_tree(work)
+        raise
     if backend != recorded:
         _warn(
             f"the bundle was made with torch backend {recorded or 'pypi'}; this machine uses {backend or 'pypi'}: "
@@ -255,11 +313,7 @@ def import_bundle(
 
     root = ws.environments_dir / name
     with environment_lock(ws.metadata_file.parent / "locks" / f"{name}.lock"):
-        if root.exists():
-            raise UsageError(
-                f"environment {name!r} already exists at {root}",
-                hint=f"import under another name with --env NAME, or remove it first with 'comfydock delete {name}'",
-            )
+        _refuse_existing(ws, name)
         ws.environments_dir.mkdir(parents=True, exist_ok=True)
         root.mkdir()
         env = Environment(ws, name)

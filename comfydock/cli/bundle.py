@@ -41,6 +41,11 @@ def _ask_url(app: App, spinner):
 def render_export(app: App, result) -> None:
     for path in result.skipped_links:
         app.warn(f"{escape(path)} is a symbolic link or special file: not bundled")
+    for ref in result.unresolved:
+        app.warn(
+            f"{escape(ref['workflow'])}: model {escape(str(ref['filename']))} is not in the model index, so not in the bundle "
+            f"(index it, or resolve it: 'comfydock models resolve {escape(ref['workflow'])}')"
+        )
     if result.without_url:
         app.warn(f"{len(result.without_url)} model(s) have no download URL; an importer needs them locally (--models-from):")
         for m in result.without_url:
