@@ -195,7 +195,7 @@ def _copy_workflows(src: Path, *dests: Path) -> list[str]:
 def _refuse_existing(ws, name: str) -> None:
     root = ws.environments_dir / name
     if root.exists():
-        raise UsageError(
+        raise ComfydockError(
             f"environment {name!r} already exists at {root}",
             hint=f"import under another name with --env NAME, or remove it first with 'comfydock delete {name}'",
         )
