@@ -242,7 +242,9 @@ def test_import_points_torch_at_this_machines_backend_keeping_other_indexes():
     assert [i["name"] for i in uv["index"]] == ["mine"] and "torch" not in uv["sources"]
 
 
-def test_export_asks_for_missing_urls_and_never_writes_tokens(env, workspace, run_cli, tmp_path, monkeypatch):
+def test_export_asks_for_missing_urls_and_never_writes_tokens(
+    env, workspace, run_cli, tmp_path, monkeypatch, fixture_assets, comfyui_source
+):
     import gzip
     import io
     import sys
@@ -272,3 +274,12 @@ def test_export_asks_for_missing_urls_and_never_writes_tokens(env, workspace, ru
         env.log_file.read_bytes(),
     ):
         assert token.encode() not in written
+
+    # the bundle without a URL, imported elsewhere: the user picks a local substitute
+    substitute = write_model_file(tmp_path / "elsewhere" / "my_model.safetensors", 1000, seed=9)
+    ws_b = second_workspace(run_cli, tmp_path, fixture_assets, comfyui_source)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"7\n1\n{tmp_path / 'nope'}\n{substitute}\n"))
+    imported = run_cli("-w", ws_b, "import", tmp_path / "a.tar.gz", "--interactive")
+    assert imported.code == 0, imported.err
+    assert "Select local substitute" in imported.err and "not verified" in imported.err
+    assert (tmp_path / "wsB-models" / MODEL).read_bytes() == substitute.read_bytes()

@@ -13,6 +13,7 @@ its index), partial downloads (`.part`, continued with Range), fetched nodes (th
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import tomllib
@@ -29,7 +30,7 @@ class ImportedModel:
     name: str
     path: str
     size: int
-    how: str  # indexed | copied | downloaded | skipped | missing
+    how: str  # indexed | copied | downloaded | substitute | skipped | missing
     location: str | None = None
     resumed_from: int = 0
 
@@ -132,7 +133,27 @@ def _indexed_location(db_path: Path, model, base_dir: Path | None = None) -> Pat
     return None
 
 
-def _models(ws, lock, *, models_from, progress, warn, step) -> list[ImportedModel]:
+def _substitute(path: Path, dest: Path) -> None:
+    """Put the user's substitute file at the recorded path: a hard link when it can, else a copy."""
+    import os
+    import tempfile
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(path, dest)
+        return
+    except OSError:
+        pass
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(path, tmp)
+        os.link(tmp, dest)  # never over a file that appeared meanwhile
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _models(ws, lock, *, models_from, progress, warn, step, choose=None) -> list[ImportedModel]:
     from comfydock import model_index
     from comfydock.bundle.download import download, download_model, tokens_from_env
 
@@ -166,6 +187,22 @@ def _models(ws, lock, *, models_from, progress, warn, step) -> list[ImportedMode
             download(source.as_uri(), dest, sha256=m.sha256, blake3=m.blake3, size=m.size, progress=progress(m))
             out.append(ImportedModel(m.name, m.path, m.size, "copied", str(dest)))
             continue
+        answer = "download" if m.urls else None
+        if choose is not None:
+            answer = choose({"name": m.name, "path": m.path, "size": m.size, "has_url": bool(m.urls)})
+        if isinstance(answer, (str, os.PathLike)) and answer not in ("download", "skip"):
+            source = Path(answer).expanduser()
+            if not source.is_file():
+                raise UsageError(f"substitute for {m.name}: {source} is not a file")
+            if dest.exists():
+                raise ComfydockError(f"cannot put the substitute for {m.name} at {dest}: a file is already there")
+            _substitute(source, dest)
+            warn(f"model {m.name}: using {source} as a substitute (not the exporter's file; not verified)")
+            out.append(ImportedModel(m.name, m.path, m.size, "substitute", str(dest)))
+            continue
+        if answer == "skip":
+            out.append(ImportedModel(m.name, m.path, m.size, "skipped"))
+            continue
         if not m.urls:
             warn(f"model {m.name} has no download URL in the bundle and was not found locally (pass --models-from DIR)")
             out.append(ImportedModel(m.name, m.path, m.size, "missing"))
@@ -173,7 +210,7 @@ def _models(ws, lock, *, models_from, progress, warn, step) -> list[ImportedMode
         step(f"Downloading {m.name}")
         result = download_model(m, models_dir, tokens=tokens, progress=progress(m))
         out.append(ImportedModel(m.name, m.path, m.size, "downloaded", str(result.path), result.resumed_from))
-    if any(m.how in ("copied", "downloaded") for m in out):
+    if any(m.how in ("copied", "downloaded", "substitute") for m in out):
         model_index.index_directory(ws.models_db, models_dir)
     return out
 
@@ -242,11 +279,18 @@ def import_bundle(
     skip_nodes: bool = False,
     models_from: Path | None = None,
     torch_backend: str = "auto",
+    choose=None,
     step=lambda message: None,
     warn=lambda message: None,
     progress=lambda model: None,
     build_listener=None,
 ) -> ImportResult:
+    """Create environment `name` (default: the exporter's) from `bundle`; see the module docstring.
+
+    `choose(model: dict) -> "download" | "skip" | path` is asked for each model found neither in
+    the index nor in `models_from` (a path: a local substitute put at the recorded place, not
+    verified). Without it: download when the bundle has a URL, else the model is listed missing.
+    `progress(model)` returns a download progress callback (or None)."""
     from comfydock import comfyui, engine, history, manifest, python_env
     from comfydock.bundle import lockfile
     from comfydock.bundle.archive import ArchiveLimits, check_bundle, extract_bundle
@@ -364,7 +408,7 @@ def import_bundle(
             if skip_models:
                 models = [ImportedModel(m.name, m.path, m.size, "skipped") for m in lock.models]
             else:
-                models = _models(ws, lock, models_from=models_from, progress=progress, warn=_warn, step=step)
+                models = _models(ws, lock, models_from=models_from, progress=progress, warn=_warn, step=step, choose=choose)
 
             if skip_nodes:
                 step("Installing dependencies from uv.lock (nodes skipped)")

@@ -139,6 +139,48 @@ def _download_progress(app: App):
     return for_model, bars
 
 
+def _ask_model(app: App, bars):
+    """The spec's prompt for a model not found locally: download / local substitute / skip."""
+
+    def ask(model: dict):
+        if bars is not None:
+            bars.stop()
+        try:
+            app.err.print(f"\n[bold]{escape(model['name'])}[/] ({escape(model['path'])}, {_size(model['size'])}) is not here")
+            choices = (["download"] if model["has_url"] else []) + ["substitute", "skip"]
+            labels = {
+                "download": "Download from its URL",
+                "substitute": "Select local substitute",
+                "skip": "Skip (workflow may not function)",
+            }
+            for i, c in enumerate(choices, 1):
+                app.err.print(f"  {i}. {labels[c]}")
+            while True:
+                app.err.print(f"Choice [1-{len(choices)}]: ", end="")
+                answer = sys.stdin.readline()
+                if not answer:  # end of input: skip
+                    return "skip"
+                answer = answer.strip()
+                if answer.isdigit() and 1 <= int(answer) <= len(choices):
+                    choice = choices[int(answer) - 1]
+                    break
+            if choice != "substitute":
+                return choice
+            while True:
+                app.err.print("Path of the local file (Enter to skip): ", end="")
+                path = sys.stdin.readline().strip()
+                if not path:
+                    return "skip"
+                if Path(path).expanduser().is_file():
+                    return path
+                app.warn(f"{escape(path)} is not a file")
+        finally:
+            if bars is not None:
+                bars.start()
+
+    return ask
+
+
 def cmd_import(app: App) -> int:
     from contextlib import nullcontext
 
@@ -147,6 +189,7 @@ def cmd_import(app: App) -> int:
     args = app.args
     ws = app.workspace()
     progress, bars = _download_progress(app)
+    interactive = args.interactive or (not args.no_interactive and not app.json and sys.stdin.isatty())
 
     def step(message):
         log.info("import %s: %s", args.bundle, message)
@@ -163,6 +206,7 @@ def cmd_import(app: App) -> int:
             skip_nodes=args.skip_nodes,
             models_from=Path(args.models_from) if args.models_from else None,
             torch_backend=args.torch_backend,
+            choose=_ask_model(app, bars) if interactive else None,
             step=step,
             warn=(lambda m: None) if app.json else (lambda m: app.warn(escape(m))),
             progress=progress,
@@ -224,6 +268,7 @@ def register(sub) -> None:
         help="PyTorch build for this machine: auto (detect the GPU), cpu, cu128, ... or pypi (default: auto); "
         "when it differs from the bundle's, uv.lock is re-resolved",
     )
-    p.add_argument("--no-interactive", action="store_true", help="never ask (models without a source are listed)")
+    p.add_argument("--no-interactive", action="store_true", help="never ask: download what has a URL, list what has none")
+    p.add_argument("--interactive", action="store_true", help=argparse.SUPPRESS)
     json_option(p)
     p.set_defaults(func=cmd_import)
