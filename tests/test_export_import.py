@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import tarfile
 from pathlib import Path
 
@@ -158,6 +159,19 @@ def test_import_continues_an_interrupted_download_and_copies_from_models_from(
     assert [m["how"] for m in result.json["models"]] == ["copied"]
     assert (tmp_path / "wsC-models" / MODEL).read_bytes() == data
 
+    # workspace D already has the model, in another sub-folder: used in place, the workflow follows it
+    ws_d = second_workspace(run_cli, tmp_path, fixture_assets, comfyui_source, "wsD")
+    (tmp_path / "wsD-models" / "checkpoints" / "mine").mkdir(parents=True)
+    (tmp_path / "wsD-models" / "checkpoints" / "mine" / "demo_model.safetensors").write_bytes(data)
+    result = run_cli("-w", ws_d, "import", tmp_path / "a.tar.gz", "--no-interactive", "--json")
+    assert result.code == 0, result.err
+    assert [m["how"] for m in result.json["models"]] == ["indexed"]
+    assert not (tmp_path / "wsD-models" / MODEL).exists()
+    for wf in (".cec/workflows/demo.json", "ComfyUI/user/default/workflows/demo.json"):
+        loader = json.loads((ws_d / "environments" / "main" / wf).read_text())["nodes"][0]
+        assert loader["widgets_values"] == ["mine/demo_model.safetensors"]
+    assert run_cli("-w", ws_d, "status", "--json").json["uncommitted_changes"] == []
+
 
 def test_hostile_bundle_is_refused_by_import_and_nothing_is_written(workspace_path, run_cli, tmp_path):
     from test_bundle_archive import base_members, hostile_cases, raw_bundle
@@ -283,3 +297,27 @@ def test_export_asks_for_missing_urls_and_never_writes_tokens(
     assert imported.code == 0, imported.err
     assert "Select local substitute" in imported.err and "not verified" in imported.err
     assert (tmp_path / "wsB-models" / MODEL).read_bytes() == substitute.read_bytes()
+
+
+def test_model_paths_are_rewritten_only_within_the_same_model_folder():
+    from comfydock.bundle.importing import _set_widget
+
+    ui = {"nodes": [{"id": 4, "type": "CheckpointLoaderSimple", "widgets_values": ["sd15.safetensors"]}]}
+    api = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}}}
+    assert _set_widget(ui, "4", "0", "sd15.safetensors", "sd/sd15.safetensors")
+    assert ui["nodes"][0]["widgets_values"] == ["sd/sd15.safetensors"]
+    assert _set_widget(api, "4", "ckpt_name", "sd15.safetensors", "sd/sd15.safetensors")
+    assert api["4"]["inputs"]["ckpt_name"] == "sd/sd15.safetensors"
+    assert not _set_widget(ui, "4", "0", "other.safetensors", "x.safetensors")  # a value it does not hold
+    assert not _set_widget(ui, "5", "0", "sd/sd15.safetensors", "x.safetensors")
+
+
+def test_rewrite_skips_a_model_found_in_another_folder(tmp_path):
+    from comfydock.bundle.importing import rewrite_model_paths
+
+    wf = {"nodes": [{"id": 1, "type": "LoraLoader", "widgets_values": ["a.safetensors", 1.0]}]}
+    (tmp_path / "w.json").write_text(json.dumps(wf))
+    entries = {"w": {"models": {"h1": {"nodes": [{"node_id": "1", "widget_idx": "0", "filename": "a.safetensors"}]}}}}
+    assert rewrite_model_paths(["w"], entries, {"h1": ("loras/a.safetensors", "checkpoints/a.safetensors")}, tmp_path) == []
+    notes = rewrite_model_paths(["w"], entries, {"h1": ("loras/a.safetensors", "loras/x/a.safetensors")}, tmp_path)
+    assert notes and json.loads((tmp_path / "w.json").read_text())["nodes"][0]["widgets_values"] == ["x/a.safetensors", 1.0]

@@ -175,15 +175,18 @@ def _models(ws, lock, *, models_from, progress, warn, step, choose=None) -> list
         model_index.index_directory(ws.models_db, from_dir)
     tokens = tokens_from_env(ws.setting("civitai-url"), ws.setting("huggingface-url"))
     out: list[ImportedModel] = []
+    base = models_dir.expanduser().absolute()
     for m in lock.models:
-        found = _indexed_location(ws.models_db, m)
-        if found is not None and (from_dir is None or not found.is_relative_to(from_dir)):
+        found = _indexed_location(ws.models_db, m, base)  # in the models directory: used where it is
+        if found is not None:
             out.append(ImportedModel(m.name, m.path, m.size, "indexed", str(found)))
             continue
         dest = m.destination(models_dir)
         source = _indexed_location(ws.models_db, m, from_dir) if from_dir is not None else None
+        if source is None:  # another directory the index knows (ComfyUI only sees the models directory)
+            source = _indexed_location(ws.models_db, m)
         if source is not None:
-            step(f"Copying {m.name} from {from_dir}")
+            step(f"Copying {m.name} from {source.parent}")
             download(source.as_uri(), dest, sha256=m.sha256, blake3=m.blake3, size=m.size, progress=progress(m))
             out.append(ImportedModel(m.name, m.path, m.size, "copied", str(dest)))
             continue
@@ -213,6 +216,70 @@ def _models(ws, lock, *, models_from, progress, warn, step, choose=None) -> list
     if any(m.how in ("copied", "downloaded", "substitute") for m in out):
         model_index.index_directory(ws.models_db, models_dir)
     return out
+
+
+def _set_widget(data, node_id: str, idx: str, old: str, new: str) -> bool:
+    """Set the widget value naming model file `old` to `new`, in a UI (top-level nodes) or API workflow."""
+    if isinstance(data, dict) and isinstance(data.get("nodes"), list):
+        for node in data["nodes"]:
+            if not isinstance(node, dict) or str(node.get("id")) != node_id:
+                continue
+            values = node.get("widgets_values")
+            if isinstance(values, list) and idx.isdigit() and int(idx) < len(values) and values[int(idx)] == old:
+                values[int(idx)] = new
+                return True
+            if isinstance(values, dict) and values.get(idx) == old:
+                values[idx] = new
+                return True
+        return False
+    node = data.get(node_id) if isinstance(data, dict) else None
+    inputs = node.get("inputs") if isinstance(node, dict) else None
+    if isinstance(inputs, dict) and inputs.get(idx) == old:
+        inputs[idx] = new
+        return True
+    return False
+
+
+def rewrite_model_paths(workflows: list[str], entries: dict, moved: dict[str, tuple[str, str]], *dirs: Path) -> list[str]:
+    """Point workflow widgets at the local copies of models that sit elsewhere in this models directory.
+
+    `moved`: model hash -> (recorded relative path, local relative path). A widget names a file
+    relative to its model folder (`checkpoints/`), so only a move inside the same folder can be
+    expressed; `entries` (the bundle's [tool.comfydock.workflows.*]) say which node and widget
+    name each model. Returns one note per rewritten reference."""
+    import json
+
+    notes = []
+    for name in workflows:
+        refs = [
+            (node, moved[h])
+            for h, info in ((entries.get(name) or {}).get("models") or {}).items()
+            if h in moved and isinstance(info, dict)
+            for node in info.get("nodes") or []
+            if isinstance(node, dict)
+        ]
+        if not refs:
+            continue
+        for directory in dirs:
+            path = directory / f"{name}.json"
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            changed = False
+            for node, (old_rel, new_rel) in refs:
+                old_folder, new_folder = old_rel.split("/", 1)[0], new_rel.split("/", 1)[0]
+                if old_folder != new_folder or "/" not in new_rel:
+                    continue
+                new_value = new_rel.split("/", 1)[1]
+                old_value = str(node.get("filename"))
+                if _set_widget(data, str(node.get("node_id")), str(node.get("widget_idx")), old_value, new_value):
+                    changed = True
+                    if directory == dirs[0]:
+                        notes.append(f"{name}: node {node.get('node_id')} now loads {new_value} (was {old_value})")
+            if changed:
+                path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return notes
 
 
 def _copy_workflows(src: Path, *dests: Path) -> list[str]:
@@ -409,6 +476,17 @@ def import_bundle(
                 models = [ImportedModel(m.name, m.path, m.size, "skipped") for m in lock.models]
             else:
                 models = _models(ws, lock, models_from=models_from, progress=progress, warn=_warn, step=step, choose=choose)
+
+            moved = {}
+            for m, done in zip(lock.models, models):
+                if done.how == "indexed" and done.location:
+                    local = Path(done.location).relative_to(ws.models_dir.expanduser().absolute()).as_posix()
+                    if local != m.path:
+                        moved[m.hash] = (m.path, local)
+            if moved:
+                entries = manifest.workflow_entries(data)
+                for note in rewrite_model_paths(workflows, entries, moved, env.cec_dir / "workflows", env.workflows_dir):
+                    _warn(f"model path rewritten: {note}")
 
             if skip_nodes:
                 step("Installing dependencies from uv.lock (nodes skipped)")
