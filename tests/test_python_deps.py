@@ -310,9 +310,9 @@ def test_provided_modules_ignore_namespace_packages_and_stray_test_folders():
 # --- Ctrl-C is rolled back (issue 10 item 4) ----------------------------------------------------
 
 
-@pytest.mark.parametrize("at", ["lock_deps", "sync_venv"])
 @pytest.mark.parametrize("command", ["py add", "constraint add"])
-def test_ctrl_c_during_a_change_puts_everything_back(env, command, at):
+def test_ctrl_c_while_the_venv_syncs_puts_everything_back(env, command):
+    """uv.lock has changed by then: it goes back, and the venv is synced to it again."""
     from comfydock import dependencies
     from comfydock.environment import change_manifest
 
@@ -323,7 +323,7 @@ def test_ctrl_c_during_a_change_puts_everything_back(env, command, at):
         mutate = lambda doc: dependencies.add_constraints(doc, ["cdfix-alpha<2"])  # noqa: E731
 
     def listener(kind, task):
-        if kind == "start" and task == at:
+        if kind == "start" and task == "sync_venv":
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -333,3 +333,61 @@ def test_ctrl_c_during_a_change_puts_everything_back(env, command, at):
     assert env.venv_in_sync()
     # and the same change then simply works
     assert change_manifest(env, mutate).changed
+
+
+@pytest.fixture
+def stalling_index():
+    """A loopback package index that holds every request until released (uv waits on it)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked, release = threading.Event(), threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.set()
+            release.wait(30)
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/simple/", asked
+    release.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("command", [["py", "add", "cdfix-beta<2"], ["constraint", "add", "cdfix-alpha<2"]])
+def test_ctrl_c_of_the_cli_while_uv_locks_restores_everything(env, run_cli, stalling_index, command, tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    url, asked = stalling_index
+    assert run_cli("config", "python-index", url).code == 0
+    assert run_cli("config", "no-index", "false").code == 0
+    before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes()
+    # like a terminal's Ctrl-C: SIGINT to the whole process group (comfydock and uv)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "comfydock", *command],
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert asked.wait(60), "uv never asked the index"
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert (env.pyproject_path.read_bytes(), env.lock_path.read_bytes()) == before
+    assert venv_has(env, "cdfix_beta") is None and venv_has(env, "cdfix_alpha") == "2.0"
+    assert run_cli("status", "--json").json["venv_in_sync"] is True
