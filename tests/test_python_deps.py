@@ -391,3 +391,28 @@ def test_ctrl_c_of_the_cli_while_uv_locks_restores_everything(env, run_cli, stal
     assert (env.pyproject_path.read_bytes(), env.lock_path.read_bytes()) == before
     assert venv_has(env, "cdfix_beta") is None and venv_has(env, "cdfix_alpha") == "2.0"
     assert run_cli("status", "--json").json["venv_in_sync"] is True
+
+
+def test_plain_doit_takes_the_upgrade_request_as_a_task_parameter(env, run_cli):
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    assert run_cli("py", "add", "cdfix-gamma==0.1", "--group", "extras").code == 0
+    env.pyproject_path.write_text(env.pyproject_path.read_text().replace('"cdfix-gamma==0.1"', '"cdfix-gamma"'))
+    environ = dict(os.environ, COMFYDOCK_ENV="main")
+
+    def doit(*args):
+        proc = subprocess.run(
+            [sys.executable, "-m", "doit", "-f", str(repo / "dodo.py"), *args],
+            capture_output=True,
+            text=True,
+            env=environ,
+            cwd=repo,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    doit("lock_deps", "sync_venv")
+    assert venv_has(env, "cdfix_gamma") == "0.1"  # uv keeps a locked version that still fits
+    doit("lock_deps", "--upgrade-package", "cdfix-gamma", "sync_venv")
+    assert venv_has(env, "cdfix_gamma") == "0.2"
