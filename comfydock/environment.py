@@ -194,7 +194,7 @@ def create_environment(
             python_env.create_venv(ws, env.venv_dir, python)
 
             step("Resolving and installing dependencies")
-            report = engine.build(env, ["lock_deps", "sync_venv"], listener=build_listener)
+            report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv"], listener=build_listener)
             if not report.ok:
                 raise build_failure(report)
 
@@ -288,25 +288,8 @@ def status(env: Environment) -> dict:
     venv_pending = [t for t in pending if t in {"lock_deps", "sync_venv"}]
     repo = history.open_repo(env.cec_dir)
     changes = [line[3:] for line in repo.git.status("--porcelain").splitlines()]
-    dep_changes = {"added": [], "removed": []}
-    node_changes = {"added": [], "removed": [], "changed": []}
-    try:
-        committed = manifest.parse(repo.git.show("HEAD:pyproject.toml"))
-    except Exception:  # no commit yet, or an unreadable committed file: nothing to compare
-        committed = None
-    if committed is not None:
-        from comfydock.dependencies import dependency_snapshot
-        from comfydock.nodes import manifest_nodes
-
-        current = env.manifest()
-        before, after = dependency_snapshot(committed), dependency_snapshot(current)
-        dep_changes = {"added": sorted(after - before), "removed": sorted(before - after)}
-        old_nodes, new_nodes = manifest_nodes(committed), manifest_nodes(current)
-        node_changes = {
-            "added": sorted(set(new_nodes) - set(old_nodes)),
-            "removed": sorted(set(old_nodes) - set(new_nodes)),
-            "changed": sorted(n for n in set(old_nodes) & set(new_nodes) if old_nodes[n] != new_nodes[n]),
-        }
+    manifest_diff = manifest_changes(env, repo)
+    dep_changes, node_changes = manifest_diff["dependencies"], manifest_diff["nodes"]
     head = None
     try:
         head = comfyui._git().Repo(env.comfyui_dir).head.commit.hexsha
@@ -328,3 +311,27 @@ def status(env: Environment) -> dict:
         "requirement_groups": group_counts(env.manifest()),
         "module_clashes": env.module_clashes(),
     }
+
+
+def manifest_changes(env: Environment, repo) -> dict:
+    """Python requirements and custom nodes changed since the last version (HEAD)."""
+    dep_changes = {"added": [], "removed": []}
+    node_changes = {"added": [], "removed": [], "changed": []}
+    try:
+        committed = manifest.parse(repo.git.show("HEAD:pyproject.toml"))
+    except Exception:  # no commit yet, or an unreadable committed file: nothing to compare
+        committed = None
+    if committed is not None:
+        from comfydock.dependencies import dependency_snapshot
+        from comfydock.nodes import manifest_nodes
+
+        current = env.manifest()
+        before, after = dependency_snapshot(committed), dependency_snapshot(current)
+        dep_changes = {"added": sorted(after - before), "removed": sorted(before - after)}
+        old_nodes, new_nodes = manifest_nodes(committed), manifest_nodes(current)
+        node_changes = {
+            "added": sorted(set(new_nodes) - set(old_nodes)),
+            "removed": sorted(set(old_nodes) - set(new_nodes)),
+            "changed": sorted(n for n in set(old_nodes) & set(new_nodes) if old_nodes[n] != new_nodes[n]),
+        }
+    return {"dependencies": dep_changes, "nodes": node_changes}
