@@ -216,13 +216,27 @@ def site_packages(venv_dir: Path) -> Path | None:
 
 
 def _record_paths(dist_info: Path) -> list[str]:
+    """The installed files a RECORD lists, down to two directories deep (all provided_modules
+    needs: torch's RECORD has ~20,000 lines, nearly all deeper)."""
     import csv
 
     try:
-        with open(dist_info / "RECORD", encoding="utf-8", newline="") as fh:
-            return [row[0].replace("\\", "/") for row in csv.reader(fh) if row]
-    except (OSError, UnicodeDecodeError, csv.Error):
+        text = (dist_info / "RECORD").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
         return []
+    paths = []
+    for line in text.splitlines():
+        if line.startswith('"'):  # a quoted path (it holds a comma): let csv read it
+            try:
+                line = next(csv.reader([line]))[0]
+            except (csv.Error, StopIteration, IndexError):
+                continue
+        else:
+            line = line.split(",", 1)[0]
+        line = line.replace("\\", "/")
+        if line.count("/") <= 2:
+            paths.append(line)
+    return paths
 
 
 def _distribution_name(dist_info: Path) -> str:

@@ -307,6 +307,13 @@ def test_provided_modules_ignore_namespace_packages_and_stray_test_folders():
     assert provided_modules(["tests/__init__.py", "../../bin/tool", "pkg/__pycache__/a.pyc"]) == set()
 
 
+def test_record_files_are_read_as_csv_where_a_path_needs_quoting(tmp_path):
+    from comfydock.python_env import _record_paths
+
+    (tmp_path / "RECORD").write_text('a/__init__.py,sha256=x,1\n"b,c/__init__.py",sha256=y,2\nd/e/f/g.py,,\n')
+    assert _record_paths(tmp_path) == ["a/__init__.py", "b,c/__init__.py"]  # deeper files are never needed
+
+
 # --- Ctrl-C is rolled back (issue 10 item 4) ----------------------------------------------------
 
 
@@ -416,3 +423,13 @@ def test_plain_doit_takes_the_upgrade_request_as_a_task_parameter(env, run_cli):
     assert venv_has(env, "cdfix_gamma") == "0.1"  # uv keeps a locked version that still fits
     doit("lock_deps", "--upgrade-package", "cdfix-gamma", "sync_venv")
     assert venv_has(env, "cdfix_gamma") == "0.2"
+
+
+def test_node_add_warns_when_its_package_shares_a_module_with_an_installed_one(env, registry, run_cli):
+    from comfydock.demo.fixtures import node_zip_bytes
+
+    registry.add_node("comfyui-headless-user", {"1.0.0": node_zip_bytes("headless-user", "cdfix-vision-headless\n")})
+    assert run_cli("py", "add", "cdfix-vision").code == 0
+    result = run_cli("node", "add", "comfyui-headless-user")
+    assert result.code == 0, result.err
+    assert "cdfix-vision and cdfix-vision-headless both install the module 'cdfix_vision'" in result.err
