@@ -248,26 +248,24 @@ def change_manifest(env: Environment, mutate, *, upgrade=None, listener=None, on
     from comfydock import engine
     from comfydock.dependencies import is_legacy_layout, migrate_layout
     from comfydock.tasks.python import upgrade_options
+    from comfydock.transaction import Transaction
 
     with env.lock(on_wait):
-        saved = env.snapshot_manifest()
         doc = env.manifest()
         if is_legacy_layout(doc):
             migrate_layout(doc, comfyui_requirements(env))
         result = mutate(doc)
-        text = manifest.dumps(doc)
-        changed = text.encode() != saved[env.pyproject_path]
-        try:
+        changed = manifest.dumps(doc).encode() != env.pyproject_path.read_bytes()
+        with Transaction(env.state_dir / "undo") as tx:  # any exception, Ctrl-C included, undoes it all
+            tx.on_undo(env.resync_venv, "the venv (run 'comfydock build')")  # last: after the files are back
+            tx.save_file(env.pyproject_path)
+            tx.save_file(env.lock_path)
             if changed:
                 manifest.save(env.pyproject_path, doc)
             options = upgrade_options(upgrade(result)) if upgrade and changed else None
             report = engine.build(env, ["lock_deps", "sync_venv"], listener=listener, task_options=options)
-        except BaseException:  # Ctrl-C included: nothing half-done stays
-            env.restore_manifest(saved)
-            raise
-        if not report.ok:
-            env.restore_manifest(saved)
-            raise build_failure(report)
+            if not report.ok:
+                raise build_failure(report)
     return ManifestChange(changed, report, result)
 
 
