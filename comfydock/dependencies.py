@@ -289,7 +289,7 @@ def locked_versions(lock_text: str | None, environment: dict | None = None) -> d
 class RequirementRow:
     requirement: str
     name: str
-    group: str  # "core", "user", "node:<id>", or a dependency group's name
+    group: str  # "comfyui-core", "user", "node:<id>", or a dependency group's name
     locked: str | None
 
     def to_json(self) -> dict:
