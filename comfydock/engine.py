@@ -303,13 +303,13 @@ def build(
     return BuildReport(events, 0 if code == 0 else 1)
 
 
-def plan(env, targets: list[str] | None = None) -> list[TaskEvent]:
+def plan(env, targets: list[str] | None = None, skip: set[str] = frozenset()) -> list[TaskEvent]:
     """What `build` would do, without doing it: 'up-to-date', 'run', or 'after-upstream'."""
     from doit.control import TaskControl
     from doit.dependency import Dependency, SqliteDB
 
     tasks = load_tasks(env)
-    selected = _resolve_targets(tasks, targets) if targets else default_targets(tasks)
+    selected = _resolve_targets(tasks, targets) if targets else [t for t in default_targets(tasks) if t not in skip]
     control = TaskControl(tasks)
     control.process(selected)
     config = doit_config(env)

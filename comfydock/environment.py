@@ -45,8 +45,12 @@ class Environment:
     def manifest(self):
         return manifest.load(self.pyproject_path)
 
+    def manifest_data(self) -> dict:
+        """The manifest as plain data, read-only (fast; cached per file version)."""
+        return manifest.load_data(self.pyproject_path)
+
     def info(self) -> dict:
-        return manifest.environment_info(self.manifest())
+        return manifest.environment_info(self.manifest_data())
 
     def marker_environment(self, doc=None) -> dict[str, str]:
         """Marker values of this environment (its venv's Python, this machine's platform)."""
@@ -194,7 +198,7 @@ def create_environment(
             python_env.create_venv(ws, env.venv_dir, python)
 
             step("Resolving and installing dependencies")
-            report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv"], listener=build_listener)
+            report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv", "core_node_types"], listener=build_listener)
             if not report.ok:
                 raise build_failure(report)
 
@@ -282,12 +286,16 @@ def status(env: Environment) -> dict:
     from comfydock.dependencies import group_counts
 
     info = env.info()
-    pending = [e.task for e in engine.plan(env) if e.status != "up-to-date"]
+    # the environment's own tasks only: index_models would stat every model file
+    pending = [e.task for e in engine.plan(env, skip={"index_models"}) if e.status != "up-to-date"]
     venv_pending = [t for t in pending if t in {"lock_deps", "sync_venv"}]
     repo = history.open_repo(env.cec_dir)
     changes = [line[3:] for line in repo.git.status("--porcelain").splitlines()]
     manifest_diff = manifest_changes(env, repo)
     dep_changes, node_changes = manifest_diff["dependencies"], manifest_diff["nodes"]
+    from comfydock.workflows.report import workflows_status
+
+    workflows = workflows_status(env, repo)
     head = None
     try:
         head = comfyui._git().Repo(env.comfyui_dir).head.commit.hexsha
@@ -308,6 +316,7 @@ def status(env: Environment) -> dict:
         "node_changes": node_changes,
         "requirement_groups": group_counts(env.manifest()),
         "module_clashes": env.module_clashes(),
+        **workflows,
     }
 
 
@@ -316,14 +325,16 @@ def manifest_changes(env: Environment, repo) -> dict:
     dep_changes = {"added": [], "removed": []}
     node_changes = {"added": [], "removed": [], "changed": []}
     try:
-        committed = manifest.parse(repo.git.show("HEAD:pyproject.toml"))
+        import tomllib
+
+        committed = tomllib.loads(repo.git.show("HEAD:pyproject.toml"))
     except Exception:  # no commit yet, or an unreadable committed file: nothing to compare
         committed = None
     if committed is not None:
         from comfydock.dependencies import dependency_snapshot
         from comfydock.nodes import manifest_nodes
 
-        current = env.manifest()
+        current = env.manifest_data()
         before, after = dependency_snapshot(committed), dependency_snapshot(current)
         dep_changes = {"added": sorted(after - before), "removed": sorted(before - after)}
         old_nodes, new_nodes = manifest_nodes(committed), manifest_nodes(current)

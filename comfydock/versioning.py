@@ -23,6 +23,7 @@ class CommitResult:
     unresolved: list[dict] = field(default_factory=list)  # model references left unresolved
     unreadable: list[str] = field(default_factory=list)  # workflows whose analysis failed
     build: dict | None = None
+    missing_nodes: list[dict] = field(default_factory=list)  # node types no installed package provides
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -123,7 +124,24 @@ def _changes(env, repo) -> dict:
     return {"workflows": by_state, **manifest_changes(env, repo)}
 
 
-def commit_environment(env, message: str | None = None, *, choose=None, listener=None, on_wait=None) -> CommitResult:
+def _ask_packages(env, repo, missing: list[dict], choose_package) -> bool:
+    """Ask which package provides each node type several packages claim; store the answers."""
+    asked = False
+    choices = manifest.node_type_choices(env.manifest_data())
+    for m in missing:
+        if len(m.get("candidates") or []) > 1 and m["type"] not in choices:
+            package = choose_package(m["type"], m["candidates"], m.get("reason"))
+            if package:
+                doc = env.manifest()
+                manifest.set_node_type_choice(doc, m["type"], package)
+                manifest.save(env.pyproject_path, doc)
+                asked = True
+    return asked
+
+
+def commit_environment(
+    env, message: str | None = None, *, choose=None, choose_package=None, listener=None, on_wait=None
+) -> CommitResult:
     """Copy workflows into .cec/, analyse and resolve them, update the manifest, lock, commit vN.
 
     `choose(workflow, reference) -> candidate dict | None` is asked for each ambiguous or
@@ -137,7 +155,7 @@ def commit_environment(env, message: str | None = None, *, choose=None, listener
                 tx.save_file(path)
             tx.save_tree(env.cec_dir / "workflows")
             _prune_deleted_copies(env, tx)
-            report = _build(env, [WORKFLOW_TARGET], listener)
+            report = _build(env, ["core_node_types", WORKFLOW_TARGET], listener)
             if choose is not None:
                 asked = False
                 for workflow, ref in pending_choices(env):
@@ -156,6 +174,10 @@ def commit_environment(env, message: str | None = None, *, choose=None, listener
             unreadable = sorted(name for name, data in files.items() if not data.get("ok"))
             repo.git.add(A=True)
             has_head = repo.head.is_valid()
+            missing = _missing_nodes(env, repo)
+            if choose_package is not None and _ask_packages(env, repo, missing, choose_package):
+                missing = _missing_nodes(env, repo)
+                repo.git.add(A=True)
             if has_head and not repo.index.diff("HEAD"):
                 last = history.versions(repo)
                 return CommitResult(
@@ -165,11 +187,28 @@ def commit_environment(env, message: str | None = None, *, choose=None, listener
                     unresolved,
                     unreadable,
                     report.to_json(),
+                    missing,
                 )
             text = message or _default_message(changes)
             version = history.commit_version(repo, text)
             tx.on_undo(lambda: _undo_commit(repo, version), "the new version")
-        return CommitResult(version.version, text, changes, unresolved, unreadable, report.to_json())
+        return CommitResult(version.version, text, changes, unresolved, unreadable, report.to_json(), missing)
+
+
+def _missing_nodes(env, repo) -> list[dict]:
+    """Node types no installed package provides; the node map (cached, refreshed when expired) is
+    fetched only when there are such types. Without it the types are still listed."""
+    from comfydock.workflows.node_types import fetch_node_map
+    from comfydock.workflows.report import workflows_status
+
+    missing = workflows_status(env, repo)["missing_nodes"]
+    if missing:
+        try:
+            fetch_node_map(env.workspace)
+        except ComfydockError:
+            return missing
+        missing = workflows_status(env, repo)["missing_nodes"]
+    return missing
 
 
 def _undo_commit(repo, version) -> None:
@@ -229,7 +268,7 @@ def rollback_environment(env, target: str | None = None, *, listener=None, on_wa
             new_doc = manifest.parse(repo.git.show(f"{commit}:pyproject.toml"))
         except Exception as exc:
             raise ComfydockError(f"version {target or 'HEAD'} has no readable pyproject.toml ({exc})") from None
-        old_nodes = manifest_nodes(env.manifest())
+        old_nodes = manifest_nodes(env.manifest_data())
         new_nodes = manifest_nodes(new_doc)
         head_files = _tree_files(repo, "HEAD") if repo.head.is_valid() else set()
         target_files = _tree_files(repo, commit)

@@ -41,6 +41,40 @@ def cmd_workflow_list(app: App) -> int:
     return 0
 
 
+def render_status_workflows(app: App, data: dict) -> None:
+    """The workflow part of `comfydock status` (the spec's output)."""
+    out = app.out
+    changed = [w for w in data.get("workflows", []) if w["state"] != "committed"]
+    if changed:
+        out.print("Workflows:")
+        for w in changed:
+            out.print(f"  {w['state'].capitalize()}: {escape(w['name'])}.json")
+            if w.get("error"):
+                out.print(f"    - cannot analyse: {escape(w['error'])}")
+            m = w.get("models")
+            if m:
+                parts = [f"{m[k]} {k}" for k in ("resolved", "unresolved", "ambiguous", "changed") if m[k]]
+                if parts:
+                    out.print("    - Models: " + ", ".join(parts))
+            if w["state"] == "new":
+                out.print("    - new: 'comfydock commit' versions it")
+    for name, version in sorted((data.get("needs_comfyui") or {}).items()):
+        out.print(
+            f"Workflow {escape(name)} was saved by ComfyUI {escape(str(version or 'newer'))}: it uses core nodes this ComfyUI lacks"
+        )
+    missing = data.get("missing_nodes") or []
+    if missing:
+        out.print("Missing custom nodes:")
+        for m in missing:
+            where = ", ".join(m["workflows"])
+            if m.get("command"):
+                out.print(
+                    f"  {escape(m['type'])} ({escape(where)}): {escape(m['command'])}  [dim]# {escape(m.get('reason') or '')}[/]"
+                )
+            else:
+                out.print(f"  {escape(m['type'])} ({escape(where)}): {escape(m.get('reason') or 'no known package')}")
+
+
 def cmd_workflow_show(app: App) -> int:
     from comfydock.workflows.report import describe_workflow
 
@@ -65,7 +99,8 @@ def cmd_workflow_show(app: App) -> int:
     for m in info["models"]:
         opt = " [dim](optional: node bypassed)[/]" if m["optional"] else ""
         where = escape(m["path"]) if m.get("path") else m["status"]
-        app.out.print(f"    {escape(m['filename'])} [{escape(m.get('directory') or '?')}] → {where}{opt}")
+        folder = escape(f"[{m.get('directory') or '?'}]")
+        app.out.print(f"    {escape(m['filename'])} {folder} → {where}{opt}")
     return 0
 
 
@@ -95,6 +130,37 @@ def _prompt_choice(app: App):
     return choose
 
 
+def _paused(spinner, ask):
+    """Stop the spinner while a question waits for an answer."""
+
+    def wrapped(*args):
+        if spinner is not None:
+            spinner.stop()
+        try:
+            return ask(*args)
+        finally:
+            if spinner is not None:
+                spinner.start()
+
+    return wrapped
+
+
+def _prompt_package(app: App):
+    def choose(node_type: str, packages: list[str], reason: str | None):
+        app.err.print(f"\nNode type [bold]{escape(node_type)}[/] is provided by several packages ({escape(reason or '')}):")
+        for i, p in enumerate(packages, 1):
+            app.err.print(f"  {i}. {escape(p)}")
+        while True:
+            app.err.print(f"Select [1-{len(packages)}] or (s)kip: ", end="")
+            answer = sys.stdin.readline()
+            if not answer or answer.strip().lower() in {"s", "skip", ""}:
+                return None
+            if answer.strip().isdigit() and 1 <= int(answer) <= len(packages):
+                return packages[int(answer) - 1]
+
+    return choose
+
+
 def cmd_commit(app: App) -> int:
     from comfydock.versioning import commit_environment
 
@@ -105,7 +171,8 @@ def cmd_commit(app: App) -> int:
         result = commit_environment(
             env,
             args.message,
-            choose=_prompt_choice(app) if interactive else None,
+            choose=_paused(spinner, _prompt_choice(app)) if interactive else None,
+            choose_package=_paused(spinner, _prompt_package(app)) if interactive else None,
             listener=app.task_listener(spinner),
             on_wait=app.lock_wait_note,
         )
@@ -122,11 +189,31 @@ def cmd_commit(app: App) -> int:
             f"{escape(m['workflow'])}: model {escape(m['filename'])} ({m['status']}) is not in the model index: "
             f"index it ('comfydock models index') or resolve it ('comfydock models resolve {escape(m['workflow'])}')"
         )
+    _warn_missing_nodes(app, result.missing_nodes)
     if result.version is None:
         app.out.print(f"Nothing to commit: {escape(result.message)}")
         return 0
     app.out.print(f"[green]✓[/] {result.version}: {escape(result.message)}")
     return 0
+
+
+def _warn_missing_nodes(app: App, missing: list[dict], limit: int = 8) -> None:
+    """One line per package to add; types nobody provides summed up in one line."""
+    by_command: dict[str, list[str]] = {}
+    unknown: list[str] = []
+    for m in missing:
+        if m.get("command"):
+            by_command.setdefault(m["command"], []).append(m["type"])
+        else:
+            unknown.append(m["type"])
+    for i, (command, types) in enumerate(sorted(by_command.items())):
+        if i == limit:
+            app.warn(f"... and {len(by_command) - limit} more packages: see 'comfydock status'")
+            break
+        app.warn(f"missing node types {escape(', '.join(types[:4]))}{' ...' if len(types) > 4 else ''}: {escape(command)}")
+    if unknown:
+        shown = ", ".join(unknown[:6]) + (f" and {len(unknown) - 6} more" if len(unknown) > 6 else "")
+        app.warn(f"{len(unknown)} node types no known package provides: {escape(shown)} (see 'comfydock status')")
 
 
 def cmd_rollback(app: App) -> int:
@@ -190,7 +277,8 @@ def cmd_models_resolve(app: App) -> int:
         return 0
     for m in rows:
         where = escape(m["path"]) if m.get("path") else m["status"]
-        app.out.print(f"{escape(m['filename'])} [{escape(m.get('directory') or '?')}] → {where}")
+        folder = escape(f"[{m.get('directory') or '?'}]")
+        app.out.print(f"{escape(m['filename'])} {folder} → {where}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from comfydock import manifest
 from comfydock.errors import UsageError
@@ -27,19 +28,41 @@ def core_types(env) -> tuple[set[str] | None, str | None]:
 
 
 def installed_types(env) -> dict[str, str]:
-    """Node type -> id of the installed custom node that provides it (static scan of each node)."""
+    """Node type -> id of the installed custom node that provides it (static scan of each node,
+    remembered per node version in .comfydock/ so status stays fast)."""
+    from comfydock.fsutil import atomic_write_json
     from comfydock.nodes import manifest_nodes
     from comfydock.workflows import node_types
 
+    cache_file = env.state_dir / "installed-node-types.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+        cache = cache if isinstance(cache, dict) else {}
+    except (OSError, ValueError):
+        cache = {}
     found: dict[str, str] = {}
-    for node_id, spec in manifest_nodes(env.manifest()).items():
+    fresh = {}
+    for node_id, spec in manifest_nodes(env.manifest_data()).items():
         path = env.custom_nodes_dir / spec.directory
-        if path.is_dir():
+        if not path.is_dir():
+            continue
+        stamp = spec.identity() or f"dev:{path.stat().st_mtime_ns}"
+        cached = cache.get(node_id)
+        if isinstance(cached, dict) and cached.get("stamp") == stamp and isinstance(cached.get("types"), list):
+            types = cached["types"]
+        else:
             try:
-                for t in node_types.static_node_types(path):
-                    found.setdefault(t, node_id)
+                types = sorted(node_types.static_node_types(path))
             except Exception:
-                continue
+                types = []
+        fresh[node_id] = {"stamp": stamp, "types": types}
+        for t in types:
+            found.setdefault(t, node_id)
+    if fresh != cache:
+        try:
+            atomic_write_json(cache_file, fresh)
+        except OSError:
+            pass  # a read-only workspace: scan again next time
     return found
 
 
@@ -64,7 +87,7 @@ def classify(env, analysis, context: dict | None = None) -> list[dict]:
         context["core"], context["core_method"] = core_types(env)
         context["installed"] = installed_types(env)
         context["map"] = node_map(env)
-        context["choices"] = manifest.node_type_choices(env.manifest())
+        context["choices"] = manifest.node_type_choices(env.manifest_data())
     statuses = node_types.classify(
         analysis,
         context["core"] or set(),
@@ -101,7 +124,7 @@ def describe_workflow(env, name: str, context: dict | None = None) -> dict:
         info["node_types"] = [
             {"type": u.type, "provider": u.kind, "package": None, "candidates": []} for u in analysis.node_types
         ]
-    entry = manifest.workflow_entries(env.manifest()).get(state.name)
+    entry = manifest.workflow_entries(env.manifest_data()).get(state.name)
     for r in resolve_refs(analysis.models, env.workspace.models_db, entry):
         info["models"].append(
             {
@@ -119,3 +142,103 @@ def describe_workflow(env, name: str, context: dict | None = None) -> dict:
             }
         )
     return info
+
+
+def _cached_analysis(env, path, blob: str, cache: dict):
+    """The analysis of a workflow file, remembered by its content (git blob id)."""
+    from comfydock.workflows.analysis import WorkflowAnalysis, WorkflowError, analyze_bytes
+
+    hit = cache.get(blob)
+    if isinstance(hit, dict):
+        if "error" in hit:
+            raise WorkflowError(hit["error"])
+        try:
+            return WorkflowAnalysis.from_json(hit)
+        except Exception:
+            pass
+    try:
+        analysis = analyze_bytes(path.read_bytes(), path.name)
+    except WorkflowError as exc:
+        cache[blob] = {"error": exc.message}
+        raise
+    cache[blob] = analysis.to_json()
+    return analysis
+
+
+def workflows_status(env, repo=None) -> dict:
+    """For `status`: each workflow's state, model counts for changed ones, missing node packages
+    (with the `comfydock node add` line) and the ComfyUI version workflows need."""
+    from comfydock.fsutil import atomic_write_json
+    from comfydock.workflows.analysis import WorkflowError
+    from comfydock.workflows.resolution import resolve_refs, stored_choices
+
+    cache_file = env.state_dir / "analysis-cache.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+        cache = cache if isinstance(cache, dict) else {}
+    except (OSError, ValueError):
+        cache = {}
+    on_disk = set(cache)
+    used: dict = {}
+    entries = manifest.workflow_entries(env.manifest_data())
+    context: dict = {}
+    rows, missing, newer = [], {}, {}
+    for state in tracking.workflow_states(env, repo):
+        row = {"name": state.name, "state": state.state}
+        rows.append(row)
+        if state.path is None:
+            continue
+        path = Path(state.path)
+        data = path.read_bytes()
+        blob = tracking.git_blob_id(data)
+        try:
+            analysis = _cached_analysis(env, path, blob, cache)
+        except WorkflowError as exc:
+            row["error"] = exc.message
+            used[blob] = cache.get(blob)
+            continue
+        used[blob] = cache[blob]
+        try:
+            statuses = classify(env, analysis, context)
+        except ImportError:
+            statuses = []
+        for st in statuses:
+            if st["provider"] == "missing":
+                cand = (st.get("candidates") or [None])[0]
+                item = missing.setdefault(
+                    st["type"],
+                    {
+                        "type": st["type"],
+                        "package": cand["package"] if cand else None,
+                        "command": f"comfydock node add {cand['package']}" if cand else None,
+                        "reason": st.get("reason"),
+                        "candidates": [c["package"] for c in st.get("candidates") or []],
+                        "workflows": [],
+                    },
+                )
+                item["workflows"].append(state.name)
+            elif st["provider"] == "newer-comfyui":
+                newer[state.name] = st.get("needs_comfyui") or analysis.comfyui_version
+        if state.state in ("new", "modified"):
+            entry = entries.get(state.name)
+            stored = stored_choices(entry)
+            counts = {"resolved": 0, "unresolved": 0, "ambiguous": 0, "changed": 0, "optional": 0}
+            for r in resolve_refs(analysis.models, env.workspace.models_db, entry):
+                if r.optional:
+                    counts["optional"] += 1
+                    continue
+                counts[r.status] += 1
+                if state.state == "modified" and stored.get(r.key()) != r.hash:
+                    counts["changed"] += 1
+            row["models"] = counts
+    if set(used) != on_disk:  # entries are keyed by content: same keys, same entries
+        try:
+            atomic_write_json(cache_file, used)
+        except OSError:
+            pass
+    return {
+        "workflows": rows,
+        "missing_nodes": sorted(missing.values(), key=lambda m: m["type"]),
+        "needs_comfyui": newer,
+        "core_types_method": context.get("core_method"),
+    }
