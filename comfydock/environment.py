@@ -54,7 +54,7 @@ class Environment:
 
     def marker_environment(self, doc=None) -> dict[str, str]:
         """Marker values of this environment (its venv's Python, this machine's platform)."""
-        info = manifest.environment_info(doc if doc is not None else self.manifest())
+        info = manifest.environment_info(doc if doc is not None else self.manifest_data())
         return python_env.marker_environment(self.venv_dir, info.get("python_version"))
 
     def locked_versions(self, doc=None) -> dict[str, str]:
@@ -314,7 +314,7 @@ def status(env: Environment) -> dict:
         "uncommitted_changes": changes,
         "dependency_changes": dep_changes,
         "node_changes": node_changes,
-        "requirement_groups": group_counts(env.manifest()),
+        "requirement_groups": group_counts(env.manifest_data()),
         "module_clashes": env.module_clashes(),
         **workflows,
     }

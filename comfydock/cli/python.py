@@ -85,7 +85,7 @@ def cmd_py_list(app: App) -> int:
     from comfydock.dependencies import CORE_GROUP, requirement_rows
 
     env = app.env()
-    doc = env.manifest()
+    doc = env.manifest_data()
     rows = requirement_rows(doc, env.locked_versions(doc))
     if app.json:
         app.print_json([r.to_json() for r in rows])
@@ -145,7 +145,7 @@ def cmd_constraint_list(app: App) -> int:
 
     rows = [
         {"constraint": c, "locked": versions.get(canonicalize_name(parse_requirement(c).name))}
-        for c in constraints(env.manifest())
+        for c in constraints(env.manifest_data())
     ]
     if app.json:
         app.print_json(rows)
