@@ -303,9 +303,11 @@ def clash_warning(clash: dict) -> tuple[str, str]:
         f"{' and '.join(dists)} {both} install the module '{clash['module']}': "
         "the one installed last overwrites the other's files"
     )
-    others = ", ".join(f'"{d}"' for d in dists[1:])
+    # uv's way to drop a package from the resolution (works in every uv comfydock supports;
+    # uv's newer exclude-dependencies setting does the same)
+    others = ", ".join(f"\"{d}; sys_platform == 'never'\"" for d in dists[1:])
     fix = (
-        f"keep one: add exclude-dependencies = [{others}] under [tool.uv] in .cec/pyproject.toml "
-        f"(or exclude {dists[0]} instead), then run 'comfydock build'"
+        f"keep one: add override-dependencies = [{others}] under [tool.uv] in .cec/pyproject.toml "
+        f"(or drop {dists[0]} that way instead), then run 'comfydock build'"
     )
     return message, fix

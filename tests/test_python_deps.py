@@ -282,15 +282,14 @@ def test_two_distributions_installing_one_module_are_warned_with_the_fix(env, ru
     result = run_cli("py", "add", "cdfix-vision", "cdfix-vision-headless")
     assert result.code == 0
     warning = "cdfix-vision and cdfix-vision-headless both install the module 'cdfix_vision'"
-    assert warning in result.err and 'exclude-dependencies = ["cdfix-vision-headless"]' in result.err
+    fix = "override-dependencies = [\"cdfix-vision-headless; sys_platform == 'never'\"]"
+    assert warning in result.err and fix in result.err
     assert run_cli("status", "--json").json["module_clashes"] == [
         {"module": "cdfix_vision", "distributions": ["cdfix-vision", "cdfix-vision-headless"]}
     ]
     assert warning in run_cli("status").err and warning in run_cli("py", "list").err
     # the fix the warning gives works
-    text = env.pyproject_path.read_text().replace(
-        "[tool.uv]\n", '[tool.uv]\nexclude-dependencies = ["cdfix-vision-headless"]\n', 1
-    )
+    text = env.pyproject_path.read_text().replace("[tool.uv]\n", f"[tool.uv]\n{fix}\n", 1)
     env.pyproject_path.write_text(text)
     assert run_cli("build").code == 0
     assert run_cli("status", "--json").json["module_clashes"] == []
