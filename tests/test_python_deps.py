@@ -432,3 +432,32 @@ def test_node_add_warns_when_its_package_shares_a_module_with_an_installed_one(e
     result = run_cli("node", "add", "comfyui-headless-user")
     assert result.code == 0, result.err
     assert "cdfix-vision and cdfix-vision-headless both install the module 'cdfix_vision'" in result.err
+
+
+LEGACY = """\
+[project]
+name = "comfydock-env-old"
+version = "0.0.0"
+requires-python = ">=3.11"
+dependencies = ["torch", "numpy>=1.25"]  # ComfyUI's, from before the comfyui-core group
+
+[dependency-groups]
+node-foo = ["einops"]
+
+[tool.comfydock.environment]
+python_version = "3.12"
+"""
+
+
+def test_migrating_a_manifest_without_user_additions_moves_every_line_to_comfyui_core():
+    from comfydock.dependencies import dependency_snapshot, is_legacy_layout, migrate_layout
+
+    doc = tomlkit.parse(LEGACY)
+    before = dependency_snapshot(doc)
+    assert is_legacy_layout(doc) and migrate_layout(doc, ["torch", "numpy>=1.25"])
+    assert list(doc["dependency-groups"]) == ["comfyui-core", "node-foo"]  # ComfyUI's group first
+    assert list(doc["dependency-groups"]["comfyui-core"]) == ["torch", "numpy>=1.25"]
+    assert list(doc["project"]["dependencies"]) == []
+    assert doc["project"]["requires-python"] == "==3.12.*"
+    assert dependency_snapshot(doc) == before  # status reports no change for the move itself
+    assert not migrate_layout(doc)  # once
