@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import git
 import pytest
-
 from conftest import venv_has
 
 pytestmark = pytest.mark.slow
