@@ -27,11 +27,11 @@ class NodeChange:
         return asdict(self)
 
 
-def _run(env, targets, listener, workers=1):
+def _run(env, targets, listener, workers=1, task_options=None):
     from comfydock import engine
     from comfydock.environment import build_failure
 
-    report = engine.build(env, targets, listener=listener, workers=workers)
+    report = engine.build(env, targets, listener=listener, workers=workers, task_options=task_options)
     if not report.ok:
         raise build_failure(report)
     return report
@@ -260,11 +260,11 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
             # the node's packages move to the newest versions its new requirements allow
             from packaging.requirements import Requirement
 
+            from comfydock.tasks.python import upgrade_options
+
             names = [Requirement(r).name for r in json.loads(reqs_file(env, new.id).read_text())["requirements"]]
-            atomic_write_json(env.state_dir / "lock-upgrade.json", names)
-            report = _run(env, ["lock_deps", "sync_venv"], listener)
+            report = _run(env, ["lock_deps", "sync_venv"], listener, task_options=upgrade_options(names))
         except BaseException:
-            (env.state_dir / "lock-upgrade.json").unlink(missing_ok=True)
             env.restore_manifest(saved, resync=False)
             if kept is not None:
                 if path.exists():
