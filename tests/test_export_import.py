@@ -118,18 +118,21 @@ def test_export_import_round_trip_rebuilds_the_environment_in_another_workspace(
 
 
 def test_import_continues_an_interrupted_download_and_copies_from_models_from(
-    env, workspace, run_cli, tmp_path, fixture_assets, comfyui_source, node_repo
+    env, workspace, run_cli, tmp_path, fixture_assets, comfyui_source, node_repo, registry
 ):
     from comfydock.bundle.importing import import_bundle
     from comfydock.workspace import Workspace
 
     with ModelServer() as server:
         data = exported_env(env, workspace, run_cli, server, size=9 << 20)  # more than one 4 MiB read
-        assert run_cli("node", "add", f"{node_repo.as_uri()}@v1.0").code == 0
-        assert run_cli("commit", "-m", "git node", "--no-interactive").code == 0
+        assert run_cli("node", "add", f"{node_repo.as_uri()}@v1.0", "comfyui-plain@0.1.0").code == 0
+        assert run_cli("commit", "-m", "git and registry nodes", "--no-interactive").code == 0
         assert run_cli("export", "--no-interactive", "--output", tmp_path / "a.tar.gz").code == 0
 
         ws_b = second_workspace(run_cli, tmp_path, fixture_assets, comfyui_source)
+        assert run_cli("-w", ws_b, "config", "registry-url", registry.url).code == 0
+        zip_path = "/files/comfyui-plain/0.1.0.zip"
+        downloads = registry.hits[zip_path]
 
         def interrupt(model):  # Ctrl-C in the middle of the download
             def progress(done, total):
@@ -150,10 +153,13 @@ def test_import_continues_an_interrupted_download_and_copies_from_models_from(
         [model] = again.json["models"]
         assert model["how"] == "downloaded" and model["resumed_from"] == kept
         assert (tmp_path / "wsB-models" / MODEL).read_bytes() == data and not part.exists()
-        assert (ws_b / "environments" / "main" / "ComfyUI" / "custom_nodes" / "ComfyUI-Git-Node").is_dir()
+        custom_nodes = ws_b / "environments" / "main" / "ComfyUI" / "custom_nodes"
+        assert (custom_nodes / "ComfyUI-Git-Node").is_dir() and (custom_nodes / "comfyui-plain").is_dir()
+        assert registry.hits[zip_path] == downloads + 1  # fetched by the interrupted import, not again
 
     # the server is gone: workspace C copies the model from another directory instead
     ws_c = second_workspace(run_cli, tmp_path, fixture_assets, comfyui_source, "wsC")
+    assert run_cli("-w", ws_c, "config", "registry-url", registry.url).code == 0
     result = run_cli("-w", ws_c, "import", tmp_path / "a.tar.gz", "--models-from", workspace.models_dir, "--json")
     assert result.code == 0, result.err
     assert [m["how"] for m in result.json["models"]] == ["copied"]
@@ -161,6 +167,7 @@ def test_import_continues_an_interrupted_download_and_copies_from_models_from(
 
     # workspace D already has the model, in another sub-folder: used in place, the workflow follows it
     ws_d = second_workspace(run_cli, tmp_path, fixture_assets, comfyui_source, "wsD")
+    assert run_cli("-w", ws_d, "config", "registry-url", registry.url).code == 0
     (tmp_path / "wsD-models" / "checkpoints" / "mine").mkdir(parents=True)
     (tmp_path / "wsD-models" / "checkpoints" / "mine" / "demo_model.safetensors").write_bytes(data)
     result = run_cli("-w", ws_d, "import", tmp_path / "a.tar.gz", "--no-interactive", "--json")

@@ -471,6 +471,14 @@ def import_bundle(
             step(f"Creating Python {python} venv")
             python_env.create_venv(ws, env.venv_dir, python)
 
+            if not skip_nodes:  # nodes first: fetched into the node cache, a rerun does not fetch them again
+                from comfydock.tasks.nodes import scan_task_names
+
+                step("Installing nodes")
+                report = engine.build(env, scan_task_names(env), listener=build_listener)
+                if not report.ok:
+                    raise build_failure(report)
+
             models: list[ImportedModel] = []
             if skip_models:
                 models = [ImportedModel(m.name, m.path, m.size, "skipped") for m in lock.models]
@@ -497,7 +505,7 @@ def import_bundle(
                 if any(n.method != "development" for n in lock.nodes):
                     _warn("registry and git nodes were not installed (--skip-nodes): 'comfydock build' installs them")
             else:
-                step("Installing nodes and dependencies (uv sync --frozen)")
+                step("Installing dependencies (uv sync --frozen)")
                 report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"], listener=build_listener)
                 if not report.ok:
                     raise build_failure(report)
