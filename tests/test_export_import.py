@@ -240,6 +240,18 @@ def test_changed_workflow_reruns_only_its_chain_and_the_bundle_and_a_failed_look
         assert {"copy_workflow:other", "analyze_workflow:other", "bundle"} <= ran
         assert not any(t.endswith(":demo") or t.startswith(("full_hash:", "lookup_source:")) for t in ran), ran
 
+        # one workflow only: the bundle holds it and the models it needs; build export goes back to all
+        one = run_cli("export", "other", "--no-interactive", "--json", "--output", tmp_path / "one.tar.gz")
+        assert one.code == 0, one.err
+        assert one.json["workflows"] == ["other"] and [m["path"] for m in one.json["models"]] == [MODEL]
+        with tarfile.open(tmp_path / "one.tar.gz") as tar:
+            assert "workflows/other.json" in tar.getnames() and "workflows/demo.json" not in tar.getnames()
+        assert run_cli("build", "export").code == 0
+        with tarfile.open(env.state_dir / "export" / "bundle.tar.gz") as tar:
+            assert {"workflows/other.json", "workflows/demo.json"} <= set(tar.getnames())
+        unknown = run_cli("export", "nope", "--no-interactive")
+        assert unknown.code == 2 and "comfydock workflow list" in unknown.err
+
 
 def test_import_points_torch_at_this_machines_backend_keeping_other_indexes():
     import tomlkit

@@ -477,7 +477,6 @@ def build_export(env, workflows: list[str] | None = None, *, listener=None, on_w
     from comfydock import engine
     from comfydock.tasks.workflows import index_fingerprint
 
-    set_selection(env, workflows)
     if workflows:
         from comfydock.workflows import tracking
 
@@ -490,6 +489,7 @@ def build_export(env, workflows: list[str] | None = None, *, listener=None, on_w
                 f"no workflow named {unknown[0]!r} in this environment",
                 hint="see 'comfydock workflow list' (names are paths below user/default/workflows/, without .json)",
             )
+    set_selection(env, workflows)
     reports = []
     for _ in range(2):
         before = index_fingerprint(env.workspace.models_db)
