@@ -134,6 +134,13 @@ def test_import_continues_an_interrupted_download_and_copies_from_models_from(
         zip_path = "/files/comfyui-plain/0.1.0.zip"
         downloads = registry.hits[zip_path]
 
+        url = f"{server.url}/api/download/models/4384"
+        server.misbehave(url, "wrong-bytes", times=1)  # a source serving another file: refused, nothing kept
+        wrong = run_cli("-w", ws_b, "import", tmp_path / "a.tar.gz", "--no-interactive")
+        assert wrong.code == 1 and "demo_model.safetensors" in wrong.err and "does not match" in wrong.err
+        assert not (ws_b / "environments" / "main").exists()
+        assert not list((tmp_path / "wsB-models").rglob("*.safetensors*"))
+
         def interrupt(model):  # Ctrl-C in the middle of the download
             def progress(done, total):
                 if done < total:
@@ -155,7 +162,7 @@ def test_import_continues_an_interrupted_download_and_copies_from_models_from(
         assert (tmp_path / "wsB-models" / MODEL).read_bytes() == data and not part.exists()
         custom_nodes = ws_b / "environments" / "main" / "ComfyUI" / "custom_nodes"
         assert (custom_nodes / "ComfyUI-Git-Node").is_dir() and (custom_nodes / "comfyui-plain").is_dir()
-        assert registry.hits[zip_path] == downloads + 1  # fetched by the interrupted import, not again
+        assert registry.hits[zip_path] == downloads + 1  # fetched by the first import, never again
 
     # the server is gone: workspace C copies the model from another directory instead
     ws_c = second_workspace(run_cli, tmp_path, fixture_assets, comfyui_source, "wsC")

@@ -175,6 +175,7 @@ def _models(ws, lock, *, models_from, progress, warn, step, choose=None) -> list
         model_index.index_directory(ws.models_db, from_dir)
     tokens = tokens_from_env(ws.setting("civitai-url"), ws.setting("huggingface-url"))
     out: list[ImportedModel] = []
+    failed: list[str] = []
     base = models_dir.expanduser().absolute()
     for m in lock.models:
         found = _indexed_location(ws.models_db, m, base)  # in the models directory: used where it is
@@ -211,10 +212,19 @@ def _models(ws, lock, *, models_from, progress, warn, step, choose=None) -> list
             out.append(ImportedModel(m.name, m.path, m.size, "missing"))
             continue
         step(f"Downloading {m.name}")
-        result = download_model(m, models_dir, tokens=tokens, progress=progress(m))
+        try:
+            result = download_model(m, models_dir, tokens=tokens, progress=progress(m))
+        except ComfydockError as e:  # the other models still come: a rerun then has less to do
+            failed.append(e.message)
+            continue
         out.append(ImportedModel(m.name, m.path, m.size, "downloaded", str(result.path), result.resumed_from))
     if any(m.how in ("copied", "downloaded", "substitute") for m in out):
         model_index.index_directory(ws.models_db, models_dir)
+    if failed:
+        raise ComfydockError(
+            f"{len(failed)} model(s) could not be downloaded: " + "; ".join(failed),
+            hint="run the same command again: finished and partial downloads are kept (or pass --models-from DIR)",
+        )
     return out
 
 
