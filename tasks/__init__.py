@@ -5,7 +5,7 @@ with `basename` (and `name` for one task of a family), `file_dep`, `targets`, `u
 """
 
 from comfydock.tasks.models import task_index_models
-from comfydock.tasks.nodes import task_fetch_node, task_install_node, task_scan_requirements
+from comfydock.tasks.nodes import task_fetch_node, task_install_node, task_install_script, task_scan_requirements
 from comfydock.tasks.python import task_lock_deps, task_sync_venv
 
 TASK_CREATORS = [
@@ -14,5 +14,6 @@ TASK_CREATORS = [
     task_scan_requirements,
     task_lock_deps,
     task_sync_venv,
+    task_install_script,
     task_index_models,
 ]

@@ -1,0 +1,61 @@
+"""Bounds on what an archive may unpack to (node zips now, bundles later): size, members, ratio.
+
+Generous defaults; each is a workspace setting (`comfydock config archive-max-bytes N`) and an
+environment variable ($COMFYDOCK_ARCHIVE_MAX_BYTES, …), the variable winning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from comfydock.errors import ComfydockError
+
+GIB = 1 << 30
+
+
+class ArchiveTooLarge(ComfydockError):
+    pass
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    max_bytes: int = 2 * GIB  # total uncompressed size
+    max_members: int = 100_000
+    max_ratio: float = 200.0  # uncompressed / compressed, over the whole archive
+
+    @classmethod
+    def from_workspace(cls, ws) -> "ArchiveLimits":
+        values = {}
+        for key, field in (("archive-max-bytes", "max_bytes"), ("archive-max-members", "max_members"), ("archive-max-ratio", "max_ratio")):
+            raw = ws.setting(key) if ws is not None else None
+            if raw in (None, ""):
+                continue
+            try:
+                number = float(raw) if field == "max_ratio" else int(raw)
+            except ValueError:
+                raise ComfydockError(
+                    f"setting {key} is {raw!r}, not a number", hint=f"fix it: 'comfydock config {key} NUMBER'"
+                ) from None
+            if number <= 0:
+                raise ComfydockError(f"setting {key} must be positive (it is {raw})", hint=f"'comfydock config {key} NUMBER'")
+            values[field] = number
+        return cls(**values)
+
+    def check(self, what: str, members: int, total: int, compressed: int) -> None:
+        """Refuse an archive whose listing already says it is too big (before unpacking a byte)."""
+        hint = "if you trust it, raise the limit with 'comfydock config {} N'"
+        if members > self.max_members:
+            raise ArchiveTooLarge(
+                f"{what} has {members} members, more than the limit of {self.max_members}",
+                hint=hint.format("archive-max-members"),
+            )
+        if total > self.max_bytes:
+            raise ArchiveTooLarge(
+                f"{what} unpacks to {total} bytes, more than the limit of {self.max_bytes}",
+                hint=hint.format("archive-max-bytes"),
+            )
+        if total > 1 << 20 and total > self.max_ratio * max(compressed, 1):
+            raise ArchiveTooLarge(
+                f"{what} unpacks to {total} bytes from {compressed} ({total / max(compressed, 1):.0f}:1, limit {self.max_ratio:g}:1)",
+                hint=hint.format("archive-max-ratio"),
+            )
