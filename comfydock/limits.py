@@ -26,7 +26,11 @@ class ArchiveLimits:
     @classmethod
     def from_workspace(cls, ws) -> "ArchiveLimits":
         values = {}
-        for key, field in (("archive-max-bytes", "max_bytes"), ("archive-max-members", "max_members"), ("archive-max-ratio", "max_ratio")):
+        for key, field in (
+            ("archive-max-bytes", "max_bytes"),
+            ("archive-max-members", "max_members"),
+            ("archive-max-ratio", "max_ratio"),
+        ):
             raw = ws.setting(key) if ws is not None else None
             if raw in (None, ""):
                 continue

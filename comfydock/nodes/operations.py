@@ -222,7 +222,9 @@ def add_nodes(
             script = install_script_of(env, spec)
             if script is not None:
                 info["install_script"] = script.name
-                info["install_script_ran"] = spec.run_install_script and not no_test
+                info["install_script_ran"] = bool(spec.run_install_script and not no_test)
+                if not spec.run_install_script:
+                    info["run_install_script_with"] = f"comfydock node add {spec.typed()} --run-install-script"
             change.added.append(info)
         change.build = report.to_json()
     return change
@@ -391,3 +393,30 @@ def untracked_directories(env) -> list[str]:
         and not p.name.endswith(".disabled")
         and not is_ignored(env, p.name)
     )
+
+
+def referenced_cache_identities(ws) -> set[str]:
+    """What every environment of the workspace records (a manifest that cannot be read stops a prune)."""
+    from comfydock.errors import ComfydockError
+
+    identities: set[str] = set()
+    for name in ws.environment_names():
+        env = ws.environment(name)
+        try:
+            doc = env.manifest()
+            tracked = manifest_nodes(doc)
+        except ComfydockError as exc:
+            raise ComfydockError(
+                f"cannot read environment {name!r}'s manifest, so the cache entries it uses are unknown: {exc.message}",
+                hint="fix or restore that manifest first; nothing was removed",
+            ) from None
+        identities |= {spec.identity() for spec in tracked.values() if spec.identity()}
+    return identities
+
+
+def prune_cache(ws, on_wait=None) -> list[dict]:
+    """Remove node-cache entries that no environment's manifest references."""
+    from comfydock.limits import ArchiveLimits
+    from comfydock.nodes.cache import NodeCache
+
+    return NodeCache(ws.node_cache_dir, ArchiveLimits.from_workspace(ws)).prune(referenced_cache_identities(ws))

@@ -129,7 +129,9 @@ def matches_recorded(env, spec: NodeSpec) -> bool:
             repo = git.Repo(path)
             if Path(repo.working_tree_dir).resolve() != path.resolve():
                 return False
-            return bool(spec.commit) and repo.head.commit.hexsha.startswith(spec.commit) and not repo.is_dirty(untracked_files=True)
+            return (
+                bool(spec.commit) and repo.head.commit.hexsha.startswith(spec.commit) and not repo.is_dirty(untracked_files=True)
+            )
         except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
             return False
     entry = NodeCache(env.workspace.node_cache_dir).entry(spec.identity())
