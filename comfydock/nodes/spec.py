@@ -52,13 +52,21 @@ def split_ref(text: str) -> tuple[str, str | None]:
     return text, None
 
 
+def _strip_repo_suffix(path: str) -> str:
+    """'owner/repo.git/', 'owner/repo/.git', 'owner/repo/' -> 'owner/repo'."""
+    path = path.rstrip("/")
+    if path.endswith("/.git"):
+        path = path[: -len("/.git")]
+    return path.removesuffix(".git").rstrip("/")
+
+
 def normalize_git_url(url: str) -> str:
     """Compare git URLs by host and path: https/ssh/git@ forms, '.git', case and slashes ignored."""
     u = url.strip()
     if u.startswith("file://"):
-        return "file:" + os.path.normcase(os.path.realpath(u[len("file://") :])).rstrip("/").removesuffix(".git").lower()
+        return "file:" + _strip_repo_suffix(os.path.normcase(os.path.realpath(u[len("file://") :]))).lower()
     if os.path.isabs(u):
-        return "file:" + os.path.normcase(os.path.realpath(u)).rstrip("/").removesuffix(".git").lower()
+        return "file:" + _strip_repo_suffix(os.path.normcase(os.path.realpath(u))).lower()
     for scheme in ("https://", "http://", "ssh://", "git://", "git+ssh://"):
         if u.lower().startswith(scheme):
             u = u[len(scheme) :]
@@ -71,11 +79,11 @@ def normalize_git_url(url: str) -> str:
         u = u.split("@", 1)[1]
     host, _, path = u.partition("/")
     host = host.split(":")[0] if not host.split(":")[-1].isdigit() else host.split(":")[0]
-    return f"{host}/{path}".rstrip("/").removesuffix(".git").lower()
+    return _strip_repo_suffix(f"{host}/{path}").lower()
 
 
 def repo_name(url: str) -> str:
-    name = url.rstrip("/").removesuffix(".git").replace(":", "/").split("/")[-1]
+    name = _strip_repo_suffix(url.replace(":", "/").replace("\\", "/")).split("/")[-1]
     return name or "node"
 
 
