@@ -565,6 +565,11 @@ def test_comfyui_at_an_annotated_tag_resolves_to_its_commit(tmp_path):
     repo = git.Repo(repo_dir)
     assert comfyui.resolve_ref(repo, "v0.3.64").commit == commit
     assert comfyui.resolve_ref(repo, None) == comfyui.ResolvedRef("v0.3.64", commit)
+    repo.git.tag("treetag", "HEAD^{tree}")
+    from comfydock.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown ComfyUI ref 'treetag'"):
+        comfyui.resolve_ref(repo, "treetag")
 
 
 @pytest.mark.parametrize("ref", ["deadbee", "treetag"])
