@@ -171,7 +171,7 @@ def create_environment(
             python_env.create_venv(ws, env.venv_dir, python)
 
             step("Resolving and installing dependencies")
-            report = engine.build(env, ["lock_deps", "sync_venv"], listener=build_listener)
+            report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv"], listener=build_listener)
             if not report.ok:
                 raise build_failure(report)
 
@@ -239,10 +239,40 @@ def status(env: Environment) -> dict:
     from comfydock import engine
 
     info = env.info()
-    pending = [e.task for e in engine.plan(env) if e.status != "up-to-date"]
+    # the environment's own tasks only: index_models would stat every model file
+    pending = [e.task for e in engine.plan(env, skip={"index_models"}) if e.status != "up-to-date"]
     venv_pending = [t for t in pending if t in {"lock_deps", "sync_venv"}]
     repo = history.open_repo(env.cec_dir)
     changes = [line[3:] for line in repo.git.status("--porcelain").splitlines()]
+    manifest_diff = manifest_changes(env, repo)
+    dep_changes, node_changes = manifest_diff["dependencies"], manifest_diff["nodes"]
+    from comfydock.workflows.report import workflows_status
+
+    workflows = workflows_status(env, repo)
+    head = None
+    try:
+        head = comfyui._git().Repo(env.comfyui_dir).head.commit.hexsha
+    except Exception:
+        pass
+    return {
+        "environment": env.name,
+        "path": str(env.root),
+        "comfyui_version": info.get("comfyui_version"),
+        "comfyui_commit": info.get("comfyui_commit"),
+        "comfyui_checkout_matches": head == info.get("comfyui_commit") if head else False,
+        "python_version": info.get("python_version"),
+        "torch_backend": info.get("torch_backend"),
+        "venv_in_sync": env.venv_in_sync() and not venv_pending,
+        "pending_tasks": pending,
+        "uncommitted_changes": changes,
+        "dependency_changes": dep_changes,
+        "node_changes": node_changes,
+        **workflows,
+    }
+
+
+def manifest_changes(env: Environment, repo) -> dict:
+    """Python requirements and custom nodes changed since the last version (HEAD)."""
     dep_changes = {"added": [], "removed": []}
     node_changes = {"added": [], "removed": [], "changed": []}
     try:
@@ -262,22 +292,4 @@ def status(env: Environment) -> dict:
             "removed": sorted(set(old_nodes) - set(new_nodes)),
             "changed": sorted(n for n in set(old_nodes) & set(new_nodes) if old_nodes[n] != new_nodes[n]),
         }
-    head = None
-    try:
-        head = comfyui._git().Repo(env.comfyui_dir).head.commit.hexsha
-    except Exception:
-        pass
-    return {
-        "environment": env.name,
-        "path": str(env.root),
-        "comfyui_version": info.get("comfyui_version"),
-        "comfyui_commit": info.get("comfyui_commit"),
-        "comfyui_checkout_matches": head == info.get("comfyui_commit") if head else False,
-        "python_version": info.get("python_version"),
-        "torch_backend": info.get("torch_backend"),
-        "venv_in_sync": env.venv_in_sync() and not venv_pending,
-        "pending_tasks": pending,
-        "uncommitted_changes": changes,
-        "dependency_changes": dep_changes,
-        "node_changes": node_changes,
-    }
+    return {"dependencies": dep_changes, "nodes": node_changes}

@@ -108,6 +108,13 @@ SETTINGS: dict[str, Setting] = {
             "200",
             "largest unpacked:packed size ratio of a node archive",
         ),
+        Setting(
+            "node-map-url",
+            "node_map_url",
+            "COMFYDOCK_NODE_MAP_URL",
+            "https://raw.githubusercontent.com/Comfy-Org/ComfyUI-Manager/main/extension-node-map.json",
+            "ComfyUI-Manager's extension-node-map.json: which custom nodes provide which node types",
+        ),
     )
 }
 

@@ -217,6 +217,9 @@ def cmd_status(app: App) -> int:
     if deps["added"] or deps["removed"]:
         changes = [f"+{d}" for d in deps["added"]] + [f"-{d}" for d in deps["removed"]]
         out.print("Dependencies changed since the last commit: " + ", ".join(changes))
+    from comfydock.cli.history import render_status_workflows
+
+    render_status_workflows(app, data)
     if data["uncommitted_changes"]:
         out.print("Uncommitted changes in .cec: " + ", ".join(data["uncommitted_changes"]))
     else:
