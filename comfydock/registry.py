@@ -51,16 +51,20 @@ class RegistryClient:
 
     def _cache_get(self, key: str):
         entry = self._cache_load().get(key)
-        if entry and time.time() - entry.get("at", 0) < self.ttl:
-            return entry["value"]
-        return None
+        if isinstance(entry, dict) and isinstance(entry.get("at"), (int, float)) and time.time() - entry["at"] < self.ttl:
+            return entry.get("value")
+        return None  # missing, expired or damaged: ask again
 
     def _cache_put(self, key: str, value) -> None:
         if self.cache_file is None:
             return
         data = self._cache_load()
         now = time.time()
-        data = {k: v for k, v in data.items() if now - v.get("at", 0) < self.ttl}
+        data = {
+            k: v
+            for k, v in data.items()
+            if isinstance(v, dict) and isinstance(v.get("at"), (int, float)) and now - v["at"] < self.ttl
+        }
         data[key] = {"at": now, "value": value}
         atomic_write_json(self.cache_file, data)
 
@@ -85,14 +89,14 @@ class RegistryClient:
             raise not_found()
         if resp.status_code != 200:
             raise RegistryError(
-                f"the Comfy Registry answered {resp.status_code} for {path}",
+                f"the Comfy Registry at {self.base_url} answered {resp.status_code} for {path}",
                 hint="try again later; the registry may be having trouble",
             )
         try:
             value = resp.json()
         except ValueError:
             raise RegistryError(
-                f"the Comfy Registry sent something that is not JSON for {path}",
+                f"the Comfy Registry at {self.base_url} sent something that is not JSON for {path}",
                 hint=f"is {self.base_url} really a Comfy Registry API? check 'comfydock config registry-url'",
             ) from None
         if cache:

@@ -20,6 +20,18 @@ def test_git_url_normalisation(url, same):
     assert (normalize_git_url(url) == normalize_git_url("https://github.com/owner/repo")) is same
 
 
+def test_git_url_spellings_of_one_local_repository_are_one_node(tmp_path):
+    from comfydock.nodes import normalize_git_url
+    from comfydock.nodes.spec import repo_name
+
+    repo = tmp_path / "ComfyUI-Foo"
+    repo.mkdir()
+    spellings = [repo.as_uri(), str(repo), f"{repo}/", f"{repo}/.git", f"{repo}.git", f"{repo.as_uri()}/.git"]
+    assert len({normalize_git_url(u) for u in spellings}) == 1
+    assert {repo_name(u) for u in spellings} == {"ComfyUI-Foo"}
+    assert repo_name("git@github.com:owner/ComfyUI-Bar.git") == "ComfyUI-Bar"
+
+
 def test_identifier_parsing():
     from comfydock.nodes import split_ref
 
@@ -193,3 +205,16 @@ def test_import_failed_lines_of_comfyui_name_the_nodes():
         "\x1b[33m   0.0 seconds (IMPORT FAILED): C:\\ComfyUI\\custom_nodes\\Other-Node\x1b[0m",
     ]
     assert import_failures(log) == ["ComfyUI-Impact-Pack", "Other-Node"]
+
+
+def test_a_link_into_a_sibling_with_a_longer_name_is_outside_the_node(tmp_path):
+    from comfydock.nodes.cache import UnsafeArchive, check_links_stay_inside
+
+    node, sibling = tmp_path / "node", tmp_path / "node-evil"
+    node.mkdir()
+    sibling.mkdir()
+    (node / "inside").symlink_to("sub")
+    check_links_stay_inside(node)
+    (node / "sneaky").symlink_to("../node-evil/x")
+    with pytest.raises(UnsafeArchive, match="leaves the node"):
+        check_links_stay_inside(node)

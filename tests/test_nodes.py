@@ -604,6 +604,8 @@ def test_two_forks_with_one_name_conflict_until_one_gets_another_directory(env, 
     # the same repository spelled another way is the same node, whatever its directory
     again = run_cli("node", "add", str(fork_b) + "/.git", "--json")
     assert again.code == 0 and again.json["added"] == [] and "ComfyUI-Foo-B is already installed" in again.json["notes"][0]
+    moved = run_cli("node", "add", fork_b.as_uri(), "--name", "Elsewhere", "--force")
+    assert moved.code == 2 and "--name cannot move it" in moved.err
     assert run_cli("node", "remove", fork_b.as_uri()).code == 0  # a node can be named by its URL
     assert not (env.custom_nodes_dir / "ComfyUI-Foo-B").exists() and (env.custom_nodes_dir / "ComfyUI-Foo").exists()
 
@@ -809,3 +811,21 @@ def test_install_script_is_reported_run_on_request_and_rerun_by_a_rebuild(env, r
     assert result.code == 0
     assert {t["task"]: t["status"] for t in result.json["tasks"]}["install_script:ComfyUI-Script-Node"] == "ran"
     assert (node_dir / "subpack" / "__init__.py").exists()
+
+
+def test_a_damaged_registry_answer_cache_is_asked_again(tmp_path):
+    from comfydock.demo.fixtures import node_zip_bytes
+    from comfydock.demo.registry_server import FakeRegistry
+    from comfydock.registry import RegistryClient
+
+    reg = FakeRegistry()
+    try:
+        reg.add_node("comfyui-plain", {"0.1.0": node_zip_bytes("plain", "")})
+        cache = tmp_path / "registry_cache.json"
+        cache.write_text(json.dumps({"/nodes/comfyui-plain": 5, "/other": {"at": "yesterday", "value": 1}}))
+        assert RegistryClient(reg.url, cache).node("comfyui-plain")["id"] == "comfyui-plain"
+        assert reg.hits["/nodes/comfyui-plain"] == 1
+        assert RegistryClient(reg.url, cache).node("comfyui-plain")["id"] == "comfyui-plain"  # now cached
+        assert reg.hits["/nodes/comfyui-plain"] == 1
+    finally:
+        reg.close()

@@ -262,8 +262,8 @@ def check_links_stay_inside(root: Path) -> None:
         for name in dirnames + filenames:
             path = Path(dirpath) / name
             if path.is_symlink():
-                target = Path(os.path.normpath(path.parent / os.readlink(path)))
-                if os.path.isabs(os.readlink(path)) or not str(target.resolve()).startswith(str(base)):
+                target = Path(os.path.normpath(path.parent / os.readlink(path))).resolve()
+                if os.path.isabs(os.readlink(path)) or not (target == base or base in target.parents):
                     raise UnsafeArchive(
                         f"node repository contains a link {path.relative_to(root)} -> {os.readlink(path)} that leaves the node",
                         hint="the repository is unsafe; report it to the node's author",

@@ -75,8 +75,12 @@ def _check_new_node(env, spec: NodeSpec, tracked: dict[str, NodeSpec], force: bo
                 hint=f"change its version with 'comfydock node update {known.id} --version V', "
                 f"or replace it: 'comfydock node add {spec.typed()} --force'",
             )
-        if not name_given:
-            spec.id, spec.directory = known.id, known.directory
+        if name_given and spec.directory != known.directory:
+            raise UsageError(
+                f"{known.id} is already installed in custom_nodes/{known.directory}; --name cannot move it",
+                hint=f"remove it first ('comfydock node remove {known.id}'), then add it with --name",
+            )
+        spec.id, spec.directory = known.id, known.directory
         return known
     other = tracked.get(spec.id) or next((n for n in tracked.values() if n.directory == spec.directory), None)
     if other is not None:
@@ -108,7 +112,6 @@ def add_nodes(
         doc = env.manifest()
         tracked = manifest_nodes(doc)
         plans: list[NodeSpec] = []
-        replaced: dict[str, NodeSpec] = {}
         script_only: list[NodeSpec] = []  # installed already; only the install script is new
         for ident in identifiers:
             spec = resolve(env, ident, dev, name)
@@ -144,9 +147,7 @@ def add_nodes(
                     spec.url = remotes[0]
             else:
                 known = _check_new_node(env, spec, tracked, force, name is not None)
-                if known is not None:
-                    replaced[spec.id] = known
-                else:
+                if known is None:
                     check_conflict(env, spec, force)
                 spec.run_install_script = run_install_script or bool(known and known.run_install_script)
             plans.append(spec)
