@@ -796,6 +796,8 @@ def test_install_script_is_reported_run_on_request_and_rerun_by_a_rebuild(env, r
     assert run.code == 0
     assert "(IMPORT FAILED)" in run.out
     assert "ComfyUI could not import 1 custom node(s): ComfyUI-Script-Node" in run.err
+    last_run = json.loads((env.comfyui_dir / "user" / "fixture_last_run.json").read_text())
+    assert last_run["output_unbuffered"] is True  # its log reaches the terminal as it is written
 
     result = run_cli("node", "add", repo_dir.as_uri(), "--run-install-script")
     assert result.code == 0, result.err

@@ -277,7 +277,9 @@ def run_comfyui_watching_imports(cmd: list[str], cwd) -> tuple[int, list[str]]:
 
     from comfydock.nodes.check import import_failures
 
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # through a pipe Python would buffer ComfyUI's log for minutes: keep it line by line, as on a terminal
+    child_env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env)
     failed: list[str] = []
     guard = threading.Lock()
 

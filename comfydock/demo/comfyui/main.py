@@ -62,6 +62,7 @@ record = {
     "cdfix_alpha": cdfix_alpha.__version__,
     "models_dir": folder_paths.models_dir,
     "cwd": os.getcwd(),
+    "output_unbuffered": bool(os.environ.get("PYTHONUNBUFFERED")),  # shown live when comfydock pipes it
 }
 os.makedirs(os.path.join(folder_paths.base_path, "user"), exist_ok=True)
 with open(os.path.join(folder_paths.base_path, "user", "fixture_last_run.json"), "w") as f:
