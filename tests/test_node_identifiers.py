@@ -218,3 +218,16 @@ def test_a_link_into_a_sibling_with_a_longer_name_is_outside_the_node(tmp_path):
     (node / "sneaky").symlink_to("../node-evil/x")
     with pytest.raises(UnsafeArchive, match="leaves the node"):
         check_links_stay_inside(node)
+
+
+@pytest.mark.parametrize(
+    "url", ["ext::sh -c touch% /tmp/pwned.git", "--upload-pack=touch /tmp/x.git", "fd::17.git", "https://h/x\n.git"]
+)
+def test_git_urls_that_make_git_run_something_are_refused(url):
+    from comfydock.errors import UsageError
+    from comfydock.nodes.spec import check_git_url
+
+    with pytest.raises(UsageError, match="not a git URL"):
+        check_git_url(url)
+    for ok in ("https://github.com/o/r", "git@github.com:o/r.git", "ssh://git@h:22/o/r", "file:///tmp/r", "/tmp/r.git"):
+        assert check_git_url(ok) == ok

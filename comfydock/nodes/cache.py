@@ -128,6 +128,9 @@ class NodeCache:
     def add_git(self, identity: str, url: str, commit: str, metadata: dict) -> CacheEntry:
         import git
 
+        from comfydock.nodes.spec import check_git_url
+
+        check_git_url(url)  # the URL may come from someone else's manifest
         build = self._build_dir()
         try:
             try:

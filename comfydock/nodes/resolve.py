@@ -11,7 +11,16 @@ import re
 from pathlib import Path
 
 from comfydock.errors import ComfydockError, UsageError
-from comfydock.nodes.spec import NodeSpec, check_directory_name, is_git_url, is_valid_name, is_valid_version, repo_name, split_ref
+from comfydock.nodes.spec import (
+    NodeSpec,
+    check_directory_name,
+    check_git_url,
+    is_git_url,
+    is_valid_name,
+    is_valid_version,
+    repo_name,
+    split_ref,
+)
 
 _SHA_RE = re.compile(r"[0-9a-f]{7,40}")
 
@@ -97,8 +106,7 @@ def ls_remote(url: str, ref: str | None) -> str:
 
 
 def resolve_git(url: str, ref: str | None, name: str | None = None) -> NodeSpec:
-    if url.startswith("-"):
-        raise UsageError(f"{url!r} is not a git URL")
+    check_git_url(url)
     commit = ls_remote(url, ref)
     if not _SHA_RE.fullmatch(commit or ""):
         raise ComfydockError(f"git repository {url} answered {commit!r} for {ref or 'HEAD'}, not a commit hash")

@@ -41,6 +41,23 @@ def is_git_url(text: str) -> bool:
     return text.startswith(("http://", "https://", "ssh://", "git://", "git@", "file://")) or text.endswith(".git")
 
 
+def check_git_url(url) -> str:
+    """Refuse what git would run or misread rather than fetch: options, transport helpers
+    ('ext::', 'fd::'), control characters. https/http/ssh/git/file URLs, 'user@host:path' and
+    local paths pass."""
+    if (
+        not isinstance(url, str)
+        or not url.strip()
+        or url.startswith("-")
+        or "::" in url.split("/")[0]
+        or any(ord(c) < 32 for c in url)
+    ):
+        raise UsageError(
+            f"{url!r} is not a git URL comfydock fetches from", hint="use an https://, ssh://, git@host: or file:// URL"
+        )
+    return url
+
+
 def split_ref(text: str) -> tuple[str, str | None]:
     """'url@ref' or 'id@version' -> (url or id, ref); the '@' of 'git@host:' is not a ref."""
     at = text.rfind("@")
