@@ -831,3 +831,19 @@ def test_a_damaged_registry_answer_cache_is_asked_again(tmp_path):
         assert reg.hits["/nodes/comfyui-plain"] == 1
     finally:
         reg.close()
+
+
+def test_install_script_requested_with_no_test_runs_at_the_next_build(env, run_cli, tmp_path):
+    from comfydock.demo.fixtures import build_node_repo
+
+    repo_dir = build_node_repo(tmp_path / "ComfyUI-Script-Node", "script", {"v1": ""}, files={"install.py": SCRIPT_NODE_INSTALL})
+    node_dir = env.custom_nodes_dir / "ComfyUI-Script-Node"
+    result = run_cli("node", "add", repo_dir.as_uri(), "--run-install-script", "--no-test")
+    assert result.code == 0 and "runs at the next 'comfydock build'" in result.err
+    assert not (node_dir / "installed-by.txt").exists()
+    result = run_cli("build", "--json")
+    assert result.code == 0
+    assert {t["task"]: t["status"] for t in result.json["tasks"]}["install_script:ComfyUI-Script-Node"] == "ran"
+    assert (node_dir / "installed-by.txt").read_text() == str(env.python)
+    again = run_cli("build", "--json")  # done once per installation
+    assert {t["task"]: t["status"] for t in again.json["tasks"]}["install_script:ComfyUI-Script-Node"] == "up-to-date"

@@ -185,7 +185,8 @@ def add_nodes(
                 targets += ["lock_deps", "sync_venv"]
                 targets += [f"install_script:{s.id}" for s in plans + script_only if s.run_install_script]
             try:
-                report = _run(env, targets, listener, workers=min(4, max(1, len(plans))))
+                # no targets (only a script to record, with --no-test): the next build runs it
+                report = _run(env, targets, listener, workers=min(4, max(1, len(plans)))) if targets else None
             except ComfydockError as exc:
                 if exc.message.startswith("lock_deps"):
                     again = " ".join(identifiers)
@@ -227,7 +228,7 @@ def add_nodes(
                 if not spec.run_install_script:
                     info["run_install_script_with"] = f"comfydock node add {spec.typed()} --run-install-script"
             change.added.append(info)
-        change.build = report.to_json()
+        change.build = report.to_json() if report is not None else None
     return change
 
 
