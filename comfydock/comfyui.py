@@ -151,9 +151,7 @@ def checkout_commit(cache_repo, comfyui_dir: Path, commit: str, force: bool = Fa
         repo = git.Repo(comfyui_dir)
         old = repo.head.commit.hexsha
     except Exception:
-        raise ExternalToolError(
-            f"{comfyui_dir} is not a ComfyUI git checkout", hint="'comfydock build' restores it"
-        ) from None
+        raise ExternalToolError(f"{comfyui_dir} is not a ComfyUI git checkout", hint="'comfydock build' restores it") from None
     if old == commit:
         return old
     changed = [line[3:] for line in repo.git.status("--porcelain", "--untracked-files=no").splitlines()]

@@ -23,19 +23,21 @@ class ArchiveLimits:
     max_members: int = 100_000
     max_ratio: float = 200.0  # uncompressed / compressed, over the whole archive
 
+    SETTINGS = {"archive-max-bytes": "max_bytes", "archive-max-members": "max_members", "archive-max-ratio": "max_ratio"}
+
     @classmethod
-    def from_workspace(cls, ws) -> "ArchiveLimits":
+    def from_settings(cls, setting) -> "ArchiveLimits":
+        """From a settings getter (e.g. Workspace.setting, which also reads the env vars)."""
         values = {}
-        for key, field in (
-            ("archive-max-bytes", "max_bytes"),
-            ("archive-max-members", "max_members"),
-            ("archive-max-ratio", "max_ratio"),
-        ):
-            raw = ws.setting(key) if ws is not None else None
+        for key, field in cls.SETTINGS.items():
+            try:
+                raw = setting(key)
+            except KeyError:  # a workspace that does not know this setting
+                raw = None
             if raw in (None, ""):
                 continue
             try:
-                number = float(raw) if field == "max_ratio" else int(raw)
+                number = float(raw) if field == "max_ratio" else int(str(raw).strip())
             except ValueError:
                 raise ComfydockError(
                     f"setting {key} is {raw!r}, not a number", hint=f"fix it: 'comfydock config {key} NUMBER'"
@@ -44,6 +46,10 @@ class ArchiveLimits:
                 raise ComfydockError(f"setting {key} must be positive (it is {raw})", hint=f"'comfydock config {key} NUMBER'")
             values[field] = number
         return cls(**values)
+
+    @classmethod
+    def from_workspace(cls, ws) -> "ArchiveLimits":
+        return cls() if ws is None else cls.from_settings(ws.setting)
 
     def check(self, what: str, members: int, total: int, compressed: int) -> None:
         """Refuse an archive whose listing already says it is too big (before unpacking a byte)."""
