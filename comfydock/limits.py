@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from comfydock.errors import ComfydockError
+from comfydock.errors import ComfydockError, UsageError
 
 GIB = 1 << 30
 
@@ -39,11 +39,12 @@ class ArchiveLimits:
             try:
                 number = float(raw) if field == "max_ratio" else int(str(raw).strip())
             except ValueError:
-                raise ComfydockError(
-                    f"setting {key} is {raw!r}, not a number", hint=f"fix it: 'comfydock config {key} NUMBER'"
-                ) from None
+                number = 0
             if number <= 0:
-                raise ComfydockError(f"setting {key} must be positive (it is {raw})", hint=f"'comfydock config {key} NUMBER'")
+                raise UsageError(
+                    f"setting {key} must be a positive number, not {raw!r}",
+                    hint=f"'comfydock config {key} NUMBER', or back to the default: 'comfydock config {key} --unset'",
+                )
             values[field] = number
         return cls(**values)
 
