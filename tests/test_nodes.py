@@ -847,3 +847,11 @@ def test_install_script_requested_with_no_test_runs_at_the_next_build(env, run_c
     assert (node_dir / "installed-by.txt").read_text() == str(env.python)
     again = run_cli("build", "--json")  # done once per installation
     assert {t["task"]: t["status"] for t in again.json["tasks"]}["install_script:ComfyUI-Script-Node"] == "up-to-date"
+
+
+def test_git_node_at_a_short_commit_hash_is_not_called_locally_modified(env, node_repo, run_cli):
+    short = git.Repo(node_repo).tags["v1.0"].commit.hexsha[:10]
+    assert run_cli("node", "add", f"{node_repo.as_uri()}@{short}").code == 0
+    assert git.Repo(env.custom_nodes_dir / "ComfyUI-Git-Node").head.commit.hexsha.startswith(short)
+    result = run_cli("node", "remove", "ComfyUI-Git-Node")
+    assert result.code == 0, result.err

@@ -101,7 +101,7 @@ def local_changes(env, spec: NodeSpec) -> str | None:
             repo = git.Repo(path)
             if repo.is_dirty(untracked_files=True):
                 return "it has uncommitted changes"
-            if spec.commit and repo.head.commit.hexsha != spec.commit:
+            if spec.commit and not repo.head.commit.hexsha.startswith(spec.commit):
                 return f"its checkout moved to {repo.head.commit.hexsha[:10]} (recorded {spec.commit[:10]})"
         except (git.InvalidGitRepositoryError, ValueError):
             return "it is no longer the git checkout comfydock installed"
