@@ -855,3 +855,12 @@ def test_git_node_at_a_short_commit_hash_is_not_called_locally_modified(env, nod
     assert git.Repo(env.custom_nodes_dir / "ComfyUI-Git-Node").head.commit.hexsha.startswith(short)
     result = run_cli("node", "remove", "ComfyUI-Git-Node")
     assert result.code == 0, result.err
+
+
+def test_registry_node_in_a_directory_of_the_users_choosing(env, registry, run_cli):
+    result = run_cli("node", "add", "comfyui-plain", "--name", "Plain-Node", "--no-test", "--json")
+    assert result.code == 0
+    assert result.json["added"][0]["directory"] == "Plain-Node"
+    assert (env.custom_nodes_dir / "Plain-Node" / "__init__.py").exists()
+    two = run_cli("node", "add", "comfyui-plain", "comfyui-fixture-pack", "--name", "X")
+    assert two.code == 2 and "one node at a time" in two.err
