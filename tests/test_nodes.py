@@ -747,6 +747,9 @@ def test_failed_forced_add_puts_back_the_old_directory_and_its_marker(env, regis
 
 def test_deleted_state_directory_is_rederived_and_the_nodes_adopted(env, registry, node_repo, run_cli):
     assert run_cli("node", "add", "comfyui-fixture-pack@1.0.0", f"{node_repo.as_uri()}@v1.0").code == 0
+    for node in ("ComfyUI-Fixture-Pack", "ComfyUI-Git-Node"):  # files added beside the node's own
+        (env.custom_nodes_dir / node / "__pycache__").mkdir(exist_ok=True)
+        (env.custom_nodes_dir / node / "__pycache__" / "x.pyc").write_bytes(b"cache")
     shutil.rmtree(env.state_dir)
     result = run_cli("build", "--json")
     assert result.code == 0, result.err

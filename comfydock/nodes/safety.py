@@ -115,8 +115,11 @@ def local_changes(env, spec: NodeSpec) -> str | None:
 
 
 def matches_recorded(env, spec: NodeSpec) -> bool:
-    """Whether custom_nodes/<dir> holds exactly the node the manifest records (the git commit,
-    clean; or the cached download's files): such a directory can be adopted without its marker."""
+    """Whether custom_nodes/<dir> holds the node the manifest records: the git checkout at the
+    recorded commit with no tracked file changed, or every file of the cached download unchanged.
+    Files added beside them (an install script's output, caches) do not count: such a directory
+    can be adopted without its install record (comfydock deletes nothing when adopting, and
+    `node remove` still refuses to delete extra files without --force)."""
     from comfydock.nodes.cache import NodeCache
 
     path = node_path(env, spec)
@@ -130,12 +133,30 @@ def matches_recorded(env, spec: NodeSpec) -> bool:
             if Path(repo.working_tree_dir).resolve() != path.resolve():
                 return False
             return (
-                bool(spec.commit) and repo.head.commit.hexsha.startswith(spec.commit) and not repo.is_dirty(untracked_files=True)
+                bool(spec.commit) and repo.head.commit.hexsha.startswith(spec.commit) and not repo.is_dirty(untracked_files=False)
             )
         except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
             return False
     entry = NodeCache(env.workspace.node_cache_dir).entry(spec.identity())
-    return entry.exists() and _tree_digest(path) == _tree_digest(entry.content)
+    return entry.exists() and _holds_all_of(path, entry.content)
+
+
+def _holds_all_of(path: Path, content: Path) -> bool:
+    """Every file and link under `content` is in `path` with the same bytes (or target)."""
+    for dirpath, _dirnames, filenames in os.walk(content):
+        for name in filenames:
+            src = Path(dirpath) / name
+            dst = path / src.relative_to(content)
+            if src.is_symlink() or dst.is_symlink():
+                if not (src.is_symlink() and dst.is_symlink() and os.readlink(src) == os.readlink(dst)):
+                    return False
+                continue
+            try:
+                if not dst.is_file() or dst.stat().st_size != src.stat().st_size or dst.read_bytes() != src.read_bytes():
+                    return False
+            except OSError:
+                return False
+    return True
 
 
 def _tree_digest(root: Path) -> str:
