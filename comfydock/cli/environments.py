@@ -192,6 +192,8 @@ def cmd_log(app: App) -> int:
 
 
 def cmd_status(app: App) -> int:
+    from rich.markup import escape
+
     from comfydock.environment import status
 
     env = app.env()
@@ -213,6 +215,11 @@ def cmd_status(app: App) -> int:
     for kind in ("added", "removed", "changed"):
         if nodes[kind]:
             out.print(f"Custom nodes {kind} since the last commit: {', '.join(nodes[kind])}")
+    groups = ", ".join(f"{name} {count}" for name, count in data["requirement_groups"].items())
+    out.print(f"Requirements: {escape(groups)}  (see 'comfydock py list')")
+    from comfydock.cli.python import warn_module_clashes
+
+    warn_module_clashes(app, data["module_clashes"])
     deps = data["dependency_changes"]
     if deps["added"] or deps["removed"]:
         changes = [f"+{d}" for d in deps["added"]] + [f"-{d}" for d in deps["removed"]]

@@ -64,6 +64,10 @@ def cmd_node_add(app: App) -> int:
         _print_node_change(app, change, "added")
         if args.no_test and change.added:
             app.warn("dependencies were not resolved (--no-test): run 'comfydock build' to lock and sync")
+    if change.added and not args.no_test:
+        from comfydock.cli.python import warn_module_clashes
+
+        warn_module_clashes(app, env.module_clashes())
     return 0
 
 

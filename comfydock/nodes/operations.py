@@ -10,7 +10,7 @@ from pathlib import Path
 
 from comfydock import manifest
 from comfydock.errors import ComfydockError, UsageError
-from comfydock.fsutil import atomic_write_bytes, atomic_write_json, remove_tree
+from comfydock.fsutil import atomic_write_bytes, remove_tree
 from comfydock.nodes.resolve import resolve, resolve_git, resolve_registry
 from comfydock.nodes.safety import NodeConflict, _remote_urls, check_conflict, is_ignored, local_changes, trash
 from comfydock.nodes.spec import (
@@ -40,11 +40,11 @@ class NodeChange:
         return asdict(self)
 
 
-def _run(env, targets, listener, workers=1):
+def _run(env, targets, listener, workers=1, task_options=None):
     from comfydock import engine
     from comfydock.environment import build_failure
 
-    report = engine.build(env, targets, listener=listener, workers=workers)
+    report = engine.build(env, targets, listener=listener, workers=workers, task_options=task_options)
     if not report.ok:
         raise build_failure(report)
     return report
@@ -344,12 +344,12 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
             # the node's packages move to the newest versions its new requirements allow
             from packaging.requirements import Requirement
 
+            from comfydock.tasks.python import upgrade_options
+
             names = [Requirement(r).name for r in json.loads(reqs_file(env, new.id).read_text())["requirements"]]
-            atomic_write_json(env.state_dir / "lock-upgrade.json", names)
             targets = ["lock_deps", "sync_venv"] + ([f"install_script:{new.id}"] if new.run_install_script else [])
-            report = _run(env, targets, listener)
+            report = _run(env, targets, listener, task_options=upgrade_options(names))
         except BaseException:
-            (env.state_dir / "lock-upgrade.json").unlink(missing_ok=True)
             env.restore_manifest(saved, resync=False)
             if kept is not None:
                 if path.exists():
