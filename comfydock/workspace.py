@@ -88,6 +88,27 @@ SETTINGS: dict[str, Setting] = {
             "base URL of the PyTorch wheel indexes used by --torch-backend",
         ),
         Setting(
+            "archive-max-bytes",
+            "archive_max_bytes",
+            "COMFYDOCK_ARCHIVE_MAX_BYTES",
+            str(2 << 30),
+            "largest total size a node archive or bundle may unpack to, in bytes",
+        ),
+        Setting(
+            "archive-max-members",
+            "archive_max_members",
+            "COMFYDOCK_ARCHIVE_MAX_MEMBERS",
+            "100000",
+            "most files and directories a node archive or bundle may hold",
+        ),
+        Setting(
+            "archive-max-ratio",
+            "archive_max_ratio",
+            "COMFYDOCK_ARCHIVE_MAX_RATIO",
+            "200",
+            "largest unpacked:packed size ratio of a node archive or bundle",
+        ),
+        Setting(
             "node-map-url",
             "node_map_url",
             "COMFYDOCK_NODE_MAP_URL",
@@ -107,27 +128,6 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_HUGGINGFACE_URL",
             "https://huggingface.co",
             "Hugging Face base URL for model downloads (token: $HF_TOKEN)",
-        ),
-        Setting(
-            "archive-max-bytes",
-            "archive_max_bytes",
-            "COMFYDOCK_ARCHIVE_MAX_BYTES",
-            None,
-            "import: most bytes a bundle may expand to (default 2 GiB)",
-        ),
-        Setting(
-            "archive-max-members",
-            "archive_max_members",
-            "COMFYDOCK_ARCHIVE_MAX_MEMBERS",
-            None,
-            "import: most files a bundle may hold (default 100000)",
-        ),
-        Setting(
-            "archive-max-ratio",
-            "archive_max_ratio",
-            "COMFYDOCK_ARCHIVE_MAX_RATIO",
-            None,
-            "import: most a bundle may expand relative to its compressed size (default 200)",
         ),
     )
 }

@@ -140,8 +140,6 @@ def cmd_delete(app: App) -> int:
 
 
 def cmd_run(app: App) -> int:
-    import subprocess
-
     env = app.env()
     if not app.args.no_sync:
         # like 'uv run': make the venv and custom nodes match the manifest first (a no-op when they do)
@@ -149,19 +147,27 @@ def cmd_run(app: App) -> int:
         from comfydock.environment import build_failure
 
         with app.status("Syncing the environment") as spinner:
-            report = engine.build(env, ["sync_venv"], listener=app.task_listener(spinner), on_wait=app.lock_wait_note)
+            from comfydock.tasks.nodes import install_script_task_names
+
+            targets = ["sync_venv", *install_script_task_names(env)]
+            report = engine.build(env, targets, listener=app.task_listener(spinner), on_wait=app.lock_wait_note)
         if not report.ok:
             raise build_failure(report)
     if not env.python.exists():
         raise ComfydockError(f"environment {env.name!r} has no venv", hint=f"run 'comfydock build -e {env.name}' to create it")
     cmd = [str(env.python), str(env.comfyui_dir / "main.py"), *app.args.comfyui_args]
     log.info("run %s: %s", env.name, cmd)
-    proc = subprocess.Popen(cmd, cwd=env.comfyui_dir)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        # ComfyUI got the same Ctrl-C; give it time to shut down cleanly.
-        return proc.wait()
+    from comfydock.cli.nodes import run_comfyui_watching_imports
+
+    code, failed = run_comfyui_watching_imports(cmd, env.comfyui_dir)
+    if failed:
+        from rich.markup import escape
+
+        app.warn(
+            escape(f"ComfyUI could not import {len(failed)} custom node(s): {', '.join(failed)}")
+            + " (see why: 'comfydock node check')"
+        )
+    return code
 
 
 def cmd_log(app: App) -> int:
