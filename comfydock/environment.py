@@ -293,6 +293,7 @@ def status(env: Environment) -> dict:
     changes = [line[3:] for line in repo.git.status("--porcelain").splitlines()]
     manifest_diff = manifest_changes(env, repo)
     dep_changes, node_changes = manifest_diff["dependencies"], manifest_diff["nodes"]
+    from comfydock.remotes import upstream_status
     from comfydock.workflows.report import workflows_status
 
     workflows = workflows_status(env, repo)
@@ -316,6 +317,7 @@ def status(env: Environment) -> dict:
         "node_changes": node_changes,
         "requirement_groups": group_counts(env.manifest_data()),
         "module_clashes": env.module_clashes(),
+        "upstream": upstream_status(env),  # ahead/behind as of the last fetch (no network)
         **workflows,
     }
 

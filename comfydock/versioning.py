@@ -228,6 +228,7 @@ class RollbackResult:
     nodes_installed: list[str] = field(default_factory=list)
     nodes_enabled: list[str] = field(default_factory=list)
     dev_nodes: list[str] = field(default_factory=list)  # not versioned: their source stays as it is
+    dev_nodes_missing: list[str] = field(default_factory=list)  # in the target, never on this machine
     workflows_restored: list[str] = field(default_factory=list)
     workflows_removed: list[str] = field(default_factory=list)
     workflows_kept: list[str] = field(default_factory=list)  # never committed: kept in ComfyUI
@@ -258,109 +259,119 @@ def _tree_files(repo, commit: str) -> set[str]:
 def rollback_environment(env, target: str | None = None, *, listener=None, on_wait=None) -> RollbackResult:
     """Apply version `target` (default: the last commit, i.e. discard uncommitted changes) to
     .cec/, custom_nodes/, the venv and ComfyUI's workflows, as one step on the current branch."""
-    from comfydock import nodes as node_ops
-    from comfydock.nodes.spec import manifest_nodes
-
     with env.lock(on_wait):
         repo = history.open_repo(env.cec_dir)
         commit = resolve_target(repo, target)
         result = RollbackResult(target or "HEAD", commit)
-        try:
-            new_doc = manifest.parse(repo.git.show(f"{commit}:pyproject.toml"))
-        except Exception as exc:
-            raise ComfydockError(f"version {target or 'HEAD'} has no readable pyproject.toml ({exc})") from None
-        old_nodes = manifest_nodes(env.manifest_data())
-        new_nodes = manifest_nodes(new_doc)
-        head_files = _tree_files(repo, "HEAD") if repo.head.is_valid() else set()
-        target_files = _tree_files(repo, commit)
-
         with Transaction(env.state_dir / "undo") as tx:
-            tx.on_undo(env.resync_venv, "the venv")  # undone last: after the files it syncs to
-            # 1. the target's .cec/ files, as uncommitted changes on the current branch
-            present = set(repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard").split("\0")) - {""}
-            for rel in sorted(present | target_files):
-                tx.save_file(env.cec_dir / rel)
-            for rel in sorted(present - target_files):
-                (env.cec_dir / rel).unlink(missing_ok=True)
-            repo.git.checkout(commit, "--", ".")
-            repo.git.reset("-q")  # leave them unstaged, like any edit
-
-            # ComfyUI itself, when the target recorded another commit of it
-            wanted = manifest.environment_info(new_doc).get("comfyui_commit")
-            current = comfyui.head_commit(env.comfyui_dir)
-            if wanted and current and wanted != current:
-                mirror = comfyui.mirror_with(env.workspace, wanted)
-                comfyui.checkout_commit(mirror, env.comfyui_dir, wanted)
-                tx.on_undo(lambda: comfyui.checkout_commit(mirror, env.comfyui_dir, current, force=True), "ComfyUI's checkout")
-                result.comfyui = {"from": current, "to": wanted}
-
-            # 2. nodes, knowing both states
-            for node_id, spec in sorted(old_nodes.items()):
-                path = env.custom_nodes_dir / spec.directory
-                new = new_nodes.get(node_id)
-                for state_file in (node_ops.install_marker(env, node_id), node_ops.reqs_file(env, node_id)):
-                    tx.save_file(state_file)
-                if new is not None and new.identity() == spec.identity() and new.source == spec.source:
-                    continue
-                if spec.source == "development":
-                    if new is None and path.is_dir():
-                        disabled = env.custom_nodes_dir / f"{spec.directory}.disabled"
-                        if disabled.exists():
-                            raise ComfydockError(
-                                f"custom_nodes/{disabled.name} already exists",
-                                hint="move or delete the old .disabled copy first, then roll back again",
-                            )
-                        os.rename(path, disabled)
-                        tx.on_undo(lambda a=disabled, b=path: os.rename(a, b), f"custom_nodes/{spec.directory}")
-                        result.nodes_disabled.append(node_id)
-                    continue
-                if path.exists() or path.is_symlink():
-                    tx.move_aside(path)  # deleted when the rollback succeeds
-                node_ops.install_marker(env, node_id).unlink(missing_ok=True)
-                node_ops.reqs_file(env, node_id).unlink(missing_ok=True)
-                if new is None:
-                    result.nodes_removed.append(node_id)
-            targets = []
-            for node_id, spec in sorted(new_nodes.items()):
-                if spec.source == "development":
-                    result.dev_nodes.append(node_id)
-                    path = env.custom_nodes_dir / spec.directory
-                    disabled = env.custom_nodes_dir / f"{spec.directory}.disabled"
-                    if not path.exists() and disabled.is_dir():
-                        os.rename(disabled, path)
-                        tx.on_undo(lambda a=path, b=disabled: os.rename(a, b), f"custom_nodes/{disabled.name}")
-                        result.nodes_enabled.append(node_id)
-                    continue
-                tx.save_file(node_ops.install_marker(env, node_id))
-                targets.append(f"install_node:{node_id}")
-                old = old_nodes.get(node_id)
-                if old is None or old.identity() != spec.identity():
-                    result.nodes_installed.append(node_id)
-                    tx.created(env.custom_nodes_dir / spec.directory)
-
-            # 3. the venv, to the restored lock (and restored nodes' requirements)
-            result.build = _build(env, targets + ["sync_venv"], listener).to_json()
-
-            # 4. workflows back into ComfyUI
-            tx.save_tree(env.workflows_dir)
-            copies = tracking.versioned_copies(env)
-            current = tracking.comfyui_workflows(env)
-            head_workflows = {tracking.workflow_name(f[len("workflows/") :]) for f in head_files if f.startswith("workflows/")}
-            for name, copy in sorted(copies.items()):
-                dest = env.workflows_dir / f"{name}{tracking.SUFFIX}"
-                if not dest.exists() or dest.read_bytes() != copy.read_bytes():
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    dest.write_bytes(copy.read_bytes())
-                    result.workflows_restored.append(name)
-            for name, path in sorted(current.items()):
-                if name in copies:
-                    continue
-                if name in head_workflows:
-                    path.unlink()  # committed before, not in the target: history keeps it
-                    result.workflows_removed.append(name)
-                else:
-                    result.workflows_kept.append(name)
+            apply_commit(env, repo, commit, tx, result, listener=listener)
         return result
+
+
+def apply_commit(env, repo, commit: str, tx: Transaction, result: RollbackResult, *, listener=None) -> None:
+    """Make the machine match `commit`'s tree: its .cec/ files (left unstaged on the current
+    branch), ComfyUI's checkout, custom nodes, the venv and ComfyUI's workflows. Every step is
+    recorded in `tx`, so the caller's failure (or this one's) puts it all back. Used by rollback
+    and by pull (which then moves the branch in the same transaction)."""
+    from comfydock import nodes as node_ops
+    from comfydock.nodes.spec import manifest_nodes
+
+    try:
+        new_doc = manifest.parse(repo.git.show(f"{commit}:pyproject.toml"))
+    except Exception as exc:
+        raise ComfydockError(f"version {result.target} has no readable pyproject.toml ({exc})") from None
+    old_nodes = manifest_nodes(env.manifest_data())
+    new_nodes = manifest_nodes(new_doc)
+    head_files = _tree_files(repo, "HEAD") if repo.head.is_valid() else set()
+    target_files = _tree_files(repo, commit)
+
+    tx.on_undo(env.resync_venv, "the venv")  # undone last: after the files it syncs to
+    # 1. the target's .cec/ files, as uncommitted changes on the current branch
+    present = set(repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard").split("\0")) - {""}
+    for rel in sorted(present | target_files):
+        tx.save_file(env.cec_dir / rel)
+    for rel in sorted(present - target_files):
+        (env.cec_dir / rel).unlink(missing_ok=True)
+    repo.git.checkout(commit, "--", ".")
+    repo.git.reset("-q")  # leave them unstaged, like any edit
+
+    # ComfyUI itself, when the target recorded another commit of it
+    wanted = manifest.environment_info(new_doc).get("comfyui_commit")
+    current = comfyui.head_commit(env.comfyui_dir)
+    if wanted and current and wanted != current:
+        mirror = comfyui.mirror_with(env.workspace, wanted)
+        comfyui.checkout_commit(mirror, env.comfyui_dir, wanted)
+        tx.on_undo(lambda: comfyui.checkout_commit(mirror, env.comfyui_dir, current, force=True), "ComfyUI's checkout")
+        result.comfyui = {"from": current, "to": wanted}
+
+    # 2. nodes, knowing both states
+    for node_id, spec in sorted(old_nodes.items()):
+        path = env.custom_nodes_dir / spec.directory
+        new = new_nodes.get(node_id)
+        for state_file in (node_ops.install_marker(env, node_id), node_ops.reqs_file(env, node_id)):
+            tx.save_file(state_file)
+        if new is not None and new.identity() == spec.identity() and new.source == spec.source:
+            continue
+        if spec.source == "development":
+            if new is None and path.is_dir():
+                disabled = env.custom_nodes_dir / f"{spec.directory}.disabled"
+                if disabled.exists():
+                    raise ComfydockError(
+                        f"custom_nodes/{disabled.name} already exists",
+                        hint="move or delete the old .disabled copy first, then roll back again",
+                    )
+                os.rename(path, disabled)
+                tx.on_undo(lambda a=disabled, b=path: os.rename(a, b), f"custom_nodes/{spec.directory}")
+                result.nodes_disabled.append(node_id)
+            continue
+        if path.exists() or path.is_symlink():
+            tx.move_aside(path)  # deleted when the rollback succeeds
+        node_ops.install_marker(env, node_id).unlink(missing_ok=True)
+        node_ops.reqs_file(env, node_id).unlink(missing_ok=True)
+        if new is None:
+            result.nodes_removed.append(node_id)
+    targets = []
+    for node_id, spec in sorted(new_nodes.items()):
+        if spec.source == "development":
+            result.dev_nodes.append(node_id)
+            path = env.custom_nodes_dir / spec.directory
+            disabled = env.custom_nodes_dir / f"{spec.directory}.disabled"
+            if not path.exists() and disabled.is_dir():
+                os.rename(disabled, path)
+                tx.on_undo(lambda a=path, b=disabled: os.rename(a, b), f"custom_nodes/{disabled.name}")
+                result.nodes_enabled.append(node_id)
+            elif not path.exists():  # its source is not in git: this machine never had it
+                result.dev_nodes_missing.append(node_id)
+            continue
+        tx.save_file(node_ops.install_marker(env, node_id))
+        targets.append(f"install_node:{node_id}")
+        old = old_nodes.get(node_id)
+        if old is None or old.identity() != spec.identity():
+            result.nodes_installed.append(node_id)
+            tx.created(env.custom_nodes_dir / spec.directory)
+
+    # 3. the venv, to the restored lock (and restored nodes' requirements)
+    result.build = _build(env, targets + ["sync_venv"], listener).to_json()
+
+    # 4. workflows back into ComfyUI
+    tx.save_tree(env.workflows_dir)
+    copies = tracking.versioned_copies(env)
+    current = tracking.comfyui_workflows(env)
+    head_workflows = {tracking.workflow_name(f[len("workflows/") :]) for f in head_files if f.startswith("workflows/")}
+    for name, copy in sorted(copies.items()):
+        dest = env.workflows_dir / f"{name}{tracking.SUFFIX}"
+        if not dest.exists() or dest.read_bytes() != copy.read_bytes():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(copy.read_bytes())
+            result.workflows_restored.append(name)
+    for name, path in sorted(current.items()):
+        if name in copies:
+            continue
+        if name in head_workflows:
+            path.unlink()  # committed before, not in the target: history keeps it
+            result.workflows_removed.append(name)
+        else:
+            result.workflows_kept.append(name)
 
 
 def resolve_workflow_models(env, workflow: str, *, choose=None, listener=None, on_wait=None) -> list[dict]:

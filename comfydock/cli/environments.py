@@ -44,6 +44,8 @@ def cmd_create(app: App) -> int:
 
     args = app.args
     ws = app.workspace()
+    if args.from_url:
+        return _create_from(app, ws)
     with app.status(f"Creating environment {args.name}") as spinner:
 
         def step(message):
@@ -58,7 +60,7 @@ def cmd_create(app: App) -> int:
             args.name,
             python=args.python,
             comfyui_ref=args.comfyui_version,
-            torch_backend=args.torch_backend,
+            torch_backend=args.torch_backend or "auto",
             use=args.use,
             step=step,
             warn=app.warn,
@@ -73,6 +75,35 @@ def cmd_create(app: App) -> int:
     else:
         app.say(f"Make it active with: comfydock use {env.name}")
     return 0
+
+
+def _create_from(app: App, ws) -> int:
+    from comfydock.cli.remotes import render_clone
+    from comfydock.remotes import create_from_remote
+
+    args = app.args
+    if args.comfyui_version:
+        raise UsageError("--comfyui-version does not go with --from", hint="the remote's manifest records ComfyUI's commit")
+    with app.status(f"Creating environment {args.name} from {args.from_url}") as spinner:
+
+        def step(message):
+            log.info("create %s: %s", args.name, message)
+            if spinner is not None:
+                spinner.update(message)
+            else:
+                app.say(message)
+
+        result = create_from_remote(
+            ws,
+            args.name,
+            args.from_url,
+            torch_backend=args.torch_backend,  # None: the recorded one
+            use=args.use,
+            step=step,
+            warn=app.warn,
+        )
+    log.info("create %s --from %s: %s", args.name, args.from_url, result.to_json())
+    return render_clone(app, result)
 
 
 def cmd_list(app: App) -> int:
@@ -227,6 +258,16 @@ def cmd_status(app: App) -> int:
     from comfydock.cli.history import render_status_workflows
 
     render_status_workflows(app, data)
+    up = data.get("upstream")
+    if up and up["ahead"] is not None:
+        where = f"{up['remote']}/{up['branch']}"
+        if up["ahead"] or up["behind"]:
+            out.print(
+                f"Remote: {up['ahead']} version(s) ahead of {escape(where)}, {up['behind']} behind (as of the last "
+                "push/pull; 'comfydock push' / 'comfydock pull')"
+            )
+        else:
+            out.print(f"Remote: up to date with {escape(where)} (as of the last push/pull)")
     if data["uncommitted_changes"]:
         out.print("Uncommitted changes in .cec: " + ", ".join(data["uncommitted_changes"]))
     else:
@@ -363,11 +404,18 @@ def register(sub) -> None:
     p.add_argument("--comfyui-version", metavar="REF", help="ComfyUI tag, branch or commit (default: newest release tag)")
     p.add_argument(
         "--torch-backend",
-        default="auto",
         metavar="B",
-        help="PyTorch build: auto (detect the GPU), cpu, cu126, cu128, rocm6.3, xpu, ... or pypi (default: auto)",
+        help="PyTorch build: auto (detect the GPU), cpu, cu126, cu128, rocm6.3, xpu, ... or pypi "
+        "(default: auto; with --from: the recorded one)",
     )
     p.add_argument("--use", action="store_true", help="make it the active environment")
+    p.add_argument(
+        "--from",
+        dest="from_url",
+        metavar="URL",
+        help="clone the environment's history from a git remote (see 'comfydock push') and build it "
+        "at its newest version: recorded ComfyUI commit, Python, nodes, uv.lock, workflows",
+    )
     p.set_defaults(func=cmd_create)
 
     p = sub.add_parser(

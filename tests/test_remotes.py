@@ -1,0 +1,230 @@
+"""Teams: remote, push, pull, create --from. Two workspaces play two machines; a bare git
+repository in the test's temp dir is the remote (real git, real uv, real node installs)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import venv_has
+from test_history import SDXL, UPSCALER, _save_workflow, _tree_digest
+
+pytestmark = pytest.mark.slow
+
+
+def _bare(tmp_path: Path) -> Path:
+    path = tmp_path / "shared" / "env.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
+    return path
+
+
+@pytest.fixture
+def machine_b(tmp_path, fixture_assets, comfyui_source, run_cli):
+    """A second workspace (another machine), same ComfyUI source and wheels."""
+    ws = tmp_path / "ws-b"
+    assert run_cli("init", ws, "--models-dir", tmp_path / "models-b", "--no-interactive").code == 0
+    for key, value in (
+        ("comfyui-source", comfyui_source.as_uri()),
+        ("find-links", fixture_assets["wheels"]),
+        ("no-index", "true"),
+        ("node-map-url", "http://127.0.0.1:9/extension-node-map.json"),
+    ):
+        assert run_cli("-w", ws, "config", key, value).code == 0
+    from comfydock.workspace import Workspace
+
+    return Workspace.open(ws)
+
+
+def _b(run_cli, ws):
+    return lambda *argv: run_cli("-w", ws.root, *argv)
+
+
+def _state(env) -> dict:
+    """What a refusal must leave alone: .cec/ files, nodes, workflows, the branch and the tags."""
+    git = ["git", "-C", str(env.cec_dir)]
+    refs = subprocess.run(
+        [*git, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads", "refs/tags"], capture_output=True, text=True
+    ).stdout
+    return {
+        "cec": _tree_digest(env.cec_dir),
+        "nodes": _tree_digest(env.custom_nodes_dir),
+        "workflows": _tree_digest(env.workflows_dir),
+        "refs": refs,
+    }
+
+
+def _dev_node(env, name="my-dev-node"):
+    dev = env.custom_nodes_dir / name
+    dev.mkdir(parents=True)
+    (dev / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    return dev
+
+
+def test_team_round_trip_create_from_push_pull(env, workspace, run_cli, node_repo, registry, machine_b, tmp_path):
+    remote = _bare(tmp_path)
+    b = _b(run_cli, machine_b)
+    # machine A: a node, a package, a workflow and a development node, pushed
+    _save_workflow(env, SDXL)
+    assert run_cli("node", "add", f"{node_repo.as_uri()}@v1.0").code == 0
+    assert run_cli("py", "add", "cdfix-beta").code == 0
+    _dev_node(env)
+    assert run_cli("node", "add", "my-dev-node", "--dev").code == 0
+    assert run_cli("commit", "-m", "team set-up", "--no-interactive").code == 0
+    assert run_cli("push").code == 1  # no remote yet
+    assert run_cli("remote", "add", "origin", remote.as_uri()).code == 0
+    assert run_cli("remote", "list", "--json").json == [{"name": "origin", "url": remote.as_uri(), "upstream": False}]
+    pushed = run_cli("push", "--json")
+    assert pushed.code == 0, pushed.err
+    assert pushed.json["tags"] == ["v1", "v2"]
+    assert run_cli("status", "--json").json["upstream"] == {"remote": "origin", "branch": "main", "ahead": 0, "behind": 0}
+
+    # machine B: the same environment from the remote; the dev node's source is not in git
+    created = b("create", "main", "--from", remote.as_uri())
+    assert created.code == 0, created.err
+    assert "my-dev-node" in created.err and "not in git" in created.err
+    env_b = machine_b.environment("main")
+    assert (env_b.custom_nodes_dir / "ComfyUI-Git-Node" / "__init__.py").exists()
+    assert venv_has(env_b, "cdfix_gamma") == "0.1" and venv_has(env_b, "cdfix_beta") == "2.0"
+    assert (env_b.workflows_dir / "sdxl_simple_example.json").read_bytes() == SDXL.read_bytes()
+    assert [v["version"] for v in b("log", "--json").json] == ["v2", "v1"]
+    assert env_b.lock_path.read_bytes() == env.lock_path.read_bytes()
+    shutil.copytree(env.custom_nodes_dir / "my-dev-node", env_b.custom_nodes_dir / "my-dev-node")  # as the hint says
+    assert b("status", "--json").json["uncommitted_changes"] == []
+
+    # A adds a node and changes the workflow: v3; B pulls it in
+    assert run_cli("config", "registry-url", registry.url).code == 0
+    assert b("config", "registry-url", registry.url).code == 0
+    assert run_cli("node", "add", "comfyui-fixture-pack@1.0.0").code == 0
+    wf = env.workflows_dir / "sdxl_simple_example.json"
+    wf.write_text(wf.read_text().replace("sd_xl_base_1.0", "sd_xl_base_1.1"))
+    assert run_cli("commit", "-m", "fixture pack", "--no-interactive").code == 0
+    assert run_cli("status", "--json").json["upstream"]["ahead"] == 1
+    assert run_cli("push").code == 0
+    assert b("status", "--json").json["upstream"]["behind"] == 0  # no network in status: not fetched yet
+    pulled = b("pull", "--json")
+    assert pulled.code == 0, pulled.err
+    assert pulled.json["how"] == "fast-forward" and pulled.json["versions"] == ["v3"]
+    assert pulled.json["applied"]["nodes_installed"] == ["comfyui-fixture-pack"]
+    assert (env_b.workflows_dir / "sdxl_simple_example.json").read_bytes() == wf.read_bytes()
+    assert venv_has(env_b, "cdfix_beta") == "1.0"  # the pack pins cdfix-beta<2
+    status_b = b("status", "--json").json
+    assert status_b["venv_in_sync"] and status_b["uncommitted_changes"] == []
+    assert status_b["upstream"]["behind"] == 0
+
+    # B removes the development node and pushes; A pulls: disabled, never deleted
+    assert b("node", "remove", "my-dev-node").code == 0
+    assert b("commit", "-m", "no dev node", "--no-interactive").code == 0
+    assert b("push").code == 0
+    pulled = run_cli("pull")
+    assert pulled.code == 0, pulled.err
+    assert not (env.custom_nodes_dir / "my-dev-node").exists()
+    assert (env.custom_nodes_dir / "my-dev-node.disabled" / "__init__.py").exists()
+    assert [v["version"] for v in run_cli("log", "--json").json][:2] == ["v4", "v3"]
+    assert run_cli("pull").out.startswith("Already up to date")
+
+
+@pytest.fixture
+def two_machines(env, run_cli, machine_b, tmp_path):
+    """A pushed v2 (one workflow); B was created from the remote."""
+    remote = _bare(tmp_path)
+    _save_workflow(env, SDXL)
+    assert run_cli("commit", "-m", "shared", "--no-interactive").code == 0
+    assert run_cli("remote", "add", "origin", remote.as_uri()).code == 0
+    assert run_cli("push").code == 0
+    b = _b(run_cli, machine_b)
+    assert b("create", "main", "--from", remote, "--torch-backend", "cpu").code == 0
+    return env, machine_b.environment("main"), b, remote
+
+
+def _edit(env, old: str, new: str):
+    wf = env.workflows_dir / "sdxl_simple_example.json"
+    wf.write_text(wf.read_text().replace(old, new))
+
+
+def test_refusals_leave_both_machines_byte_for_byte(two_machines, run_cli):
+    env_a, env_b, b, remote = two_machines
+    # both sides change the same workflow line and commit
+    _edit(env_a, "sd_xl_base_1.0", "base_from_a")
+    assert run_cli("commit", "-m", "A's edit", "--no-interactive").code == 0
+    assert run_cli("push").code == 0
+    _edit(env_b, "sd_xl_base_1.0", "base_from_b")
+    assert b("commit", "-m", "B's edit", "--no-interactive").code == 0
+    before = (_state(env_a), _state(env_b))
+
+    refused = b("push")
+    assert refused.code == 1 and "pull first" in refused.err and "Traceback" not in refused.err
+    conflict = b("pull")
+    assert conflict.code == 1
+    assert "workflows/sdxl_simple_example.json" in conflict.err and "nothing was changed" in conflict.err
+    assert (_state(env_a), _state(env_b)) == before
+
+    # uncommitted work is never pulled over
+    _save_workflow(env_b, UPSCALER)
+    before_b = _state(env_b)
+    dirty = b("pull")
+    assert dirty.code == 1 and "comfydock commit" in dirty.err and "rollback" in dirty.err
+    dirty_push = b("push")
+    assert dirty_push.code == 1 and "commit" in dirty_push.err
+    assert _state(env_b) == before_b
+    assert (_state(env_a), _state(env_b))[0] == before[0]
+
+
+def test_version_tag_on_remote_for_another_commit_is_refused_not_overwritten(two_machines, run_cli):
+    env_a, env_b, b, remote = two_machines
+    # A publishes v3, then the remote's branch is put back to v2 (a forced push elsewhere): its v3 tag stays
+    _edit(env_a, "sd_xl_base_1.0", "base_from_a")
+    assert run_cli("commit", "-m", "A's v3", "--no-interactive").code == 0
+    assert run_cli("push").code == 0
+    v2 = subprocess.run(["git", "-C", str(remote), "rev-parse", "v2"], capture_output=True, text=True).stdout.strip()
+    subprocess.run(["git", "-C", str(remote), "update-ref", "refs/heads/main", v2], check=True)
+    remote_v3 = subprocess.run(["git", "-C", str(remote), "rev-parse", "v3"], capture_output=True, text=True).stdout
+    _save_workflow(env_b, UPSCALER)
+    assert b("commit", "-m", "B's v3", "--no-interactive").code == 0
+    before = _state(env_b)
+    refused = b("push")
+    assert refused.code == 1
+    assert "version v3 exists on origin for another commit" in refused.err and "A's v3" in refused.err
+    assert subprocess.run(["git", "-C", str(remote), "rev-parse", "v3"], capture_output=True, text=True).stdout == remote_v3
+    assert _state(env_b) == before
+
+
+def test_clean_merge_renumbers_unpushed_versions_and_relocks(two_machines, run_cli):
+    env_a, env_b, b, remote = two_machines
+    assert run_cli("py", "add", "cdfix-beta").code == 0
+    assert run_cli("commit", "-m", "A adds beta", "--no-interactive").code == 0
+    assert run_cli("push").code == 0
+    _save_workflow(env_b, UPSCALER)
+    assert b("commit", "-m", "B adds upscaler", "--no-interactive").code == 0
+
+    merged = b("pull", "--json")
+    assert merged.code == 0, merged.err
+    assert merged.json["how"] == "merge"
+    assert merged.json["renamed"] == {"v3": "v4"}  # B's unpushed v3; the remote's v3 is A's
+    assert merged.json["versions"] == ["v3", "v5"]
+    log = {v["version"]: v["message"] for v in b("log", "--json").json}
+    assert log["v3"] == "A adds beta" and log["v4"] == "B adds upscaler" and log["v5"].startswith("Merge")
+    assert "cdfix-beta" in env_b.pyproject_path.read_text() and "cdfix-beta" in env_b.lock_path.read_text()
+    assert "<<<<<<<" not in env_b.lock_path.read_text()
+    assert venv_has(env_b, "cdfix_beta") == "2.0"
+    assert (env_b.workflows_dir / "utility-gan_upscaler.json").exists()
+    assert b("status", "--json").json["uncommitted_changes"] == []
+    assert b("push").code == 0
+    assert run_cli("pull").code == 0
+    assert (env_a.workflows_dir / "utility-gan_upscaler.json").exists()
+
+
+def test_pull_that_fails_midway_restores_the_machine(two_machines, run_cli, node_repo, machine_b):
+    env_a, env_b, b, remote = two_machines
+    assert run_cli("node", "add", f"{node_repo.as_uri()}@v1.0").code == 0
+    _edit(env_a, "sd_xl_base_1.0", "base_from_a")
+    assert run_cli("commit", "-m", "git node", "--no-interactive").code == 0
+    assert run_cli("push").code == 0
+    shutil.rmtree(node_repo)  # B cannot fetch the node: the install step fails after files were written
+    before = _state(env_b)
+    failed = b("pull")
+    assert failed.code == 1 and "Traceback" not in failed.err
+    assert _state(env_b) == before
+    status = b("status", "--json").json
+    assert status["venv_in_sync"] and status["uncommitted_changes"] == []
