@@ -228,3 +228,26 @@ def test_pull_that_fails_midway_restores_the_machine(two_machines, run_cli, node
     assert _state(env_b) == before
     status = b("status", "--json").json
     assert status["venv_in_sync"] and status["uncommitted_changes"] == []
+
+
+def test_create_from_a_history_holding_a_symlink_is_refused_and_leaves_nothing(workspace, run_cli, tmp_path):
+    src = tmp_path / "hostile"
+    src.mkdir()
+    git = ["git", "-C", str(src)]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    (src / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "0"\n')
+    (src / "workflows").symlink_to(Path.home())
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qm", "x"], check=True)
+    result = run_cli("create", "evil", "--from", src.as_uri())
+    assert result.code == 1
+    assert "workflows is a symbolic link" in result.err and "Traceback" not in result.err
+    assert not (workspace.environments_dir / "evil").exists()
+
+
+def test_remote_names_and_urls_that_git_would_misread_are_refused(env, run_cli):
+    for name, url in (("-x", "file:///x"), ("origin", "--upload-pack=touch /tmp/x"), ("../up", "file:///x"), ("o", "a\nb")):
+        result = run_cli("remote", "add", "--", name, url)
+        assert result.code == 2 and "invalid remote" in result.err, (name, url)
+    assert run_cli("remote", "list", "--json").json == []
+    assert run_cli("remote", "remove", "origin").code == 1
