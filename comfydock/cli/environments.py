@@ -263,11 +263,11 @@ def cmd_status(app: App) -> int:
         where = f"{up['remote']}/{up['branch']}"
         if up["ahead"] or up["behind"]:
             out.print(
-                f"Remote: {up['ahead']} version(s) ahead of {escape(where)}, {up['behind']} behind (as of the last "
-                "push/pull; 'comfydock push' / 'comfydock pull')"
+                f"Remote: {up['ahead']} commit(s) ahead of {escape(where)}, {up['behind']} behind (as of the last "
+                "fetch; 'comfydock push' / 'comfydock pull')"
             )
         else:
-            out.print(f"Remote: up to date with {escape(where)} (as of the last push/pull)")
+            out.print(f"Remote: up to date with {escape(where)} (as of the last fetch)")
     if data["uncommitted_changes"]:
         out.print("Uncommitted changes in .cec: " + ", ".join(data["uncommitted_changes"]))
     else:
