@@ -90,7 +90,6 @@ def test_team_round_trip_create_from_push_pull(env, workspace, run_cli, node_rep
     assert (env_b.workflows_dir / "sdxl_simple_example.json").read_bytes() == SDXL.read_bytes()
     assert [v["version"] for v in b("log", "--json").json] == ["v2", "v1"]
     assert env_b.lock_path.read_bytes() == env.lock_path.read_bytes()
-    shutil.copytree(env.custom_nodes_dir / "my-dev-node", env_b.custom_nodes_dir / "my-dev-node")  # as the hint says
     assert b("status", "--json").json["uncommitted_changes"] == []
 
     # A adds a node and changes the workflow: v3; B pulls it in
@@ -103,6 +102,12 @@ def test_team_round_trip_create_from_push_pull(env, workspace, run_cli, node_rep
     assert run_cli("status", "--json").json["upstream"]["ahead"] == 1
     assert run_cli("push").code == 0
     assert b("status", "--json").json["upstream"]["behind"] == 0  # no network in status: not fetched yet
+    before_b = _state(env_b)
+    refused = b("pull")  # B never had the development node: its source is not in git
+    assert refused.code == 1 and "my-dev-node" in refused.err and "custom_nodes" in refused.err
+    assert _state(env_b) == before_b
+    assert b("status", "--json").json["upstream"]["behind"] == 1  # the refused pull did fetch
+    shutil.copytree(env.custom_nodes_dir / "my-dev-node", env_b.custom_nodes_dir / "my-dev-node")  # as the hint says
     pulled = b("pull", "--json")
     assert pulled.code == 0, pulled.err
     assert pulled.json["how"] == "fast-forward" and pulled.json["versions"] == ["v3"]
