@@ -151,9 +151,11 @@ def _refs(repo, prefix: str) -> list[str]:
     return [line for line in out.splitlines() if line]
 
 
-def _version_tags(repo, prefix: str = "refs/tags/") -> dict[str, str]:
-    """vN -> commit, for tags below `prefix` (annotated tags peeled)."""
-    out = repo.git.for_each_ref("--format=%(refname)%00%(objectname)%00%(*objectname)", prefix)
+def _version_tags(repo, prefix: str = "refs/tags/", merged: str | None = None) -> dict[str, str]:
+    """vN -> commit, for tags below `prefix` (annotated tags peeled); with `merged`, only those
+    whose commit is in that commit's history."""
+    options = [f"--merged={merged}"] if merged else []
+    out = repo.git.for_each_ref("--format=%(refname)%00%(objectname)%00%(*objectname)", *options, prefix)
     tags = {}
     for line in out.splitlines():
         ref, obj, peeled = (line.split("\0") + ["", ""])[:3]
@@ -245,7 +247,7 @@ def push(env, remote: str | None = None, *, on_wait=None) -> PushResult:
                 f"{remote} has changes to {branch} this environment does not have: pull first",
                 hint=f"run 'comfydock pull {remote}', then push again (comfydock never overwrites a remote's history)",
             )
-        local = {t: c for t, c in _version_tags(repo).items() if _is_ancestor(repo, c, head)}
+        local = _version_tags(repo, merged=head)
         remote_tags = _version_tags(repo, f"{TAG_NAMESPACE}/{remote}/")
         clashes = sorted((t for t in local if t in remote_tags and remote_tags[t] != local[t]), key=lambda t: int(t[1:]))
         if clashes:
@@ -320,7 +322,15 @@ class PullResult:
         return asdict(self)
 
 
-def check_tree(repo, commit: str, what: str) -> None:
+def check_history(repo, revisions: list[str], what: str) -> None:
+    """Every commit `revisions` brings in (rev-list syntax) holds plain files only: a later rollback
+    to one of them must not check out a link or a submodule either."""
+    commits = repo.git.rev_list(*revisions).split()
+    for commit in commits:
+        check_tree(repo, commit, what, need_manifest=False)
+
+
+def check_tree(repo, commit: str, what: str, need_manifest: bool = True) -> None:
     """An incoming tree holds plain files only (no links, no submodules) and a pyproject.toml."""
     out = repo.git.ls_tree("-r", "-z", "--full-tree", commit)
     names = set()
@@ -335,7 +345,7 @@ def check_tree(repo, commit: str, what: str) -> None:
                 f"{what} refused: {path} is {_BAD_MODES[mode]}; an environment's history holds plain files only",
                 hint="the remote may be damaged or hostile; nothing was changed",
             )
-    if "pyproject.toml" not in names:
+    if need_manifest and "pyproject.toml" not in names:
         raise ComfydockError(f"{what} refused: it has no pyproject.toml", hint="is this a comfydock environment's history?")
 
 
@@ -467,7 +477,6 @@ def pull(env, remote: str | None = None, *, listener=None, on_wait=None) -> Pull
             raise ComfydockError(
                 f"{remote} has no branch {branch}", hint=f"publish this environment there first: 'comfydock push {remote}'"
             )
-        remote_tags = _version_tags(repo, f"{TAG_NAMESPACE}/{remote}/")
         if _is_ancestor(repo, theirs, head):
             how, target = "up-to-date", head
         elif _is_ancestor(repo, head, theirs):
@@ -476,6 +485,7 @@ def pull(env, remote: str | None = None, *, listener=None, on_wait=None) -> Pull
             how, target = "merge", None
         if how != "up-to-date":
             check_tree(repo, theirs, f"{remote}'s {branch}")
+            check_history(repo, [theirs, f"^{head}"], f"{remote}'s {branch}")
             incoming = _parse_manifest(repo.git.show(f"{theirs}:pyproject.toml"), f"{remote}'s {branch}")
             missing = missing_dev_nodes(env, incoming)
             if missing:
@@ -496,15 +506,15 @@ def pull(env, remote: str | None = None, *, listener=None, on_wait=None) -> Pull
                 tx.on_undo(lambda: repo.git.reset("-q", head), "the branch")
                 result.applied = applied.to_json()
             tx.on_undo(lambda: _restore_tags(repo, saved_tags), "the version tags")
-            _adopt_tags(repo, target, remote_tags, saved_tags, result, merge=how == "merge")
+            _adopt_tags(repo, target, f"{TAG_NAMESPACE}/{remote}/", saved_tags, result, merge=how == "merge")
             _set_upstream(repo, remote, branch)
         return result
 
 
-def _adopt_tags(repo, target: str, remote_tags: dict, local: dict, result: PullResult, merge: bool) -> None:
+def _adopt_tags(repo, target: str, prefix: str, local: dict, result: PullResult, merge: bool) -> None:
     """Remote versions become local ones; a local unpushed vN the remote gave to another commit
     is renumbered after all others; a merge commit gets the next version."""
-    reachable = {t: c for t, c in remote_tags.items() if _is_ancestor(repo, c, target)}
+    reachable = _version_tags(repo, prefix, merged=target)
     numbers = [int(t[1:]) for t in set(local) | set(reachable)]
     nxt = max(numbers, default=0) + 1
     for t in sorted(local, key=lambda t: int(t[1:])):
@@ -601,6 +611,7 @@ def create_from_remote(
                 raise ComfydockError(f"{url} has no versions yet", hint="push an environment there first: 'comfydock push'")
             commit = repo.head.commit.hexsha
             check_tree(repo, commit, url)
+            check_history(repo, ["--all"], url)
             doc = _parse_manifest(repo.git.show(f"{commit}:pyproject.toml"), url)
             repo.git.checkout("--quiet", repo.active_branch.name, "--", ".")
             repo.git.reset("-q")

@@ -256,3 +256,31 @@ def test_remote_names_and_urls_that_git_would_misread_are_refused(env, run_cli):
         assert result.code == 2 and "invalid remote" in result.err, (name, url)
     assert run_cli("remote", "list", "--json").json == []
     assert run_cli("remote", "remove", "origin").code == 1
+
+
+def _raw_push(remote: Path, tmp_path: Path, change) -> None:
+    """Someone else's commits, made with plain git on a clone of the remote."""
+    work = tmp_path / "raw-clone"
+    subprocess.run(["git", "clone", "-q", str(remote), str(work)], check=True)
+    for message in change(work):
+        subprocess.run(["git", "-C", str(work), "add", "-A"], check=True)
+        subprocess.run(
+            ["git", "-C", str(work), "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qm", message], check=True
+        )
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "main"], check=True)
+
+
+def test_pull_refuses_a_history_that_ever_held_a_symlink(two_machines, run_cli, tmp_path):
+    env_a, env_b, b, remote = two_machines
+
+    def change(work):
+        (work / "workflows" / "link.json").symlink_to("/etc/hostname")
+        yield "add a link"
+        (work / "workflows" / "link.json").unlink()
+        yield "remove it again"
+
+    _raw_push(remote, tmp_path, change)
+    before = _state(env_b)
+    refused = b("pull")
+    assert refused.code == 1 and "workflows/link.json is a symbolic link" in refused.err
+    assert _state(env_b) == before
