@@ -228,7 +228,6 @@ class RollbackResult:
     nodes_installed: list[str] = field(default_factory=list)
     nodes_enabled: list[str] = field(default_factory=list)
     dev_nodes: list[str] = field(default_factory=list)  # not versioned: their source stays as it is
-    dev_nodes_missing: list[str] = field(default_factory=list)  # in the target, never on this machine
     workflows_restored: list[str] = field(default_factory=list)
     workflows_removed: list[str] = field(default_factory=list)
     workflows_kept: list[str] = field(default_factory=list)  # never committed: kept in ComfyUI
@@ -340,8 +339,6 @@ def apply_commit(env, repo, commit: str, tx: Transaction, result: RollbackResult
                 os.rename(disabled, path)
                 tx.on_undo(lambda a=path, b=disabled: os.rename(a, b), f"custom_nodes/{disabled.name}")
                 result.nodes_enabled.append(node_id)
-            elif not path.exists():  # its source is not in git: this machine never had it
-                result.dev_nodes_missing.append(node_id)
             continue
         tx.save_file(node_ops.install_marker(env, node_id))
         targets.append(f"install_node:{node_id}")

@@ -100,6 +100,7 @@ def test_team_round_trip_create_from_push_pull(env, workspace, run_cli, node_rep
     wf.write_text(wf.read_text().replace("sd_xl_base_1.0", "sd_xl_base_1.1"))
     assert run_cli("commit", "-m", "fixture pack", "--no-interactive").code == 0
     assert run_cli("status", "--json").json["upstream"]["ahead"] == 1
+    assert "1 commit(s) ahead of origin/main" in run_cli("status").out
     assert run_cli("push").code == 0
     assert b("status", "--json").json["upstream"]["behind"] == 0  # no network in status: not fetched yet
     before_b = _state(env_b)
