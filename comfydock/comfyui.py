@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from comfydock.errors import ExternalToolError, UsageError
+from comfydock.errors import ComfydockError, ExternalToolError
 from comfydock.fsutil import atomic_write_text, remove_tree
 from comfydock.gitutil import git_reason
 
@@ -107,7 +107,7 @@ def resolve_ref(repo, ref: str | None) -> ResolvedRef:
         except Exception:  # gitdb raises several types for unknown names
             continue
     newest = ", ".join(release_tags(repo)[:5]) or "no release tags"
-    raise UsageError(f"unknown ComfyUI ref {ref!r}", hint=f"use a tag, branch or commit; newest tags: {newest}")
+    raise ComfydockError(f"unknown ComfyUI ref {ref!r}", hint=f"use a tag, branch or commit; newest tags: {newest}")
 
 
 def checkout(cache_repo, dest: Path, ref: ResolvedRef, origin_url: str) -> None:

@@ -9,7 +9,7 @@ import tomlkit
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from comfydock.errors import UsageError
+from comfydock.errors import ComfydockError, UsageError
 from comfydock.requirements import parse_requirement
 
 _GROUP_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
@@ -17,7 +17,7 @@ _GROUP_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 def normalize_group(name: str) -> str:
     """PEP 735 group names compare normalised like package names."""
-    if not _GROUP_RE.match(name):
+    if not _GROUP_RE.fullmatch(name):
         raise UsageError(f"invalid dependency group name {name!r}", hint="use letters, digits, '.', '_' and '-'")
     return canonicalize_name(name)
 
@@ -116,7 +116,7 @@ def remove_requirements(doc, names: list[str], group: str | None = None) -> list
     missing = {canonicalize_name(n) for n in names} - {_name(r) for r in removed}
     if missing:
         where = f"dependency group {group!r}" if group else "the environment's direct requirements"
-        raise UsageError(f"{', '.join(sorted(missing))} not in {where}", hint="see 'comfydock py list'")
+        raise ComfydockError(f"{', '.join(sorted(missing))} not in {where}", hint="see 'comfydock py list'")
     if group is None:
         added = _user_added(doc)
         for i in reversed(range(len(added))):
@@ -153,7 +153,7 @@ def remove_constraints(doc, names: list[str]) -> list[str]:
     removed = _remove(arr, names) if arr is not None else []
     missing = {canonicalize_name(n) for n in names} - {_name(r) for r in removed}
     if missing:
-        raise UsageError(f"no constraint on {', '.join(sorted(missing))}", hint="see 'comfydock constraint list'")
+        raise ComfydockError(f"no constraint on {', '.join(sorted(missing))}", hint="see 'comfydock constraint list'")
     return removed
 
 

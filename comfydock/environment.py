@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from comfydock import comfyui, history, manifest, python_env
-from comfydock.errors import ExternalToolError, UsageError
-from comfydock.fsutil import atomic_write_bytes, atomic_write_json, file_sha256, remove_tree
+from comfydock.errors import ComfydockError, ExternalToolError
+from comfydock.fsutil import atomic_write_bytes, atomic_write_json, file_sha256, read_json_state, remove_tree
 from comfydock.locking import environment_lock
 from comfydock.workspace import Workspace, validate_name
 
@@ -84,11 +83,8 @@ class Environment:
     def venv_in_sync(self) -> bool:
         if not self.python.exists() or not self.venv_marker.exists() or not self.lock_path.exists():
             return False
-        try:
-            recorded = json.loads(self.venv_marker.read_text())["uv_lock_sha256"]
-        except (ValueError, KeyError):
-            return False
-        return recorded == file_sha256(self.lock_path)
+        recorded = (read_json_state(self.venv_marker) or {}).get("uv_lock_sha256")
+        return isinstance(recorded, str) and recorded == file_sha256(self.lock_path)
 
 
 @dataclass
@@ -130,9 +126,14 @@ def create_environment(
         warnings.append(msg)
         warn(msg)
 
-    with environment_lock(ws.metadata_file.parent / "locks" / f"{name}.lock"):
+    with environment_lock(ws.create_lock_file(name)):
+        if ws.half_made(name):
+            raise ComfydockError(
+                f"environment {name!r} is half-made at {root} (an earlier 'create' did not finish)",
+                hint=f"remove it with 'comfydock delete {name}', then create it again",
+            )
         if root.exists():
-            raise UsageError(
+            raise ComfydockError(
                 f"environment {name!r} already exists at {root}",
                 hint=f"pick another name, or remove it first with 'comfydock delete {name}'",
             )
@@ -228,9 +229,16 @@ def change_manifest(env: Environment, mutate, *, listener=None, on_wait=None) ->
 
 
 def delete_environment(ws: Workspace, name: str) -> None:
-    env = ws.environment(name)
-    with env.lock():
-        remove_tree(env.root)
+    """Delete an environment, or the remains of an interrupted 'create' (which hold nothing of
+    the user's); a 'create' still running holds its lock and is not disturbed."""
+    if ws.half_made(name):
+        with environment_lock(ws.create_lock_file(name), timeout=0):
+            if ws.half_made(name):
+                remove_tree(ws.environment_path(name))
+    else:
+        env = ws.environment(name)
+        with env.lock():
+            remove_tree(env.root)
     if ws.active_environment == name:
         ws.set_active(None)
 
@@ -242,7 +250,7 @@ def status(env: Environment) -> dict:
     pending = [e.task for e in engine.plan(env) if e.status != "up-to-date"]
     venv_pending = [t for t in pending if t in {"lock_deps", "sync_venv"}]
     repo = history.open_repo(env.cec_dir)
-    changes = [line[3:] for line in repo.git.status("--porcelain").splitlines()]
+    changes = [line[3:] for line in repo.git.status("--porcelain").splitlines() if not history.is_temp_file(line[3:])]
     dep_changes = {"added": [], "removed": []}
     node_changes = {"added": [], "removed": [], "changed": []}
     try:
@@ -262,6 +270,13 @@ def status(env: Environment) -> dict:
             "removed": sorted(set(old_nodes) - set(new_nodes)),
             "changed": sorted(n for n in set(old_nodes) & set(new_nodes) if old_nodes[n] != new_nodes[n]),
         }
+    from comfydock.nodes import tracked_nodes
+
+    missing_nodes = sorted(
+        spec.id
+        for spec in tracked_nodes(env).values()
+        if spec.source != "development" and not (env.custom_nodes_dir / spec.directory).is_dir()
+    )
     head = None
     try:
         head = comfyui._git().Repo(env.comfyui_dir).head.commit.hexsha
@@ -273,9 +288,11 @@ def status(env: Environment) -> dict:
         "comfyui_version": info.get("comfyui_version"),
         "comfyui_commit": info.get("comfyui_commit"),
         "comfyui_checkout_matches": head == info.get("comfyui_commit") if head else False,
+        "comfyui_missing": not (env.comfyui_dir / "main.py").is_file(),
         "python_version": info.get("python_version"),
         "torch_backend": info.get("torch_backend"),
         "venv_in_sync": env.venv_in_sync() and not venv_pending,
+        "missing_nodes": missing_nodes,
         "pending_tasks": pending,
         "uncommitted_changes": changes,
         "dependency_changes": dep_changes,

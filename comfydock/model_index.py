@@ -270,8 +270,9 @@ def index_directory(
 
     root = root.expanduser().absolute()
     if not root.is_dir():
-        raise UsageError(
-            f"models directory {root} does not exist", hint="pass an existing directory, or 'comfydock config models-dir DIR'"
+        what = "is a file, not a directory" if root.is_file() else "does not exist"
+        raise ComfydockError(
+            f"models directory {root} {what}", hint="pass an existing directory, or 'comfydock config models-dir DIR'"
         )
     started = time.perf_counter()
     result = IndexResult(str(root))
@@ -550,7 +551,7 @@ def model_info(db_path: Path, query: str) -> ModelRecord:
             f"no indexed model matches {query!r}", hint="see 'comfydock models list', or index first: 'comfydock models index'"
         )
     if len(matches) > 1:
-        raise UsageError(
+        raise ComfydockError(
             f"{query!r} matches {len(matches)} models: " + ", ".join(m.hash for m in matches[:5]),
             hint="give more of the hash",
         )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from comfydock import nodes
 from comfydock.errors import ComfydockError
-from comfydock.fsutil import atomic_write_json
+from comfydock.fsutil import atomic_write_json, read_json_state
 from comfydock.nodes.cache import NodeCache, copy_content
 
 
@@ -33,11 +32,8 @@ def _fetch(env, spec) -> None:
 
 
 def _recorded_identity(env, spec):
-    marker = nodes.install_marker(env, spec.id)
-    try:
-        return json.loads(marker.read_text()).get("identity")
-    except (OSError, ValueError):
-        return None
+    identity = (read_json_state(nodes.install_marker(env, spec.id)) or {}).get("identity")
+    return identity if isinstance(identity, str) else None
 
 
 def _install(env, spec) -> None:
@@ -73,7 +69,8 @@ def _scan(env, spec) -> dict:
 
 def _scan_uptodate(task, values, env, spec) -> bool:
     # doit passes its magic arguments (task, values) first
-    if not nodes.reqs_file(env, spec.id).exists():
+    scanned = read_json_state(nodes.reqs_file(env, spec.id))  # derived: a damaged file is scanned again
+    if scanned is None or not isinstance(scanned.get("requirements"), list):
         return False
     node_dir = env.custom_nodes_dir / spec.directory
     return node_dir.is_dir() and values.get("digest") == nodes.requirements_digest(node_dir)
@@ -107,6 +104,7 @@ def task_install_node(env):
         yield {
             "basename": "install_node",
             "name": spec.id,
+            "task_dep": ["checkout_comfyui"],  # custom_nodes/ lives inside the checkout
             "file_dep": [entry.metadata_file],
             "targets": [nodes.install_marker(env, spec.id)],
             "uptodate": [(_installed, [env, spec])],

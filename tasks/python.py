@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 from comfydock import python_env
+from comfydock.fsutil import read_json_state
 
 
 def _lock(env) -> None:
     # a one-off request (node update) to move some packages to their newest allowed versions
     upgrade_file = env.state_dir / "lock-upgrade.json"
-    upgrade = json.loads(upgrade_file.read_text()) if upgrade_file.exists() else []
+    upgrade = read_json_state(upgrade_file, list) or []  # derived, one-off: a damaged file is ignored
+    upgrade = [str(name) for name in upgrade if isinstance(name, str)]
     python_env.lock(env.workspace, env.cec_dir, upgrade)
     upgrade_file.unlink(missing_ok=True)
 

@@ -77,7 +77,7 @@ def test_invalid_requirement_is_refused_before_anything_changes(env, run_cli, ba
 
 def test_remove_of_something_not_required_is_an_error(env, run_cli):
     result = run_cli("py", "remove", "requests")
-    assert result.code == 2 and "requests" in result.err
+    assert result.code == 1 and "requests" in result.err
 
 
 def test_constraint_forces_an_older_version_a_group_asks_for(env, run_cli):

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 log = logging.getLogger("comfydock")
+log.addHandler(logging.NullHandler())  # before a log file is set up, nothing goes to stderr (errors print once)
 
 
 class App:
@@ -29,6 +30,11 @@ class App:
     def json(self) -> bool:
         return bool(getattr(self.args, "json", False))
 
+    @property
+    def opened_workspace(self):
+        """The workspace if a command has opened one (for the crash log), else None."""
+        return self._workspace
+
     def workspace(self):
         from comfydock.workspace import Workspace, resolve_workspace_path
 
@@ -38,8 +44,13 @@ class App:
         return self._workspace
 
     def env(self):
+        from comfydock import engine
+
         env = self.workspace().environment(getattr(self.args, "env", None))
         log_to(env.log_file)
+        for note in engine.repair_state(env):
+            log.warning("%s", note)
+            self.warn(note)
         return env
 
     def say(self, message: str) -> None:
@@ -47,23 +58,30 @@ class App:
         self.err.print(message)
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {message}")
+        """A warning is plain text (paths, names, tool output): never read as markup."""
+        from rich.markup import escape
+
+        self.err.print(f"[yellow]warning:[/] {escape(message)}")
 
     def task_listener(self, spinner, plain: bool = False):
         """Names each task as it starts: on the spinner, or as a plain line when asked to."""
+
+        from rich.markup import escape
 
         def listener(kind, task):
             if kind != "start":
                 return
             if spinner is not None:
-                spinner.update(f"Running {task}")
+                spinner.update(f"Running {escape(task)}")
             elif plain:
-                self.say(f"Running {task}")
+                self.say(f"Running {escape(task)}")
 
         return listener
 
     def lock_wait_note(self, holder: str) -> None:
-        self.say(f"Waiting for the environment lock ({holder})")
+        from rich.markup import escape
+
+        self.say(f"Waiting for the environment lock ({escape(holder)})")
 
     def print_json(self, data) -> None:
         self.printed_json = True
@@ -102,3 +120,14 @@ def env_option(p: argparse.ArgumentParser) -> None:
 
 def json_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+
+
+def count(text: str) -> int:
+    """argparse type: a count, 0 or more (a malformed one is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value

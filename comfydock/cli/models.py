@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from comfydock.cli.app import App, json_option, log
-from comfydock.errors import UsageError
+from comfydock.errors import ComfydockError
 
 
 def _models_db(app: App):
@@ -66,7 +66,7 @@ def cmd_models_index(app: App) -> int:
     ws = app.workspace()
     directory = Path(args.directory).expanduser() if args.directory else ws.models_dir
     if directory is None:
-        raise UsageError("no models directory configured", hint="pass DIR, or set one: 'comfydock config models-dir DIR'")
+        raise ComfydockError("no models directory configured", hint="pass DIR, or set one: 'comfydock config models-dir DIR'")
     if args.rebuild:
         aside = model_index.rebuild_index(ws.models_db)
         if aside:

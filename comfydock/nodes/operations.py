@@ -46,7 +46,7 @@ def add_nodes(env, identifiers: list[str], *, dev=False, force=False, no_test=Fa
         for ident in identifiers:
             spec = resolve(env, ident, dev)
             if is_ignored(env, spec.directory):
-                raise UsageError(
+                raise ComfydockError(
                     f"custom_nodes/{spec.directory} is ignored by .cec/.comfydock_ignore", hint="remove the pattern to manage it"
                 )
             if any(p.id == spec.id or p.directory == spec.directory for p in plans):
@@ -57,7 +57,7 @@ def add_nodes(env, identifiers: list[str], *, dev=False, force=False, no_test=Fa
                     msg = f"{spec.id} is already installed ({known.label()})"
                     change.notes.append(msg)
                     continue
-                raise UsageError(
+                raise ComfydockError(
                     f"{spec.id} is already installed as {known.label()}",
                     hint=f"change its version with 'comfydock node update {spec.id} --version V', or use --force",
                 )
@@ -70,7 +70,7 @@ def add_nodes(env, identifiers: list[str], *, dev=False, force=False, no_test=Fa
             if spec.source == "development":
                 path = env.custom_nodes_dir / spec.directory
                 if not path.is_dir() and not (env.custom_nodes_dir / f"{spec.directory}.disabled").is_dir():
-                    raise UsageError(
+                    raise ComfydockError(
                         f"no directory custom_nodes/{spec.directory}",
                         hint="create or clone it there first, then track it with --dev",
                     )
@@ -147,7 +147,7 @@ def add_nodes(env, identifiers: list[str], *, dev=False, force=False, no_test=Fa
             except (OSError, ValueError):
                 scanned = {}  # --no-test with a scan that did not run: nothing to report
             info = spec.to_json()
-            info["requirements"] = scanned.get("requirements", [])
+            info["requirements"] = scanned.get("requirements", []) if isinstance(scanned, dict) else []
             info["skipped"] = scanned.get("skipped", [])
             change.added.append(info)
         change.build = report.to_json()
@@ -163,7 +163,7 @@ def find_tracked(doc, name: str) -> NodeSpec:
     spec = lowered.get(name.lower()) or by_dir.get(name) or by_dir.get(name.removesuffix(".disabled"))
     if spec is None:
         known = ", ".join(sorted(tracked)) or "none"
-        raise UsageError(
+        raise ComfydockError(
             f"node {name!r} is not installed in this environment", hint=f"installed nodes: {known} (see 'comfydock node list')"
         )
     return spec
@@ -177,7 +177,7 @@ def remove_nodes(env, names: list[str], *, force=False, listener=None, on_wait=N
         for name in names:
             spec = find_tracked(doc, name)
             if is_ignored(env, spec.directory):
-                raise UsageError(
+                raise ComfydockError(
                     f"custom_nodes/{spec.directory} is ignored by .cec/.comfydock_ignore", hint="remove the pattern to manage it"
                 )
             path = env.custom_nodes_dir / spec.directory
@@ -290,7 +290,7 @@ def list_nodes(env) -> list[dict]:
         info["disabled"] = (env.custom_nodes_dir / f"{spec.directory}.disabled").is_dir() and not path.is_dir()
         try:
             info["requirements"] = json.loads(reqs_file(env, spec.id).read_text())["requirements"]
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError, TypeError):  # derived state: the next build rescans it
             info["requirements"] = None
         rows.append(info)
     return sorted(rows, key=lambda r: r["id"].lower())

@@ -31,7 +31,7 @@ def resolve_registry(ws, node_id: str, version: str | None) -> NodeSpec:
     else:
         known = [str(v.get("version")) for v in client.versions(canonical)]
         if version not in known:
-            raise UsageError(
+            raise ComfydockError(
                 f"registry node {canonical!r} has no version {version!r}",
                 hint="available: " + (", ".join(known[:8]) or "none"),
             )
@@ -65,7 +65,7 @@ def ls_remote(url: str, ref: str | None) -> str:
             return refs[name]
     if _SHA_RE.match(ref):
         return ref  # a commit: verified when it is fetched
-    raise UsageError(f"git repository {url} has no branch or tag {ref!r}", hint="check the ref after '@'")
+    raise ComfydockError(f"git repository {url} has no branch or tag {ref!r}", hint="check the ref after '@'")
 
 
 def resolve_git(url: str, ref: str | None) -> NodeSpec:
