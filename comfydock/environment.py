@@ -81,7 +81,10 @@ class Environment:
         atomic_write_json(self.venv_marker, {"uv_lock_sha256": file_sha256(self.lock_path)})
 
     def venv_in_sync(self) -> bool:
-        if not self.python.exists() or not self.venv_marker.exists() or not self.lock_path.exists():
+        try:
+            if not self.python.exists() or not self.venv_marker.exists() or not self.lock_path.exists():
+                return False
+        except OSError:  # e.g. the venv's interpreter is behind a directory this user cannot enter
             return False
         recorded = (read_json_state(self.venv_marker) or {}).get("uv_lock_sha256")
         return isinstance(recorded, str) and recorded == file_sha256(self.lock_path)

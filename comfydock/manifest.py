@@ -98,6 +98,32 @@ def shape_problem(doc) -> str | None:
     return None
 
 
+def _lock_closure_problem(packages: list[dict]) -> str | None:
+    """A cut-short lock still parses: every package a locked package depends on must be locked too."""
+    names = {p.get("name") for p in packages}
+    if None in names or not all(isinstance(n, str) for n in names):
+        return "a [[package]] has no name"
+    roots = [
+        p
+        for p in packages
+        if isinstance(p.get("source"), dict) and "." in (p["source"].get("virtual"), p["source"].get("editable"))
+    ]
+    if not roots:
+        return "the environment's own entry is missing (is the file cut short?)"
+    for p in packages:
+        wanted = list(p.get("dependencies", []))
+        for table in ("optional-dependencies", "dev-dependencies"):
+            groups = p.get(table, {})
+            if isinstance(groups, dict):
+                for deps in groups.values():
+                    wanted.extend(deps if isinstance(deps, list) else [])
+        for dep in wanted:
+            name = dep.get("name") if isinstance(dep, dict) else None
+            if name not in names:
+                return f"{p['name']} depends on {name!r}, which is not in the lock (is the file cut short?)"
+    return None
+
+
 def check_lock(path: Path) -> None:
     """uv.lock is versioned: a file uv cannot read is an error with the way back, never relocked blindly."""
     import tomllib
@@ -113,10 +139,12 @@ def check_lock(path: Path) -> None:
             problem = "the file is empty"
         elif not isinstance(data.get("version"), int):
             problem = "it has no lock format version"
-        elif not isinstance(data.get("package", []), list):
+        elif not isinstance(data.get("package", []), list) or not all(isinstance(p, dict) for p in data.get("package", [])):
             problem = "[[package]] is not a list of tables"
         else:
-            return
+            problem = _lock_closure_problem(data["package"] if "package" in data else [])
+            if problem is None:
+                return
     raise CorruptFile(
         f"{path} is not a uv lock file: {problem}",
         hint=f"restore it with 'git -C {path.parent} checkout -- {path.name}', or delete it and run 'comfydock build' to lock again",

@@ -127,7 +127,8 @@ class RegistryClient:
             cache=False,
             not_found=lambda: NodeNotFound(
                 f"node {node_id!r} has no version {version!r} in the Comfy Registry",
-                hint=f"see the versions with 'comfydock node add {node_id}' (latest) or the registry's page",
+                hint=f"its versions are listed at {self.base_url}/nodes/{quote(node_id)}/versions; "
+                f"'comfydock node add {node_id}' installs the latest",
             ),
         )
         if not isinstance(data, dict) or not data.get("downloadUrl"):

@@ -197,7 +197,9 @@ def restored_notes(report) -> list[str]:
         if e.task == "checkout_comfyui":
             notes.append("Restored the ComfyUI checkout (it was missing on disk)")
         elif e.task.startswith("install_node:"):
-            notes.append(f"Restored custom node {escape(e.task.split(':', 1)[1])} (its directory was missing or not the recorded version)")
+            notes.append(
+                f"Restored custom node {escape(e.task.split(':', 1)[1])} (its directory was missing or not the recorded version)"
+            )
         elif e.task == "sync_venv":
             notes.append("Synced the venv to uv.lock")
     return notes

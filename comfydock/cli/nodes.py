@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
+
 from comfydock.cli.app import App, env_option, json_option, log
 
 
 def _print_node_change(app: App, change, verb: str) -> None:
     for note in change.notes:
-        app.say(note)
+        app.say(escape(note))
     for info in change.added if verb != "removed" else change.removed:
         what = info.get("version") or (info.get("commit") or "")[:10] or ""
-        line = f"[green]✓[/] {verb} {info['id']} {what} ({info['source']}) → custom_nodes/{info['directory']}"
+        line = "[green]✓[/] " + escape(f"{verb} {info['id']} {what} ({info['source']}) → custom_nodes/{info['directory']}")
         if verb == "removed":
             where = info.get("disabled_as") or info.get("deleted")
-            line = f"[green]✓[/] removed {info['id']} ({info['source']}): " + (
-                f"kept as {where}" if info.get("disabled_as") else f"deleted {where}"
+            line = "[green]✓[/] " + escape(
+                f"removed {info['id']} ({info['source']}): "
+                + (f"kept as {where}" if info.get("disabled_as") else f"deleted {where}")
             )
         app.say(line)
         reqs = info.get("requirements")
         if reqs:
-            app.say(f"    requirements: {', '.join(reqs)}")
+            app.say(f"    requirements: {escape(', '.join(reqs))}")
         for skipped_line, why in info.get("skipped") or []:
             app.warn(f"{info['id']}: skipped {skipped_line!r} ({why})")
 
@@ -85,9 +88,8 @@ def cmd_node_update(app: App) -> int:
         before = old.get("version") or (old.get("commit") or "")[:10]
         after = new.get("version") or (new.get("commit") or "")[:10]
         app.say(
-            f"[green]✓[/] {new['id']}: {before} → {after}"
-            if before != after
-            else f"[green]✓[/] {new['id']}: requirements rescanned"
+            "[green]✓[/] "
+            + escape(f"{new['id']}: {before} → {after}" if before != after else f"{new['id']}: requirements rescanned")
         )
     return 0
 
@@ -115,11 +117,11 @@ def cmd_node_list(app: App) -> int:
             version = r.get("version") or (f"{r['ref']}@{commit}" if r.get("ref") else commit) or "-"
             state = "" if r["present"] else (" [yellow](disabled)[/]" if r["disabled"] else " [red](missing)[/]")
             reqs = "?" if r["requirements"] is None else str(len(r["requirements"]))
-            table.add_row(r["id"], r["source"], version, r["directory"] + state, reqs)
+            table.add_row(escape(r["id"]), escape(r["source"]), escape(version), escape(r["directory"]) + state, reqs)
         app.out.print(table)
     untracked = untracked_directories(env)
     if untracked and not app.args.dev:
-        app.say(f"Not tracked: {', '.join(untracked)} (track with 'comfydock node add NAME --dev')")
+        app.say(f"Not tracked: {escape(', '.join(untracked))} (track with 'comfydock node add NAME --dev')")
     return 0
 
 

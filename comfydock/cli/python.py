@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
+
 from comfydock.cli.app import App, env_option, json_option, log
 
 
@@ -15,7 +17,7 @@ def _apply_change(app: App, env, mutate, describe) -> int:
     if app.json:
         app.print_json({"changed": change.changed, "result": change.result, "build": change.report.to_json()})
     else:
-        app.say(describe(change))
+        app.say(escape(describe(change)))  # requirements like 'requests[socks]' are not markup
     return 0
 
 
@@ -72,7 +74,7 @@ def cmd_py_list(app: App) -> int:
     for col in ("group", "requirement", "locked"):
         table.add_column(col)
     for r in sorted(rows, key=lambda r: (r.group != "core", r.group != "user", r.group, r.name)):
-        table.add_row(r.group, r.requirement, r.locked or "-")
+        table.add_row(escape(r.group), escape(r.requirement), escape(r.locked or "-"))
     app.out.print(table)
     return 0
 
@@ -123,7 +125,7 @@ def cmd_constraint_list(app: App) -> int:
         app.say("No constraints. Add one with: comfydock constraint add 'numpy<2'")
     else:
         for r in rows:
-            app.out.print(f"{r['constraint']}  [dim](locked {r['locked'] or '-'})[/]")
+            app.out.print(f"{escape(r['constraint'])}  [dim](locked {escape(r['locked'] or '-')})[/]")
     return 0
 
 
