@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 log = logging.getLogger("comfydock")
@@ -18,11 +19,13 @@ class App:
         from rich.console import Console
 
         self.args = args
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
-        self.out = Console(highlight=False, soft_wrap=True)
+        # bound to the streams of now: doit swaps sys.stdout/err while a task runs, and what is
+        # said then (uv's progress) must still reach the user
+        self.err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+        self.out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
         if not self.out.is_terminal:
             # piped or captured: never truncate table cells (paths) to an assumed 80 columns
-            self.out = Console(highlight=False, soft_wrap=True, width=250)
+            self.out = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=250)
         self._workspace = None
         self.printed_json = False
 
@@ -77,6 +80,20 @@ class App:
                 self.say(f"Running {escape(task)}")
 
         return listener
+
+    def uv_reporter(self, spinner, label: str = ""):
+        """uv's own progress lines: on the spinner as they come; without a terminal, only the
+        lines worth a log (downloads with their size, the install summary)."""
+        from rich.markup import escape
+
+        def report(line: str) -> None:
+            text = line.strip()
+            if spinner is not None:
+                spinner.update(escape(f"{label}{': ' if label else ''}{text}"))
+            elif text.startswith(("Downloading ", "Installed ", "Uninstalled ")):
+                self.say(f"  uv: {escape(text)}")
+
+        return report
 
     def lock_wait_note(self, holder: str) -> None:
         from rich.markup import escape

@@ -42,6 +42,7 @@ def cmd_init(app: App) -> int:
 
 
 def cmd_create(app: App) -> int:
+    from comfydock import python_env
     from comfydock.environment import create_environment
 
     args = app.args
@@ -55,16 +56,17 @@ def cmd_create(app: App) -> int:
             else:
                 app.say(escape(message))
 
-        result = create_environment(
-            ws,
-            args.name,
-            python=args.python,
-            comfyui_ref=args.comfyui_version,
-            torch_backend=args.torch_backend,
-            use=args.use,
-            step=step,
-            warn=app.warn,
-        )
+        with python_env.reporting(app.uv_reporter(spinner, "Installing dependencies")):
+            result = create_environment(
+                ws,
+                args.name,
+                python=args.python,
+                comfyui_ref=args.comfyui_version,
+                torch_backend=args.torch_backend,
+                use=args.use,
+                step=step,
+                warn=app.warn,
+            )
     env = result.environment
     app.say(
         f"Created environment [bold]{escape(env.name)}[/] (ComfyUI {escape(result.comfyui_ref)}, Python {escape(result.python)}, "
@@ -289,7 +291,7 @@ def _short(path: str, env) -> str:
 
 
 def cmd_build(app: App) -> int:
-    from comfydock import engine
+    from comfydock import engine, python_env
     from comfydock.environment import build_failure
 
     args = app.args
@@ -312,7 +314,7 @@ def cmd_build(app: App) -> int:
         else:
             _render_events(app, events)
         return 0
-    with app.status("Building") as spinner:
+    with app.status("Building") as spinner, python_env.reporting(app.uv_reporter(spinner, "Building")):
         report = engine.build(
             env,
             args.targets,
