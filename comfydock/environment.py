@@ -250,8 +250,10 @@ def status(env: Environment) -> dict:
     from comfydock import engine
 
     info = env.info()
-    pending = [e.task for e in engine.plan(env) if e.status != "up-to-date"]
-    venv_pending = [t for t in pending if t in {"lock_deps", "sync_venv"}]
+    planned = engine.plan(env)
+    pending = [e.task for e in planned if e.status != "up-to-date"]
+    # 'after-upstream' only: the venv matches the lock; what is missing upstream is named on its own
+    venv_pending = [e.task for e in planned if e.task in {"lock_deps", "sync_venv"} and e.status == "run"]
     repo = history.open_repo(env.cec_dir)
     changes = [line[3:] for line in repo.git.status("--porcelain").splitlines() if not history.is_temp_file(line[3:])]
     dep_changes = {"added": [], "removed": []}

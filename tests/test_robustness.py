@@ -472,3 +472,17 @@ def test_status_lists_dependency_changes_one_per_line(env, run_cli):
     assert run_cli("constraint", "add", "cdfix-alpha<3").code == 0
     lines = run_cli("status").out.splitlines()
     assert "  +requirement:cdfix-beta" in lines and "  +constraint:cdfix-alpha<3" in lines
+
+
+def test_a_missing_node_directory_is_named_in_status_and_run_says_it_restored_it(env, registry, run_cli):
+    assert run_cli("node", "add", "comfyui-plain").code == 0
+    node_dir = env.custom_nodes_dir / "comfyui-plain"
+    shutil.rmtree(node_dir)
+    out = run_cli("status").out
+    assert "Custom node comfyui-plain missing on disk (comfydock build restores it)" in out
+    assert "out of sync" not in out
+    assert run_cli("status", "--json").json["missing_nodes"] == ["comfyui-plain"]
+    result = run_cli("run", "--", "--quick-test-for-ci")
+    assert result.code == 0, result.err
+    assert "Restored custom node comfyui-plain" in result.err
+    assert node_dir.is_dir()
