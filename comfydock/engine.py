@@ -212,6 +212,13 @@ def load_tasks(env):
     return tasks
 
 
+def default_targets(tasks) -> list[str]:
+    """What a plain build runs: every task family but those run only on request (commit's)."""
+    from comfydock.tasks import ON_REQUEST
+
+    return [t.name for t in tasks if t.subtask_of is None and t.name.split(":")[0] not in ON_REQUEST]
+
+
 def _resolve_targets(tasks, targets: list[str]) -> list[str]:
     names = {t.name for t in tasks}
     by_target = {str(tt): t.name for t in tasks for tt in t.targets}
@@ -319,7 +326,7 @@ def build(
     _no_entry_point_plugins()
     preflight(env)
     tasks = load_tasks(env)
-    selected = _resolve_targets(tasks, targets) if targets else []
+    selected = _resolve_targets(tasks, targets) if targets else default_targets(tasks)
     events: list[TaskEvent] = []
     loader = _Loader.create(env, _reporter_class(events, listener), tasks)
     argv = ["run"] + (["--continue"] if keep_going else [])
@@ -343,14 +350,14 @@ def build(
     return BuildReport(events, 0 if code == 0 else 1)
 
 
-def plan(env, targets: list[str] | None = None) -> list[TaskEvent]:
+def plan(env, targets: list[str] | None = None, skip: set[str] = frozenset()) -> list[TaskEvent]:
     """What `build` would do, without doing it: 'up-to-date', 'run', or 'after-upstream'."""
     from doit.control import TaskControl
     from doit.dependency import Dependency, SqliteDB
 
     preflight(env)
     tasks = load_tasks(env)
-    selected = _resolve_targets(tasks, targets) if targets else None
+    selected = _resolve_targets(tasks, targets) if targets else [t for t in default_targets(tasks) if t not in skip]
     control = TaskControl(tasks)
     control.process(selected)
     config = doit_config(env)

@@ -175,7 +175,7 @@ def create_environment(
             python_env.create_venv(ws, env.venv_dir, python)
 
             step("Resolving and installing dependencies")
-            report = engine.build(env, ["lock_deps", "sync_venv"], listener=build_listener)
+            report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv"], listener=build_listener)
             if not report.ok:
                 raise build_failure(report)
 
@@ -250,31 +250,18 @@ def status(env: Environment) -> dict:
     from comfydock import engine
 
     info = env.info()
-    planned = engine.plan(env)
+    # the environment's own tasks only: index_models would stat every model file
+    planned = engine.plan(env, skip={"index_models"})
     pending = [e.task for e in planned if e.status != "up-to-date"]
     # 'after-upstream' only: the venv matches the lock; what is missing upstream is named on its own
     venv_pending = [e.task for e in planned if e.task in {"lock_deps", "sync_venv"} and e.status == "run"]
     repo = history.open_repo(env.cec_dir)
     changes = [line[3:] for line in repo.git.status("--porcelain").splitlines() if not history.is_temp_file(line[3:])]
-    dep_changes = {"added": [], "removed": []}
-    node_changes = {"added": [], "removed": [], "changed": []}
-    try:
-        committed = manifest.parse(repo.git.show("HEAD:pyproject.toml"))
-    except Exception:  # no commit yet, or an unreadable committed file: nothing to compare
-        committed = None
-    if committed is not None:
-        from comfydock.dependencies import dependency_snapshot
-        from comfydock.nodes import manifest_nodes
+    manifest_diff = manifest_changes(env, repo)
+    dep_changes, node_changes = manifest_diff["dependencies"], manifest_diff["nodes"]
+    from comfydock.workflows.report import workflows_status
 
-        current = env.manifest()
-        before, after = dependency_snapshot(committed), dependency_snapshot(current)
-        dep_changes = {"added": sorted(after - before), "removed": sorted(before - after)}
-        old_nodes, new_nodes = manifest_nodes(committed), manifest_nodes(current)
-        node_changes = {
-            "added": sorted(set(new_nodes) - set(old_nodes)),
-            "removed": sorted(set(old_nodes) - set(new_nodes)),
-            "changed": sorted(n for n in set(old_nodes) & set(new_nodes) if old_nodes[n] != new_nodes[n]),
-        }
+    workflows = workflows_status(env, repo)
     from comfydock.nodes import tracked_nodes
 
     missing_nodes = sorted(
@@ -302,4 +289,29 @@ def status(env: Environment) -> dict:
         "uncommitted_changes": changes,
         "dependency_changes": dep_changes,
         "node_changes": node_changes,
+        **workflows,
     }
+
+
+def manifest_changes(env: Environment, repo) -> dict:
+    """Python requirements and custom nodes changed since the last version (HEAD)."""
+    dep_changes = {"added": [], "removed": []}
+    node_changes = {"added": [], "removed": [], "changed": []}
+    try:
+        committed = manifest.parse(repo.git.show("HEAD:pyproject.toml"))
+    except Exception:  # no commit yet, or an unreadable committed file: nothing to compare
+        committed = None
+    if committed is not None:
+        from comfydock.dependencies import dependency_snapshot
+        from comfydock.nodes import manifest_nodes
+
+        current = env.manifest()
+        before, after = dependency_snapshot(committed), dependency_snapshot(current)
+        dep_changes = {"added": sorted(after - before), "removed": sorted(before - after)}
+        old_nodes, new_nodes = manifest_nodes(committed), manifest_nodes(current)
+        node_changes = {
+            "added": sorted(set(new_nodes) - set(old_nodes)),
+            "removed": sorted(set(old_nodes) - set(new_nodes)),
+            "changed": sorted(n for n in set(old_nodes) & set(new_nodes) if old_nodes[n] != new_nodes[n]),
+        }
+    return {"dependencies": dep_changes, "nodes": node_changes}

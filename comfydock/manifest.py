@@ -240,3 +240,111 @@ def _major_minor(version: str) -> str:
 
 def environment_info(doc) -> dict:
     return dict(doc.get("tool", {}).get("comfydock", {}).get("environment", {}))
+
+
+# --- workflows and the models they need ([tool.comfydock.workflows.*], [tool.comfydock.models.required])
+
+
+def _comfydock_table(doc, create: bool = False):
+    tool = doc.get("tool")
+    if tool is None:
+        if not create:
+            return None
+        doc["tool"] = tool = tomlkit.table(is_super_table=True)
+    section = tool.get("comfydock")
+    if section is None:
+        if not create:
+            return None
+        tool["comfydock"] = section = tomlkit.table(is_super_table=True)
+    return section
+
+
+def _plain(value):
+    """tomlkit items -> plain Python values (for comparing and for JSON)."""
+    if hasattr(value, "unwrap"):
+        return value.unwrap()
+    return value
+
+
+def workflow_entries(doc) -> dict[str, dict]:
+    """Each tracked workflow's recorded resolution, by workflow name, as plain data."""
+    section = _comfydock_table(doc)
+    workflows = section.get("workflows") if section is not None else None
+    if not isinstance(workflows, dict):
+        return {}
+    return {str(k): _plain(v) for k, v in workflows.items() if isinstance(_plain(v), dict)}
+
+
+def required_models(doc) -> dict[str, dict]:
+    section = _comfydock_table(doc)
+    models = section.get("models") if section is not None else None
+    required = models.get("required") if isinstance(models, dict) else None
+    if not isinstance(required, dict):
+        return {}
+    return {str(k): _plain(v) for k, v in required.items() if isinstance(_plain(v), dict)}
+
+
+def node_type_choices(doc) -> dict[str, str]:
+    """The user's answers for node types several packages provide: type -> package."""
+    section = _comfydock_table(doc)
+    choices = section.get("node_choices") if section is not None else None
+    if not isinstance(choices, dict):
+        return {}
+    return {str(k): str(v) for k, v in _plain(choices).items() if isinstance(v, str)}
+
+
+def _inline(value):
+    if isinstance(value, dict):
+        table = tomlkit.inline_table()
+        for k, v in value.items():
+            if v is not None:
+                table[k] = _inline(v)
+        return table
+    if isinstance(value, list):
+        array = tomlkit.array()
+        array.extend(_inline(v) for v in value)
+        return array
+    return value
+
+
+def set_workflows(doc, entries: dict[str, dict], required: dict[str, dict]) -> bool:
+    """Replace the workflow and required-model sections; True if anything changed.
+
+    Untouched when equal, so a no-op commit rewrites nothing (and comments survive)."""
+    if workflow_entries(doc) == entries and required_models(doc) == required:
+        return False
+    section = _comfydock_table(doc, create=True)
+    workflows = tomlkit.table(is_super_table=True)
+    for name in sorted(entries):
+        entry = entries[name]
+        table = tomlkit.table()
+        for key in ("path", "state", "comfyui_version"):
+            if entry.get(key) is not None:
+                table[key] = entry[key]
+        if entry.get("models"):
+            models = tomlkit.table()
+            for h in sorted(entry["models"]):
+                models[h] = _inline(entry["models"][h])
+            table["models"] = models
+        for key in ("optional", "unresolved"):
+            if entry.get(key):
+                array = tomlkit.array()
+                array.extend(_inline(r) for r in entry[key])
+                table[key] = array.multiline(True)
+        workflows[name] = table
+    section["workflows"] = workflows
+    models_section = section.get("models")
+    if not isinstance(models_section, dict):
+        section["models"] = models_section = tomlkit.table(is_super_table=True)
+    req = tomlkit.table()
+    for h in sorted(required):
+        req[h] = _inline(required[h])
+    models_section["required"] = req
+    return True
+
+
+def set_node_type_choice(doc, node_type: str, package: str) -> None:
+    section = _comfydock_table(doc, create=True)
+    if not isinstance(section.get("node_choices"), dict):
+        section["node_choices"] = tomlkit.table()
+    section["node_choices"][node_type] = package

@@ -88,6 +88,13 @@ SETTINGS: dict[str, Setting] = {
             "https://download.pytorch.org/whl",
             "base URL of the PyTorch wheel indexes used by --torch-backend",
         ),
+        Setting(
+            "node-map-url",
+            "node_map_url",
+            "COMFYDOCK_NODE_MAP_URL",
+            "https://raw.githubusercontent.com/Comfy-Org/ComfyUI-Manager/main/extension-node-map.json",
+            "ComfyUI-Manager's extension-node-map.json: which custom nodes provide which node types",
+        ),
     )
 }
 

@@ -73,6 +73,8 @@ def workspace_path(tmp_path, fixture_assets, comfyui_source, run_cli, monkeypatc
         ("comfyui-source", comfyui_source.as_uri()),
         ("find-links", fixture_assets["wheels"]),
         ("no-index", "true"),
+        # never GitHub: a port nothing listens on (tests that need the map serve one)
+        ("node-map-url", "http://127.0.0.1:9/extension-node-map.json"),
     ):
         assert run_cli("-w", ws, "config", key, value).code == 0
     monkeypatch.setenv("COMFYDOCK_HOME", str(ws))

@@ -224,7 +224,7 @@ def cmd_log(app: App) -> int:
     app.out.print(f"Version history for environment '{escape(env.name)}':")
     for v in versions:
         app.out.print(f"  [bold]{escape(v.version)}[/]: {escape(v.message)}  [dim]({v.date[:19]}, {v.commit[:8]})[/]")
-    app.out.print(f"See a version's files with 'git -C {escape(str(env.cec_dir))} show vN:pyproject.toml'")
+    app.out.print("Use 'comfydock rollback <version>' to restore to a specific version")
     return 0
 
 
@@ -261,6 +261,9 @@ def cmd_status(app: App) -> int:
         out.print("Dependencies changed since the last commit:")
         for line in [f"+{d}" for d in deps["added"]] + [f"-{d}" for d in deps["removed"]]:
             out.print(f"  {escape(line)}")
+    from comfydock.cli.history import render_status_workflows
+
+    render_status_workflows(app, data)
     if data["uncommitted_changes"]:
         out.print("Uncommitted changes in .cec: " + escape(", ".join(data["uncommitted_changes"])))
     else:

@@ -196,6 +196,9 @@ def register(sub) -> None:
         description="Index model files by quick hash, list and find them, record download URLs.",
     )
     models_sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    from comfydock.cli.history import register_models
+
+    register_models(models_sub)
     p = models_sub.add_parser(
         "index",
         help="index a directory of model files",

@@ -89,7 +89,8 @@ def build_comfyui_repo(dest: Path) -> Path:
 
     dest.mkdir(parents=True)
     repo = git.Repo.init(dest, initial_branch="master")
-    for name in ("main.py", "folder_paths.py"):
+    for name in ("main.py", "folder_paths.py", "nodes.py", "comfy_extras/nodes_fixture.py"):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(_HERE / "comfyui" / name, dest / name)
     (dest / "custom_nodes").mkdir()
     (dest / "custom_nodes" / "example_node.py.example").write_text("# custom nodes go in this folder\n")

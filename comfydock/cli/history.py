@@ -1,0 +1,288 @@
+"""Workflow and history commands: workflow list/show, commit, rollback, models resolve."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.markup import escape
+
+from comfydock.cli.app import App, env_option, json_option, log
+
+_STATE_MARK = {"committed": "[green]✓[/]", "modified": "[yellow]⚠[/]", "new": "[cyan]○[/]", "deleted": "[red]✗[/]"}
+_STATE_TEXT = {"committed": "committed", "modified": "modified since commit", "new": "not committed", "deleted": "deleted"}
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return str(n)
+
+
+def cmd_workflow_list(app: App) -> int:
+    from comfydock.workflows.tracking import workflow_states
+
+    env = app.env()
+    states = workflow_states(env)
+    if app.json:
+        app.print_json([s.to_json() for s in states])
+        return 0
+    if not states:
+        app.out.print(f"No workflows yet (save one in ComfyUI: it lands in {escape(str(env.workflows_dir))})")
+        return 0
+    app.out.print("Workflows:")
+    width = max(len(s.name) for s in states)
+    for s in states:
+        app.out.print(f"  {_STATE_MARK[s.state]} {escape(s.name.ljust(width))}  ({_STATE_TEXT[s.state]})")
+    return 0
+
+
+def render_status_workflows(app: App, data: dict) -> None:
+    """The workflow part of `comfydock status` (the spec's output)."""
+    out = app.out
+    changed = [w for w in data.get("workflows", []) if w["state"] != "committed"]
+    if changed:
+        out.print("Workflows:")
+        for w in changed:
+            out.print(f"  {w['state'].capitalize()}: {escape(w['name'])}.json")
+            if w.get("error"):
+                out.print(f"    - cannot analyse: {escape(w['error'])}")
+            m = w.get("models")
+            if m:
+                parts = [f"{m[k]} {k}" for k in ("resolved", "unresolved", "ambiguous", "changed") if m[k]]
+                if parts:
+                    out.print("    - Models: " + ", ".join(parts))
+            if w["state"] == "new":
+                out.print("    - new: 'comfydock commit' versions it")
+    for name, version in sorted((data.get("needs_comfyui") or {}).items()):
+        out.print(
+            f"Workflow {escape(name)} was saved by ComfyUI {escape(str(version or 'newer'))}: it uses core nodes this ComfyUI lacks"
+        )
+    missing = data.get("missing_nodes") or []
+    if missing:
+        out.print("Missing custom nodes:")
+        for m in missing:
+            where = ", ".join(m["workflows"])
+            if m.get("command"):
+                out.print(
+                    f"  {escape(m['type'])} ({escape(where)}): {escape(m['command'])}  [dim]# {escape(m.get('reason') or '')}[/]"
+                )
+            else:
+                out.print(f"  {escape(m['type'])} ({escape(where)}): {escape(m.get('reason') or 'no known package')}")
+
+
+def cmd_workflow_show(app: App) -> int:
+    from comfydock.workflows.report import describe_workflow
+
+    env = app.env()
+    info = describe_workflow(env, app.args.name)
+    if app.json:
+        app.print_json(info)
+        return 0
+    app.out.print(f"[bold]{escape(info['name'])}[/] ({info['state']}) {escape(info['path'] or '')}")
+    if info.get("error"):
+        app.out.print(f"  [red]cannot analyse:[/] {escape(info['error'])}")
+        return 0
+    if info.get("comfyui_version"):
+        app.out.print(f"  saved by ComfyUI {escape(info['comfyui_version'])}")
+    app.out.print("  Node types:")
+    for t in info["node_types"]:
+        extra = f" ({escape(t['package'])})" if t.get("package") else ""
+        app.out.print(f"    {escape(t['type'])}: {t['provider']}{extra}")
+    app.out.print("  Models:")
+    if not info["models"]:
+        app.out.print("    none")
+    for m in info["models"]:
+        opt = " [dim](optional: node bypassed)[/]" if m["optional"] else ""
+        where = escape(m["path"]) if m.get("path") else m["status"]
+        app.out.print(f"    {escape(m['filename'])} [{escape(m.get('directory') or '?')}] → {where}{opt}")
+    return 0
+
+
+def _prompt_choice(app: App):
+    """Ask on the terminal which file a reference means: numbered candidates, s to skip."""
+
+    def choose(workflow: str, ref: dict):
+        cands = ref.get("candidates") or []
+        app.err.print(f"\nResolving model: [bold]{escape(ref['filename'])}[/] in {escape(workflow)} (node {ref['node_id']})")
+        if not cands:
+            app.err.print("  not found in the model index; (s)kip")
+        else:
+            app.err.print("Multiple matches found:" if len(cands) > 1 else "One candidate:")
+            for i, c in enumerate(cands, 1):
+                app.err.print(f"  {i}. {escape(c['relative_path'])} ({_size(c['size'])})")
+        while True:
+            app.err.print(f"Select [1-{len(cands)}] or (s)kip: " if cands else "(s)kip: ", end="")
+            answer = sys.stdin.readline()
+            if not answer:  # end of input: skip the rest
+                return None
+            answer = answer.strip().lower()
+            if answer in {"s", "skip", ""}:
+                return None
+            if answer.isdigit() and 1 <= int(answer) <= len(cands):
+                return cands[int(answer) - 1]
+
+    return choose
+
+
+def cmd_commit(app: App) -> int:
+    from comfydock.versioning import commit_environment
+
+    args = app.args
+    env = app.env()
+    interactive = args.interactive or (not args.no_interactive and not app.json and sys.stdin.isatty())
+    with app.status("Committing") as spinner:
+        result = commit_environment(
+            env,
+            args.message,
+            choose=_prompt_choice(app) if interactive else None,
+            listener=app.task_listener(spinner),
+            on_wait=app.lock_wait_note,
+        )
+    log.info("commit %s: %s", env.name, result.to_json())
+    if app.json:
+        app.print_json(result.to_json())
+        return 0
+    for name in result.unreadable:
+        app.warn(
+            f"workflow {escape(name)} could not be analysed (its copy is still versioned); see 'comfydock workflow show {escape(name)}'"
+        )
+    for m in result.unresolved:
+        app.warn(
+            f"{escape(m['workflow'])}: model {escape(m['filename'])} ({m['status']}) is not in the model index: "
+            f"index it ('comfydock models index') or resolve it ('comfydock models resolve {escape(m['workflow'])}')"
+        )
+    for m in result.missing_nodes:
+        line = m["command"] or m.get("reason") or "no known package"
+        app.warn(f"node type {escape(m['type'])} ({escape(', '.join(m['workflows']))}) is missing: {escape(line)}")
+    if result.version is None:
+        app.out.print(f"Nothing to commit: {escape(result.message)}")
+        return 0
+    app.out.print(f"[green]✓[/] {result.version}: {escape(result.message)}")
+    return 0
+
+
+def cmd_rollback(app: App) -> int:
+    from comfydock.errors import ComfydockError
+    from comfydock.versioning import rollback_environment, uncommitted
+
+    args = app.args
+    env = app.env()
+    pending = [] if args.yes else uncommitted(env)
+    if pending:
+        shown = ", ".join(pending[:5]) + (f" and {len(pending) - 5} more" if len(pending) > 5 else "")
+        if not sys.stdin.isatty():
+            raise ComfydockError(
+                f"rollback would discard uncommitted changes: {shown}",
+                hint="keep them with 'comfydock commit' first, or discard them with 'comfydock rollback --yes'",
+            )
+        from rich.prompt import Confirm
+
+        app.err.print(f"Uncommitted changes will be discarded: {escape(shown)}")
+        if not Confirm.ask("Roll back anyway?", default=False, console=app.err):
+            app.say("Nothing changed.")
+            return 1
+    with app.status(f"Rolling back to {args.target or 'the last version'}") as spinner:
+        result = rollback_environment(env, args.target, listener=app.task_listener(spinner), on_wait=app.lock_wait_note)
+    log.info("rollback %s: %s", env.name, result.to_json())
+    if app.json:
+        app.print_json(result.to_json())
+        return 0
+    for label, items in (
+        ("removed node", result.nodes_removed),
+        ("disabled development node (kept as NAME.disabled)", result.nodes_disabled),
+        ("installed node", result.nodes_installed),
+        ("re-enabled development node", result.nodes_enabled),
+        ("restored workflow", result.workflows_restored),
+        ("removed workflow", result.workflows_removed),
+    ):
+        for item in items:
+            app.say(f"[green]✓[/] {label}: {escape(item)}")
+    for name in result.workflows_kept:
+        app.say(f"kept workflow {escape(name)}: it was never committed")
+    if result.dev_nodes:
+        app.warn("development nodes are not version controlled:")
+        for node in result.dev_nodes:
+            app.say(f"   - {escape(node)} (dependencies may have changed): comfydock node update {escape(node)}")
+    app.out.print(
+        f"Rolled back to {escape(result.target)} ({result.commit[:10]}); the changes are uncommitted: "
+        "'comfydock commit' keeps them as a new version"
+    )
+    return 0
+
+
+def cmd_models_resolve(app: App) -> int:
+    from comfydock.versioning import resolve_workflow_models
+
+    args = app.args
+    env = app.env()
+    interactive = args.interactive or (not args.no_interactive and not app.json and sys.stdin.isatty())
+    rows = resolve_workflow_models(env, args.workflow, choose=_prompt_choice(app) if interactive else None)
+    if app.json:
+        app.print_json(rows)
+        return 0
+    for m in rows:
+        where = escape(m["path"]) if m.get("path") else m["status"]
+        app.out.print(f"{escape(m['filename'])} [{escape(m.get('directory') or '?')}] → {where}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("workflow", help="list and inspect workflows", description="Workflows tracked in the environment.")
+    wsub = p.add_subparsers(dest="workflow_command", metavar="COMMAND", required=True)
+    q = wsub.add_parser(
+        "list", help="list workflows and their state", description="Every workflow and its state against the last version."
+    )
+    env_option(q)
+    json_option(q)
+    q.set_defaults(func=cmd_workflow_list)
+    q = wsub.add_parser(
+        "show", help="a workflow's node types and models", description="Node types and model references of a workflow."
+    )
+    q.add_argument("name", help="workflow name (its path below user/default/workflows/, without .json)")
+    env_option(q)
+    json_option(q)
+    q.set_defaults(func=cmd_workflow_show)
+
+    p = sub.add_parser(
+        "commit",
+        help="save the environment as a new version",
+        description="Copy workflows into .cec/, resolve their models, update the manifest, lock, and commit as vN.",
+    )
+    p.add_argument("-m", "--message", help="version message (default: a summary of the changes)")
+    p.add_argument("--no-interactive", action="store_true", help="never ask; leave unclear models unresolved")
+    p.add_argument("--interactive", action="store_true", help=argparse.SUPPRESS)
+    env_option(p)
+    json_option(p)
+    p.set_defaults(func=cmd_commit)
+
+    p = sub.add_parser(
+        "rollback",
+        help="apply an earlier version",
+        description="Apply version TARGET (vN, a commit, HEAD~1; none: discard uncommitted changes) to the manifest, "
+        "nodes, venv and workflows as one step; the result is uncommitted and can be committed.",
+    )
+    p.add_argument("target", nargs="?", help="vN, a commit id or HEAD~N (default: the last version)")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    env_option(p)
+    json_option(p)
+    p.set_defaults(func=cmd_rollback)
+
+
+def register_models(models_sub) -> None:
+    """`comfydock models resolve WORKFLOW`, under the models command."""
+    q = models_sub.add_parser(
+        "resolve",
+        help="resolve a workflow's models by hand",
+        description="Resolve a workflow's model references, asking where unclear.",
+    )
+    q.add_argument("workflow")
+    q.add_argument("--no-interactive", action="store_true", help="never ask")
+    q.add_argument("--interactive", action="store_true", help=argparse.SUPPRESS)
+    env_option(q)
+    json_option(q)
+    q.set_defaults(func=cmd_models_resolve)

@@ -1,0 +1,147 @@
+"""All-or-nothing changes: record what a command is about to touch, put it all back on any failure.
+
+    with Transaction(env.state_dir / "undo") as tx:
+        tx.save_file(env.pyproject_path)          # remembered byte for byte (or its absence)
+        tx.save_tree(env.workflows_dir)           # a copy of a whole directory
+        tx.move_aside(custom_nodes / "old-node")  # moved out of the way, moved back on failure
+        tx.on_undo(lambda: ...)                   # anything else (a git tag, a re-sync)
+        ... the change ...
+    # leaving the block normally keeps the change and drops what was moved aside;
+    # any exception (Ctrl-C included) undoes every step, newest first, then re-raises.
+
+Undo steps never raise: a step that cannot be undone is reported in `tx.not_restored`, and the
+original exception carries those lines so the user learns what to fix by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from comfydock.fsutil import atomic_write_bytes, remove_tree
+
+
+class Transaction:
+    def __init__(self, scratch_dir: Path):
+        self.scratch_dir = scratch_dir
+        self._undo: list[tuple[str, object]] = []  # (what, callable)
+        self._on_commit: list[object] = []
+        self.not_restored: list[str] = []
+        self._dir: Path | None = None
+
+    # --- recording --------------------------------------------------------------------
+    def _scratch(self) -> Path:
+        if self._dir is None:
+            self._dir = self.scratch_dir / uuid.uuid4().hex[:12]
+            self._dir.mkdir(parents=True)
+        return self._dir
+
+    def save_file(self, path: Path) -> None:
+        """Remember a file's bytes (or that it did not exist) to write back on failure."""
+        data = path.read_bytes() if path.is_file() else None
+
+        def undo():
+            if data is None:
+                if path.is_file() or path.is_symlink():
+                    path.unlink()
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(path, data)
+
+        self._undo.append((str(path), undo))
+
+    def save_tree(self, path: Path) -> None:
+        """Remember a whole directory (a copy in the scratch area; links kept as links)."""
+        existed = path.is_dir()
+        copy = self._scratch() / f"tree-{len(self._undo)}"
+        if existed:
+            shutil.copytree(path, copy, symlinks=True)
+
+        def undo():
+            if path.exists() or path.is_symlink():
+                remove_tree(path)
+            if existed:
+                shutil.copytree(copy, path, symlinks=True)
+
+        self._undo.append((str(path), undo))
+        self._on_commit.append(lambda: remove_tree(copy) if copy.exists() else None)
+
+    def move_aside(self, path: Path) -> Path | None:
+        """Move a file or directory out of the way; it comes back on failure, goes on success."""
+        if not (path.exists() or path.is_symlink()):
+            return None
+        kept = self._scratch() / f"aside-{len(self._undo)}-{path.name}"
+        os.replace(path, kept) if _same_device(path, kept.parent) else shutil.move(str(path), str(kept))
+
+        def undo():
+            if path.exists() or path.is_symlink():
+                remove_tree(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(kept), str(path))
+
+        self._undo.append((str(path), undo))
+        self._on_commit.append(lambda: remove_tree(kept) if kept.exists() or kept.is_symlink() else None)
+        return kept
+
+    def created(self, path: Path) -> None:
+        """A path this change creates: removed on failure."""
+
+        def undo():
+            if path.exists() or path.is_symlink():
+                remove_tree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+        self._undo.append((str(path), undo))
+
+    def on_undo(self, fn, what: str = "a step") -> None:
+        self._undo.append((what, fn))
+
+    def on_success(self, fn) -> None:
+        self._on_commit.append(fn)
+
+    # --- ending -----------------------------------------------------------------------
+    def rollback(self) -> None:
+        for what, undo in reversed(self._undo):
+            try:
+                undo()
+            except BaseException as exc:  # keep undoing the rest; report this one
+                self.not_restored.append(f"{what}: {exc}")
+        self._undo.clear()
+        self._cleanup()
+
+    def commit(self) -> None:
+        self._undo.clear()
+        for fn in self._on_commit:
+            try:
+                fn()
+            except OSError:
+                pass  # leftovers in the scratch area are harmless
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._dir is not None and self._dir.exists():
+            try:
+                remove_tree(self._dir)
+            except OSError:
+                pass
+        self._dir = None
+
+    def __enter__(self) -> "Transaction":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.commit()
+            return False
+        self.rollback()
+        if self.not_restored and exc is not None and hasattr(exc, "hint"):
+            exc.hint = ((exc.hint or "") + "; could not restore: " + "; ".join(self.not_restored)).lstrip("; ")
+        return False
+
+
+def _same_device(a: Path, b: Path) -> bool:
+    try:
+        return os.stat(a, follow_symlinks=False).st_dev == os.stat(b).st_dev
+    except OSError:
+        return False

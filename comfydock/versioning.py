@@ -1,0 +1,360 @@
+"""Local history as operations: `commit` (capture the environment as version vN) and `rollback`
+(apply an earlier version to the machine: manifest, lock, nodes, venv and workflows, all or nothing)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+from comfydock import history, manifest
+from comfydock.errors import ComfydockError
+from comfydock.transaction import Transaction
+from comfydock.workflows import tracking
+
+WORKFLOW_TARGET = "update_manifest"
+
+
+@dataclass
+class CommitResult:
+    version: str | None  # None: nothing changed
+    message: str
+    changes: dict = field(default_factory=dict)  # workflows/nodes/dependencies that changed
+    unresolved: list[dict] = field(default_factory=list)  # model references left unresolved
+    unreadable: list[str] = field(default_factory=list)  # workflows whose analysis failed
+    build: dict | None = None
+    missing_nodes: list[dict] = field(default_factory=list)  # node types no installed package provides
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _build(env, targets, listener):
+    from comfydock import engine
+    from comfydock.environment import build_failure
+
+    report = engine.build(env, targets, listener=listener)
+    if not report.ok:
+        raise build_failure(report)
+    return report
+
+
+def _resolution_files(env) -> dict[str, dict]:
+    from comfydock.tasks.workflows import resolved_file
+
+    out = {}
+    for name in tracking.comfyui_workflows(env):
+        try:
+            out[name] = json.loads(resolved_file(env, name).read_text())
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def pending_choices(env) -> list[tuple[str, dict]]:
+    """(workflow, reference) pairs a user could decide: several candidates, required, not skipped.
+    (A file that is nowhere in the index leaves nothing to choose: it is reported instead.)"""
+    found = []
+    for name, data in sorted(_resolution_files(env).items()):
+        for m in data.get("models", []):
+            if m["status"] == "ambiguous" and not m.get("optional") and not m.get("skipped"):
+                found.append((name, m))
+    return found
+
+
+def record_choice(env, workflow: str, ref: dict, candidate: dict | None) -> None:
+    """Store the user's answer for one reference in pyproject.toml (reused by later commits)."""
+    doc = env.manifest()
+    entries = manifest.workflow_entries(doc)
+    required = manifest.required_models(doc)
+    entry = entries.setdefault(workflow, {"path": f"workflows/{workflow}{tracking.SUFFIX}"})
+    node = {"node_id": ref["node_id"], "widget_idx": str(ref["widget_index"]), "filename": ref["filename"]}
+    unresolved = [
+        r
+        for r in entry.get("unresolved", [])
+        if (r.get("node_id"), r.get("widget_idx"), r.get("filename")) != tuple(node.values())
+    ]
+    if candidate is None:
+        unresolved.append({**node, "status": ref["status"], "skipped": True})
+    else:
+        models = entry.setdefault("models", {})
+        models.setdefault(candidate["hash"], {"nodes": []})["nodes"].append({**node, "chosen": True})
+    entry["unresolved"] = unresolved
+    if not entry["unresolved"]:
+        del entry["unresolved"]
+    manifest.set_workflows(doc, entries, required)
+    manifest.save(env.pyproject_path, doc)
+
+
+def _prune_deleted_copies(env, tx: Transaction) -> list[str]:
+    """Copies in .cec/workflows/ whose workflow is gone from ComfyUI: removed (history keeps them)."""
+    current = tracking.comfyui_workflows(env)
+    gone = []
+    for name, copy in tracking.versioned_copies(env).items():
+        if name not in current:
+            copy.unlink()
+            gone.append(name)
+    return gone
+
+
+def _default_message(changes: dict) -> str:
+    parts = []
+    wf = changes.get("workflows", {})
+    for state in ("new", "modified", "deleted"):
+        if wf.get(state):
+            parts.append(f"{state} workflow{'s' if len(wf[state]) > 1 else ''} {', '.join(wf[state])}")
+    nodes = changes.get("nodes", {})
+    for what in ("added", "removed", "changed"):
+        if nodes.get(what):
+            parts.append(f"{what} node{'s' if len(nodes[what]) > 1 else ''} {', '.join(nodes[what])}")
+    deps = changes.get("dependencies", {})
+    if deps.get("added") or deps.get("removed"):
+        parts.append("Python requirements changed")
+    return ("; ".join(parts) or "Update environment")[:200]
+
+
+def _changes(env, repo) -> dict:
+    from comfydock.environment import manifest_changes
+
+    states = tracking.workflow_states(env, repo)
+    by_state: dict[str, list[str]] = {}
+    for s in states:
+        if s.state != "committed":
+            by_state.setdefault(s.state, []).append(s.name)
+    return {"workflows": by_state, **manifest_changes(env, repo)}
+
+
+def commit_environment(env, message: str | None = None, *, choose=None, listener=None, on_wait=None) -> CommitResult:
+    """Copy workflows into .cec/, analyse and resolve them, update the manifest, lock, commit vN.
+
+    `choose(workflow, reference) -> candidate dict | None` is asked for each ambiguous or
+    unresolved model reference when given (None: skip); without it nothing is asked. Any failure
+    (Ctrl-C included) leaves .cec/ as it was."""
+    with env.lock(on_wait):
+        repo = history.open_repo(env.cec_dir)
+        changes = _changes(env, repo)
+        with Transaction(env.state_dir / "undo") as tx:
+            for path in (env.pyproject_path, env.lock_path):
+                tx.save_file(path)
+            tx.save_tree(env.cec_dir / "workflows")
+            _prune_deleted_copies(env, tx)
+            report = _build(env, ["core_node_types", WORKFLOW_TARGET], listener)
+            if choose is not None:
+                asked = False
+                for workflow, ref in pending_choices(env):
+                    record_choice(env, workflow, ref, choose(workflow, ref))
+                    asked = True
+                if asked:
+                    report = _build(env, [WORKFLOW_TARGET], listener)
+            _build(env, ["lock_deps"], listener)
+            files = _resolution_files(env)
+            unresolved = [
+                {"workflow": name, **{k: m.get(k) for k in ("node_id", "node_type", "filename", "directory", "status")}}
+                for name, data in sorted(files.items())
+                for m in data.get("models", [])
+                if m["status"] != "resolved" and not m.get("optional")
+            ]
+            unreadable = sorted(name for name, data in files.items() if not data.get("ok"))
+            repo.git.add(A=True)
+            has_head = repo.head.is_valid()
+            missing = _missing_nodes(env, repo)
+            if has_head and not repo.index.diff("HEAD"):
+                last = history.versions(repo)
+                return CommitResult(
+                    None,
+                    f"nothing changed since {last[0].version if last else 'the last commit'}",
+                    {},
+                    unresolved,
+                    unreadable,
+                    report.to_json(),
+                    missing,
+                )
+            text = message or _default_message(changes)
+            version = history.commit_version(repo, text)
+            tx.on_undo(lambda: _undo_commit(repo, version), "the new version")
+        return CommitResult(version.version, text, changes, unresolved, unreadable, report.to_json(), missing)
+
+
+def _missing_nodes(env, repo) -> list[dict]:
+    """Node types no installed package provides; the node map (cached, refreshed when expired) is
+    fetched only when there are such types. Without it the types are still listed."""
+    from comfydock.workflows.node_types import fetch_node_map
+    from comfydock.workflows.report import workflows_status
+
+    missing = workflows_status(env, repo)["missing_nodes"]
+    if missing:
+        try:
+            fetch_node_map(env.workspace)
+        except ComfydockError:
+            return missing
+        missing = workflows_status(env, repo)["missing_nodes"]
+    return missing
+
+
+def _undo_commit(repo, version) -> None:
+    repo.git.tag("-d", version.version)
+    repo.git.reset("--soft", "HEAD~1")
+
+
+# --- rollback ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RollbackResult:
+    target: str
+    commit: str
+    nodes_removed: list[str] = field(default_factory=list)
+    nodes_disabled: list[str] = field(default_factory=list)
+    nodes_installed: list[str] = field(default_factory=list)
+    nodes_enabled: list[str] = field(default_factory=list)
+    dev_nodes: list[str] = field(default_factory=list)  # not versioned: their source stays as it is
+    workflows_restored: list[str] = field(default_factory=list)
+    workflows_removed: list[str] = field(default_factory=list)
+    workflows_kept: list[str] = field(default_factory=list)  # never committed: kept in ComfyUI
+    notes: list[str] = field(default_factory=list)
+    build: dict | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def resolve_target(repo, target: str | None) -> str:
+    """vN, a commit, HEAD~1 ... -> a commit id; an unknown target lists the versions."""
+    ref = target or "HEAD"
+    try:
+        return repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")
+    except Exception:
+        versions = ", ".join(v.version for v in history.versions(repo)) or "none"
+        raise ComfydockError(
+            f"no version or commit {ref!r} in this environment", hint=f"versions: {versions} (see 'comfydock log')"
+        ) from None
+
+
+def _tree_files(repo, commit: str) -> set[str]:
+    return set(repo.git.ls_tree("-r", "--name-only", "-z", commit).split("\0")) - {""}
+
+
+def rollback_environment(env, target: str | None = None, *, listener=None, on_wait=None) -> RollbackResult:
+    """Apply version `target` (default: the last commit, i.e. discard uncommitted changes) to
+    .cec/, custom_nodes/, the venv and ComfyUI's workflows, as one step on the current branch."""
+    from comfydock import nodes as node_ops
+    from comfydock.nodes.spec import manifest_nodes
+
+    with env.lock(on_wait):
+        repo = history.open_repo(env.cec_dir)
+        commit = resolve_target(repo, target)
+        result = RollbackResult(target or "HEAD", commit)
+        try:
+            new_doc = manifest.parse(repo.git.show(f"{commit}:pyproject.toml"))
+        except Exception as exc:
+            raise ComfydockError(f"version {target or 'HEAD'} has no readable pyproject.toml ({exc})") from None
+        old_nodes = manifest_nodes(env.manifest())
+        new_nodes = manifest_nodes(new_doc)
+        head_files = _tree_files(repo, "HEAD") if repo.head.is_valid() else set()
+        target_files = _tree_files(repo, commit)
+
+        with Transaction(env.state_dir / "undo") as tx:
+            tx.on_undo(env.resync_venv, "the venv")  # undone last: after the files it syncs to
+            # 1. the target's .cec/ files, as uncommitted changes on the current branch
+            present = set(repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard").split("\0")) - {""}
+            for rel in sorted(present | target_files):
+                tx.save_file(env.cec_dir / rel)
+            for rel in sorted(present - target_files):
+                (env.cec_dir / rel).unlink(missing_ok=True)
+            repo.git.checkout(commit, "--", ".")
+            repo.git.reset("-q")  # leave them unstaged, like any edit
+
+            # 2. nodes, knowing both states
+            for node_id, spec in sorted(old_nodes.items()):
+                path = env.custom_nodes_dir / spec.directory
+                new = new_nodes.get(node_id)
+                for state_file in (node_ops.install_marker(env, node_id), node_ops.reqs_file(env, node_id)):
+                    tx.save_file(state_file)
+                if new is not None and new.identity() == spec.identity() and new.source == spec.source:
+                    continue
+                if spec.source == "development":
+                    if new is None and path.is_dir():
+                        disabled = env.custom_nodes_dir / f"{spec.directory}.disabled"
+                        if disabled.exists():
+                            raise ComfydockError(
+                                f"custom_nodes/{disabled.name} already exists",
+                                hint="move or delete the old .disabled copy first, then roll back again",
+                            )
+                        os.rename(path, disabled)
+                        tx.on_undo(lambda a=disabled, b=path: os.rename(a, b), f"custom_nodes/{spec.directory}")
+                        result.nodes_disabled.append(node_id)
+                    continue
+                if path.exists() or path.is_symlink():
+                    tx.move_aside(path)  # deleted when the rollback succeeds
+                node_ops.install_marker(env, node_id).unlink(missing_ok=True)
+                node_ops.reqs_file(env, node_id).unlink(missing_ok=True)
+                if new is None:
+                    result.nodes_removed.append(node_id)
+            targets = []
+            for node_id, spec in sorted(new_nodes.items()):
+                if spec.source == "development":
+                    result.dev_nodes.append(node_id)
+                    path = env.custom_nodes_dir / spec.directory
+                    disabled = env.custom_nodes_dir / f"{spec.directory}.disabled"
+                    if not path.exists() and disabled.is_dir():
+                        os.rename(disabled, path)
+                        tx.on_undo(lambda a=path, b=disabled: os.rename(a, b), f"custom_nodes/{disabled.name}")
+                        result.nodes_enabled.append(node_id)
+                    continue
+                tx.save_file(node_ops.install_marker(env, node_id))
+                targets.append(f"install_node:{node_id}")
+                old = old_nodes.get(node_id)
+                if old is None or old.identity() != spec.identity():
+                    result.nodes_installed.append(node_id)
+                    tx.created(env.custom_nodes_dir / spec.directory)
+
+            # 3. the venv, to the restored lock (and restored nodes' requirements)
+            result.build = _build(env, targets + ["sync_venv"], listener).to_json()
+
+            # 4. workflows back into ComfyUI
+            tx.save_tree(env.workflows_dir)
+            copies = tracking.versioned_copies(env)
+            current = tracking.comfyui_workflows(env)
+            head_workflows = {tracking.workflow_name(f[len("workflows/") :]) for f in head_files if f.startswith("workflows/")}
+            for name, copy in sorted(copies.items()):
+                dest = env.workflows_dir / f"{name}{tracking.SUFFIX}"
+                if not dest.exists() or dest.read_bytes() != copy.read_bytes():
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.write_bytes(copy.read_bytes())
+                    result.workflows_restored.append(name)
+            for name, path in sorted(current.items()):
+                if name in copies:
+                    continue
+                if name in head_workflows:
+                    path.unlink()  # committed before, not in the target: history keeps it
+                    result.workflows_removed.append(name)
+                else:
+                    result.workflows_kept.append(name)
+        return result
+
+
+def resolve_workflow_models(env, workflow: str, *, choose=None, listener=None, on_wait=None) -> list[dict]:
+    """`comfydock models resolve WORKFLOW`: resolve now, ask where unclear, store the answers."""
+    from comfydock.tasks.workflows import resolved_file
+    from comfydock.workflows.report import describe_workflow
+
+    name = describe_workflow(env, workflow)["name"]
+    key = tracking.task_key(name)
+    with env.lock(on_wait):
+        _build(env, [f"resolve_models:{key}"], listener)
+        data = json.loads(resolved_file(env, name).read_text())
+        if choose is not None:
+            for ref in data.get("models", []):
+                if ref["status"] == "ambiguous":
+                    record_choice(env, name, ref, choose(name, ref))
+            _build(env, [WORKFLOW_TARGET], listener)
+        data = json.loads(resolved_file(env, name).read_text())
+    return data.get("models", [])
+
+
+def uncommitted(env) -> list[str]:
+    """What a rollback would discard: changed .cec/ files and workflows changed in ComfyUI."""
+    repo = history.open_repo(env.cec_dir)
+    found = [line[3:] for line in repo.git.status("--porcelain").splitlines()]
+    found += [f"workflow {s.name} ({s.state})" for s in tracking.workflow_states(env, repo) if s.state != "committed"]
+    return found

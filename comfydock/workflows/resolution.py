@@ -1,0 +1,234 @@
+"""Model resolution: which indexed file each model reference of a workflow means.
+
+The spec's hierarchy, first answer wins:
+  1. the stored resolution (same node id + widget index + filename) whose file is still indexed;
+  2. the exact path `<folder>/<filename>` (or `<filename>`) relative to an indexed models directory;
+  3. the same file name inside the folder the node type implies (`checkpoints/`, legacy aliases too);
+  4. the same file name anywhere in the index, when it is one model;
+  5. otherwise "ambiguous" (several candidates: the caller may ask the user) or "unresolved".
+Files of at most 30 MiB are told apart by their full hash when they share a quick hash (the
+quick hash only samples the first 5 MiB of such files).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+
+SMALL_FILE = 30 * 1024 * 1024
+
+# ComfyUI's folder_paths.map_legacy: the old folder names still in use.
+FOLDER_ALIASES = {
+    "text_encoders": ("clip",),
+    "clip": ("text_encoders",),
+    "diffusion_models": ("unet",),
+    "unet": ("diffusion_models",),
+}
+
+
+@dataclass
+class Candidate:
+    hash: str
+    path: str
+    relative_path: str
+    size: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Resolution:
+    node_id: str
+    node_type: str
+    widget_index: int | str | None
+    filename: str
+    directory: str | None
+    url: str | None
+    optional: bool
+    status: str  # resolved | unresolved | ambiguous
+    hash: str | None = None
+    path: str | None = None
+    relative_path: str | None = None
+    size: int | None = None
+    how: str | None = None  # stored | exact | folder | filename | chosen
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def key(self) -> tuple:
+        return (self.node_id, str(self.widget_index), self.filename)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["candidates"] = [c.to_json() if hasattr(c, "to_json") else c for c in self.candidates]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Resolution":
+        data = dict(data)
+        data["candidates"] = [Candidate(**c) for c in data.get("candidates") or []]
+        return cls(**data)
+
+
+def stored_choices(entry: dict | None) -> dict[tuple, str]:
+    """(node_id, widget_index, filename) -> hash, from a workflow's recorded resolution."""
+    found = {}
+    for h, info in ((entry or {}).get("models") or {}).items():
+        for node in info.get("nodes") or []:
+            found[(str(node.get("node_id")), str(node.get("widget_idx")), node.get("filename"))] = h
+    return found
+
+
+class _Index:
+    """The few queries resolution needs, against one open model index."""
+
+    def __init__(self, db_path: Path):
+        self.conn = None
+        if db_path.exists():
+            try:
+                self.conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+                self.conn.execute("SELECT 1 FROM model_locations LIMIT 1")
+            except sqlite3.Error:
+                self.conn = None
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+
+    def _rows(self, where: str, args: tuple) -> list[Candidate]:
+        if self.conn is None:
+            return []
+        rows = self.conn.execute(
+            "SELECT l.model_hash, l.base_dir, l.relative_path, m.file_size FROM model_locations l "
+            "JOIN models m ON m.hash = l.model_hash WHERE " + where + " ORDER BY l.base_dir, l.relative_path",
+            args,
+        ).fetchall()
+        return [Candidate(h, str(Path(b) / r), r, size) for h, b, r, size in rows]
+
+    def by_hash(self, h: str) -> list[Candidate]:
+        return self._rows("l.model_hash = ?", (h,))
+
+    def by_filename(self, filename: str) -> list[Candidate]:
+        return self._rows("l.filename = ? COLLATE NOCASE", (PurePosixPath(filename).name,))
+
+
+def _distinct(cands: list[Candidate]) -> list[Candidate]:
+    """One candidate per distinct file content (first location of each hash), split by full hash
+    where small files share a quick hash."""
+    by_hash: dict[str, list[Candidate]] = {}
+    for c in cands:
+        by_hash.setdefault(c.hash, []).append(c)
+    out = []
+    for h, group in by_hash.items():
+        if len(group) > 1 and group[0].size <= SMALL_FILE:
+            seen: dict[str, Candidate] = {}
+            for c in group:
+                seen.setdefault(_sha256(c.path), c)
+            out.extend(seen.values())
+        else:
+            out.append(group[0])
+    return out
+
+
+_SHA_CACHE: dict[tuple, str] = {}
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+    import os
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing:" + path
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        _SHA_CACHE[key] = digest.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def _folders(directory: str | None) -> tuple[str, ...]:
+    if not directory:
+        return ()
+    d = directory.strip("/")
+    return (d, *FOLDER_ALIASES.get(d, ()))
+
+
+def resolve_refs(refs, db_path: Path, entry: dict | None = None) -> list[Resolution]:
+    """Resolve each model reference (analysis ModelRefs) against the index, without asking."""
+    stored = stored_choices(entry)
+    index = _Index(db_path)
+    try:
+        return [_resolve_one(ref, index, stored) for ref in refs]
+    finally:
+        index.close()
+
+
+def _resolve_one(ref, index: _Index, stored: dict) -> Resolution:
+    res = Resolution(
+        node_id=str(ref.node_id),
+        node_type=ref.node_type,
+        widget_index=ref.widget_index,
+        filename=ref.filename,
+        directory=ref.directory,
+        url=ref.url,
+        optional=bool(ref.optional),
+        status="unresolved",
+    )
+    filename = ref.filename.replace("\\", "/")
+    folders = _folders(ref.directory)
+
+    def accept(c: Candidate, how: str) -> Resolution:
+        res.status, res.hash, res.path, res.relative_path, res.size, res.how = (
+            "resolved",
+            c.hash,
+            c.path,
+            c.relative_path,
+            c.size,
+            how,
+        )
+        res.candidates = []
+        return res
+
+    by_name = index.by_filename(filename)
+    exact_paths = {filename, *(f"{d}/{filename}" for d in folders)}
+    exact = [c for c in by_name if c.relative_path in exact_paths]
+
+    chosen = stored.get(res.key())
+    if chosen:
+        located = index.by_hash(chosen)
+        if located:
+            pick = [c for c in located if c.relative_path in exact_paths] or located
+            distinct = _distinct(pick)
+            if len(distinct) == 1 or len({c.hash for c in exact}) == 1:
+                return accept(pick[0], "stored")
+    for how, group in (
+        ("exact", exact),
+        ("folder", [c for c in by_name if folders and c.relative_path.split("/", 1)[0] in folders]),
+        ("filename", by_name),
+    ):
+        distinct = _distinct(group)
+        if len(distinct) == 1:
+            return accept(distinct[0], how)
+        if len(distinct) > 1:
+            res.status, res.candidates = "ambiguous", distinct
+            return res
+    return res
+
+
+def choose(res: Resolution, candidate: Candidate) -> Resolution:
+    """Record the user's pick for an ambiguous or unresolved reference."""
+    res.status, res.hash, res.path, res.relative_path, res.size, res.how = (
+        "resolved",
+        candidate.hash,
+        candidate.path,
+        candidate.relative_path,
+        candidate.size,
+        "chosen",
+    )
+    res.candidates = []
+    return res

@@ -1,0 +1,280 @@
+"""Workflows and local history: workflow list/show, commit, rollback, models resolve (real git, uv, SQLite)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import venv_has
+
+CORPUS = Path(__file__).parent / "data" / "corpus" / "workflows"
+SDXL = CORPUS / "templates" / "sdxl_simple_example.json"
+UPSCALER = CORPUS / "templates" / "utility-gan_upscaler.json"
+
+pytestmark = pytest.mark.slow
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    """Every file below root (except git's internals) with its sha256: 'byte for byte as before'."""
+    out = {}
+    if not root.exists():
+        return out
+    for p in sorted(root.rglob("*")):
+        if ".git" in p.relative_to(root).parts or p.is_dir():
+            continue
+        out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "link"
+    return out
+
+
+def _save_workflow(env, source: Path, name: str | None = None) -> Path:
+    dest = env.workflows_dir / (name or source.name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, dest)
+    return dest
+
+
+def _model(workspace, relative: str, content: bytes) -> Path:
+    path = workspace.models_dir / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def test_workflow_list_shows_new_modified_committed_and_deleted(env, run_cli):
+    _save_workflow(env, SDXL)
+    rows = run_cli("workflow", "list", "--json").json
+    # the fixture ComfyUI ships demo.json: a workflow present at create is part of v1
+    assert [(r["name"], r["state"]) for r in rows] == [("demo", "committed"), ("sdxl_simple_example", "new")]
+
+    assert run_cli("commit", "-m", "first workflow", "--no-interactive").code == 0
+    states = {r["name"]: r["state"] for r in run_cli("workflow", "list", "--json").json}
+    assert states == {"demo": "committed", "sdxl_simple_example": "committed"}
+
+    wf = env.workflows_dir / "sdxl_simple_example.json"
+    wf.write_text(wf.read_text().replace("sd_xl_base_1.0", "sd_xl_base_1.1"))
+    _save_workflow(env, UPSCALER, "upscale/gan.json")
+    states = {r["name"]: r["state"] for r in run_cli("workflow", "list", "--json").json}
+    assert states == {"demo": "committed", "sdxl_simple_example": "modified", "upscale/gan": "new"}
+
+    wf.unlink()
+    states = {r["name"]: r["state"] for r in run_cli("workflow", "list", "--json").json}
+    assert states["sdxl_simple_example"] == "deleted"
+    text = run_cli("workflow", "list").out
+    assert "upscale/gan" in text and "not committed" in text
+
+
+def test_commit_versions_workflow_and_records_its_resolved_models(env, workspace, run_cli):
+    model = _model(workspace, "checkpoints/sd_xl_base_1.0.safetensors", b"base-model" * 1000)
+    assert run_cli("models", "index").code == 0
+    _save_workflow(env, SDXL)
+
+    result = run_cli("commit", "-m", "sdxl", "--no-interactive", "--json")
+    assert result.code == 0, result.err
+    assert result.json["version"] == "v2"
+    assert (env.cec_dir / "workflows" / "sdxl_simple_example.json").read_bytes() == SDXL.read_bytes()
+    # the refiner is not on disk: reported, never invented
+    unresolved = [m["filename"] for m in result.json["unresolved"] if m["workflow"] == "sdxl_simple_example"]
+    assert unresolved == ["sd_xl_refiner_1.0.safetensors"]
+
+    text = env.pyproject_path.read_text()
+    assert "[tool.comfydock.workflows.sdxl_simple_example]" in text
+    from comfydock import manifest
+
+    doc = manifest.load(env.pyproject_path)
+    required = manifest.required_models(doc)
+    (quick,) = required
+    assert required[quick]["relative_path"] == "checkpoints/sd_xl_base_1.0.safetensors"
+    assert required[quick]["urls"][0].startswith("https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/")
+    entry = manifest.workflow_entries(doc)["sdxl_simple_example"]
+    assert entry["unresolved"][0]["filename"] == "sd_xl_refiner_1.0.safetensors"
+    log = run_cli("log", "--json").json
+    assert log[0]["version"] == "v2" and log[0]["message"] == "sdxl"
+
+    shown = run_cli("workflow", "show", "sdxl_simple_example", "--json").json
+    base = next(m for m in shown["models"] if m["filename"] == "sd_xl_base_1.0.safetensors")
+    assert base["status"] == "resolved" and base["path"] == str(model) and base["directory"] == "checkpoints"
+
+
+def test_second_commit_without_changes_makes_no_version_and_redoes_nothing(env, run_cli):
+    _save_workflow(env, SDXL)
+    assert run_cli("commit", "--no-interactive").code == 0
+    again = run_cli("commit", "--no-interactive", "--json")
+    assert again.code == 0
+    assert again.json["version"] is None and "nothing changed" in again.json["message"]
+    ran = {t["task"] for t in again.json["build"]["tasks"] if t["status"] == "ran"}
+    assert not any(t.startswith(("copy_workflow", "analyze_workflow")) for t in ran)
+    assert [v["version"] for v in run_cli("log", "--json").json] == ["v2", "v1"]
+
+
+def test_unreadable_workflow_is_named_and_still_versioned(env, run_cli):
+    (env.workflows_dir).mkdir(parents=True, exist_ok=True)
+    (env.workflows_dir / "broken.json").write_text('{"nodes": [')
+    _save_workflow(env, UPSCALER)
+    result = run_cli("commit", "--no-interactive", "--json")
+    assert result.code == 0, result.err
+    assert result.json["unreadable"] == ["broken"]
+    assert (env.cec_dir / "workflows" / "broken.json").read_text() == '{"nodes": ['
+    shown = run_cli("workflow", "show", "broken", "--json").json
+    assert "not valid JSON" in shown["error"]
+
+
+def test_ambiguous_model_is_asked_once_and_the_answer_reused(env, workspace, run_cli, monkeypatch):
+    import io
+
+    _model(workspace, "upscale_models/old/RealESRGAN_x4plus.safetensors", b"one" * 100)
+    chosen = _model(workspace, "upscale_models/new/RealESRGAN_x4plus.safetensors", b"two" * 100)
+    assert run_cli("models", "index").code == 0
+    _save_workflow(env, UPSCALER)
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("1\n"))  # 1. new/..., 2. old/... (sorted)
+    result = run_cli("commit", "--interactive")
+    assert result.code == 0, result.err
+    assert "Multiple matches found" in result.err and "upscale_models/new/RealESRGAN_x4plus.safetensors" in result.err
+    shown = run_cli("workflow", "show", "utility-gan_upscaler", "--json").json
+    assert shown["models"][0]["path"] == str(chosen)
+
+    # the workflow changes elsewhere: the stored answer is reused, nothing is asked
+    wf = env.workflows_dir / "utility-gan_upscaler.json"
+    wf.write_text(wf.read_text().replace('"title"', '"title" ', 1) + "\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    again = run_cli("commit", "--interactive", "--json")
+    assert again.code == 0 and again.json["version"] == "v3"
+    assert [m for m in again.json["unresolved"] if m["workflow"] != "demo"] == []
+    assert "Multiple matches" not in again.err
+
+
+def test_rollback_round_trip_restores_workflows_nodes_and_venv(env, run_cli, node_repo):
+    _save_workflow(env, SDXL)
+    assert run_cli("node", "add", f"{node_repo.as_uri()}@v1.0").code == 0
+    assert run_cli("commit", "-m", "v2 state", "--no-interactive").code == 0
+    v2 = {"cec": _tree_digest(env.cec_dir), "wf": _tree_digest(env.workflows_dir)}
+    assert venv_has(env, "cdfix_gamma") == "0.1"
+
+    wf = env.workflows_dir / "sdxl_simple_example.json"
+    wf.write_text(wf.read_text().replace("sd_xl_base_1.0", "sd_xl_base_9"))
+    _save_workflow(env, UPSCALER)
+    assert run_cli("node", "remove", "ComfyUI-Git-Node").code == 0
+    assert run_cli("py", "add", "cdfix-beta").code == 0
+    assert run_cli("commit", "-m", "v3 state", "--no-interactive").code == 0
+    v3 = {"cec": _tree_digest(env.cec_dir), "wf": _tree_digest(env.workflows_dir)}
+
+    result = run_cli("rollback", "v2", "--yes", "--json")
+    assert result.code == 0, result.err
+    assert result.json["nodes_installed"] == ["ComfyUI-Git-Node"]
+    assert _tree_digest(env.cec_dir) == v2["cec"]
+    assert _tree_digest(env.workflows_dir) == v2["wf"]
+    assert (env.custom_nodes_dir / "ComfyUI-Git-Node" / "__init__.py").exists()
+    assert venv_has(env, "cdfix_beta") is None
+    status = run_cli("status", "--json").json
+    assert status["venv_in_sync"]
+    assert "pyproject.toml" in " ".join(status["uncommitted_changes"])  # on the branch, not a checkout
+
+    assert run_cli("rollback", "v3", "--yes").code == 0
+    assert _tree_digest(env.cec_dir) == v3["cec"]
+    assert _tree_digest(env.workflows_dir) == v3["wf"]
+    assert not (env.custom_nodes_dir / "ComfyUI-Git-Node").exists()
+    assert venv_has(env, "cdfix_beta") == "2.0"
+    # committing the rolled-back state records no change: v3 already is this state
+    assert run_cli("commit", "--no-interactive", "--json").json["version"] is None
+
+
+def test_rollback_disables_dev_node_and_keeps_never_committed_workflow(env, run_cli):
+    dev = env.custom_nodes_dir / "my-dev-node"
+    dev.mkdir(parents=True)
+    (dev / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    assert run_cli("commit", "-m", "empty", "--no-interactive").code in (0,)
+    assert run_cli("node", "add", "my-dev-node", "--dev").code == 0
+    assert run_cli("commit", "-m", "with dev node", "--no-interactive").code == 0
+    _save_workflow(env, UPSCALER, "scratch.json")  # never committed
+
+    result = run_cli("rollback", "v1", "--yes")
+    assert result.code == 0, result.err
+    assert not dev.exists()
+    assert (env.custom_nodes_dir / "my-dev-node.disabled" / "__init__.py").exists()
+    assert (env.workflows_dir / "scratch.json").exists()
+    assert "never committed" in result.err
+
+
+def test_rollback_to_unknown_version_lists_the_versions(env, run_cli):
+    result = run_cli("rollback", "v9", "--yes")
+    assert result.code == 1
+    assert "v9" in result.err and "v1" in result.err
+
+
+def test_rollback_refuses_to_discard_uncommitted_work_without_yes(env, run_cli):
+    _save_workflow(env, SDXL)
+    result = run_cli("rollback")
+    assert result.code == 1
+    assert "sdxl_simple_example" in result.err and "--yes" in result.err
+    assert (env.workflows_dir / "sdxl_simple_example.json").exists()
+
+
+def test_rollback_without_target_discards_uncommitted_changes(env, run_cli):
+    _save_workflow(env, SDXL)
+    assert run_cli("commit", "--no-interactive").code == 0
+    wf = env.workflows_dir / "sdxl_simple_example.json"
+    wf.write_text("{}")
+    assert run_cli("py", "add", "cdfix-beta").code == 0
+    assert run_cli("rollback", "--yes").code == 0
+    assert wf.read_bytes() == SDXL.read_bytes()
+    assert "cdfix-beta" not in env.pyproject_path.read_text()
+    assert venv_has(env, "cdfix_beta") is None
+    assert run_cli("status", "--json").json["uncommitted_changes"] == []
+
+
+def test_failed_rollback_leaves_everything_as_it_was(env, workspace, run_cli, node_repo):
+    assert run_cli("node", "add", f"{node_repo.as_uri()}@v1.0").code == 0
+    assert run_cli("commit", "-m", "with node", "--no-interactive").code == 0
+    assert run_cli("node", "remove", "ComfyUI-Git-Node").code == 0
+    _save_workflow(env, SDXL)
+    assert run_cli("commit", "-m", "without node", "--no-interactive").code == 0
+    wf = env.workflows_dir / "sdxl_simple_example.json"
+    wf.write_text(wf.read_text() + "\n")  # an uncommitted edit that must survive
+    # the node cannot come back: its source and the cached copy are gone
+    shutil.rmtree(node_repo)
+    shutil.rmtree(workspace.node_cache_dir)
+    before = {d: _tree_digest(d) for d in (env.cec_dir, env.custom_nodes_dir, env.workflows_dir)}
+
+    result = run_cli("rollback", "v2", "--yes")
+    assert result.code == 1
+    assert "Traceback" not in result.err and "error:" in result.err
+    assert {d: _tree_digest(d) for d in before} == before
+    assert run_cli("status", "--json").json["venv_in_sync"]
+
+
+def test_commit_failure_leaves_cec_as_it_was(env, run_cli, monkeypatch):
+    _save_workflow(env, SDXL)
+    before = _tree_digest(env.cec_dir)
+    # a pyproject that uv cannot lock: commit's lock step fails after workflows were copied
+    text = env.pyproject_path.read_text()
+    env.pyproject_path.write_text(text.replace("dependencies = [", 'dependencies = [\n    "cdfix-beta>=99",', 1))
+    before = _tree_digest(env.cec_dir)
+    result = run_cli("commit", "--no-interactive")
+    assert result.code == 1
+    assert _tree_digest(env.cec_dir) == before
+    assert [v["version"] for v in run_cli("log", "--json").json] == ["v1"]
+
+
+def test_status_names_missing_node_packages_with_the_node_add_line(env, workspace, run_cli):
+    import gzip
+
+    from test_node_types import MapServer
+
+    server = MapServer(gzip.decompress((Path(__file__).parent / "data" / "extension-node-map.json.gz").read_bytes()))
+    try:
+        assert run_cli("config", "node-map-url", server.url).code == 0
+        _save_workflow(env, CORPUS / "custom-nodes" / "essentials_workflow_all_nodes.json", "essentials.json")
+        committed = run_cli("commit", "--no-interactive", "--json")
+        assert committed.code == 0, committed.err
+        missing = {m["type"]: m for m in committed.json["missing_nodes"]}
+        some = next(iter(missing.values()))
+        assert some["command"].startswith("comfydock node add ") and "essentials" in some["command"].lower()
+
+        status = run_cli("status", "--json").json
+        assert {m["type"] for m in status["missing_nodes"]} == set(missing)
+        text = run_cli("status").out
+        assert "Missing custom nodes:" in text and some["command"] in text
+    finally:
+        server.close()
