@@ -117,7 +117,12 @@ def repair_state(env) -> list[str]:
     if _state_db_healthy(path):
         _state_checked.add(key)
         return []
-    aside = path.with_name(f"doit.db.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"doit.db.damaged-{stamp}")
+    n = 1
+    while aside.exists():  # an earlier one this second: keep both
+        aside = path.with_name(f"doit.db.damaged-{stamp}-{n}")
+        n += 1
     os.replace(path, aside)
     for suffix in ("-wal", "-shm", "-journal"):
         extra = path.with_name(path.name + suffix)

@@ -264,7 +264,7 @@ def status(env: Environment) -> dict:
     workflows = workflows_status(env, repo)
     from comfydock.nodes import tracked_nodes
 
-    missing_nodes = sorted(
+    missing_node_dirs = sorted(
         spec.id
         for spec in tracked_nodes(env).values()
         if spec.source != "development" and not (env.custom_nodes_dir / spec.directory).is_dir()
@@ -284,7 +284,7 @@ def status(env: Environment) -> dict:
         "python_version": info.get("python_version"),
         "torch_backend": info.get("torch_backend"),
         "venv_in_sync": env.venv_in_sync() and not venv_pending,
-        "missing_nodes": missing_nodes,
+        "missing_node_dirs": missing_node_dirs,  # tracked nodes whose directory is gone ('build' restores them)
         "pending_tasks": pending,
         "uncommitted_changes": changes,
         "dependency_changes": dep_changes,

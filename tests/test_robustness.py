@@ -134,6 +134,13 @@ def test_damaged_derived_state_files_are_rebuilt(env, run_cli, tmp_path):
         if what != "lock upgrade request":  # a one-off request: consumed, not rebuilt
             assert isinstance(json.loads(path.read_text()), dict), what
     assert run_cli("status", "--json").json["venv_in_sync"]
+    # caches that status keeps for workflows and node types: read, found damaged, redone
+    for name in ("installed-node-types.json", "analysis-cache.json", "core-node-types.json"):
+        path = env.state_dir / name
+        for kind, data in {"garbage": b"\x00{[", "wrong type": b"[1, 2]", "wrong inner type": b'{"types": 5, "x": 5}'}.items():
+            path.write_bytes(data)
+            result = run_cli("status")
+            assert result.code == 0 and "Traceback" not in result.err, (name, kind, result.err)
 
 
 def test_damaged_doit_db_is_moved_aside_with_a_warning_and_rebuilt(env, run_cli):
@@ -481,7 +488,7 @@ def test_a_missing_node_directory_is_named_in_status_and_run_says_it_restored_it
     out = run_cli("status").out
     assert "Custom node comfyui-plain missing on disk (comfydock build restores it)" in out
     assert "out of sync" not in out
-    assert run_cli("status", "--json").json["missing_nodes"] == ["comfyui-plain"]
+    assert run_cli("status", "--json").json["missing_node_dirs"] == ["comfyui-plain"]
     result = run_cli("run", "--", "--quick-test-for-ci")
     assert result.code == 0, result.err
     assert "Restored custom node comfyui-plain" in result.err

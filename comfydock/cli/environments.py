@@ -244,13 +244,15 @@ def cmd_status(app: App) -> int:
         ref_note = "" if data["comfyui_checkout_matches"] else "  [yellow](checkout differs from the manifest)[/]"
     out.print(f"ComfyUI: {escape(str(data['comfyui_version']))} ({escape((data['comfyui_commit'] or '?')[:12])}){ref_note}")
     out.print(f"Python: {escape(str(data['python_version']))}   torch backend: {escape(str(data['torch_backend']))}")
-    for node in data["missing_nodes"]:
+    for node in data["missing_node_dirs"]:
         out.print(f"Custom node {escape(node)} [yellow]missing on disk[/] (comfydock build restores it)")
-    node_tasks = {f"{kind}:{n}" for n in data["missing_nodes"] for kind in ("fetch_node", "install_node", "scan_requirements")}
+    node_tasks = {
+        f"{kind}:{n}" for n in data["missing_node_dirs"] for kind in ("fetch_node", "install_node", "scan_requirements")
+    }
     pending = [t for t in data["pending_tasks"] if t not in node_tasks and t != "checkout_comfyui"]
     if data["venv_in_sync"]:
         out.print("Venv: [green]in sync[/] with uv.lock")
-    elif pending or not (data["missing_nodes"] or data["comfyui_missing"]):
+    elif pending or not (data["missing_node_dirs"] or data["comfyui_missing"]):
         out.print(f"Venv: [yellow]out of sync[/] (pending: {escape(', '.join(pending) or 'sync_venv')}); run 'comfydock build'")
     nodes = data["node_changes"]
     for kind in ("added", "removed", "changed"):
