@@ -360,12 +360,12 @@ def test_read_only_workspace_reading_commands_work_and_writing_ones_fail_in_one_
         result = run_cli(*argv)
         assert result.code == 0, (argv, result.err)
         expected[tuple(argv)] = result
-    _make_reachable(tmp_path)
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    os.chmod(home, 0o777)  # HOME stays writable (git, uv look there), the workspace does not
-    if os.geteuid() == 0:  # git refuses repositories owned by another user unless told to trust them
-        (home / ".gitconfig").write_text("[safe]\n\tdirectory = *\n")
+    if os.geteuid() == 0:  # the child runs as 'nobody': let it reach the files, and trust the repos
+        _make_reachable(tmp_path)
+        os.chmod(home, 0o777)  # HOME stays writable (git, uv look there), the workspace does not
+        (home / ".gitconfig").write_text("[safe]\n\tdirectory = *\n")  # git refuses others' repos otherwise
         os.chmod(home / ".gitconfig", 0o644)
     _read_only(workspace.root, True)
     try:

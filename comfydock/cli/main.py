@@ -164,6 +164,8 @@ def _write_crash_log(app: App, text: str) -> Path | None:
     for path in candidates:
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if hasattr(os, "getuid") and path.parent.lstat().st_uid != os.getuid():
+                continue  # a shared temp directory: never write into someone else's (or a planted link)
             with open(path, "a", encoding="utf-8") as f:
                 f.write(text + "\n")
             return path
