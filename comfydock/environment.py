@@ -44,8 +44,12 @@ class Environment:
     def manifest(self):
         return manifest.load(self.pyproject_path)
 
+    def manifest_data(self) -> dict:
+        """The manifest as plain data, read-only (fast; cached per file version)."""
+        return manifest.load_data(self.pyproject_path)
+
     def info(self) -> dict:
-        return manifest.environment_info(self.manifest())
+        return manifest.environment_info(self.manifest_data())
 
     def lock(self, on_wait=None):
         return environment_lock(self.lock_file, on_wait=on_wait)
@@ -175,7 +179,7 @@ def create_environment(
             python_env.create_venv(ws, env.venv_dir, python)
 
             step("Resolving and installing dependencies")
-            report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv"], listener=build_listener)
+            report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv", "core_node_types"], listener=build_listener)
             if not report.ok:
                 raise build_failure(report)
 
@@ -298,14 +302,16 @@ def manifest_changes(env: Environment, repo) -> dict:
     dep_changes = {"added": [], "removed": []}
     node_changes = {"added": [], "removed": [], "changed": []}
     try:
-        committed = manifest.parse(repo.git.show("HEAD:pyproject.toml"))
+        import tomllib
+
+        committed = tomllib.loads(repo.git.show("HEAD:pyproject.toml"))
     except Exception:  # no commit yet, or an unreadable committed file: nothing to compare
         committed = None
     if committed is not None:
         from comfydock.dependencies import dependency_snapshot
         from comfydock.nodes import manifest_nodes
 
-        current = env.manifest()
+        current = env.manifest_data()
         before, after = dependency_snapshot(committed), dependency_snapshot(current)
         dep_changes = {"added": sorted(after - before), "removed": sorted(before - after)}
         old_nodes, new_nodes = manifest_nodes(committed), manifest_nodes(current)

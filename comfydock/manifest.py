@@ -151,6 +151,30 @@ def check_lock(path: Path) -> None:
     )
 
 
+_data_cache: dict[str, tuple[tuple, dict]] = {}
+
+
+def load_data(path: Path) -> dict:
+    """The manifest as plain data, for reading only: tomllib is ~15x faster than tomlkit, and
+    the result is kept per file version (status and task loading read it many times)."""
+    import tomllib
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return load(path)  # the same error as a full load
+    key = (st.st_mtime_ns, st.st_size, st.st_ino)
+    hit = _data_cache.get(str(path))
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return load(path)  # tomlkit's message names the line
+    _data_cache[str(path)] = (key, data)
+    return data
+
+
 def parse(text: str) -> tomlkit.TOMLDocument:
     return tomlkit.parse(text)
 

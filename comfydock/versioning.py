@@ -124,7 +124,24 @@ def _changes(env, repo) -> dict:
     return {"workflows": by_state, **manifest_changes(env, repo)}
 
 
-def commit_environment(env, message: str | None = None, *, choose=None, listener=None, on_wait=None) -> CommitResult:
+def _ask_packages(env, repo, missing: list[dict], choose_package) -> bool:
+    """Ask which package provides each node type several packages claim; store the answers."""
+    asked = False
+    choices = manifest.node_type_choices(env.manifest_data())
+    for m in missing:
+        if len(m.get("candidates") or []) > 1 and m["type"] not in choices:
+            package = choose_package(m["type"], m["candidates"], m.get("reason"))
+            if package:
+                doc = env.manifest()
+                manifest.set_node_type_choice(doc, m["type"], package)
+                manifest.save(env.pyproject_path, doc)
+                asked = True
+    return asked
+
+
+def commit_environment(
+    env, message: str | None = None, *, choose=None, choose_package=None, listener=None, on_wait=None
+) -> CommitResult:
     """Copy workflows into .cec/, analyse and resolve them, update the manifest, lock, commit vN.
 
     `choose(workflow, reference) -> candidate dict | None` is asked for each ambiguous or
@@ -158,6 +175,9 @@ def commit_environment(env, message: str | None = None, *, choose=None, listener
             repo.git.add(A=True)
             has_head = repo.head.is_valid()
             missing = _missing_nodes(env, repo)
+            if choose_package is not None and _ask_packages(env, repo, missing, choose_package):
+                missing = _missing_nodes(env, repo)
+                repo.git.add(A=True)
             if has_head and not repo.index.diff("HEAD"):
                 last = history.versions(repo)
                 return CommitResult(
@@ -248,7 +268,7 @@ def rollback_environment(env, target: str | None = None, *, listener=None, on_wa
             new_doc = manifest.parse(repo.git.show(f"{commit}:pyproject.toml"))
         except Exception as exc:
             raise ComfydockError(f"version {target or 'HEAD'} has no readable pyproject.toml ({exc})") from None
-        old_nodes = manifest_nodes(env.manifest())
+        old_nodes = manifest_nodes(env.manifest_data())
         new_nodes = manifest_nodes(new_doc)
         head_files = _tree_files(repo, "HEAD") if repo.head.is_valid() else set()
         target_files = _tree_files(repo, commit)

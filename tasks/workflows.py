@@ -67,7 +67,7 @@ def index_fingerprint(db_path) -> str:
 
 
 def _choices_fingerprint(env, name) -> str:
-    entry = manifest.workflow_entries(env.manifest()).get(name) or {}
+    entry = manifest.workflow_entries(env.manifest_data()).get(name) or {}
     chosen = sorted(
         (str(n.get("node_id")), str(n.get("widget_idx")), str(n.get("filename")), h)
         for h, info in (entry.get("models") or {}).items()
@@ -93,7 +93,7 @@ def _resolve(env, name, source, target) -> dict:
     out = {"name": name, "ok": data.get("ok", False), "error": data.get("error"), "models": [], "comfyui_version": None}
     if out["ok"]:
         analysis = data["analysis"]
-        entry = manifest.workflow_entries(env.manifest()).get(name)
+        entry = manifest.workflow_entries(env.manifest_data()).get(name)
         refs = [ModelRef(**m) for m in analysis.get("models", [])]
         out["models"] = [r.to_json() for r in resolve_refs(refs, env.workspace.models_db, entry)]
         out["comfyui_version"] = analysis.get("comfyui_version")
@@ -193,7 +193,7 @@ def _manifest_uptodate(env, marker) -> bool:
         recorded = json.loads(marker.read_text())
     except (OSError, ValueError):
         return False
-    doc = env.manifest()
+    doc = env.manifest_data()
     return manifest.workflow_entries(doc) == recorded.get("workflows") and manifest.required_models(doc) == recorded.get(
         "required"
     )

@@ -278,3 +278,31 @@ def test_status_names_missing_node_packages_with_the_node_add_line(env, workspac
         assert "Missing custom nodes:" in text and some["command"] in text
     finally:
         server.close()
+
+
+def test_interactive_commit_asks_which_package_provides_an_ambiguous_type(env, run_cli, monkeypatch):
+    import gzip
+    import io
+    import json
+
+    from test_node_types import MapServer
+
+    server = MapServer(gzip.decompress((Path(__file__).parent / "data" / "extension-node-map.json.gz").read_bytes()))
+    try:
+        assert run_cli("config", "node-map-url", server.url).code == 0
+        env.workflows_dir.mkdir(parents=True, exist_ok=True)
+        (env.workflows_dir / "openai.json").write_text(json.dumps({"nodes": [{"id": 1, "type": "OpenAI Image API"}]}))
+        monkeypatch.setattr("sys.stdin", io.StringIO("2\n"))
+        result = run_cli("commit", "--interactive", "--json")
+        assert result.code == 0, result.err
+        assert "provided by several packages" in result.err
+        (missing,) = [m for m in result.json["missing_nodes"] if m["type"] == "OpenAI Image API"]
+        assert missing["command"] == "comfydock node add https://github.com/unicough/comfy_openai_image_api"
+        assert "node_choices" in env.pyproject_path.read_text()
+        # stored and reused: the next commit asks nothing
+        monkeypatch.setattr("sys.stdin", io.StringIO(""))
+        (env.workflows_dir / "openai.json").write_text(json.dumps({"nodes": [{"id": 2, "type": "OpenAI Image API"}]}))
+        again = run_cli("commit", "--interactive")
+        assert again.code == 0 and "provided by several packages" not in again.err
+    finally:
+        server.close()

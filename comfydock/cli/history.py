@@ -99,7 +99,8 @@ def cmd_workflow_show(app: App) -> int:
     for m in info["models"]:
         opt = " [dim](optional: node bypassed)[/]" if m["optional"] else ""
         where = escape(m["path"]) if m.get("path") else m["status"]
-        app.out.print(f"    {escape(m['filename'])} [{escape(m.get('directory') or '?')}] → {where}{opt}")
+        folder = escape(f"[{m.get('directory') or '?'}]")
+        app.out.print(f"    {escape(m['filename'])} {folder} → {where}{opt}")
     return 0
 
 
@@ -129,6 +130,37 @@ def _prompt_choice(app: App):
     return choose
 
 
+def _paused(spinner, ask):
+    """Stop the spinner while a question waits for an answer."""
+
+    def wrapped(*args):
+        if spinner is not None:
+            spinner.stop()
+        try:
+            return ask(*args)
+        finally:
+            if spinner is not None:
+                spinner.start()
+
+    return wrapped
+
+
+def _prompt_package(app: App):
+    def choose(node_type: str, packages: list[str], reason: str | None):
+        app.err.print(f"\nNode type [bold]{escape(node_type)}[/] is provided by several packages ({escape(reason or '')}):")
+        for i, p in enumerate(packages, 1):
+            app.err.print(f"  {i}. {escape(p)}")
+        while True:
+            app.err.print(f"Select [1-{len(packages)}] or (s)kip: ", end="")
+            answer = sys.stdin.readline()
+            if not answer or answer.strip().lower() in {"s", "skip", ""}:
+                return None
+            if answer.strip().isdigit() and 1 <= int(answer) <= len(packages):
+                return packages[int(answer) - 1]
+
+    return choose
+
+
 def cmd_commit(app: App) -> int:
     from comfydock.versioning import commit_environment
 
@@ -139,7 +171,8 @@ def cmd_commit(app: App) -> int:
         result = commit_environment(
             env,
             args.message,
-            choose=_prompt_choice(app) if interactive else None,
+            choose=_paused(spinner, _prompt_choice(app)) if interactive else None,
+            choose_package=_paused(spinner, _prompt_package(app)) if interactive else None,
             listener=app.task_listener(spinner),
             on_wait=app.lock_wait_note,
         )
@@ -156,14 +189,31 @@ def cmd_commit(app: App) -> int:
             f"{escape(m['workflow'])}: model {escape(m['filename'])} ({m['status']}) is not in the model index: "
             f"index it ('comfydock models index') or resolve it ('comfydock models resolve {escape(m['workflow'])}')"
         )
-    for m in result.missing_nodes:
-        line = m["command"] or m.get("reason") or "no known package"
-        app.warn(f"node type {escape(m['type'])} ({escape(', '.join(m['workflows']))}) is missing: {escape(line)}")
+    _warn_missing_nodes(app, result.missing_nodes)
     if result.version is None:
         app.out.print(f"Nothing to commit: {escape(result.message)}")
         return 0
     app.out.print(f"[green]✓[/] {result.version}: {escape(result.message)}")
     return 0
+
+
+def _warn_missing_nodes(app: App, missing: list[dict], limit: int = 8) -> None:
+    """One line per package to add; types nobody provides summed up in one line."""
+    by_command: dict[str, list[str]] = {}
+    unknown: list[str] = []
+    for m in missing:
+        if m.get("command"):
+            by_command.setdefault(m["command"], []).append(m["type"])
+        else:
+            unknown.append(m["type"])
+    for i, (command, types) in enumerate(sorted(by_command.items())):
+        if i == limit:
+            app.warn(f"... and {len(by_command) - limit} more packages: see 'comfydock status'")
+            break
+        app.warn(f"missing node types {escape(', '.join(types[:4]))}{' ...' if len(types) > 4 else ''}: {escape(command)}")
+    if unknown:
+        shown = ", ".join(unknown[:6]) + (f" and {len(unknown) - 6} more" if len(unknown) > 6 else "")
+        app.warn(f"{len(unknown)} node types no known package provides: {escape(shown)} (see 'comfydock status')")
 
 
 def cmd_rollback(app: App) -> int:
@@ -227,7 +277,8 @@ def cmd_models_resolve(app: App) -> int:
         return 0
     for m in rows:
         where = escape(m["path"]) if m.get("path") else m["status"]
-        app.out.print(f"{escape(m['filename'])} [{escape(m.get('directory') or '?')}] → {where}")
+        folder = escape(f"[{m.get('directory') or '?'}]")
+        app.out.print(f"{escape(m['filename'])} {folder} → {where}")
     return 0
 
 

@@ -33,6 +33,7 @@ def run_demo(app, base: Path | None) -> int:
         ["config", "comfyui-source", comfyui.as_uri()],
         ["config", "find-links", str(wheels)],
         ["config", "no-index", "true"],
+        ["config", "node-map-url", "http://127.0.0.1:9/offline-demo.json"],  # never the network
         ["create", "demo", "--python", f"{sys.version_info.major}.{sys.version_info.minor}", "--torch-backend", "cpu"],
         ["node", "add", f"{node.as_uri()}@v1.0"],
         ["node", "list"],
@@ -40,6 +41,8 @@ def run_demo(app, base: Path | None) -> int:
         ["models", "index"],
         ["models", "list"],
         ["status"],
+        ["commit", "-m", "Add the demo node; resolve the demo workflow's model", "--no-interactive"],
+        ["workflow", "show", "demo"],
         ["build"],
         ["run", "--quick-test-for-ci"],
         ["log"],

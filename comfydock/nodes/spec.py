@@ -133,7 +133,7 @@ def tracked_nodes(env) -> dict[str, NodeSpec]:
     key = (str(env.pyproject_path), st.st_mtime_ns, st.st_size)
     if key not in _tracked_cache:
         _tracked_cache.clear()
-        _tracked_cache[key] = manifest_nodes(env.manifest())
+        _tracked_cache[key] = manifest_nodes(env.manifest_data())
     return dict(_tracked_cache[key])
 
 

@@ -42,7 +42,7 @@ def installed_types(env) -> dict[str, str]:
         cache = {}
     found: dict[str, str] = {}
     fresh = {}
-    for node_id, spec in manifest_nodes(env.manifest()).items():
+    for node_id, spec in manifest_nodes(env.manifest_data()).items():
         path = env.custom_nodes_dir / spec.directory
         if not path.is_dir():
             continue
@@ -87,7 +87,7 @@ def classify(env, analysis, context: dict | None = None) -> list[dict]:
         context["core"], context["core_method"] = core_types(env)
         context["installed"] = installed_types(env)
         context["map"] = node_map(env)
-        context["choices"] = manifest.node_type_choices(env.manifest())
+        context["choices"] = manifest.node_type_choices(env.manifest_data())
     statuses = node_types.classify(
         analysis,
         context["core"] or set(),
@@ -124,7 +124,7 @@ def describe_workflow(env, name: str, context: dict | None = None) -> dict:
         info["node_types"] = [
             {"type": u.type, "provider": u.kind, "package": None, "candidates": []} for u in analysis.node_types
         ]
-    entry = manifest.workflow_entries(env.manifest()).get(state.name)
+    entry = manifest.workflow_entries(env.manifest_data()).get(state.name)
     for r in resolve_refs(analysis.models, env.workspace.models_db, entry):
         info["models"].append(
             {
@@ -178,8 +178,9 @@ def workflows_status(env, repo=None) -> dict:
         cache = cache if isinstance(cache, dict) else {}
     except (OSError, ValueError):
         cache = {}
+    on_disk = set(cache)
     used: dict = {}
-    entries = manifest.workflow_entries(env.manifest())
+    entries = manifest.workflow_entries(env.manifest_data())
     context: dict = {}
     rows, missing, newer = [], {}, {}
     for state in tracking.workflow_states(env, repo):
@@ -211,6 +212,7 @@ def workflows_status(env, repo=None) -> dict:
                         "package": cand["package"] if cand else None,
                         "command": f"comfydock node add {cand['package']}" if cand else None,
                         "reason": st.get("reason"),
+                        "candidates": [c["package"] for c in st.get("candidates") or []],
                         "workflows": [],
                     },
                 )
@@ -229,7 +231,7 @@ def workflows_status(env, repo=None) -> dict:
                 if state.state == "modified" and stored.get(r.key()) != r.hash:
                     counts["changed"] += 1
             row["models"] = counts
-    if used != cache:
+    if set(used) != on_disk:  # entries are keyed by content: same keys, same entries
         try:
             atomic_write_json(cache_file, used)
         except OSError:
