@@ -171,6 +171,9 @@ def load_data(path: Path) -> dict:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         return load(path)  # tomlkit's message names the line
+    problem = shape_problem(data)
+    if problem:
+        raise CorruptFile(f"{path} is not a comfydock manifest: {problem}", hint=restore_hint(path))
     _data_cache[str(path)] = (key, data)
     return data
 

@@ -53,7 +53,7 @@ class App:
         log_to(env.log_file)
         for note in engine.repair_state(env):
             log.warning("%s", note)
-            self.warn(note)
+            self.warn_text(note)
         return env
 
     def say(self, message: str) -> None:
@@ -61,10 +61,14 @@ class App:
         self.err.print(message)
 
     def warn(self, message: str) -> None:
-        """A warning is plain text (paths, names, tool output): never read as markup."""
+        """A warning in rich markup: escape the data in it (or use warn_text)."""
+        self.err.print(f"[yellow]warning:[/] {message}")
+
+    def warn_text(self, message: str) -> None:
+        """A warning that is plain text (from the core: paths, names, tool output), never markup."""
         from rich.markup import escape
 
-        self.err.print(f"[yellow]warning:[/] {escape(message)}")
+        self.warn(escape(message))
 
     def task_listener(self, spinner, plain: bool = False):
         """Names each task as it starts: on the spinner, or as a plain line when asked to."""

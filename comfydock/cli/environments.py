@@ -65,7 +65,7 @@ def cmd_create(app: App) -> int:
                 torch_backend=args.torch_backend,
                 use=args.use,
                 step=step,
-                warn=app.warn,
+                warn=app.warn_text,
             )
     env = result.environment
     app.say(

@@ -79,7 +79,7 @@ def cmd_models_index(app: App) -> int:
             directory,
             full=args.full,
             progress=progress,
-            warn=app.warn,
+            warn=app.warn_text,
             on_wait=lambda holder: app.say(f"Waiting for another model index run to finish ({escape(holder)})"),
         )
     log.info("models index %s: %s", directory, result.to_json())

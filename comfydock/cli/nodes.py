@@ -24,7 +24,7 @@ def _print_node_change(app: App, change, verb: str) -> None:
         if reqs:
             app.say(f"    requirements: {escape(', '.join(reqs))}")
         for skipped_line, why in info.get("skipped") or []:
-            app.warn(f"{info['id']}: skipped {skipped_line!r} ({why})")
+            app.warn_text(f"{info['id']}: skipped {skipped_line!r} ({why})")
 
 
 def cmd_node_add(app: App) -> int:
