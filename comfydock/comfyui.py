@@ -138,3 +138,56 @@ def write_extra_model_paths(comfyui_dir: Path, models_dir: Path | None) -> Path 
     header = "# Written by comfydock: ComfyUI reads models from the workspace's models directory.\n"
     atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def checkout_commit(cache_repo, comfyui_dir: Path, commit: str, force: bool = False) -> str:
+    """Move an environment's ComfyUI checkout to `commit` (fetched from the cached mirror, no
+    network); returns the commit it was at. Files ComfyUI's git tracks and the user changed stop
+    it (unless `force`); untracked files (custom_nodes/, user/, models) are left alone."""
+    git = _git()
+    try:
+        repo = git.Repo(comfyui_dir)
+        old = repo.head.commit.hexsha
+    except Exception:
+        raise ExternalToolError(
+            f"{comfyui_dir} is not a ComfyUI git checkout", hint="'comfydock build' restores it"
+        ) from None
+    if old == commit:
+        return old
+    changed = [line[3:] for line in repo.git.status("--porcelain", "--untracked-files=no").splitlines()]
+    if changed and not force:
+        raise UsageError(
+            f"ComfyUI's own files were changed in this environment: {', '.join(changed[:5])}",
+            hint=f"save or revert them ('git -C {comfyui_dir} diff'), or use --force to discard them",
+        )
+    try:
+        try:
+            repo.commit(commit)
+        except Exception:  # not here yet: take it from the mirror, never the network
+            repo.git.fetch(str(cache_repo.git_dir), commit)
+        repo.git.checkout("--detach", "--force" if force else "--quiet", commit)
+    except git.GitCommandError as exc:
+        raise ExternalToolError(f"cannot check out ComfyUI {commit[:12]}: {git_reason(exc)}") from None
+    return old
+
+
+def mirror_with(workspace, commit: str | None, warn=lambda msg: None):
+    """The workspace's cached mirror of the ComfyUI source, fetched only when it lacks `commit`."""
+    git = _git()
+    source = workspace.setting("comfyui-source")
+    path = cache_path(workspace.comfyui_cache_dir, source)
+    if commit and path.is_dir():
+        repo = git.Repo(path)
+        try:
+            repo.commit(commit)
+            return repo
+        except Exception:
+            pass
+    return update_cache(workspace.comfyui_cache_dir, source, warn=warn)
+
+
+def head_commit(comfyui_dir: Path) -> str | None:
+    try:
+        return _git().Repo(comfyui_dir).head.commit.hexsha
+    except Exception:
+        return None

@@ -7,7 +7,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
-from comfydock import history, manifest
+from comfydock import comfyui, history, manifest
 from comfydock.errors import ComfydockError
 from comfydock.transaction import Transaction
 from comfydock.workflows import tracking
@@ -233,6 +233,7 @@ class RollbackResult:
     workflows_kept: list[str] = field(default_factory=list)  # never committed: kept in ComfyUI
     notes: list[str] = field(default_factory=list)
     build: dict | None = None
+    comfyui: dict | None = None  # {"from", "to"} when ComfyUI's checkout moved
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -283,6 +284,15 @@ def rollback_environment(env, target: str | None = None, *, listener=None, on_wa
                 (env.cec_dir / rel).unlink(missing_ok=True)
             repo.git.checkout(commit, "--", ".")
             repo.git.reset("-q")  # leave them unstaged, like any edit
+
+            # ComfyUI itself, when the target recorded another commit of it
+            wanted = manifest.environment_info(new_doc).get("comfyui_commit")
+            current = comfyui.head_commit(env.comfyui_dir)
+            if wanted and current and wanted != current:
+                mirror = comfyui.mirror_with(env.workspace, wanted)
+                comfyui.checkout_commit(mirror, env.comfyui_dir, wanted)
+                tx.on_undo(lambda: comfyui.checkout_commit(mirror, env.comfyui_dir, current, force=True), "ComfyUI's checkout")
+                result.comfyui = {"from": current, "to": wanted}
 
             # 2. nodes, knowing both states
             for node_id, spec in sorted(old_nodes.items()):

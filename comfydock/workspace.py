@@ -95,6 +95,20 @@ SETTINGS: dict[str, Setting] = {
             "https://raw.githubusercontent.com/Comfy-Org/ComfyUI-Manager/main/extension-node-map.json",
             "ComfyUI-Manager's extension-node-map.json: which custom nodes provide which node types",
         ),
+        Setting(
+            "civitai-url",
+            "civitai_url",
+            "COMFYDOCK_CIVITAI_URL",
+            "https://civitai.com",
+            "CivitAI base URL: model lookups by SHA256 on export (token: $CIVITAI_API_TOKEN)",
+        ),
+        Setting(
+            "huggingface-url",
+            "huggingface_url",
+            "COMFYDOCK_HUGGINGFACE_URL",
+            "https://huggingface.co",
+            "Hugging Face base URL for model downloads (token: $HF_TOKEN)",
+        ),
     )
 }
 
