@@ -149,14 +149,12 @@ def checkout_commit(cache_repo, comfyui_dir: Path, commit: str, force: bool = Fa
         repo = git.Repo(comfyui_dir)
         old = repo.head.commit.hexsha
     except Exception:
-        raise ExternalToolError(
-            f"{comfyui_dir} is not a ComfyUI git checkout", hint="'comfydock build' restores it"
-        ) from None
+        raise ExternalToolError(f"{comfyui_dir} is not a ComfyUI git checkout", hint="'comfydock build' restores it") from None
     if old == commit:
         return old
     changed = [line[3:] for line in repo.git.status("--porcelain", "--untracked-files=no").splitlines()]
     if changed and not force:
-        raise UsageError(
+        raise ComfydockError(
             f"ComfyUI's own files were changed in this environment: {', '.join(changed[:5])}",
             hint=f"save or revert them ('git -C {comfyui_dir} diff'), or use --force to discard them",
         )

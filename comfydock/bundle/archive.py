@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from comfydock.errors import ComfydockError, UsageError
+from comfydock.errors import ComfydockError
 
 GIB = 1 << 30
 # A fixed timestamp for every member (1980-01-01, the zip epoch): tools warn about 1970.
@@ -63,7 +63,7 @@ class ArchiveLimits:
             except ValueError:
                 value = 0
             if value <= 0:
-                raise UsageError(
+                raise ComfydockError(
                     f"setting {key} must be a positive whole number, not {raw!r}", hint=f"comfydock config {key} --unset"
                 )
             values[field] = value
