@@ -100,12 +100,14 @@ def resolve_ref(repo, ref: str | None) -> ResolvedRef:
         ref = tags[0] if tags else None
         if ref is None:
             return ResolvedRef(repo.head.commit.hexsha[:12], repo.head.commit.hexsha)
+    git = _git()
     for candidate in (f"refs/tags/{ref}", f"refs/heads/{ref}", ref):
         try:
-            commit = repo.commit(candidate)
-            return ResolvedRef(ref, commit.hexsha)
-        except Exception:  # gitdb raises several types for unknown names
+            # ^{commit} peels an annotated tag to the commit it tags, and fails for a tree or blob
+            sha = repo.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{candidate}^{{commit}}")
+        except git.GitCommandError:
             continue
+        return ResolvedRef(ref, sha.strip())
     newest = ", ".join(release_tags(repo)[:5]) or "no release tags"
     raise ComfydockError(f"unknown ComfyUI ref {ref!r}", hint=f"use a tag, branch or commit; newest tags: {newest}")
 

@@ -37,6 +37,83 @@ def _name(entry: str) -> str:
     return canonicalize_name(Requirement(str(entry)).name)
 
 
+# --- layout: ComfyUI's requirements in their own group ----------------------------------------
+# [project].dependencies holds only what the user added ('py add'); ComfyUI's requirements.txt
+# lives in [dependency-groups].comfyui-core and each node in its own group. uv resolves all
+# groups together, so a user's pin can never replace ComfyUI's requirement: both must hold.
+# Manifests written before this layout kept ComfyUI's lines in [project].dependencies (with
+# the user's names listed in [tool.comfydock.python].user_added); they are read as they are
+# and migrated by the next 'py'/'constraint' change (see migrate_layout).
+CORE_GROUP = "comfyui-core"
+
+
+def _groups(doc):
+    return doc.get("dependency-groups") or {}
+
+
+def _find_group_key(doc, group: str) -> str | None:
+    return next((key for key in _groups(doc) if canonicalize_name(key) == group), None)
+
+
+def is_legacy_layout(doc) -> bool:
+    """True for a manifest from before the comfyui-core group (ComfyUI's lines in [project])."""
+    return _find_group_key(doc, CORE_GROUP) is None
+
+
+def _legacy_user_names(doc) -> set[str]:
+    python = doc.get("tool", {}).get("comfydock", {}).get("python", {})
+    return {canonicalize_name(str(x)) for x in python.get("user_added", [])}
+
+
+def pinned_requires_python(python_version: str) -> str:
+    """The environment's Python minor, e.g. '==3.11.*': the lock is for the one Python its venv has."""
+    major_minor = ".".join(str(python_version).split(".")[:2])
+    return f"=={major_minor}.*"
+
+
+def migrate_layout(doc, comfyui_requirements: list[str] | None = None) -> bool:
+    """Move a legacy manifest to the comfyui-core layout; True if anything changed.
+
+    ComfyUI's lines leave [project].dependencies for the comfyui-core group; the user's stay.
+    A ComfyUI requirement that the previous version let a user's pin overwrite comes back from
+    `comfyui_requirements` (ComfyUI's requirements.txt), so uv again has to satisfy both.
+    """
+    if not is_legacy_layout(doc):
+        return False
+    user = _legacy_user_names(doc)
+    project = doc["project"]
+    entries = [str(e) for e in project.get("dependencies", [])]
+    core = [e for e in entries if _name(e) not in user]
+    mine = [e for e in entries if _name(e) in user]
+    core_names = {_name(e) for e in core}
+    for line in comfyui_requirements or []:
+        if _name(line) in user and _name(line) not in core_names:
+            core.append(line)
+            core_names.add(_name(line))
+    core_arr = tomlkit.array()
+    core_arr.extend(core)
+    core_arr.multiline(len(core) > 0)
+    old_groups = doc.get("dependency-groups")
+    groups = tomlkit.table()
+    groups[CORE_GROUP] = core_arr
+    for key, value in (old_groups or {}).items():
+        groups[key] = value
+    doc["dependency-groups"] = groups  # comfyui-core first, the node groups after it
+    deps = tomlkit.array()
+    deps.extend(mine)
+    deps.multiline(len(mine) > 1)
+    project["dependencies"] = deps
+    python = doc.get("tool", {}).get("comfydock", {}).get("python")
+    if python is not None and "user_added" in python:
+        del python["user_added"]
+        if not python:
+            del doc["tool"]["comfydock"]["python"]
+    version = doc.get("tool", {}).get("comfydock", {}).get("environment", {}).get("python_version")
+    if version and str(project.get("requires-python", "")).startswith(">="):
+        project["requires-python"] = pinned_requires_python(str(version))
+    return True
+
+
 def _requirement_array(doc, group: str | None, create: bool):
     if group is None:
         project = doc["project"]
@@ -48,9 +125,9 @@ def _requirement_array(doc, group: str | None, create: bool):
         if not create:
             return None
         doc["dependency-groups"] = groups = tomlkit.table()
-    for key in groups:
-        if canonicalize_name(key) == group:
-            return groups[key]
+    key = _find_group_key(doc, group)
+    if key is not None:
+        return groups[key]
     if not create:
         return None
     arr = tomlkit.array()
@@ -76,57 +153,69 @@ def _upsert(arr, reqs: list[Requirement]) -> bool:
     return changed
 
 
-def _remove(arr, names: list[str]) -> list[str]:
-    wanted = {canonicalize_name(n) for n in names}
+def _same_requirement(entry: str, asked: Requirement) -> bool:
+    """`asked` names `entry`: same package, and if `asked` says more than a name, the same spec."""
+    have = Requirement(str(entry))
+    if canonicalize_name(have.name) != canonicalize_name(asked.name):
+        return False
+    if not (asked.specifier or asked.extras or asked.marker):
+        return True  # a bare name removes whatever requirement on that package is there
+    return (
+        have.specifier == asked.specifier
+        and {canonicalize_name(e) for e in have.extras} == {canonicalize_name(e) for e in asked.extras}
+        and str(have.marker or "") == str(asked.marker or "")
+    )
+
+
+def _remove(arr, asked: list[Requirement], where: str, command: str = "py remove") -> list[str]:
+    """Remove the entries `asked` names; a spec that differs from the recorded one is refused."""
     removed = []
-    for i in reversed(range(len(arr))):
-        if _name(arr[i]) in wanted:
+    for req in asked:
+        matches = [i for i in range(len(arr)) if _same_requirement(arr[i], req)]
+        if not matches:
+            recorded = [str(e) for e in arr if _name(e) == canonicalize_name(req.name)]
+            if recorded:
+                raise ComfydockError(
+                    f"{req.name} is {recorded[0]!r} in {where}, not {str(req)!r}",
+                    hint=f"remove it by name: 'comfydock {command} {req.name}'",
+                )
+            continue
+        for i in reversed(matches):
             removed.append(str(arr[i]))
             del arr[i]
     return removed
 
 
-def _user_added(doc) -> tomlkit.items.Array:
-    tool = doc.setdefault("tool", tomlkit.table(is_super_table=True))
-    comfydock = tool.setdefault("comfydock", tomlkit.table(is_super_table=True))
-    python = comfydock.setdefault("python", tomlkit.table())
-    if "user_added" not in python:
-        python["user_added"] = tomlkit.array()
-    return python["user_added"]
-
-
 def add_requirements(doc, specs: list[str], group: str | None = None) -> bool:
     reqs = [user_requirement(s) for s in specs]
     group = normalize_group(group) if group else None
-    changed = _upsert(_requirement_array(doc, group, create=True), reqs)
-    if group is None:
-        added = _user_added(doc)
-        for req in reqs:
-            name = canonicalize_name(req.name)
-            if name not in added:
-                added.append(name)
-                changed = True
-    return changed
+    changed = migrate_layout(doc)
+    return _upsert(_requirement_array(doc, group, create=True), reqs) or changed
 
 
-def remove_requirements(doc, names: list[str], group: str | None = None) -> list[str]:
+def _required_by(doc, name: str) -> list[str]:
+    return sorted({r.group for r in requirement_rows(doc) if r.name == name})
+
+
+def remove_requirements(doc, specs: list[str], group: str | None = None) -> list[str]:
+    """Remove requirements by name ('tabulate') or by name and spec ('tabulate>=0.9', which must
+    match the recorded spec); returns the removed entries."""
+    asked = [user_requirement(s) for s in specs]
     group = normalize_group(group) if group else None
+    migrate_layout(doc)
+    where = f"dependency group {group!r}" if group else "the environment's direct requirements"
     arr = _requirement_array(doc, group, create=False)
-    removed = _remove(arr, names) if arr is not None else []
-    missing = {canonicalize_name(n) for n in names} - {_name(r) for r in removed}
+    removed = _remove(arr, asked, where) if arr is not None else []
+    missing = sorted({canonicalize_name(r.name) for r in asked} - {_name(r) for r in removed})
     if missing:
-        where = f"dependency group {group!r}" if group else "the environment's direct requirements"
-        raise ComfydockError(f"{', '.join(sorted(missing))} not in {where}", hint="see 'comfydock py list'")
-    if group is None:
-        added = _user_added(doc)
-        for i in reversed(range(len(added))):
-            if added[i] in {_name(r) for r in removed}:
-                del added[i]
-    elif arr is not None and len(arr) == 0:
-        groups = doc["dependency-groups"]
-        for key in list(groups):
-            if canonicalize_name(key) == group:
-                del groups[key]
+        others = {name: [g for g in _required_by(doc, name) if g != (group or "user")] for name in missing}
+        elsewhere = "; ".join(f"{n} is required by {', '.join(gs)}" for n, gs in others.items() if gs)
+        raise ComfydockError(
+            f"{', '.join(missing)} not in {where}" + (f" ({elsewhere})" if elsewhere else ""),
+            hint="see 'comfydock py list' (a group's requirement is removed with --group NAME)",
+        )
+    if group is not None and arr is not None and len(arr) == 0 and group != CORE_GROUP:
+        del doc["dependency-groups"][_find_group_key(doc, group)]
     return removed
 
 
@@ -148,10 +237,11 @@ def add_constraints(doc, specs: list[str]) -> bool:
     return _upsert(_constraints(doc, create=True), reqs)
 
 
-def remove_constraints(doc, names: list[str]) -> list[str]:
+def remove_constraints(doc, specs: list[str]) -> list[str]:
+    asked = [user_requirement(s) for s in specs]
     arr = _constraints(doc, create=False)
-    removed = _remove(arr, names) if arr is not None else []
-    missing = {canonicalize_name(n) for n in names} - {_name(r) for r in removed}
+    removed = _remove(arr, asked, "the constraints", "constraint remove") if arr is not None else []
+    missing = {canonicalize_name(r.name) for r in asked} - {_name(r) for r in removed}
     if missing:
         raise ComfydockError(f"no constraint on {', '.join(sorted(missing))}", hint="see 'comfydock constraint list'")
     return removed
@@ -162,38 +252,73 @@ def constraints(doc) -> list[str]:
     return [str(x) for x in arr] if arr is not None else []
 
 
-def locked_versions(lock_text: str | None) -> dict[str, str]:
+def _marker_matches(marker: str, environment: dict) -> bool:
+    from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
+
+    try:
+        return Marker(marker).evaluate(environment)
+    except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
+        return False
+
+
+def locked_versions(lock_text: str | None, environment: dict | None = None) -> dict[str, str]:
+    """Package -> version in uv.lock. uv.lock is universal: a package can be locked at several
+    versions, each for a fork named by its `resolution-markers` (another Python, another
+    platform). Given `environment` (marker values, see python_env.marker_environment), the
+    version is the one this environment installs."""
+    import tomllib
+
     if not lock_text:
         return {}
-    lock = tomlkit.parse(lock_text)
-    return {canonicalize_name(p["name"]): str(p.get("version", "")) for p in lock.get("package", [])}
+    try:
+        lock = tomllib.loads(lock_text)
+    except tomllib.TOMLDecodeError:
+        return {}
+    versions: dict[str, str] = {}
+    for package in lock.get("package", []):
+        if not isinstance(package, dict) or "name" not in package:
+            continue
+        markers = package.get("resolution-markers")
+        if environment is not None and markers and not any(_marker_matches(m, environment) for m in markers):
+            continue  # locked for another fork
+        versions[canonicalize_name(package["name"])] = str(package.get("version", ""))
+    return versions
 
 
 @dataclass
 class RequirementRow:
     requirement: str
     name: str
-    group: str  # "core", "user", "node:<id>", or a dependency group's name
+    group: str  # "comfyui-core", "user", "node:<id>", or a dependency group's name
     locked: str | None
 
     def to_json(self) -> dict:
         return {"requirement": self.requirement, "name": self.name, "group": self.group, "locked": self.locked}
 
 
-def requirement_rows(doc, lock_text: str | None) -> list[RequirementRow]:
-    versions = locked_versions(lock_text)
-    user = {str(x) for x in doc.get("tool", {}).get("comfydock", {}).get("python", {}).get("user_added", [])}
-    node_groups = {
-        canonicalize_name(str(meta.get("group", ""))): node_id
-        for node_id, meta in doc.get("tool", {}).get("comfydock", {}).get("nodes", {}).items()
-        if hasattr(meta, "get") and meta.get("group")
-    }
+def group_label(doc, group: str) -> str:
+    """How a dependency group is shown: node groups as 'node:<id>', others by their name."""
+    key = canonicalize_name(group)
+    for node_id, meta in doc.get("tool", {}).get("comfydock", {}).get("nodes", {}).items():
+        if hasattr(meta, "get") and meta.get("group") and canonicalize_name(str(meta["group"])) == key:
+            return f"node:{node_id}"
+    return group
+
+
+def requirement_rows(doc, versions: dict[str, str] | None = None) -> list[RequirementRow]:
+    """Every direct requirement with its group ('user' = [project].dependencies, 'comfyui-core',
+    'node:<id>' or a group's name; a legacy manifest's ComfyUI lines count as comfyui-core) and
+    its version in `versions` (Environment.locked_versions)."""
+    versions = versions or {}
+    legacy = is_legacy_layout(doc)
+    user = _legacy_user_names(doc)
     rows = []
     for entry in doc["project"].get("dependencies", []):
         name = _name(entry)
-        rows.append(RequirementRow(str(entry), name, "user" if name in user else "core", versions.get(name)))
-    for group, entries in doc.get("dependency-groups", {}).items():
-        label = f"node:{node_groups[canonicalize_name(group)]}" if canonicalize_name(group) in node_groups else group
+        group = CORE_GROUP if legacy and name not in user else "user"
+        rows.append(RequirementRow(str(entry), name, group, versions.get(name)))
+    for group, entries in _groups(doc).items():
+        label = group_label(doc, group)
         for entry in entries:
             if isinstance(entry, str):
                 name = _name(entry)
@@ -201,10 +326,22 @@ def requirement_rows(doc, lock_text: str | None) -> list[RequirementRow]:
     return rows
 
 
+def group_counts(doc) -> dict[str, int]:
+    """Requirements per group, ComfyUI's and the user's first (for status)."""
+    counts: dict[str, int] = {CORE_GROUP: 0, "user": 0}
+    for row in requirement_rows(doc):
+        counts[row.group] = counts.get(row.group, 0) + 1
+    return counts
+
+
 def dependency_snapshot(doc) -> set[str]:
     """Everything that decides the lock, as comparable strings (for status' change list)."""
-    items = {f"requirement:{e}" for e in doc.get("project", {}).get("dependencies", [])}
-    for group, entries in doc.get("dependency-groups", {}).items():
+    legacy, user = is_legacy_layout(doc), _legacy_user_names(doc)
+    items = set()
+    for e in doc.get("project", {}).get("dependencies", []):
+        # a legacy manifest's ComfyUI lines read as the group they migrate to: no change to report
+        items.add(f"group {CORE_GROUP}:{e}" if legacy and _name(e) not in user else f"requirement:{e}")
+    for group, entries in _groups(doc).items():
         items |= {f"group {group}:{e}" for e in entries if isinstance(e, str)}
     items |= {f"constraint:{c}" for c in constraints(doc)}
     return items

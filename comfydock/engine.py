@@ -156,12 +156,18 @@ def doit_config(env) -> dict:
     }
 
 
-def _guarded(task_name, fn, args, kwargs):
-    """Run an action; a ComfydockError becomes a task failure that keeps its message."""
+def _guarded(task_name, fn, args, kwargs, task):
+    """Run an action; a ComfydockError becomes a task failure that keeps its message.
+
+    doit passes `task` (it names it); the task's parameters (`params`) reach `fn` by name."""
+    import inspect
+
     from doit.exceptions import TaskFailed
 
+    wanted = inspect.signature(fn).parameters
+    options = {k: v for k, v in (task.options or {}).items() if k in wanted and k not in kwargs}
     try:
-        return fn(*args, **kwargs)
+        return fn(*args, **kwargs, **options)
     except ComfydockError as exc:
         _action_errors[task_name] = exc
         return TaskFailed(exc.message)
@@ -321,9 +327,19 @@ def _no_entry_point_plugins() -> None:
 
 
 def build(
-    env, targets: list[str] | None = None, *, keep_going: bool = False, listener=None, on_wait=None, workers: int = 1
+    env,
+    targets: list[str] | None = None,
+    *,
+    keep_going: bool = False,
+    listener=None,
+    on_wait=None,
+    workers: int = 1,
+    task_options: dict[str, list[str]] | None = None,
 ) -> BuildReport:
-    """Run `targets` (default: the whole graph) under the environment lock."""
+    """Run `targets` (default: the whole graph) under the environment lock.
+
+    `task_options` maps a selected task to its doit parameters on the command line (e.g.
+    tasks.python.upgrade_options); values must be validated names, never free user text."""
     from doit.doit_cmd import DoitMain
 
     from comfydock.locking import environment_lock
@@ -337,7 +353,8 @@ def build(
     argv = ["run"] + (["--continue"] if keep_going else [])
     if workers > 1:  # threads: actions are module-level functions, and uv/git/downloads release the GIL
         argv += ["-n", str(workers), "-P", "thread"]
-    argv += selected
+    for name in selected:
+        argv += [name, *(task_options or {}).get(name, [])]
     with environment_lock(env.lock_file, on_wait=on_wait):
         _action_errors.clear()
         # doit prints its own internal errors (exit 3) as tracebacks: keep them for the report

@@ -51,6 +51,18 @@ class Environment:
     def info(self) -> dict:
         return manifest.environment_info(self.manifest_data())
 
+    def marker_environment(self, doc=None) -> dict[str, str]:
+        """Marker values of this environment (its venv's Python, this machine's platform)."""
+        info = manifest.environment_info(doc if doc is not None else self.manifest_data())
+        return python_env.marker_environment(self.venv_dir, info.get("python_version"))
+
+    def locked_versions(self, doc=None) -> dict[str, str]:
+        """What uv.lock installs into this environment's venv (its fork of the universal lock)."""
+        from comfydock.dependencies import locked_versions
+
+        text = self.lock_path.read_text(encoding="utf-8") if self.lock_path.exists() else None
+        return locked_versions(text, self.marker_environment(doc))
+
     def lock(self, on_wait=None):
         return environment_lock(self.lock_file, on_wait=on_wait)
 
@@ -82,7 +94,15 @@ class Environment:
 
     # --- venv bookkeeping (used by the sync_venv task and by status) ------------------
     def record_venv_synced(self) -> None:
-        atomic_write_json(self.venv_marker, {"uv_lock_sha256": file_sha256(self.lock_path)})
+        clashes = python_env.module_clashes(self.venv_dir)  # read once per sync, shown by status
+        atomic_write_json(self.venv_marker, {"uv_lock_sha256": file_sha256(self.lock_path), "module_clashes": clashes})
+
+    def module_clashes(self) -> list[dict]:
+        """Modules more than one installed distribution provides (recorded by the last sync)."""
+        recorded = (read_json_state(self.venv_marker) or {}).get("module_clashes")  # derived: damaged = absent
+        if isinstance(recorded, list) and all(isinstance(c, dict) for c in recorded):
+            return recorded
+        return python_env.module_clashes(self.venv_dir)
 
     def venv_in_sync(self) -> bool:
         try:
@@ -212,26 +232,45 @@ class ManifestChange:
     result: object = None  # what the mutation returned
 
 
-def change_manifest(env: Environment, mutate, *, listener=None, on_wait=None) -> ManifestChange:
-    """Edit pyproject.toml, then lock and sync; if uv refuses, put everything back as it was.
+def comfyui_requirements(env: Environment) -> list[str]:
+    """ComfyUI's requirements.txt as checked out in the environment (empty if it is missing)."""
+    from comfydock.requirements import scan_requirements_file
 
-    `mutate(doc)` edits the tomlkit document in place (raising to abort). On a failed lock or
-    sync, pyproject.toml and uv.lock are restored byte for byte and the venv re-synced to them.
+    path = env.comfyui_dir / "requirements.txt"
+    return scan_requirements_file(path).requirements if path.is_file() else []
+
+
+def change_manifest(env: Environment, mutate, *, upgrade=None, listener=None, on_wait=None) -> ManifestChange:
+    """Edit pyproject.toml, then lock and sync; on any failure put everything back as it was.
+
+    `mutate(doc)` edits the tomlkit document in place (raising to abort). A manifest from
+    before the comfyui-core group is migrated first (dependencies.migrate_layout). `upgrade`,
+    if given, maps mutate's result to package names uv should move to the newest versions the
+    requirements allow (a removed pin no longer holds them back). On a failed lock or sync, or
+    Ctrl-C anywhere, pyproject.toml and uv.lock are restored byte for byte and the venv
+    re-synced to them.
     """
     from comfydock import engine
+    from comfydock.dependencies import is_legacy_layout, migrate_layout
+    from comfydock.tasks.python import upgrade_options
+    from comfydock.transaction import Transaction
 
     with env.lock(on_wait):
-        saved = env.snapshot_manifest()
         doc = env.manifest()
+        if is_legacy_layout(doc):
+            migrate_layout(doc, comfyui_requirements(env))
         result = mutate(doc)
-        text = manifest.dumps(doc)
-        changed = text.encode() != saved[env.pyproject_path]
-        if changed:
-            manifest.save(env.pyproject_path, doc)
-        report = engine.build(env, ["lock_deps", "sync_venv"], listener=listener)
-        if not report.ok:
-            env.restore_manifest(saved)
-            raise build_failure(report)
+        changed = manifest.dumps(doc).encode() != env.pyproject_path.read_bytes()
+        with Transaction(env.state_dir / "undo") as tx:  # any exception, Ctrl-C included, undoes it all
+            tx.on_undo(env.resync_venv, "the venv (run 'comfydock build')")  # last: after the files are back
+            tx.save_file(env.pyproject_path)
+            tx.save_file(env.lock_path)
+            if changed:
+                manifest.save(env.pyproject_path, doc)
+            options = upgrade_options(upgrade(result)) if upgrade and changed else None
+            report = engine.build(env, ["lock_deps", "sync_venv"], listener=listener, task_options=options)
+            if not report.ok:
+                raise build_failure(report)
     return ManifestChange(changed, report, result)
 
 
@@ -252,6 +291,7 @@ def delete_environment(ws: Workspace, name: str) -> None:
 
 def status(env: Environment) -> dict:
     from comfydock import engine
+    from comfydock.dependencies import group_counts
 
     info = env.info()
     # the environment's own tasks only: index_models would stat every model file
@@ -293,6 +333,8 @@ def status(env: Environment) -> dict:
         "uncommitted_changes": changes,
         "dependency_changes": dep_changes,
         "node_changes": node_changes,
+        "requirement_groups": group_counts(env.manifest_data()),
+        "module_clashes": env.module_clashes(),
         **workflows,
     }
 

@@ -64,3 +64,33 @@ def remove_tree(path: Path) -> None:
         path.unlink()
     elif path.exists():
         shutil.rmtree(path, onerror=_make_writable_and_retry)
+
+
+class OutsideRoot(Exception):
+    """A computed path would leave the directory it must stay in (a bug or a hostile input)."""
+
+
+def inside(root: Path, path: Path | str) -> Path:
+    """`path` (absolute, or relative to `root`) made absolute, proven to stay inside `root`.
+
+    The parent is resolved (links followed) and the last part kept as it is, so a link inside
+    `root` that points elsewhere is the link itself (removing it never follows it). Raises
+    ComfydockError when the result would be outside `root` or would be `root` itself.
+    """
+    from comfydock.errors import ComfydockError
+
+    base = Path(root).resolve()
+    p = Path(path)
+    if not p.is_absolute():
+        p = Path(root) / p
+    name = p.name
+    if name in ("", ".", "..") or "\x00" in str(p):
+        resolved = p.resolve()
+    else:
+        resolved = p.parent.resolve() / name
+    if resolved == base or base not in resolved.parents:
+        raise ComfydockError(
+            f"refusing to touch {path}: it is not inside {root}",
+            hint="a name from the registry, a manifest or an archive tried to leave its directory; nothing was changed",
+        )
+    return resolved

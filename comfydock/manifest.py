@@ -205,13 +205,17 @@ def new_manifest(
     project = tomlkit.table()
     project["name"] = f"comfydock-env-{env_name}".lower()
     project["version"] = "0.0.0"
-    project["requires-python"] = f">={_major_minor(python_version)}"
-    deps = tomlkit.array()
-    deps.extend(requirements)
-    project["dependencies"] = deps.multiline(len(requirements) > 0)
+    # the venv has one Python: lock for it alone (see docs/DESIGN.md, "One Python per lock")
+    project["requires-python"] = f"=={_major_minor(python_version)}.*"
+    project["dependencies"] = tomlkit.array()  # what the user adds with 'comfydock py add'
     doc["project"] = project
 
-    doc["dependency-groups"] = tomlkit.table()
+    # ComfyUI's own requirements.txt: a group of its own, so a user's pin can never replace it
+    groups = tomlkit.table()
+    core = tomlkit.array()
+    core.extend(requirements)
+    groups["comfyui-core"] = core.multiline(len(requirements) > 0)
+    doc["dependency-groups"] = groups
 
     uv = tomlkit.table()
     uv["package"] = False  # the environment is not itself an installable package

@@ -172,6 +172,34 @@ def venv_python(venv_dir: Path) -> Path:
     return venv_dir / "bin" / "python"
 
 
+def venv_python_version(venv_dir: Path) -> str | None:
+    """The full Python version of a venv, from its pyvenv.cfg (no interpreter started)."""
+    try:
+        text = (venv_dir / "pyvenv.cfg").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() in {"version_info", "version"} and re.fullmatch(r"\d+\.\d+(\.\d+)?", value.strip()):
+            return value.strip()
+    return None
+
+
+def marker_environment(venv_dir: Path, python_version: str | None) -> dict[str, str]:
+    """PEP 508 marker values of the environment's venv: its Python, this machine's platform.
+    Used to pick, from the universal uv.lock, the versions this venv installs."""
+    from packaging.markers import default_environment
+
+    environ = dict(default_environment())
+    version = venv_python_version(venv_dir) or python_version
+    if version:
+        parts = version.split(".")
+        environ["python_version"] = ".".join(parts[:2])
+        environ["python_full_version"] = version if len(parts) > 2 else f"{version}.0"
+        environ["implementation_version"] = environ["python_full_version"]
+    return environ
+
+
 def lock(workspace, project_dir: Path, upgrade: list[str] = ()) -> None:
     args = ["lock"] + [arg for name in upgrade for arg in ("--upgrade-package", name)]
     run_uv(args, env=uv_environ(workspace), cwd=project_dir, what="resolve the environment's dependencies")
@@ -217,3 +245,115 @@ def resolve_torch_backend(requested: str) -> str | None:
             hint="use auto, pypi, or one of: " + ", ".join(TORCH_BACKENDS),
         )
     return requested
+
+
+# --- distributions that install the same module -------------------------------------------------
+
+# Top-level names careless distributions ship that nobody imports: not worth a warning.
+_JUNK_MODULES = frozenset({"tests", "test", "docs", "doc", "examples", "benchmarks"})
+_EXTENSION_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z0-9_-]+)?\.(py|so|pyd)$")
+
+
+def site_packages(venv_dir: Path) -> Path | None:
+    if os.name == "nt":
+        path = venv_dir / "Lib" / "site-packages"
+        return path if path.is_dir() else None
+    return next(iter(sorted((venv_dir / "lib").glob("python3*/site-packages"))), None)
+
+
+def _record_paths(dist_info: Path) -> list[str]:
+    """The installed files a RECORD lists, down to two directories deep (all provided_modules
+    needs: torch's RECORD has ~20,000 lines, nearly all deeper)."""
+    import csv
+
+    try:
+        text = (dist_info / "RECORD").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    paths = []
+    for line in text.splitlines():
+        if line.startswith('"'):  # a quoted path (it holds a comma): let csv read it
+            try:
+                line = next(csv.reader([line]))[0]
+            except (csv.Error, StopIteration, IndexError):
+                continue
+        else:
+            line = line.split(",", 1)[0]
+        line = line.replace("\\", "/")
+        if line.count("/") <= 2:
+            paths.append(line)
+    return paths
+
+
+def _distribution_name(dist_info: Path) -> str:
+    from packaging.utils import canonicalize_name
+
+    try:
+        with open(dist_info / "METADATA", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("name:"):
+                    return canonicalize_name(line.split(":", 1)[1].strip())
+                if not line.strip():
+                    break
+    except OSError:
+        pass
+    return canonicalize_name(dist_info.name.removesuffix(".dist-info").rsplit("-", 1)[0])
+
+
+def provided_modules(paths: list[str]) -> set[str]:
+    """Import names a distribution's files provide: top-level packages (with __init__.py) and
+    modules; inside a namespace package (no __init__.py) the portion below it ('google.protobuf')."""
+    files = {p for p in paths if p and not p.startswith(("..", "/")) and "__pycache__" not in p}
+    modules: set[str] = set()
+    for path in files:
+        parts = path.split("/")
+        if parts[0].endswith((".dist-info", ".data")):
+            continue
+        if len(parts) == 1:
+            match = _EXTENSION_RE.match(parts[0])
+            if match:
+                modules.add(match.group(1))
+            continue
+        top = parts[0]
+        if f"{top}/__init__.py" in files:
+            modules.add(top)
+        elif len(parts) == 2:  # a module inside a namespace package
+            match = _EXTENSION_RE.match(parts[1])
+            if match:
+                modules.add(f"{top}.{match.group(1)}")
+        elif f"{top}/{parts[1]}/__init__.py" in files:
+            modules.add(f"{top}.{parts[1]}")
+    return {m for m in modules if m.split(".")[0] not in _JUNK_MODULES}
+
+
+def module_clashes(venv_dir: Path) -> list[dict]:
+    """Modules installed by more than one distribution in the venv (e.g. opencv-python and
+    opencv-python-headless both install cv2): the one installed last overwrites the other's
+    files, so what `import cv2` gets depends on install order."""
+    root = site_packages(venv_dir)
+    if root is None:
+        return []
+    owners: dict[str, set[str]] = {}
+    for dist_info in root.glob("*.dist-info"):
+        name = _distribution_name(dist_info)
+        for module in provided_modules(_record_paths(dist_info)):
+            owners.setdefault(module, set()).add(name)
+    return [{"module": module, "distributions": sorted(dists)} for module, dists in sorted(owners.items()) if len(dists) > 1]
+
+
+def clash_warning(clash: dict) -> tuple[str, str]:
+    """(message, fix) for one module clash."""
+    dists = clash["distributions"]
+    both = "both" if len(dists) == 2 else "all"
+    message = (
+        f"{' and '.join(dists)} {both} install the module '{clash['module']}': "
+        "the one installed last overwrites the other's files"
+    )
+    # uv's way to drop a package from the resolution (works in every uv comfydock supports;
+    # uv's newer exclude-dependencies setting does the same)
+    others = ", ".join(f"\"{d}; sys_platform == 'never'\"" for d in dists[1:])
+    fix = (
+        f"keep one: add override-dependencies = [{others}] under [tool.uv] in .cec/pyproject.toml "
+        f"(or drop {dists[0]} that way instead), then run 'comfydock build'"
+    )
+    return message, fix

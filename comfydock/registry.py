@@ -51,16 +51,20 @@ class RegistryClient:
 
     def _cache_get(self, key: str):
         entry = self._cache_load().get(key)
-        if entry and time.time() - entry.get("at", 0) < self.ttl:
-            return entry["value"]
-        return None
+        if isinstance(entry, dict) and isinstance(entry.get("at"), (int, float)) and time.time() - entry["at"] < self.ttl:
+            return entry.get("value")
+        return None  # missing, expired or damaged: ask again
 
     def _cache_put(self, key: str, value) -> None:
         if self.cache_file is None:
             return
         data = self._cache_load()
         now = time.time()
-        data = {k: v for k, v in data.items() if now - v.get("at", 0) < self.ttl}
+        data = {
+            k: v
+            for k, v in data.items()
+            if isinstance(v, dict) and isinstance(v.get("at"), (int, float)) and now - v["at"] < self.ttl
+        }
         data[key] = {"at": now, "value": value}
         atomic_write_json(self.cache_file, data)
 
@@ -85,19 +89,26 @@ class RegistryClient:
             raise not_found()
         if resp.status_code != 200:
             raise RegistryError(
-                f"the Comfy Registry answered {resp.status_code} for {path}",
+                f"the Comfy Registry at {self.base_url} answered {resp.status_code} for {path}",
                 hint="try again later; the registry may be having trouble",
             )
         try:
             value = resp.json()
         except ValueError:
             raise RegistryError(
-                f"the Comfy Registry sent something that is not JSON for {path}",
+                f"the Comfy Registry at {self.base_url} sent something that is not JSON for {path}",
                 hint=f"is {self.base_url} really a Comfy Registry API? check 'comfydock config registry-url'",
             ) from None
         if cache:
             self._cache_put(key, value)
         return value
+
+    def bad_answer(self, what: str) -> RegistryError:
+        """The error for an answer that breaks the API's rules (nothing is installed from it)."""
+        return RegistryError(
+            f"the Comfy Registry at {self.base_url} sent {what}",
+            hint="nothing was installed; if this persists, report it to the registry (or check 'comfydock config registry-url')",
+        )
 
     def node(self, node_id: str) -> dict:
         def missing():
@@ -109,14 +120,16 @@ class RegistryClient:
 
         data = self._get(f"/nodes/{quote(node_id)}", not_found=missing)
         if not isinstance(data, dict) or "id" not in data:
-            raise RegistryError(f"the Comfy Registry sent an unexpected answer for node {node_id!r}")
+            raise self.bad_answer(f"an unexpected answer for node {node_id!r}")
         return data
 
     def versions(self, node_id: str) -> list[dict]:
         data = self._get(f"/nodes/{quote(node_id)}/versions")
         if isinstance(data, dict):  # some deployments wrap lists
             data = data.get("versions", [])
-        return [v for v in data if isinstance(v, dict)]
+        if not isinstance(data, list):
+            raise self.bad_answer(f"{type(data).__name__} {str(data)[:40]!r} instead of a list of versions of {node_id!r}")
+        return [v for v in data if isinstance(v, dict) and isinstance(v.get("version"), str)]
 
     def install_info(self, node_id: str, version: str | None) -> dict:
         """The version to install, with its downloadUrl. Counts as an install on the registry side."""
@@ -127,12 +140,16 @@ class RegistryClient:
             cache=False,
             not_found=lambda: NodeNotFound(
                 f"node {node_id!r} has no version {version!r} in the Comfy Registry",
-                hint=f"its versions are listed at {self.base_url}/nodes/{quote(node_id)}/versions; "
-                f"'comfydock node add {node_id}' installs the latest",
+                hint="see the node's versions on its page at https://registry.comfy.org",
             ),
         )
         if not isinstance(data, dict) or not data.get("downloadUrl"):
-            raise RegistryError(f"the Comfy Registry gave no download URL for {node_id} {version or ''}".strip())
+            raise self.bad_answer(f"no download URL for {node_id} {version or ''}".strip())
+        url = data["downloadUrl"]
+        if not isinstance(url, str) or not url.lower().startswith(("https://", "http://")):
+            raise self.bad_answer(f"a download URL that is not http(s) for {node_id}: {str(url)[:60]!r}")
+        if version is not None and data.get("version") not in (None, version):
+            raise self.bad_answer(f"version {str(data.get('version'))[:40]!r} when asked for {node_id} {version}")
         return data
 
     def suggest(self, query: str, limit: int = 5) -> list[str]:

@@ -89,6 +89,27 @@ SETTINGS: dict[str, Setting] = {
             "base URL of the PyTorch wheel indexes used by --torch-backend",
         ),
         Setting(
+            "archive-max-bytes",
+            "archive_max_bytes",
+            "COMFYDOCK_ARCHIVE_MAX_BYTES",
+            str(2 << 30),
+            "largest total size a node archive may unpack to, in bytes",
+        ),
+        Setting(
+            "archive-max-members",
+            "archive_max_members",
+            "COMFYDOCK_ARCHIVE_MAX_MEMBERS",
+            "100000",
+            "most files and directories a node archive may hold",
+        ),
+        Setting(
+            "archive-max-ratio",
+            "archive_max_ratio",
+            "COMFYDOCK_ARCHIVE_MAX_RATIO",
+            "200",
+            "largest unpacked:packed size ratio of a node archive",
+        ),
+        Setting(
             "node-map-url",
             "node_map_url",
             "COMFYDOCK_NODE_MAP_URL",

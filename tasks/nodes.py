@@ -1,17 +1,25 @@
-"""Custom node tasks: fetch into the workspace cache, install into custom_nodes/, scan requirements."""
+"""Custom node tasks: fetch into the workspace cache, install into custom_nodes/, scan requirements,
+run a node's install script (when the manifest says so)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 
 from comfydock import nodes
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import atomic_write_json, read_json_state
+from comfydock.limits import ArchiveLimits
 from comfydock.nodes.cache import NodeCache, copy_content
+from comfydock.nodes.safety import matches_recorded
+from comfydock.nodes.spec import install_script_of, node_path, script_record
+
+INSTALL_SCRIPT_TIMEOUT = 1800  # seconds
 
 
 def _cache(env) -> NodeCache:
-    return NodeCache(env.workspace.node_cache_dir)
+    return NodeCache(env.workspace.node_cache_dir, ArchiveLimits.from_workspace(env.workspace))
 
 
 def _fetch(env, spec) -> None:
@@ -31,15 +39,24 @@ def _fetch(env, spec) -> None:
         cache.add_git(spec.identity(), spec.url, spec.commit, {"source": "git", "id": spec.id, "ref": spec.ref})
 
 
+def _marker(env, spec) -> dict:
+    try:
+        data = json.loads(nodes.install_marker(env, spec.id).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}  # derived state: a damaged marker is a missing one
+
+
 def _recorded_identity(env, spec):
-    identity = (read_json_state(nodes.install_marker(env, spec.id)) or {}).get("identity")
-    return identity if isinstance(identity, str) else None
+    return _marker(env, spec).get("identity")
 
 
 def _install(env, spec) -> None:
-    path = env.custom_nodes_dir / spec.directory
+    path = node_path(env, spec)
     recorded = _recorded_identity(env, spec)
     if path.exists() or path.is_symlink():
+        if recorded is None and matches_recorded(env, spec):
+            recorded = spec.identity()  # exactly the recorded node, marker lost (.comfydock/ deleted): adopt it
         if recorded is None:
             raise nodes.NodeConflict(
                 f"custom_nodes/{spec.directory} exists but was not installed by comfydock",
@@ -60,7 +77,52 @@ def _install(env, spec) -> None:
 
 
 def _installed(env, spec) -> bool:
-    return (env.custom_nodes_dir / spec.directory).is_dir() and _recorded_identity(env, spec) == spec.identity()
+    return node_path(env, spec).is_dir() and _recorded_identity(env, spec) == spec.identity()
+
+
+def _run_install_script(env, spec) -> None:
+    script = install_script_of(env, spec)
+    if script is not None:
+        if not env.python.exists():
+            raise ComfydockError(f"environment {env.name!r} has no venv to run {spec.id}'s install script in")
+        try:
+            proc = subprocess.run(
+                [str(env.python), script.name],
+                cwd=script.parent,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=INSTALL_SCRIPT_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            raise ComfydockError(
+                f"{spec.id}'s install script ran longer than {INSTALL_SCRIPT_TIMEOUT} s and was stopped"
+            ) from None
+        if proc.returncode != 0:
+            lines = [ln for ln in (proc.stderr or proc.stdout or "").splitlines() if ln.strip()]
+            raise ComfydockError(
+                f"{spec.id}'s install script ({script.name}) failed with exit code {proc.returncode}: "
+                f"{lines[-1].strip() if lines else 'no output'}",
+                hint=f"run it yourself to see everything: cd {script.parent} && {env.python} {script.name}",
+            )
+    atomic_write_json(
+        script_record(env, spec.id),
+        {"identity": spec.identity(), "installed_at": _marker(env, spec).get("installed_at"), "ran": script is not None},
+    )
+
+
+def _script_uptodate(env, spec) -> bool:
+    try:
+        record = json.loads(script_record(env, spec.id).read_text())
+    except (OSError, ValueError):
+        return False
+    marker = _marker(env, spec)
+    return (
+        isinstance(record, dict)
+        and record.get("identity") == spec.identity()
+        and record.get("installed_at") == marker.get("installed_at")
+        and node_path(env, spec).is_dir()
+    )
 
 
 def _scan(env, spec) -> dict:
@@ -72,7 +134,7 @@ def _scan_uptodate(task, values, env, spec) -> bool:
     scanned = read_json_state(nodes.reqs_file(env, spec.id))  # derived: a damaged file is scanned again
     if scanned is None or not isinstance(scanned.get("requirements"), list):
         return False
-    node_dir = env.custom_nodes_dir / spec.directory
+    node_dir = node_path(env, spec)
     return node_dir.is_dir() and values.get("digest") == nodes.requirements_digest(node_dir)
 
 
@@ -123,6 +185,26 @@ def task_scan_requirements(env):
             "uptodate": [(_scan_uptodate, [env, spec])],
             "actions": [(_scan, [env, spec])],
         }
+
+
+def task_install_script(env):
+    """Run a node's install.py with the venv's Python in its directory (only for nodes added with
+    --run-install-script), after the venv is synced; again whenever the node is reinstalled."""
+    for spec in _tracked(env):
+        if spec.source == "development" or not spec.run_install_script:
+            continue
+        yield {
+            "basename": "install_script",
+            "name": spec.id,
+            "task_dep": [f"install_node:{spec.id}", "sync_venv"],
+            "targets": [script_record(env, spec.id)],
+            "uptodate": [(_script_uptodate, [env, spec])],
+            "actions": [(_run_install_script, [env, spec])],
+        }
+
+
+def install_script_task_names(env) -> list[str]:
+    return [f"install_script:{s.id}" for s in _tracked(env) if s.source != "development" and s.run_install_script]
 
 
 def scan_task_names(env) -> list[str]:

@@ -18,7 +18,10 @@ def test_create_checks_out_newest_release_and_installs_its_requirements(env, wor
     repo = git.Repo(env.comfyui_dir)
     assert repo.head.commit == repo.tags["v0.2.0"].commit  # newest tag, not master's HEAD
     doc = tomlkit.parse(env.pyproject_path.read_text())
-    assert list(doc["project"]["dependencies"]) == ["cdfix-alpha>=1.0", "cdfix-gamma"]
+    # ComfyUI's requirements in their own group; [project].dependencies is the user's alone
+    assert list(doc["dependency-groups"]["comfyui-core"]) == ["cdfix-alpha>=1.0", "cdfix-gamma"]
+    assert list(doc["project"]["dependencies"]) == []
+    assert doc["project"]["requires-python"] == "==3.11.*"  # the venv's Python only
     info = doc["tool"]["comfydock"]["environment"]
     assert info["comfyui_version"] == "v0.2.0"
     assert info["comfyui_commit"] == repo.head.commit.hexsha

@@ -527,3 +527,343 @@ def test_build_rebuilds_nodes_from_a_copied_manifest(env, registry, node_repo, r
     )
     assert venv_has(other, "cdfix_beta") == "1.0" and venv_has(other, "cdfix_gamma") == "0.1"
     assert other.lock_path.read_bytes() == env.lock_path.read_bytes()
+
+
+# --- annotated tags, refs that are not commits ------------------------------------------------------
+
+
+def annotated_tag(repo_dir, tag, message="release"):
+    repo = git.Repo(repo_dir)
+    actor = git.Actor("Fixture Author", "fixture@example.invalid")
+    (repo_dir / "CHANGES.md").write_text(f"{tag}\n")
+    repo.git.add(A=True)
+    commit = repo.index.commit(f"release {tag}", author=actor, committer=actor)
+    with repo.config_writer() as cw:  # a tagger identity for the annotated tag (HOME is empty in tests)
+        cw.set_value("user", "name", "Fixture Author")
+        cw.set_value("user", "email", "fixture@example.invalid")
+    repo.create_tag(tag, ref=commit, message=message)
+    return commit.hexsha
+
+
+def test_git_node_at_an_annotated_tag_records_the_commit_and_is_not_locally_modified(env, node_repo, run_cli):
+    commit = annotated_tag(node_repo, "v3.0")
+    assert git.Repo(node_repo).tags["v3.0"].object.hexsha != commit  # a real tag object
+    assert run_cli("node", "add", f"{node_repo.as_uri()}@v3.0").code == 0
+    entry = manifest(env)["tool"]["comfydock"]["nodes"]["ComfyUI-Git-Node"]
+    assert entry["commit"] == commit
+    assert git.Repo(env.custom_nodes_dir / "ComfyUI-Git-Node").head.commit.hexsha == commit
+    result = run_cli("node", "remove", "ComfyUI-Git-Node")  # untouched: no "local work" refusal
+    assert result.code == 0, result.err
+
+
+def test_comfyui_at_an_annotated_tag_resolves_to_its_commit(tmp_path):
+    from comfydock import comfyui
+    from comfydock.demo.fixtures import build_node_repo
+
+    repo_dir = build_node_repo(tmp_path / "cui", "cui", {"v0.1.0": ""})
+    commit = annotated_tag(repo_dir, "v0.3.64")
+    repo = git.Repo(repo_dir)
+    assert comfyui.resolve_ref(repo, "v0.3.64").commit == commit
+    assert comfyui.resolve_ref(repo, None) == comfyui.ResolvedRef("v0.3.64", commit)
+    repo.git.tag("treetag", "HEAD^{tree}")
+    from comfydock.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown ComfyUI ref 'treetag'"):
+        comfyui.resolve_ref(repo, "treetag")
+
+
+@pytest.mark.parametrize("ref", ["deadbee", "treetag"])
+def test_git_ref_that_is_not_a_commit_is_a_clear_error(env, node_repo, run_cli, ref):
+    repo = git.Repo(node_repo)
+    repo.git.tag("treetag", "HEAD^{tree}")  # a tag that names a tree, not a commit
+    before = env.pyproject_path.read_bytes()
+    result = run_cli("node", "add", f"{node_repo.as_uri()}@{ref}")
+    assert result.code == 1
+    assert f"'{ref}' is not a commit of" in result.err and "--detach" not in result.err
+    assert env.pyproject_path.read_bytes() == before
+    assert not (env.custom_nodes_dir / "ComfyUI-Git-Node").exists()
+
+
+# --- node identity: the normalised URL; the directory is a name ------------------------------------
+
+
+def test_two_forks_with_one_name_conflict_until_one_gets_another_directory(env, run_cli, tmp_path):
+    from comfydock.demo.fixtures import build_node_repo
+
+    fork_a = build_node_repo(tmp_path / "forkA" / "ComfyUI-Foo", "foo-a", {"v1": ""})
+    fork_b = build_node_repo(tmp_path / "forkB" / "ComfyUI-Foo", "foo-b", {"v1": ""})
+    assert run_cli("node", "add", fork_a.as_uri()).code == 0
+    result = run_cli("node", "add", f"{fork_b.as_uri()}@v1")
+    assert result.code == 1 and "already installed" not in result.err
+    assert "custom_nodes/ComfyUI-Foo is already used by node ComfyUI-Foo" in result.err
+    assert f"'comfydock node add {fork_b.as_uri()}@v1 --name DIR'" in result.err  # the @ref as typed
+    assert run_cli("node", "add", f"{fork_b.as_uri()}@v1", "--name", "ComfyUI-Foo-B").code == 0
+    rows = {r["id"]: r for r in run_cli("node", "list", "--json").json}
+    assert rows["ComfyUI-Foo"]["url"] == fork_a.as_uri() and rows["ComfyUI-Foo-B"]["url"] == fork_b.as_uri()
+    assert "foo-b" in (env.custom_nodes_dir / "ComfyUI-Foo-B" / "__init__.py").read_text()
+    # the same repository spelled another way is the same node, whatever its directory
+    again = run_cli("node", "add", str(fork_b) + "/.git", "--json")
+    assert again.code == 0 and again.json["added"] == [] and "ComfyUI-Foo-B is already installed" in again.json["notes"][0]
+    moved = run_cli("node", "add", fork_b.as_uri(), "--name", "Elsewhere", "--force")
+    assert moved.code == 2 and "--name cannot move it" in moved.err
+    assert run_cli("node", "remove", fork_b.as_uri()).code == 0  # a node can be named by its URL
+    assert not (env.custom_nodes_dir / "ComfyUI-Foo-B").exists() and (env.custom_nodes_dir / "ComfyUI-Foo").exists()
+
+
+def test_already_installed_hint_keeps_the_ref_the_user_typed(env, node_repo, run_cli):
+    assert run_cli("node", "add", f"{node_repo.as_uri()}@v1.0").code == 0
+    result = run_cli("node", "add", f"{node_repo.as_uri()}@v2.0")
+    assert result.code == 2 and f"'comfydock node add {node_repo.as_uri()}@v2.0 --force'" in result.err
+
+
+def test_bad_name_for_a_node_directory_is_refused(env, node_repo, run_cli):
+    result = run_cli("node", "add", node_repo.as_uri(), "--name", "../../outside")
+    assert result.code == 2 and "invalid node directory" in result.err
+    assert not (env.root.parent / "outside").exists()
+
+
+# --- a hostile registry: nothing from it becomes a path unchecked -----------------------------------
+
+
+def zip_bytes(members) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def hostile_answer(registry, case):
+    """Make the registry answer `case` badly for node comfyui-evil; returns what the user types."""
+    from comfydock.demo.fixtures import node_zip_bytes
+
+    registry.add_node("comfyui-evil", {"1.0": node_zip_bytes("evil", "")})
+    node = registry.node_obj("comfyui-evil")
+    if case == "id-escapes":
+        registry.answers["/nodes/comfyui-evil"] = {**node, "id": "../../../../tmp/comfydock-evil"}
+    elif case == "latest-is-a-string":
+        registry.answers["/nodes/comfyui-evil"] = {**node, "latest_version": "1.0"}
+    elif case == "versions-is-a-number":
+        registry.answers["/nodes/comfyui-evil/versions"] = 42
+        return "comfyui-evil@1.0"
+    elif case == "version-with-semicolon":
+        registry.answers["/nodes/comfyui-evil"] = {
+            **node,
+            "latest_version": {**node["latest_version"], "version": "1.0;rm -rf ~"},
+        }
+    elif case == "empty-zip":
+        registry.nodes["comfyui-evil"]["versions"]["1.0"] = zip_bytes([])
+    elif case == "file-and-directory":
+        registry.nodes["comfyui-evil"]["versions"]["1.0"] = zip_bytes([("__init__.py", ""), ("lib", "x"), ("lib/a.py", "")])
+    elif case == "download-url-not-http":
+        registry.answers["/nodes/comfyui-evil/install"] = {"version": "1.0", "downloadUrl": "file:///etc/passwd"}
+    return "comfyui-evil"
+
+
+@pytest.mark.parametrize(
+    "case,says",
+    [
+        ("id-escapes", "node id '../../../../tmp/comfydock-evil' when asked for 'comfyui-evil'"),
+        ("latest-is-a-string", "latest_version that is not an object"),
+        ("versions-is-a-number", "instead of a list of versions"),
+        ("version-with-semicolon", "invalid version '1.0;rm -rf ~'"),
+        ("empty-zip", "empty"),
+        ("file-and-directory", "a file and a directory both named 'lib'"),
+        ("download-url-not-http", "not http(s)"),
+    ],
+)
+def test_malformed_registry_answers_are_one_line_errors_and_install_nothing(env, registry, run_cli, case, says, tmp_path):
+    ident = hostile_answer(registry, case)
+    before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes()
+    result = run_cli("node", "add", ident)
+    assert result.code == 1, result.err
+    assert says in result.err and "Traceback" not in result.err
+    error_line = next(ln for ln in result.err.splitlines() if ln.startswith("error:"))
+    assert says in error_line
+    if case not in ("empty-zip", "file-and-directory"):  # an archive error names the archive
+        assert registry.url in error_line
+    assert (env.pyproject_path.read_bytes(), env.lock_path.read_bytes()) == before
+    assert sorted(p.name for p in env.custom_nodes_dir.iterdir()) == ["example_node.py.example"]
+    assert not os.path.exists("/tmp/comfydock-evil")
+    assert not list((env.state_dir / "nodes").glob("*")) if (env.state_dir / "nodes").exists() else True
+
+
+def test_a_manifest_entry_pointing_outside_custom_nodes_deletes_nothing(env, registry, run_cli, tmp_path):
+    outside = env.root / "precious"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    with env.pyproject_path.open("a") as f:  # a colleague's (or an attacker's) manifest
+        f.write('\n[tool.comfydock.nodes.evil]\nsource = "registry"\ndirectory = "../../precious"\nversion = "1.0"\n')
+    for argv in (("node", "remove", "evil", "--force"), ("build",), ("node", "list")):
+        result = run_cli(*argv)
+        assert result.code == 1 and "invalid directory '../../precious'" in result.err, argv
+    assert (outside / "keep.txt").read_text() == "mine"
+
+
+def test_archive_bomb_from_the_registry_is_refused_with_the_reason(env, registry, run_cli, workspace):
+    registry.add_node("comfyui-bomb", {"1.0": zip_bytes([("__init__.py", ""), ("zeros.bin", b"\0" * (16 << 20))])})
+    result = run_cli("node", "add", "comfyui-bomb")
+    assert result.code == 1 and "200:1" in result.err and "archive-max-ratio" in result.err
+    assert not (env.custom_nodes_dir / "comfyui-bomb").exists()
+    assert not any((workspace.node_cache_dir / "store").iterdir())
+    assert run_cli("config", "archive-max-ratio", "100000").code == 0  # the user trusts it
+    assert run_cli("node", "add", "comfyui-bomb", "--no-test").code == 0
+
+
+def test_cache_prune_removes_only_entries_no_environment_uses(env, registry, run_cli, workspace):
+    assert run_cli("node", "add", "comfyui-plain", "comfyui-fixture-pack@1.0.0").code == 0
+    assert run_cli("node", "remove", "comfyui-plain").code == 0
+    assert len(list((workspace.node_cache_dir / "store").iterdir())) == 2  # kept: a re-add needs no download
+    result = run_cli("cache", "prune", "--json")
+    assert result.code == 0
+    assert [r["identity"] for r in result.json["removed"]] == ["registry:comfyui-plain@0.1.0"]
+    index = json.loads((workspace.node_cache_dir / "index.json").read_text())
+    assert [v["identity"] for v in index.values()] == ["registry:comfyui-fixture-pack@1.0.0"]
+    assert run_cli("cache", "prune", "--json").json["removed"] == []
+    shutil.rmtree(env.custom_nodes_dir / "ComfyUI-Fixture-Pack")
+    assert run_cli("build").code == 0  # what is referenced is still there
+    assert registry.hits["/files/comfyui-fixture-pack/1.0.0.zip"] == 1
+
+
+# --- damaged derived state ------------------------------------------------------------------------------
+
+
+def test_failed_forced_add_puts_back_the_old_directory_and_its_marker(env, registry, run_cli):
+    from comfydock.demo.fixtures import node_zip_bytes
+
+    registry.nodes["comfyui-fixture-pack"]["versions"]["2.0.0"] = node_zip_bytes("fixture-pack", "cdfix-alpha<1\n")
+    assert run_cli("node", "add", "comfyui-fixture-pack@1.0.0").code == 0
+    marker = env.state_dir / "nodes" / "comfyui-fixture-pack.json"
+    before = marker.read_bytes()
+    result = run_cli("node", "add", "comfyui-fixture-pack@2.0.0", "--force")
+    assert result.code == 1 and "No solution found" in result.err
+    assert marker.read_bytes() == before
+    result = run_cli("build", "--json")
+    assert result.code == 0, result.err
+    assert {t["status"] for t in result.json["tasks"] if "comfyui-fixture-pack" in t["task"]} == {"up-to-date"}
+
+
+def test_deleted_state_directory_is_rederived_and_the_nodes_adopted(env, registry, node_repo, run_cli):
+    assert run_cli("node", "add", "comfyui-fixture-pack@1.0.0", f"{node_repo.as_uri()}@v1.0").code == 0
+    for node in ("ComfyUI-Fixture-Pack", "ComfyUI-Git-Node"):  # files added beside the node's own
+        (env.custom_nodes_dir / node / "__pycache__").mkdir(exist_ok=True)
+        (env.custom_nodes_dir / node / "__pycache__" / "x.pyc").write_bytes(b"cache")
+    shutil.rmtree(env.state_dir)
+    result = run_cli("build", "--json")
+    assert result.code == 0, result.err
+    assert not (env.state_dir / "trash").exists()  # adopted where they are, nothing replaced
+    assert (env.state_dir / "nodes" / "comfyui-fixture-pack.json").exists()
+    assert (env.state_dir / "nodes" / "ComfyUI-Git-Node.json").exists()
+    # a directory that is not the recorded node is still refused
+    (env.state_dir / "nodes" / "comfyui-fixture-pack.json").unlink()
+    (env.custom_nodes_dir / "ComfyUI-Fixture-Pack" / "__init__.py").write_text("# my edit\n")
+    result = run_cli("build")
+    assert result.code == 1 and "not installed by comfydock" in result.err
+    assert (env.custom_nodes_dir / "ComfyUI-Fixture-Pack" / "__init__.py").read_text() == "# my edit\n"
+
+
+# --- install scripts, node check, run's import report ---------------------------------------------------
+
+SCRIPT_NODE_INIT = "from .subpack import NODE_CLASS_MAPPINGS\n"
+SCRIPT_NODE_INSTALL = """import os, sys
+os.makedirs("subpack", exist_ok=True)
+with open(os.path.join("subpack", "__init__.py"), "w") as f:
+    f.write("NODE_CLASS_MAPPINGS = {}\\n")
+with open("installed-by.txt", "w") as f:
+    f.write(sys.executable)
+"""
+
+
+def test_install_script_is_reported_run_on_request_and_rerun_by_a_rebuild(env, run_cli, tmp_path):
+    from comfydock.demo.fixtures import build_node_repo
+
+    repo_dir = build_node_repo(tmp_path / "ComfyUI-Script-Node", "script", {"v1": ""}, files={"install.py": SCRIPT_NODE_INSTALL})
+    (repo_dir / "__init__.py").write_text(SCRIPT_NODE_INIT)
+    repo = git.Repo(repo_dir)
+    repo.git.add(A=True)
+    repo.index.commit("needs its install script")
+    node_dir = env.custom_nodes_dir / "ComfyUI-Script-Node"
+
+    result = run_cli("node", "add", repo_dir.as_uri())
+    assert result.code == 0
+    assert "has an install script (install.py) that comfydock did not run" in result.err
+    assert f"comfydock node add {repo_dir.as_uri()} --run-install-script" in result.err
+    assert not (node_dir / "installed-by.txt").exists()
+
+    check = run_cli("node", "check", "--json")
+    assert check.code == 1
+    assert check.json[0]["ok"] is False and "No module named 'ComfyUI-Script-Node.subpack'" in check.json[0]["error"]
+    run = run_cli("run", "--", "--cpu")
+    assert run.code == 0
+    assert "(IMPORT FAILED)" in run.out
+    assert "ComfyUI could not import 1 custom node(s): ComfyUI-Script-Node" in run.err
+    last_run = json.loads((env.comfyui_dir / "user" / "fixture_last_run.json").read_text())
+    assert last_run["output_unbuffered"] is True  # its log reaches the terminal as it is written
+
+    result = run_cli("node", "add", repo_dir.as_uri(), "--run-install-script")
+    assert result.code == 0, result.err
+    assert "ran its install script" in result.err
+    assert (node_dir / "installed-by.txt").read_text() == str(env.python)
+    assert manifest(env)["tool"]["comfydock"]["nodes"]["ComfyUI-Script-Node"]["run_install_script"] is True
+    assert run_cli("node", "check").code == 0
+    run = run_cli("run")
+    assert run.code == 0 and "could not import" not in run.err
+
+    shutil.rmtree(node_dir)  # a rebuild (or a colleague's) repeats the script
+    result = run_cli("build", "--json")
+    assert result.code == 0
+    assert {t["task"]: t["status"] for t in result.json["tasks"]}["install_script:ComfyUI-Script-Node"] == "ran"
+    assert (node_dir / "subpack" / "__init__.py").exists()
+
+
+def test_a_damaged_registry_answer_cache_is_asked_again(tmp_path):
+    from comfydock.demo.fixtures import node_zip_bytes
+    from comfydock.demo.registry_server import FakeRegistry
+    from comfydock.registry import RegistryClient
+
+    reg = FakeRegistry()
+    try:
+        reg.add_node("comfyui-plain", {"0.1.0": node_zip_bytes("plain", "")})
+        cache = tmp_path / "registry_cache.json"
+        cache.write_text(json.dumps({"/nodes/comfyui-plain": 5, "/other": {"at": "yesterday", "value": 1}}))
+        assert RegistryClient(reg.url, cache).node("comfyui-plain")["id"] == "comfyui-plain"
+        assert reg.hits["/nodes/comfyui-plain"] == 1
+        assert RegistryClient(reg.url, cache).node("comfyui-plain")["id"] == "comfyui-plain"  # now cached
+        assert reg.hits["/nodes/comfyui-plain"] == 1
+    finally:
+        reg.close()
+
+
+def test_install_script_requested_with_no_test_runs_at_the_next_build(env, run_cli, tmp_path):
+    from comfydock.demo.fixtures import build_node_repo
+
+    repo_dir = build_node_repo(tmp_path / "ComfyUI-Script-Node", "script", {"v1": ""}, files={"install.py": SCRIPT_NODE_INSTALL})
+    node_dir = env.custom_nodes_dir / "ComfyUI-Script-Node"
+    result = run_cli("node", "add", repo_dir.as_uri(), "--run-install-script", "--no-test")
+    assert result.code == 0 and "runs at the next 'comfydock build'" in result.err
+    assert not (node_dir / "installed-by.txt").exists()
+    result = run_cli("build", "--json")
+    assert result.code == 0
+    assert {t["task"]: t["status"] for t in result.json["tasks"]}["install_script:ComfyUI-Script-Node"] == "ran"
+    assert (node_dir / "installed-by.txt").read_text() == str(env.python)
+    again = run_cli("build", "--json")  # done once per installation
+    assert {t["task"]: t["status"] for t in again.json["tasks"]}["install_script:ComfyUI-Script-Node"] == "up-to-date"
+
+
+def test_git_node_at_a_short_commit_hash_is_not_called_locally_modified(env, node_repo, run_cli):
+    short = git.Repo(node_repo).tags["v1.0"].commit.hexsha[:10]
+    assert run_cli("node", "add", f"{node_repo.as_uri()}@{short}").code == 0
+    assert git.Repo(env.custom_nodes_dir / "ComfyUI-Git-Node").head.commit.hexsha.startswith(short)
+    result = run_cli("node", "remove", "ComfyUI-Git-Node")
+    assert result.code == 0, result.err
+
+
+def test_registry_node_in_a_directory_of_the_users_choosing(env, registry, run_cli):
+    result = run_cli("node", "add", "comfyui-plain", "--name", "Plain-Node", "--no-test", "--json")
+    assert result.code == 0
+    assert result.json["added"][0]["directory"] == "Plain-Node"
+    assert (env.custom_nodes_dir / "Plain-Node" / "__init__.py").exists()
+    two = run_cli("node", "add", "comfyui-plain", "comfyui-fixture-pack", "--name", "X")
+    assert two.code == 2 and "one node at a time" in two.err

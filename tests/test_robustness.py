@@ -114,7 +114,6 @@ def test_damaged_derived_state_files_are_rebuilt(env, run_cli, tmp_path):
     state_files = {
         "venv marker": env.venv_marker,
         "requirements scan": reqs,
-        "lock upgrade request": env.state_dir / "lock-upgrade.json",
     }
     for what, path in state_files.items():
         good = path.read_bytes() if path.exists() else b'["cdfix-beta"]'
@@ -131,8 +130,7 @@ def test_damaged_derived_state_files_are_rebuilt(env, run_cli, tmp_path):
             assert result.code == 0, (what, kind, result.err)
             assert "Traceback" not in result.err
             assert venv_has(env, "cdfix_beta") == "2.0", (what, kind)
-        if what != "lock upgrade request":  # a one-off request: consumed, not rebuilt
-            assert isinstance(json.loads(path.read_text()), dict), what
+        assert isinstance(json.loads(path.read_text()), dict), what
     assert run_cli("status", "--json").json["venv_in_sync"]
     # caches that status keeps for workflows and node types: read, found damaged, redone
     for name in ("installed-node-types.json", "analysis-cache.json", "core-node-types.json"):

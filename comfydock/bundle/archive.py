@@ -27,6 +27,8 @@ from comfydock.errors import ComfydockError
 GIB = 1 << 30
 # A fixed timestamp for every member (1980-01-01, the zip epoch): tools warn about 1970.
 BUNDLE_MTIME = 315532800
+from comfydock.limits import ArchiveLimits  # noqa: E402 (one definition for node zips and bundles)
+
 REQUIRED_MEMBERS = ("comfydock.lock", "pyproject.toml", "uv.lock")
 # The ratio bound starts counting once this much is decompressed: tar headers and padding of a
 # tiny bundle compress far better than 200:1 and are harmless.
@@ -35,39 +37,6 @@ RATIO_FLOOR = 16 << 20
 _PARSED_MEMBERS = {"comfydock.lock": 16 << 20, "pyproject.toml": 16 << 20, "uv.lock": 256 << 20}
 _CHUNK = 1 << 20
 _HOSTILE_HINT = "the bundle may be damaged or hostile; ask its author for a fresh export (nothing was written)"
-
-
-@dataclass(frozen=True)
-class ArchiveLimits:
-    """Bounds on what an archive may expand to (settings archive-max-bytes/-members/-ratio)."""
-
-    max_bytes: int = 2 * GIB
-    max_members: int = 100_000
-    max_ratio: int = 200
-
-    SETTINGS = {"archive-max-bytes": "max_bytes", "archive-max-members": "max_members", "archive-max-ratio": "max_ratio"}
-
-    @classmethod
-    def from_settings(cls, setting: Callable[[str], str | None]) -> ArchiveLimits:
-        """Build from a settings getter (e.g. Workspace.setting); unset keys keep the defaults."""
-        values = {}
-        for key, field in cls.SETTINGS.items():
-            try:
-                raw = setting(key)
-            except KeyError:  # a workspace that does not know this setting yet
-                raw = None
-            if raw in (None, ""):
-                continue
-            try:
-                value = int(str(raw).strip())
-            except ValueError:
-                value = 0
-            if value <= 0:
-                raise ComfydockError(
-                    f"setting {key} must be a positive whole number, not {raw!r}", hint=f"comfydock config {key} --unset"
-                )
-            values[field] = value
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -256,7 +225,9 @@ class _BoundedReader(io.RawIOBase):
             if self.total > self.max_total:
                 raise _Refused("it expands past the size limit")
             if self.total > RATIO_FLOOR and self.total > self.max_ratio * self.compressed_size:
-                raise _Refused(f"it expands more than {self.max_ratio} times its size ({self.compressed_size} bytes compressed)")
+                raise _Refused(
+                    f"it expands more than {self.max_ratio:g} times its size ({self.compressed_size} bytes compressed)"
+                )
         return n
 
 

@@ -157,8 +157,6 @@ def cmd_delete(app: App) -> int:
 
 
 def cmd_run(app: App) -> int:
-    import subprocess
-
     env = app.env()
     if not app.args.no_sync:
         # like 'uv run': make ComfyUI, the venv and custom nodes match the manifest first (a no-op when they do)
@@ -166,9 +164,10 @@ def cmd_run(app: App) -> int:
         from comfydock.environment import build_failure
 
         with app.status("Syncing the environment") as spinner:
-            report = engine.build(
-                env, ["checkout_comfyui", "sync_venv"], listener=app.task_listener(spinner), on_wait=app.lock_wait_note
-            )
+            from comfydock.tasks.nodes import install_script_task_names
+
+            targets = ["checkout_comfyui", "sync_venv", *install_script_task_names(env)]
+            report = engine.build(env, targets, listener=app.task_listener(spinner), on_wait=app.lock_wait_note)
         for note in restored_notes(report):
             app.say(note)
         if not report.ok:
@@ -182,12 +181,17 @@ def cmd_run(app: App) -> int:
         raise ComfydockError(f"environment {env.name!r} has no venv", hint=f"run 'comfydock build -e {env.name}' to create it")
     cmd = [str(env.python), str(env.comfyui_dir / "main.py"), *app.args.comfyui_args]
     log.info("run %s: %s", env.name, cmd)
-    proc = subprocess.Popen(cmd, cwd=env.comfyui_dir)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        # ComfyUI got the same Ctrl-C; give it time to shut down cleanly.
-        return proc.wait()
+    from comfydock.cli.nodes import run_comfyui_watching_imports
+
+    code, failed = run_comfyui_watching_imports(cmd, env.comfyui_dir)
+    if failed:
+        from rich.markup import escape
+
+        app.warn(
+            escape(f"ComfyUI could not import {len(failed)} custom node(s): {', '.join(failed)}")
+            + " (see why: 'comfydock node check')"
+        )
+    return code
 
 
 def restored_notes(report) -> list[str]:
@@ -229,6 +233,8 @@ def cmd_log(app: App) -> int:
 
 
 def cmd_status(app: App) -> int:
+    from rich.markup import escape
+
     from comfydock.environment import status
 
     env = app.env()
@@ -258,6 +264,11 @@ def cmd_status(app: App) -> int:
     for kind in ("added", "removed", "changed"):
         if nodes[kind]:
             out.print(f"Custom nodes {kind} since the last commit: {escape(', '.join(nodes[kind]))}")
+    groups = ", ".join(f"{name} {count}" for name, count in data["requirement_groups"].items())
+    out.print(f"Requirements: {escape(groups)}  (see 'comfydock py list')")
+    from comfydock.cli.python import warn_module_clashes
+
+    warn_module_clashes(app, data["module_clashes"])
     deps = data["dependency_changes"]
     if deps["added"] or deps["removed"]:
         out.print("Dependencies changed since the last commit:")

@@ -1,4 +1,4 @@
-"""Custom node commands: node add/remove/update/list."""
+"""Custom node commands: node add/remove/update/list/check, and cache prune."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ def _print_node_change(app: App, change, verb: str) -> None:
         app.say(escape(note))
     for info in change.added if verb != "removed" else change.removed:
         what = info.get("version") or (info.get("commit") or "")[:10] or ""
-        line = "[green]✓[/] " + escape(f"{verb} {info['id']} {what} ({info['source']}) → custom_nodes/{info['directory']}")
+        line = escape(f"{verb} {info['id']} {what} ({info['source']}) → custom_nodes/{info['directory']}")
+        line = f"[green]✓[/] {line}"
         if verb == "removed":
             where = info.get("disabled_as") or info.get("deleted")
             line = "[green]✓[/] " + escape(
@@ -24,7 +25,19 @@ def _print_node_change(app: App, change, verb: str) -> None:
         if reqs:
             app.say(f"    requirements: {escape(', '.join(reqs))}")
         for skipped_line, why in info.get("skipped") or []:
-            app.warn_text(f"{info['id']}: skipped {skipped_line!r} ({why})")
+            app.warn(escape(f"{info['id']}: skipped {skipped_line!r} ({why})"))
+        if info.get("install_script") and info.get("install_script_ran"):
+            app.say(f"    ran its install script ({escape(info['install_script'])})")
+        elif info.get("install_script") and info.get("run_install_script_with"):
+            app.warn(
+                escape(
+                    f"{info['id']} has an install script ({info['install_script']}) that comfydock did not run; "
+                    f"the node may fail to import until it runs. Run it (and on every rebuild) with: "
+                    f"'{info['run_install_script_with']}'"
+                )
+            )
+        elif info.get("install_script"):
+            app.warn(escape(f"{info['id']}'s install script ({info['install_script']}) runs at the next 'comfydock build'"))
 
 
 def cmd_node_add(app: App) -> int:
@@ -39,6 +52,8 @@ def cmd_node_add(app: App) -> int:
             dev=args.dev,
             force=args.force,
             no_test=args.no_test,
+            name=args.name,
+            run_install_script=args.run_install_script,
             listener=app.task_listener(spinner),
             on_wait=app.lock_wait_note,
         )
@@ -49,6 +64,10 @@ def cmd_node_add(app: App) -> int:
         _print_node_change(app, change, "added")
         if args.no_test and change.added:
             app.warn("dependencies were not resolved (--no-test): run 'comfydock build' to lock and sync")
+    if change.added and not args.no_test:
+        from comfydock.cli.python import warn_module_clashes
+
+        warn_module_clashes(app, env.module_clashes())
     return 0
 
 
@@ -125,6 +144,52 @@ def cmd_node_list(app: App) -> int:
     return 0
 
 
+def cmd_node_check(app: App) -> int:
+    from comfydock.nodes.check import check_nodes
+
+    env = app.env()
+    with app.status("Importing custom nodes as ComfyUI does"):
+        rows = check_nodes(env, app.args.names or None)
+    failed = [r for r in rows if not r["ok"]]
+    if app.json:
+        app.print_json(rows)
+        return 1 if failed else 0
+    if not rows:
+        app.say("No custom nodes to check.")
+        return 0
+    for r in rows:
+        if r["ok"]:
+            note = f" [yellow]({escape(r['note'])})[/]" if r.get("note") else ""
+            app.out.print(f"[green]✓[/] {escape(r['id'])} (custom_nodes/{escape(r['directory'])}){note}")
+        else:
+            app.out.print(f"[red]✗[/] {escape(r['id'])} (custom_nodes/{escape(r['directory'])}): {escape(r['error'] or '')}")
+    if failed:
+        app.say(
+            f"{len(failed)} of {len(rows)} custom nodes fail to import; ComfyUI will list them as IMPORT FAILED "
+            "(a missing module: does the node need its install script? 'comfydock node add ID --run-install-script')"
+        )
+        return 1
+    app.say(f"All {len(rows)} custom nodes import.")
+    return 0
+
+
+def cmd_cache_prune(app: App) -> int:
+    from comfydock.nodes.operations import prune_cache
+
+    ws = app.workspace()
+    removed = prune_cache(ws)
+    if app.json:
+        app.print_json({"removed": removed, "bytes": sum(r["bytes"] for r in removed)})
+        return 0
+    if not removed:
+        app.say("Nothing to prune: every node-cache entry is used by an environment.")
+        return 0
+    for r in removed:
+        app.say(f"removed {escape(r['identity'] or r['key'])} ({r['bytes']} bytes)")
+    app.say(f"[green]✓[/] pruned {len(removed)} node-cache entries, {sum(r['bytes'] for r in removed)} bytes")
+    return 0
+
+
 def register(sub) -> None:
     node = sub.add_parser(
         "node", help="custom nodes", description="Add, remove, update and list custom nodes (registry, git, development)."
@@ -146,6 +211,14 @@ def register(sub) -> None:
     p.add_argument("--dev", action="store_true", help="track an existing directory as a development node")
     p.add_argument("--no-test", action="store_true", help="skip dependency resolution (uv lock) and sync")
     p.add_argument("--force", action="store_true", help="replace an existing directory (it is kept under .comfydock/trash)")
+    p.add_argument(
+        "--name", metavar="DIR", help="directory in custom_nodes/ (default: the repository's name); one node at a time"
+    )
+    p.add_argument(
+        "--run-install-script",
+        action="store_true",
+        help="run the node's install.py with the environment's Python after installing it (recorded: every rebuild runs it)",
+    )
     json_option(p)
     p.set_defaults(func=cmd_node_add)
     p = node_sub.add_parser(
@@ -174,3 +247,75 @@ def register(sub) -> None:
     p.add_argument("--dev", action="store_true", help="only development nodes")
     json_option(p)
     p.set_defaults(func=cmd_node_list)
+    p = node_sub.add_parser(
+        "check",
+        help="import custom nodes as ComfyUI does",
+        description="Import each custom node (or the ones named) the way ComfyUI does, in the environment's venv from "
+        "ComfyUI's directory, and report the ones that fail with their error line. Exit 1 if any fails.",
+    )
+    env_option(p)
+    p.add_argument("names", nargs="*", metavar="ID")
+    json_option(p)
+    p.set_defaults(func=cmd_node_check)
+
+    cache = sub.add_parser("cache", help="the workspace's node cache", description="Manage the workspace's node cache.")
+    cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    p = cache_sub.add_parser(
+        "prune",
+        help="remove node-cache entries no environment uses",
+        description="Remove the cached node downloads and clones that no environment's manifest references "
+        "(node remove keeps them, so a re-add needs no download).",
+    )
+    json_option(p)
+    p.set_defaults(func=cmd_cache_prune)
+
+
+def run_comfyui_watching_imports(cmd: list[str], cwd) -> tuple[int, list[str]]:
+    """Run ComfyUI with its output passed through unchanged (progress bars included), noting the
+    custom nodes its '(IMPORT FAILED)' lines name; (exit code, those node directories)."""
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    from comfydock.nodes.check import import_failures
+
+    # through a pipe Python would buffer ComfyUI's log for minutes: keep it line by line, as on a terminal
+    child_env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env)
+    failed: list[str] = []
+    guard = threading.Lock()
+
+    def pump(src, dest):
+        out = getattr(dest, "buffer", None)
+        pending = b""
+        while chunk := os.read(src.fileno(), 65536):
+            dest.flush()
+            if out is not None:
+                out.write(chunk)
+            else:
+                dest.write(chunk.decode("utf-8", "replace"))
+            dest.flush()
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            if lines:
+                names = import_failures(ln.decode("utf-8", "replace") for ln in lines)
+                with guard:
+                    failed.extend(n for n in names if n not in failed)
+            pending = pending[-65536:]
+        src.close()
+
+    threads = [
+        threading.Thread(target=pump, args=(proc.stdout, sys.stdout), daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, sys.stderr), daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        # ComfyUI got the same Ctrl-C; give it time to shut down cleanly.
+        code = proc.wait()
+    for t in threads:
+        t.join(timeout=5)
+    return code, failed

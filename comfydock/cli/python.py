@@ -2,31 +2,51 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
-
 from comfydock.cli.app import App, env_option, json_option, log
 
 
-def _apply_change(app: App, env, mutate, describe) -> int:
+def _apply_change(app: App, env, mutate, describe, upgrade=None) -> int:
     """Run a manifest edit with lock + sync, then say what happened."""
     from comfydock.environment import change_manifest
 
     with app.status("Resolving and syncing") as spinner:
-        change = change_manifest(env, mutate, listener=app.task_listener(spinner), on_wait=app.lock_wait_note)
+        change = change_manifest(env, mutate, upgrade=upgrade, listener=app.task_listener(spinner), on_wait=app.lock_wait_note)
     log.info("%s: %s", env.name, describe(change))
+    clashes = env.module_clashes()
     if app.json:
-        app.print_json({"changed": change.changed, "result": change.result, "build": change.report.to_json()})
+        app.print_json(
+            {"changed": change.changed, "result": change.result, "build": change.report.to_json(), "module_clashes": clashes}
+        )
     else:
-        app.say(escape(describe(change)))  # requirements like 'requests[socks]' are not markup
+        from rich.markup import escape
+
+        app.say(escape(describe(change)))
+    warn_module_clashes(app, clashes)
     return 0
 
 
-def _locked(env, names) -> str:
-    from comfydock.dependencies import locked_versions
+def warn_module_clashes(app: App, clashes: list[dict]) -> None:
+    """One warning per module that several installed distributions provide, with the fix."""
+    from rich.markup import escape
 
-    versions = locked_versions(env.lock_path.read_text() if env.lock_path.exists() else None)
+    from comfydock.python_env import clash_warning
+
+    for clash in clashes:
+        message, fix = clash_warning(clash)
+        app.warn(escape(message))
+        app.err.print(f"  fix: {escape(fix)}")
+
+
+def _removed_names(removed: list[str]) -> list[str]:
+    from comfydock.requirements import parse_requirement
+
+    return [parse_requirement(r).name for r in removed]
+
+
+def _locked(env, names) -> str:
     from packaging.utils import canonicalize_name
 
+    versions = env.locked_versions()
     return ", ".join(f"{n} {versions.get(canonicalize_name(n), '?')}" for n in names)
 
 
@@ -56,26 +76,30 @@ def cmd_py_remove(app: App) -> int:
         app,
         env,
         lambda doc: dependencies.remove_requirements(doc, app.args.packages, group),
-        lambda change: f"Removed {', '.join(change.result)}",
+        lambda change: f"Removed {', '.join(change.result)}; locked now: {_locked(env, _removed_names(change.result))}",
+        upgrade=_removed_names,  # what the removed pin held back moves to the newest allowed version
     )
 
 
 def cmd_py_list(app: App) -> int:
-    from comfydock.dependencies import requirement_rows
+    from comfydock.dependencies import CORE_GROUP, requirement_rows
 
     env = app.env()
-    rows = requirement_rows(env.manifest(), env.lock_path.read_text() if env.lock_path.exists() else None)
+    doc = env.manifest_data()
+    rows = requirement_rows(doc, env.locked_versions(doc))
     if app.json:
         app.print_json([r.to_json() for r in rows])
-        return 0
-    from rich.table import Table
+    else:
+        from rich.markup import escape
+        from rich.table import Table
 
-    table = Table(box=None, pad_edge=False)
-    for col in ("group", "requirement", "locked"):
-        table.add_column(col)
-    for r in sorted(rows, key=lambda r: (r.group != "core", r.group != "user", r.group, r.name)):
-        table.add_row(escape(r.group), escape(r.requirement), escape(r.locked or "-"))
-    app.out.print(table)
+        table = Table(box=None, pad_edge=False)
+        for col in ("group", "requirement", "locked"):
+            table.add_column(col)
+        for r in sorted(rows, key=lambda r: (r.group != CORE_GROUP, r.group != "user", r.group, r.name)):
+            table.add_row(escape(r.group), escape(r.requirement), escape(r.locked or "-"))
+        app.out.print(table)
+    warn_module_clashes(app, env.module_clashes())
     return 0
 
 
@@ -103,27 +127,33 @@ def cmd_constraint_remove(app: App) -> int:
         app,
         env,
         lambda doc: dependencies.remove_constraints(doc, app.args.packages),
-        lambda change: f"Removed constraint {', '.join(change.result)}",
+        lambda change: (
+            f"Removed constraint {', '.join(change.result)}; locked now: {_locked(env, _removed_names(change.result))}"
+        ),
+        upgrade=_removed_names,
     )
 
 
 def cmd_constraint_list(app: App) -> int:
-    from comfydock.dependencies import constraints, locked_versions
+    from packaging.utils import canonicalize_name
+
+    from comfydock.dependencies import constraints
     from comfydock.requirements import parse_requirement
 
     env = app.env()
-    versions = locked_versions(env.lock_path.read_text() if env.lock_path.exists() else None)
-    from packaging.utils import canonicalize_name
+    versions = env.locked_versions()
 
     rows = [
         {"constraint": c, "locked": versions.get(canonicalize_name(parse_requirement(c).name))}
-        for c in constraints(env.manifest())
+        for c in constraints(env.manifest_data())
     ]
     if app.json:
         app.print_json(rows)
     elif not rows:
         app.say("No constraints. Add one with: comfydock constraint add 'numpy<2'")
     else:
+        from rich.markup import escape
+
         for r in rows:
             app.out.print(f"{escape(r['constraint'])}  [dim](locked {escape(r['locked'] or '-')})[/]")
     return 0
@@ -145,17 +175,25 @@ def register(sub) -> None:
     json_option(p)
     p.set_defaults(func=cmd_py_add)
     p = py_sub.add_parser(
-        "remove", help="remove requirements, then lock and sync", description="Remove direct requirements by package name."
+        "remove",
+        help="remove requirements, then lock and sync",
+        description=(
+            "Remove direct requirements by package name ('tabulate'), or by name and spec ('tabulate>=0.9', which must "
+            "match the recorded one). The removed packages then move to the newest versions the remaining requirements allow."
+        ),
     )
     env_option(p)
-    p.add_argument("packages", nargs="+", metavar="PKG")
+    p.add_argument("packages", nargs="+", metavar="PKG[SPEC]")
     p.add_argument("--group", metavar="NAME", help="remove from this dependency group")
     json_option(p)
     p.set_defaults(func=cmd_py_remove)
     p = py_sub.add_parser(
         "list",
         help="list direct requirements",
-        description="Direct requirements with their locked versions: core (ComfyUI), user-added, node groups.",
+        description=(
+            "Direct requirements with the versions uv.lock installs in this environment: comfyui-core (ComfyUI's own), "
+            "user (added with 'py add'), node:<id> (each node's group), other groups."
+        ),
     )
     env_option(p)
     json_option(p)
@@ -177,10 +215,12 @@ def register(sub) -> None:
     json_option(p)
     p.set_defaults(func=cmd_constraint_add)
     p = cons_sub.add_parser(
-        "remove", help="remove constraints by package name", description="Remove constraints by package name, then lock and sync."
+        "remove",
+        help="remove constraints by package name",
+        description="Remove constraints by package name, then lock and sync; the package moves to the newest allowed version.",
     )
     env_option(p)
-    p.add_argument("packages", nargs="+", metavar="PKG")
+    p.add_argument("packages", nargs="+", metavar="PKG[SPEC]")
     json_option(p)
     p.set_defaults(func=cmd_constraint_remove)
     p = cons_sub.add_parser("list", help="list constraints", description="List constraints with the versions locked under them.")

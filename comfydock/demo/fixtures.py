@@ -16,10 +16,16 @@ _HERE = Path(__file__).parent
 
 # name -> version -> requirements. Names are prefixed so they never collide with PyPI.
 FIXTURE_WHEELS: dict[str, dict[str, list[str]]] = {
-    "cdfix-alpha": {"1.0": [], "1.5": [], "2.0": []},
+    "cdfix-alpha": {"0.9": [], "1.0": [], "1.5": [], "2.0": []},
     "cdfix-beta": {"1.0": ["cdfix-alpha>=1.0"], "2.0": ["cdfix-alpha>=2.0"]},
     "cdfix-gamma": {"0.1": [], "0.2": []},
+    # two distributions of one library that install the same module (like opencv-python and
+    # opencv-python-headless both installing cv2)
+    "cdfix-vision": {"1.0": []},
+    "cdfix-vision-headless": {"1.0": []},
 }
+# distributions whose import name is not their own name with '-' -> '_'
+FIXTURE_MODULES = {"cdfix-vision-headless": "cdfix_vision"}
 
 # ComfyUI fixture releases: tag -> requirements.txt text.
 COMFYUI_RELEASES = {
@@ -39,12 +45,12 @@ DEMO_WORKFLOW = {
 }
 
 
-def make_wheel(dest_dir: Path, name: str, version: str, requires: list[str] = ()) -> Path:
-    """Write a minimal, valid pure-Python wheel of `name` `version`."""
-    module = name.replace("-", "_")
-    dist = f"{module}-{version}"
+def make_wheel(dest_dir: Path, name: str, version: str, requires: list[str] = (), module: str | None = None) -> Path:
+    """Write a minimal, valid pure-Python wheel of `name` `version` (installing `module`)."""
+    module = module or name.replace("-", "_")
+    dist = f"{name.replace('-', '_')}-{version}"
     files = {
-        f"{module}/__init__.py": f"__version__ = {version!r}\n",
+        f"{module}/__init__.py": f"__version__ = {version!r}\nDISTRIBUTION = {name!r}\n",
         f"{dist}.dist-info/METADATA": (
             f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
         ),
@@ -69,7 +75,7 @@ def make_wheel(dest_dir: Path, name: str, version: str, requires: list[str] = ()
 def build_wheels(dest_dir: Path) -> Path:
     for name, versions in FIXTURE_WHEELS.items():
         for version, requires in versions.items():
-            make_wheel(dest_dir, name, version, requires)
+            make_wheel(dest_dir, name, version, requires, FIXTURE_MODULES.get(name))
     return dest_dir
 
 

@@ -17,6 +17,9 @@ class FakeRegistry:
         self.nodes: dict[str, dict] = {}
         self.hits: Counter = Counter()
         self.mode: str | None = None  # None, "500", "not-json", "truncate"
+        # path -> what to answer instead (a JSON value, or bytes sent as they are): a hostile
+        # registry for one test, e.g. answers["/nodes/x"] = {**registry.node_obj("x"), "id": "../x"}
+        self.answers: dict[str, object] = {}
         self.file_delay = 0.0  # seconds before each download answers (to measure parallel fetches)
         registry = self
 
@@ -55,6 +58,10 @@ class FakeRegistry:
             "status": "NodeVersionStatusActive",
         }
 
+    def node_obj(self, node_id: str) -> dict:
+        """The /nodes/<id> answer this registry would give (to build a bad one from)."""
+        return self._node_obj(node_id)
+
     def _node_obj(self, node_id: str) -> dict:
         node = self.nodes[node_id]
         latest = list(node["versions"])[-1]
@@ -78,6 +85,11 @@ class FakeRegistry:
         path = unquote(parsed.path)
         query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
         self.hits[path] += 1
+        if path in self.answers:
+            answer = self.answers[path]
+            if isinstance(answer, bytes):
+                return self._send(req, 200, answer, "application/zip")
+            return self._json(req, answer)
         if self.mode == "500" and not path.startswith("/files/"):
             return self._send(req, 500, b"internal error", "text/plain")
         if self.mode == "not-json" and not path.startswith("/files/"):

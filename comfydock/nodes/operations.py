@@ -10,10 +10,23 @@ from pathlib import Path
 
 from comfydock import manifest
 from comfydock.errors import ComfydockError, UsageError
-from comfydock.fsutil import atomic_write_json, remove_tree
+from comfydock.fsutil import atomic_write_bytes, remove_tree
 from comfydock.nodes.resolve import resolve, resolve_git, resolve_registry
 from comfydock.nodes.safety import NodeConflict, _remote_urls, check_conflict, is_ignored, local_changes, trash
-from comfydock.nodes.spec import NodeSpec, drop_node, install_marker, manifest_nodes, reqs_file, set_node
+from comfydock.nodes.spec import (
+    NodeSpec,
+    drop_node,
+    install_marker,
+    install_script_of,
+    is_git_url,
+    manifest_nodes,
+    node_path,
+    normalize_git_url,
+    reqs_file,
+    script_record,
+    set_node,
+    split_ref,
+)
 
 
 @dataclass
@@ -27,49 +40,104 @@ class NodeChange:
         return asdict(self)
 
 
-def _run(env, targets, listener, workers=1):
+def _run(env, targets, listener, workers=1, task_options=None):
     from comfydock import engine
     from comfydock.environment import build_failure
 
-    report = engine.build(env, targets, listener=listener, workers=workers)
+    report = engine.build(env, targets, listener=listener, workers=workers, task_options=task_options)
     if not report.ok:
         raise build_failure(report)
     return report
 
 
-def add_nodes(env, identifiers: list[str], *, dev=False, force=False, no_test=False, listener=None, on_wait=None) -> NodeChange:
+def _saved_state(env, ids) -> dict[Path, bytes | None]:
+    """The install markers, scan records and script records of `ids`, to put back on failure."""
+    files = [f(env, i) for i in ids for f in (install_marker, reqs_file, script_record)]
+    return {p: (p.read_bytes() if p.exists() else None) for p in files}
+
+
+def _restore_state(saved: dict[Path, bytes | None]) -> None:
+    for path, data in saved.items():
+        if data is None:
+            path.unlink(missing_ok=True)
+        else:
+            atomic_write_bytes(path, data)
+
+
+def _check_new_node(env, spec: NodeSpec, tracked: dict[str, NodeSpec], force: bool, name_given: bool) -> NodeSpec | None:
+    """The tracked node this one replaces (same node, --force), or None for a new node.
+    Raises when another node already uses its name or directory."""
+    known = next((n for n in tracked.values() if n.same_node(spec)), None)
+    if known is not None:
+        if not force:
+            raise ComfydockError(  # reached only when the versions differ (callers note the same version)
+                f"{known.id} is already installed as {known.label()}",
+                hint=f"change its version with 'comfydock node update {known.id} --version V', "
+                f"or replace it: 'comfydock node add {spec.typed()} --force'",
+            )
+        if name_given and spec.directory != known.directory:
+            raise ComfydockError(
+                f"{known.id} is already installed in custom_nodes/{known.directory}; --name cannot move it",
+                hint=f"remove it first ('comfydock node remove {known.id}'), then add it with --name",
+            )
+        spec.id, spec.directory = known.id, known.directory
+        return known
+    other = tracked.get(spec.id) or next((n for n in tracked.values() if n.directory == spec.directory), None)
+    if other is not None:
+        where = other.url or other.registry_id or other.source
+        raise NodeConflict(
+            f"custom_nodes/{spec.directory} is already used by node {other.id} ({where}), "
+            f"a different repository than {spec.url or spec.registry_id}",
+            hint=f"give this one another directory: 'comfydock node add {spec.typed()} --name DIR'",
+        )
+    return None
+
+
+def add_nodes(
+    env,
+    identifiers: list[str],
+    *,
+    dev=False,
+    force=False,
+    no_test=False,
+    name: str | None = None,
+    run_install_script=False,
+    listener=None,
+    on_wait=None,
+) -> NodeChange:
     change = NodeChange()
+    if name is not None and len(identifiers) != 1:
+        raise UsageError("--name applies to one node at a time", hint="add the nodes in separate commands")
     with env.lock(on_wait):
         doc = env.manifest()
         tracked = manifest_nodes(doc)
         plans: list[NodeSpec] = []
+        script_only: list[NodeSpec] = []  # installed already; only the install script is new
         for ident in identifiers:
-            spec = resolve(env, ident, dev)
+            spec = resolve(env, ident, dev, name)
             if is_ignored(env, spec.directory):
                 raise ComfydockError(
                     f"custom_nodes/{spec.directory} is ignored by .cec/.comfydock_ignore", hint="remove the pattern to manage it"
                 )
-            if any(p.id == spec.id or p.directory == spec.directory for p in plans):
+            if any(p.id == spec.id or p.directory == spec.directory or p.same_node(spec) for p in plans):
                 raise UsageError(f"{ident!r} names the same node twice in one command")
-            known = tracked.get(spec.id)
-            if known and not force:
-                if (known.source, known.version, known.commit) == (spec.source, spec.version, spec.commit):
-                    msg = f"{spec.id} is already installed ({known.label()})"
-                    change.notes.append(msg)
+            same = next((n for n in tracked.values() if n.same_node(spec)), None)
+            if same is not None and not force and (same.version, same.commit) == (spec.version, spec.commit):
+                if run_install_script and spec.source != "development" and not same.run_install_script:
+                    same.run_install_script = True
+                    script_only.append(same)
                     continue
-                raise ComfydockError(
-                    f"{spec.id} is already installed as {known.label()}",
-                    hint=f"change its version with 'comfydock node update {spec.id} --version V', or use --force",
-                )
-            other = next((n for n in tracked.values() if n.directory == spec.directory and n.id != spec.id), None)
-            if other is not None:
-                raise NodeConflict(
-                    f"custom_nodes/{spec.directory} belongs to node {other.id}",
-                    hint=f"remove it first: 'comfydock node remove {other.id}'",
-                )
+                change.notes.append(f"{same.id} is already installed ({same.label()})")
+                continue
             if spec.source == "development":
-                path = env.custom_nodes_dir / spec.directory
-                if not path.is_dir() and not (env.custom_nodes_dir / f"{spec.directory}.disabled").is_dir():
+                other = tracked.get(spec.id)
+                if other is not None and other.source != "development":
+                    raise NodeConflict(
+                        f"custom_nodes/{spec.directory} belongs to node {other.id}",
+                        hint=f"remove it first: 'comfydock node remove {other.id}'",
+                    )
+                path = node_path(env, spec)
+                if not path.is_dir() and not node_path(env, spec, ".disabled").is_dir():
                     raise ComfydockError(
                         f"no directory custom_nodes/{spec.directory}",
                         hint="create or clone it there first, then track it with --dev",
@@ -77,19 +145,23 @@ def add_nodes(env, identifiers: list[str], *, dev=False, force=False, no_test=Fa
                 remotes = _remote_urls(path) if path.is_dir() else None
                 if remotes:
                     spec.url = remotes[0]
-            elif not (known and force):
-                check_conflict(env, spec, force)
+            else:
+                known = _check_new_node(env, spec, tracked, force, name is not None)
+                if known is None:
+                    check_conflict(env, spec, force)
+                spec.run_install_script = run_install_script or bool(known and known.run_install_script)
             plans.append(spec)
-        if not plans:
+        if not plans and not script_only:
             return change
 
         saved = env.snapshot_manifest()
+        saved_state = _saved_state(env, [s.id for s in plans + script_only])
         moved_back: list[tuple[Path, Path]] = []  # (where it went, where it was)
         created: list[Path] = []
         try:
             for spec in plans:
-                path = env.custom_nodes_dir / spec.directory
-                disabled = env.custom_nodes_dir / f"{spec.directory}.disabled"
+                path = node_path(env, spec)
+                disabled = node_path(env, spec, ".disabled")
                 if spec.source == "development":
                     if not path.exists() and disabled.is_dir():
                         os.rename(disabled, path)  # re-enable: the user's files come back as they were
@@ -105,14 +177,16 @@ def add_nodes(env, identifiers: list[str], *, dev=False, force=False, no_test=Fa
                     moved_back.append((kept, path))
                     install_marker(env, spec.id).unlink(missing_ok=True)
                 created.append(path)
-            for spec in plans:
+            for spec in plans + script_only:
                 set_node(doc, spec)
             manifest.save(env.pyproject_path, doc)
             targets = [f"scan_requirements:{s.id}" for s in plans]
             if not no_test:
                 targets += ["lock_deps", "sync_venv"]
+                targets += [f"install_script:{s.id}" for s in plans + script_only if s.run_install_script]
             try:
-                report = _run(env, targets, listener, workers=min(4, len(plans)))
+                # no targets (only a script to record, with --no-test): the next build runs it
+                report = _run(env, targets, listener, workers=min(4, max(1, len(plans)))) if targets else None
             except ComfydockError as exc:
                 if exc.message.startswith("lock_deps"):
                     again = " ".join(identifiers)
@@ -125,14 +199,12 @@ def add_nodes(env, identifiers: list[str], *, dev=False, force=False, no_test=Fa
         except BaseException:
             env.restore_manifest(saved, resync=not no_test)
             for path in created:
-                if path.exists():
+                if path.exists() or path.is_symlink():
                     remove_tree(path)
-            for spec in plans:
-                install_marker(env, spec.id).unlink(missing_ok=True)
-                reqs_file(env, spec.id).unlink(missing_ok=True)
             for now, before in reversed(moved_back):
                 if now.exists() and not before.exists():
                     shutil.move(str(now), str(before))
+            _restore_state(saved_state)  # markers too: the old directory is comfydock's again
             raise
         for now, before in moved_back:
             if (
@@ -141,7 +213,7 @@ def add_nodes(env, identifiers: list[str], *, dev=False, force=False, no_test=Fa
                 and not before.name.endswith(".disabled")
             ):
                 change.notes.append(f"the replaced custom_nodes/{before.name} is kept at {now}")
-        for spec in plans:
+        for spec in plans + script_only:
             try:
                 scanned = json.loads(reqs_file(env, spec.id).read_text())
             except (OSError, ValueError):
@@ -149,8 +221,14 @@ def add_nodes(env, identifiers: list[str], *, dev=False, force=False, no_test=Fa
             info = spec.to_json()
             info["requirements"] = scanned.get("requirements", []) if isinstance(scanned, dict) else []
             info["skipped"] = scanned.get("skipped", [])
+            script = install_script_of(env, spec)
+            if script is not None:
+                info["install_script"] = script.name
+                info["install_script_ran"] = bool(spec.run_install_script and not no_test)
+                if not spec.run_install_script:
+                    info["run_install_script_with"] = f"comfydock node add {spec.typed()} --run-install-script"
             change.added.append(info)
-        change.build = report.to_json()
+        change.build = report.to_json() if report is not None else None
     return change
 
 
@@ -161,6 +239,9 @@ def find_tracked(doc, name: str) -> NodeSpec:
     lowered = {k.lower(): v for k, v in tracked.items()}
     by_dir = {v.directory: v for v in tracked.values()}
     spec = lowered.get(name.lower()) or by_dir.get(name) or by_dir.get(name.removesuffix(".disabled"))
+    if spec is None and is_git_url(split_ref(name)[0]):  # a git node named by its URL
+        wanted = normalize_git_url(split_ref(name)[0])
+        spec = next((v for v in tracked.values() if v.source == "git" and v.url and normalize_git_url(v.url) == wanted), None)
     if spec is None:
         known = ", ".join(sorted(tracked)) or "none"
         raise ComfydockError(
@@ -180,9 +261,9 @@ def remove_nodes(env, names: list[str], *, force=False, listener=None, on_wait=N
                 raise ComfydockError(
                     f"custom_nodes/{spec.directory} is ignored by .cec/.comfydock_ignore", hint="remove the pattern to manage it"
                 )
-            path = env.custom_nodes_dir / spec.directory
+            path = node_path(env, spec)
             if spec.source == "development":
-                if (env.custom_nodes_dir / f"{spec.directory}.disabled").exists() and path.exists():
+                if node_path(env, spec, ".disabled").exists() and path.exists():
                     raise NodeConflict(
                         f"custom_nodes/{spec.directory}.disabled already exists",
                         hint="move or delete the old .disabled copy first, then remove again",
@@ -205,17 +286,18 @@ def remove_nodes(env, names: list[str], *, force=False, listener=None, on_wait=N
             env.restore_manifest(saved)
             raise
         for spec in specs:
-            path = env.custom_nodes_dir / spec.directory
+            path = node_path(env, spec)
             info = spec.to_json()
             if spec.source == "development":
                 if path.exists():
-                    os.rename(path, env.custom_nodes_dir / f"{spec.directory}.disabled")
+                    os.rename(path, node_path(env, spec, ".disabled"))
                 info["disabled_as"] = f"custom_nodes/{spec.directory}.disabled"
             elif path.exists() or path.is_symlink():
                 remove_tree(path)
                 info["deleted"] = f"custom_nodes/{spec.directory}"
             install_marker(env, spec.id).unlink(missing_ok=True)
             reqs_file(env, spec.id).unlink(missing_ok=True)
+            script_record(env, spec.id).unlink(missing_ok=True)
             change.removed.append(info)
         change.build = report.to_json()
     return change
@@ -240,6 +322,7 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
             else:
                 new = resolve_git(old.url, version or old.ref)
             new.id, new.directory = old.id, old.directory
+            new.run_install_script = old.run_install_script
             if not force:
                 why = local_changes(env, old)
                 if why:
@@ -248,7 +331,8 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
                         hint="commit or save it elsewhere, or update anyway with --force",
                     )
         saved = env.snapshot_manifest()
-        path = env.custom_nodes_dir / old.directory
+        saved_state = _saved_state(env, [old.id])
+        path = node_path(env, old)
         kept = None
         try:
             if new is not old and new.identity() != old.identity() and path.exists():
@@ -260,17 +344,18 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
             # the node's packages move to the newest versions its new requirements allow
             from packaging.requirements import Requirement
 
+            from comfydock.tasks.python import upgrade_options
+
             names = [Requirement(r).name for r in json.loads(reqs_file(env, new.id).read_text())["requirements"]]
-            atomic_write_json(env.state_dir / "lock-upgrade.json", names)
-            report = _run(env, ["lock_deps", "sync_venv"], listener)
+            targets = ["lock_deps", "sync_venv"] + ([f"install_script:{new.id}"] if new.run_install_script else [])
+            report = _run(env, targets, listener, task_options=upgrade_options(names))
         except BaseException:
-            (env.state_dir / "lock-upgrade.json").unlink(missing_ok=True)
             env.restore_manifest(saved, resync=False)
             if kept is not None:
                 if path.exists():
                     remove_tree(path)
                 shutil.move(str(kept), str(path))
-                atomic_write_json(install_marker(env, old.id), {"identity": old.identity(), "directory": old.directory})
+            _restore_state(saved_state)
             env.resync_venv()
             raise
         if kept is not None:
@@ -285,9 +370,9 @@ def list_nodes(env) -> list[dict]:
     rows = []
     for spec in manifest_nodes(env.manifest()).values():
         info = spec.to_json()
-        path = env.custom_nodes_dir / spec.directory
+        path = node_path(env, spec)
         info["present"] = path.is_dir()
-        info["disabled"] = (env.custom_nodes_dir / f"{spec.directory}.disabled").is_dir() and not path.is_dir()
+        info["disabled"] = node_path(env, spec, ".disabled").is_dir() and not path.is_dir()
         try:
             info["requirements"] = json.loads(reqs_file(env, spec.id).read_text())["requirements"]
         except (OSError, ValueError, KeyError, TypeError):  # derived state: the next build rescans it
@@ -310,3 +395,30 @@ def untracked_directories(env) -> list[str]:
         and not p.name.endswith(".disabled")
         and not is_ignored(env, p.name)
     )
+
+
+def referenced_cache_identities(ws) -> set[str]:
+    """What every environment of the workspace records (a manifest that cannot be read stops a prune)."""
+    from comfydock.errors import ComfydockError
+
+    identities: set[str] = set()
+    for name in ws.environment_names():
+        env = ws.environment(name)
+        try:
+            doc = env.manifest()
+            tracked = manifest_nodes(doc)
+        except ComfydockError as exc:
+            raise ComfydockError(
+                f"cannot read environment {name!r}'s manifest, so the cache entries it uses are unknown: {exc.message}",
+                hint="fix or restore that manifest first; nothing was removed",
+            ) from None
+        identities |= {spec.identity() for spec in tracked.values() if spec.identity()}
+    return identities
+
+
+def prune_cache(ws, on_wait=None) -> list[dict]:
+    """Remove node-cache entries that no environment's manifest references."""
+    from comfydock.limits import ArchiveLimits
+    from comfydock.nodes.cache import NodeCache
+
+    return NodeCache(ws.node_cache_dir, ArchiveLimits.from_workspace(ws)).prune(referenced_cache_identities(ws))

@@ -1,4 +1,9 @@
-"""Turning what the user typed into an exact NodeSpec: registry lookups, git ls-remote, dev dirs."""
+"""Turning what the user typed into an exact NodeSpec: registry lookups, git ls-remote, dev dirs.
+
+Everything a registry or a remote answers is checked here before it can become a name on disk:
+ids and versions against the identifier rules (spec.is_valid_name / is_valid_version), the id
+against the one asked for.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,18 @@ import re
 from pathlib import Path
 
 from comfydock.errors import ComfydockError, UsageError
-from comfydock.nodes.spec import NodeSpec, is_git_url, repo_name, split_ref
+from comfydock.nodes.spec import (
+    NodeSpec,
+    check_directory_name,
+    check_git_url,
+    is_git_url,
+    is_valid_name,
+    is_valid_version,
+    repo_name,
+    split_ref,
+)
 
-_SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
+_SHA_RE = re.compile(r"[0-9a-f]{7,40}")
 
 
 def registry_client(ws):
@@ -17,17 +31,29 @@ def registry_client(ws):
     return RegistryClient(ws.setting("registry-url"), ws.api_cache_dir / "registry_cache.json")
 
 
-def resolve_registry(ws, node_id: str, version: str | None) -> NodeSpec:
+def resolve_registry(ws, node_id: str, version: str | None, name: str | None = None) -> NodeSpec:
+    if not is_valid_name(node_id):
+        raise UsageError(f"{node_id!r} is not a registry id", hint="registry ids look like 'comfyui-impact-pack'")
+    if version is not None and not is_valid_version(version):
+        raise UsageError(f"{version!r} is not a version", hint="versions look like '1.2.3'")
     client = registry_client(ws)
     info = client.node(node_id)
-    canonical = str(info["id"])
+    canonical = info.get("id")
+    if not is_valid_name(canonical) or canonical.lower() != node_id.lower():
+        raise client.bad_answer(f"node id {canonical!r} when asked for {node_id!r}")
     if version is None:
-        latest = info.get("latest_version") or {}
+        latest = info.get("latest_version")
+        if latest is None:
+            latest = {}
+        if not isinstance(latest, dict):
+            raise client.bad_answer(f"a latest_version that is not an object for {canonical!r}")
         version = latest.get("version")
         if not version:
             raise ComfydockError(
                 f"registry node {canonical!r} has no published version", hint="add it from its git repository URL instead"
             )
+        if not is_valid_version(version):
+            raise client.bad_answer(f"an invalid version {version!r} for {canonical!r}")
     else:
         known = [str(v.get("version")) for v in client.versions(canonical)]
         if version not in known:
@@ -36,16 +62,26 @@ def resolve_registry(ws, node_id: str, version: str | None) -> NodeSpec:
                 hint="available: " + (", ".join(known[:8]) or "none"),
             )
     repository = info.get("repository") or None
-    directory = repo_name(repository) if repository else canonical
+    if repository is not None and not isinstance(repository, str):
+        raise client.bad_answer(f"a repository that is not a string for {canonical!r}")
+    if name is not None:
+        directory = check_directory_name(name)
+    else:
+        directory = repo_name(repository) if repository else canonical
+        if not is_valid_name(directory):
+            directory = canonical  # the repository's last part is no usable directory name
     return NodeSpec(canonical, "registry", directory, version=str(version), registry_id=canonical, url=repository)
 
 
 def ls_remote(url: str, ref: str | None) -> str:
-    """The commit `ref` (default HEAD) points at in the remote repository."""
+    """The commit `ref` (default HEAD) points at in the remote repository (annotated tags peeled)."""
     import git
 
+    if ref is not None and (ref.startswith("-") or not ref.strip() or any(c in ref for c in "\0\n\r ~^:?*[\\")):
+        raise UsageError(f"{ref!r} is not a git ref", hint="give a branch, a tag or a commit after '@'")
+    patterns = [ref, f"{ref}^{{}}"] if ref else ["HEAD"]
     try:
-        out = git.cmd.Git().ls_remote(url, ref or "HEAD")
+        out = git.cmd.Git().ls_remote(url, *patterns)
     except git.GitCommandError as exc:
         from comfydock.gitutil import git_reason
 
@@ -54,39 +90,46 @@ def ls_remote(url: str, ref: str | None) -> str:
         ) from None
     refs = {}
     for line in out.splitlines():
-        sha, _, name = line.partition("\t")
-        refs[name] = sha
+        sha, _, refname = line.partition("\t")
+        refs[refname] = sha
     if ref is None:
         if "HEAD" in refs:
             return refs["HEAD"]
         raise ComfydockError(f"git repository {url} has no HEAD", hint="give a branch or tag: URL@REF")
-    for name in (f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}", f"refs/heads/{ref}", ref):
-        if name in refs:
-            return refs[name]
-    if _SHA_RE.match(ref):
+    # an annotated tag's own entry names the tag object; its '^{}' entry names the commit
+    for refname in (f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}", f"refs/heads/{ref}", ref):
+        if refname in refs:
+            return refs[refname]
+    if _SHA_RE.fullmatch(ref):
         return ref  # a commit: verified when it is fetched
     raise ComfydockError(f"git repository {url} has no branch or tag {ref!r}", hint="check the ref after '@'")
 
 
-def resolve_git(url: str, ref: str | None) -> NodeSpec:
+def resolve_git(url: str, ref: str | None, name: str | None = None) -> NodeSpec:
+    check_git_url(url)
     commit = ls_remote(url, ref)
-    name = repo_name(url)
-    return NodeSpec(name, "git", name, url=url, ref=ref, commit=commit)
+    if not _SHA_RE.fullmatch(commit or ""):
+        raise ComfydockError(f"git repository {url} answered {commit!r} for {ref or 'HEAD'}, not a commit hash")
+    directory = check_directory_name(name if name is not None else repo_name(url))
+    return NodeSpec(directory, "git", directory, url=url, ref=ref, commit=commit)
 
 
-def resolve(env, identifier: str, dev: bool) -> NodeSpec:
+def resolve(env, identifier: str, dev: bool, name: str | None = None) -> NodeSpec:
     if dev:
-        name = Path(identifier.rstrip("/")).name.removesuffix(".disabled")
-        from comfydock.workspace import validate_name
-
-        validate_name(name, "node directory")
-        return NodeSpec(name, "development", name)
+        if name is not None:
+            raise UsageError("--name does not apply to --dev", hint="a development node is the directory you name")
+        dirname = Path(identifier.rstrip("/")).name.removesuffix(".disabled")
+        check_directory_name(dirname)
+        return NodeSpec(dirname, "development", dirname, asked=identifier)
     target, ref = split_ref(identifier)
     if is_git_url(target):
-        return resolve_git(target, ref)
-    if "/" in target or target.startswith("."):
+        spec = resolve_git(target, ref, name)
+    elif "/" in target or target.startswith("."):
         raise UsageError(
             f"{identifier!r} is neither a registry id nor a git URL",
             hint="for a directory in custom_nodes/, use 'comfydock node add NAME --dev'",
         )
-    return resolve_registry(env.workspace, target, ref)
+    else:
+        spec = resolve_registry(env.workspace, target, ref, name)
+    spec.asked = identifier
+    return spec

@@ -10,7 +10,7 @@ import tomlkit
 from comfydock import manifest
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import atomic_write_json
-from comfydock.nodes.spec import NodeSpec, manifest_nodes, reqs_file, set_group_requirements
+from comfydock.nodes.spec import NodeSpec, manifest_nodes, node_path, reqs_file, set_group_requirements
 
 _manifest_lock = threading.Lock()  # scan tasks may run in parallel threads
 
@@ -52,7 +52,7 @@ def scan_node(node_dir: Path) -> tuple[list[str], list[tuple[str, str]]]:
 
 def apply_scan(env, spec: NodeSpec) -> dict:
     """Scan a node, record the result, and write its dependency group (if it changed)."""
-    node_dir = env.custom_nodes_dir / spec.directory
+    node_dir = node_path(env, spec)
     if not node_dir.is_dir():
         if spec.source == "development":
             raise ComfydockError(

@@ -3,15 +3,59 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import tomlkit
 from packaging.utils import canonicalize_name
 
+from comfydock.errors import ComfydockError, UsageError
+from comfydock.fsutil import inside
+
+# Registry ids, node directories and manifest keys become file and directory names: a letter or
+# digit first (never '.', '..' or an option), then letters, digits, '.', '_', '+' or '-'.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+# Registry version strings ('1.2.3', '2024.1.1-beta+build'): never ';', spaces, '/' or '..'.
+_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+
+
+def is_valid_name(text) -> bool:
+    return isinstance(text, str) and bool(_NAME_RE.fullmatch(text)) and not text.endswith(".disabled")
+
+
+def is_valid_version(text) -> bool:
+    return isinstance(text, str) and bool(_VERSION_RE.fullmatch(text)) and ".." not in text
+
+
+def check_directory_name(name: str, what: str = "node directory") -> str:
+    if not is_valid_name(name):
+        raise UsageError(
+            f"invalid {what} {name!r}",
+            hint="use up to 100 letters, digits, '.', '_', '+' or '-', starting with a letter or digit (not ending in .disabled)",
+        )
+    return name
+
 
 def is_git_url(text: str) -> bool:
     return text.startswith(("http://", "https://", "ssh://", "git://", "git@", "file://")) or text.endswith(".git")
+
+
+def check_git_url(url) -> str:
+    """Refuse what git would run or misread rather than fetch: options, transport helpers
+    ('ext::', 'fd::'), control characters. https/http/ssh/git/file URLs, 'user@host:path' and
+    local paths pass."""
+    if (
+        not isinstance(url, str)
+        or not url.strip()
+        or url.startswith("-")
+        or "::" in url.split("/")[0]
+        or any(ord(c) < 32 for c in url)
+    ):
+        raise UsageError(
+            f"{url!r} is not a git URL comfydock fetches from", hint="use an https://, ssh://, git@host: or file:// URL"
+        )
+    return url
 
 
 def split_ref(text: str) -> tuple[str, str | None]:
@@ -25,13 +69,21 @@ def split_ref(text: str) -> tuple[str, str | None]:
     return text, None
 
 
+def _strip_repo_suffix(path: str) -> str:
+    """'owner/repo.git/', 'owner/repo/.git', 'owner/repo/' -> 'owner/repo'."""
+    path = path.rstrip("/")
+    if path.endswith("/.git"):
+        path = path[: -len("/.git")]
+    return path.removesuffix(".git").rstrip("/")
+
+
 def normalize_git_url(url: str) -> str:
     """Compare git URLs by host and path: https/ssh/git@ forms, '.git', case and slashes ignored."""
     u = url.strip()
     if u.startswith("file://"):
-        return "file:" + os.path.normcase(os.path.realpath(u[len("file://") :])).rstrip("/").removesuffix(".git").lower()
+        return "file:" + _strip_repo_suffix(os.path.normcase(os.path.realpath(u[len("file://") :]))).lower()
     if os.path.isabs(u):
-        return "file:" + os.path.normcase(os.path.realpath(u)).rstrip("/").removesuffix(".git").lower()
+        return "file:" + _strip_repo_suffix(os.path.normcase(os.path.realpath(u))).lower()
     for scheme in ("https://", "http://", "ssh://", "git://", "git+ssh://"):
         if u.lower().startswith(scheme):
             u = u[len(scheme) :]
@@ -44,17 +96,17 @@ def normalize_git_url(url: str) -> str:
         u = u.split("@", 1)[1]
     host, _, path = u.partition("/")
     host = host.split(":")[0] if not host.split(":")[-1].isdigit() else host.split(":")[0]
-    return f"{host}/{path}".rstrip("/").removesuffix(".git").lower()
+    return _strip_repo_suffix(f"{host}/{path}").lower()
 
 
 def repo_name(url: str) -> str:
-    name = url.rstrip("/").removesuffix(".git").replace(":", "/").split("/")[-1]
+    name = _strip_repo_suffix(url.replace(":", "/").replace("\\", "/")).split("/")[-1]
     return name or "node"
 
 
 def group_name(node_id: str) -> str:
     """A valid PEP 735 dependency-group name for a node."""
-    return "node-" + canonicalize_name(node_id)
+    return "node-" + canonicalize_name(re.sub(r"[^A-Za-z0-9._-]+", "-", node_id)).strip("-")
 
 
 @dataclass
@@ -67,6 +119,16 @@ class NodeSpec:
     url: str | None = None  # git URL, or the registry node's repository
     ref: str | None = None  # git ref as asked
     commit: str | None = None  # git commit it resolved to
+    run_install_script: bool = False  # run its install.py (in the venv) after installing it
+    asked: str | None = field(default=None, compare=False)  # what the user typed (for hints); not stored
+
+    def same_node(self, other: "NodeSpec") -> bool:
+        """Whether two specs name one node: git nodes by normalised URL, others by id."""
+        if self.source == "git" and other.source == "git" and self.url and other.url:
+            return normalize_git_url(self.url) == normalize_git_url(other.url)
+        if self.source == "registry" and other.source == "registry":
+            return (self.registry_id or self.id).lower() == (other.registry_id or other.id).lower()
+        return self.source == other.source and self.id == other.id
 
     @property
     def group(self) -> str:
@@ -95,12 +157,34 @@ class NodeSpec:
             value = getattr(self, key)
             if value:
                 t[key] = value
+        if self.run_install_script:
+            t["run_install_script"] = True
         t["group"] = self.group
         return t
 
     @classmethod
     def from_table(cls, node_id: str, t) -> "NodeSpec":
+        directory = t.get("directory", node_id)
+        for what, value in (("name", node_id), ("directory", directory)):
+            if not is_valid_name(value):
+                raise ComfydockError(
+                    f"the manifest's node entry {node_id!r} has an invalid {what} {value!r}",
+                    hint="fix [tool.comfydock.nodes] in .cec/pyproject.toml, or restore it with git in .cec/",
+                )
+        version = _opt(t.get("version"))
+        if version is not None and not is_valid_version(version):
+            raise ComfydockError(
+                f"the manifest's node entry {node_id!r} has an invalid version {version!r}",
+                hint="fix [tool.comfydock.nodes] in .cec/pyproject.toml, or restore it with git in .cec/",
+            )
+        run_script = t.get("run_install_script", False)
+        if not isinstance(run_script, bool):
+            raise ComfydockError(
+                f"the manifest's node entry {node_id!r} has run_install_script = {run_script!r}, not true or false",
+                hint="fix [tool.comfydock.nodes] in .cec/pyproject.toml, or restore it with git in .cec/",
+            )
         return cls(
+            run_install_script=run_script,
             id=node_id,
             source=str(t.get("source", "registry")),
             directory=str(t.get("directory", node_id)),
@@ -112,7 +196,17 @@ class NodeSpec:
         )
 
     def to_json(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None} | {"group": self.group}
+        return {k: v for k, v in asdict(self).items() if v is not None and k != "asked"} | {"group": self.group}
+
+    def typed(self) -> str:
+        """How to name this node again on the command line, with the '@ref' the user typed."""
+        if self.asked:
+            return self.asked
+        if self.source == "registry":
+            return f"{self.registry_id or self.id}@{self.version}" if self.version else (self.registry_id or self.id)
+        if self.source == "git":
+            return f"{self.url}@{self.ref}" if self.ref else str(self.url)
+        return self.directory
 
 
 def _opt(value):
@@ -176,8 +270,28 @@ def set_group_requirements(doc, group: str, requirements: list[str]) -> bool:
 
 
 def install_marker(env, node_id: str) -> Path:
-    return env.state_dir / "nodes" / f"{node_id}.json"
+    return inside(env.state_dir, Path("nodes") / f"{check_directory_name(node_id, 'node name')}.json")
 
 
 def reqs_file(env, node_id: str) -> Path:
-    return env.state_dir / "reqs" / f"{node_id}.json"
+    return inside(env.state_dir, Path("reqs") / f"{check_directory_name(node_id, 'node name')}.json")
+
+
+INSTALL_SCRIPT = "install.py"
+
+
+def install_script_of(env, spec) -> Path | None:
+    """The node's install script (install.py, as ComfyUI-Manager runs it), if it has one."""
+    path = node_path(env, spec) / INSTALL_SCRIPT
+    return path if path.is_file() else None
+
+
+def script_record(env, node_id: str) -> Path:
+    """Where the install_script task records that it ran (and for which installation)."""
+    return inside(env.state_dir, Path("scripts") / f"{check_directory_name(node_id, 'node name')}.json")
+
+
+def node_path(env, spec_or_directory, suffix: str = "") -> Path:
+    """custom_nodes/<directory><suffix>, its name checked and proven to stay in custom_nodes/."""
+    directory = getattr(spec_or_directory, "directory", spec_or_directory)
+    return inside(env.custom_nodes_dir, check_directory_name(directory) + suffix)

@@ -1,14 +1,18 @@
 """A stand-in for ComfyUI's main.py, used by comfydock's demo and tests.
 
 It parses a few of ComfyUI's real options, imports the packages its requirements name (so a
-broken venv shows), records how it was started in user/fixture_last_run.json, and exits with
---exit-code (default 0).
+broken venv shows), loads custom_nodes/ the way ComfyUI's nodes.py does (printing its
+"Cannot import ... module for custom nodes" and "(IMPORT FAILED)" lines), records how it was
+started in user/fixture_last_run.json, and exits with --exit-code (default 0).
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
+import time
+import traceback
 
 import folder_paths
 
@@ -22,12 +26,43 @@ args = parser.parse_args()
 
 import cdfix_alpha  # noqa: E402  (a requirement: fails if the venv is not synced)
 
+
+def load_custom_nodes():
+    """ComfyUI's nodes.py: import each custom_nodes/<dir>/__init__.py as a module named <dir>."""
+    base = os.path.join(folder_paths.base_path, "custom_nodes")
+    times = []
+    for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        path = os.path.join(base, name)
+        if not os.path.isdir(path) or name.endswith(".disabled") or name == "__pycache__":
+            continue
+        start = time.perf_counter()
+        ok = True
+        try:
+            spec = importlib.util.spec_from_file_location(name, os.path.join(path, "__init__.py"))
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        except Exception as e:
+            traceback.print_exc()
+            print(f"Cannot import {path} module for custom nodes: {e}", file=sys.stderr)
+            ok = False
+        times.append((time.perf_counter() - start, path, ok))
+    if times:
+        print("\nImport times for custom nodes:")
+        for seconds, path, ok in sorted(times):
+            print("{:6.1f} seconds{}: {}".format(seconds, "" if ok else " (IMPORT FAILED)", path))
+        print()
+
+
+load_custom_nodes()
+
 record = {
     "argv": sys.argv[1:],
     "python": sys.executable,
     "cdfix_alpha": cdfix_alpha.__version__,
     "models_dir": folder_paths.models_dir,
     "cwd": os.getcwd(),
+    "output_unbuffered": bool(os.environ.get("PYTHONUNBUFFERED")),  # shown live when comfydock pipes it
 }
 os.makedirs(os.path.join(folder_paths.base_path, "user"), exist_ok=True)
 with open(os.path.join(folder_paths.base_path, "user", "fixture_last_run.json"), "w") as f:

@@ -1,0 +1,85 @@
+"""`comfydock comfyui update [REF]`: move an environment's ComfyUI to another release as one step.
+
+Checkout from the workspace's cached mirror → ComfyUI's requirements.txt re-read into the
+`comfyui-core` group → lock → sync → the core node types listed again. Any failure (Ctrl-C
+included) puts the old checkout, manifest and lock back and re-syncs the venv. The change is
+left uncommitted, like any other: `comfydock commit` records it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import tomlkit
+
+from comfydock import comfyui, dependencies, manifest
+from comfydock.transaction import Transaction
+
+
+@dataclass
+class ComfyUIUpdate:
+    old_ref: str | None
+    old_commit: str | None
+    new_ref: str
+    new_commit: str
+    changed: bool
+    requirements_added: list[str]
+    requirements_removed: list[str]
+    build: dict | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _set_core_requirements(doc, requirements: list[str]) -> tuple[list[str], list[str]]:
+    """Replace ComfyUI's own requirements (the comfyui-core group); returns (added, removed)."""
+    dependencies.migrate_layout(doc, requirements)
+    groups = doc["dependency-groups"]
+    key = next(k for k in groups if k == dependencies.CORE_GROUP or k.lower() == dependencies.CORE_GROUP)
+    before = [str(x) for x in groups[key]]
+    arr = tomlkit.array()
+    arr.extend(requirements)
+    arr.multiline(len(requirements) > 0)
+    groups[key] = arr
+    return sorted(set(requirements) - set(before)), sorted(set(before) - set(requirements))
+
+
+def update_comfyui(env, ref: str | None = None, *, force: bool = False, listener=None, on_wait=None, warn=lambda m: None):
+    """Move the environment's ComfyUI checkout to `ref` (default: the newest release)."""
+    from comfydock import engine
+    from comfydock.environment import build_failure
+    from comfydock.requirements import scan_requirements_file
+
+    ws = env.workspace
+    with env.lock(on_wait):
+        info = env.info()
+        mirror = comfyui.update_cache(ws.comfyui_cache_dir, ws.setting("comfyui-source"), warn=warn)
+        target = comfyui.resolve_ref(mirror, ref)
+        current = comfyui.head_commit(env.comfyui_dir)
+        result = ComfyUIUpdate(info.get("comfyui_version"), current, target.name, target.commit, current != target.commit, [], [])
+        if not result.changed and info.get("comfyui_commit") == target.commit:
+            return result
+        with Transaction(env.state_dir / "undo") as tx:
+            tx.on_undo(env.resync_venv, "the venv")  # runs last, after the files are back
+            tx.save_file(env.pyproject_path)
+            tx.save_file(env.lock_path)
+            if current != target.commit:
+                comfyui.checkout_commit(mirror, env.comfyui_dir, target.commit, force=force)
+                if current:
+                    tx.on_undo(
+                        lambda: comfyui.checkout_commit(mirror, env.comfyui_dir, current, force=True), "ComfyUI's checkout"
+                    )
+            scanned = scan_requirements_file(env.comfyui_dir / "requirements.txt")
+            for line, why in scanned.skipped:
+                warn(f"ComfyUI requirements.txt: skipped {line!r} ({why})")
+            doc = env.manifest()
+            result.requirements_added, result.requirements_removed = _set_core_requirements(doc, scanned.requirements)
+            section = doc["tool"]["comfydock"]["environment"]
+            section["comfyui_version"] = target.name
+            section["comfyui_commit"] = target.commit
+            manifest.save(env.pyproject_path, doc)
+            report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"], listener=listener)
+            if not report.ok:
+                raise build_failure(report)
+            result.build = report.to_json()
+        return result
