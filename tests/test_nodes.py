@@ -566,10 +566,11 @@ def test_comfyui_at_an_annotated_tag_resolves_to_its_commit(tmp_path):
     assert comfyui.resolve_ref(repo, "v0.3.64").commit == commit
     assert comfyui.resolve_ref(repo, None) == comfyui.ResolvedRef("v0.3.64", commit)
     repo.git.tag("treetag", "HEAD^{tree}")
-    from comfydock.errors import UsageError
+    from comfydock.errors import ComfydockError
 
-    with pytest.raises(UsageError, match="unknown ComfyUI ref 'treetag'"):
+    with pytest.raises(ComfydockError, match="unknown ComfyUI ref 'treetag'") as refused:
         comfyui.resolve_ref(repo, "treetag")
+    assert refused.value.exit_code == 1  # a well-formed request the repository cannot satisfy
 
 
 @pytest.mark.parametrize("ref", ["deadbee", "treetag"])
@@ -605,7 +606,7 @@ def test_two_forks_with_one_name_conflict_until_one_gets_another_directory(env, 
     again = run_cli("node", "add", str(fork_b) + "/.git", "--json")
     assert again.code == 0 and again.json["added"] == [] and "ComfyUI-Foo-B is already installed" in again.json["notes"][0]
     moved = run_cli("node", "add", fork_b.as_uri(), "--name", "Elsewhere", "--force")
-    assert moved.code == 2 and "--name cannot move it" in moved.err
+    assert moved.code == 1 and "--name cannot move it" in moved.err
     assert run_cli("node", "remove", fork_b.as_uri()).code == 0  # a node can be named by its URL
     assert not (env.custom_nodes_dir / "ComfyUI-Foo-B").exists() and (env.custom_nodes_dir / "ComfyUI-Foo").exists()
 
@@ -613,7 +614,7 @@ def test_two_forks_with_one_name_conflict_until_one_gets_another_directory(env, 
 def test_already_installed_hint_keeps_the_ref_the_user_typed(env, node_repo, run_cli):
     assert run_cli("node", "add", f"{node_repo.as_uri()}@v1.0").code == 0
     result = run_cli("node", "add", f"{node_repo.as_uri()}@v2.0")
-    assert result.code == 2 and f"'comfydock node add {node_repo.as_uri()}@v2.0 --force'" in result.err
+    assert result.code == 1 and f"'comfydock node add {node_repo.as_uri()}@v2.0 --force'" in result.err
 
 
 def test_bad_name_for_a_node_directory_is_refused(env, node_repo, run_cli):
