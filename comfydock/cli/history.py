@@ -8,19 +8,10 @@ import sys
 from rich.markup import escape
 
 from comfydock.cli.app import App, env_option, json_option, log
+from comfydock.cli.models import _size
 
 _STATE_MARK = {"committed": "[green]✓[/]", "modified": "[yellow]⚠[/]", "new": "[cyan]○[/]", "deleted": "[red]✗[/]"}
 _STATE_TEXT = {"committed": "committed", "modified": "modified since commit", "new": "not committed", "deleted": "deleted"}
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024
-    return str(n)
 
 
 def cmd_workflow_list(app: App) -> int:
@@ -115,7 +106,7 @@ def _prompt_choice(app: App):
         else:
             app.err.print("Multiple matches found:" if len(cands) > 1 else "One candidate:")
             for i, c in enumerate(cands, 1):
-                app.err.print(f"  {i}. {escape(c['relative_path'])} ({_size(c['size'])})")
+                app.err.print(f"  {i}. {escape(c['relative_path'])} ({_size(c['size']) if c.get('size') is not None else '?'})")
         while True:
             app.err.print(f"Select [1-{len(cands)}] or (s)kip: " if cands else "(s)kip: ", end="")
             answer = sys.stdin.readline()

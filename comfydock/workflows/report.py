@@ -27,6 +27,15 @@ def core_types(env) -> tuple[set[str] | None, str | None]:
         return None, None
 
 
+def _read_cache(path) -> dict:
+    """A derived-state JSON object; missing or damaged is simply empty (it is rebuilt)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def installed_types(env) -> dict[str, str]:
     """Node type -> id of the installed custom node that provides it (static scan of each node,
     remembered per node version in .comfydock/ so status stays fast)."""
@@ -35,11 +44,7 @@ def installed_types(env) -> dict[str, str]:
     from comfydock.workflows import node_types
 
     cache_file = env.state_dir / "installed-node-types.json"
-    try:
-        cache = json.loads(cache_file.read_text())
-        cache = cache if isinstance(cache, dict) else {}
-    except (OSError, ValueError):
-        cache = {}
+    cache = _read_cache(cache_file)
     found: dict[str, str] = {}
     fresh = {}
     for node_id, spec in manifest_nodes(env.manifest_data()).items():
@@ -173,11 +178,7 @@ def workflows_status(env, repo=None) -> dict:
     from comfydock.workflows.resolution import resolve_refs, stored_choices
 
     cache_file = env.state_dir / "analysis-cache.json"
-    try:
-        cache = json.loads(cache_file.read_text())
-        cache = cache if isinstance(cache, dict) else {}
-    except (OSError, ValueError):
-        cache = {}
+    cache = _read_cache(cache_file)
     on_disk = set(cache)
     used: dict = {}
     entries = manifest.workflow_entries(env.manifest_data())

@@ -220,15 +220,14 @@ def _resolve_one(ref, index: _Index, stored: dict) -> Resolution:
     return res
 
 
-def choose(res: Resolution, candidate: Candidate) -> Resolution:
-    """Record the user's pick for an ambiguous or unresolved reference."""
+def _resolved(res: Resolution, c: Candidate, how: str) -> Resolution:
     res.status, res.hash, res.path, res.relative_path, res.size, res.how = (
         "resolved",
-        candidate.hash,
-        candidate.path,
-        candidate.relative_path,
-        candidate.size,
-        "chosen",
+        c.hash,
+        c.path,
+        c.relative_path,
+        c.size,
+        how,
     )
     res.candidates = []
     return res
