@@ -1,19 +1,24 @@
-"""Time export/import pieces; prints figures, asserts nothing.
+"""Time export/import; prints figures, asserts nothing.
 
-Figures now: model download throughput from a loopback server through comfydock's download()
+Figures: export time (first export: full hashes of the models; then an unchanged one), no-op
+`comfydock build export` (target < 0.4 s whole process), import into a second environment with
+every model already indexed (used in place), the full-hash counter (files actually read), and model download throughput from a loopback server through comfydock's download()
 (streamed to .part, SHA256 + Blake3 verified, moved into place) relative to a plain `requests`
 download of the same file that neither hashes nor verifies (target >= 90 %). Unthrottled loopback is faster than one core computes SHA256, so that run measures
 the hashing ceiling (printed); the paced run (a real line's speed) shows whether hashing stays off
 the hot path.
-To come (issue 11): export time, no-op `build export` time (target < 0.4 s whole process), import
-time with every model already indexed, and the full-hash counter.
-Run: python bench/export_import.py [--size-mib 512] [--rounds 3]
+Run: python bench/export_import.py [--size-mib 512] [--rounds 3] [--model-mib 256] [--models 4]
+Export/import figures are wall times of a fresh `comfydock` process, as a user would see them.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -79,12 +84,74 @@ def hash_ceiling() -> None:
         print(f"  {name} on one core                  {256 / (time.perf_counter() - start):7.0f} MiB/s (the ceiling above)")
 
 
+def comfydock(argv: list[str], env: dict) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "comfydock", *argv], env=env, check=True, capture_output=True, text=True)
+    return time.perf_counter() - start, proc.stdout
+
+
+def bench_export_import(model_mib: int, models: int, rounds: int) -> None:
+    from comfydock.demo.fixtures import DEMO_WORKFLOW, build_comfyui_repo, build_wheels
+
+    with tempfile.TemporaryDirectory(prefix="comfydock-bench-") as tmp, ModelServer() as server:
+        base = Path(tmp)
+        wheels = build_wheels(base / "wheels")
+        source = build_comfyui_repo(base / "ComfyUI")
+        ws = base / "ws"
+        env = dict(os.environ, COMFYDOCK_HOME=str(ws), UV_PYTHON_DOWNLOADS="never")
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # users' installs have .pyc files
+        comfydock(["init", "--no-interactive", "--models-dir", str(base / "models")], env)
+        for key, value in (
+            ("comfyui-source", source.as_uri()),
+            ("find-links", str(wheels)),
+            ("no-index", "true"),
+            ("node-map-url", "http://127.0.0.1:9/none.json"),
+            ("civitai-url", server.url),  # loopback CivitAI: every lookup answers "not found"
+        ):
+            comfydock(["config", key, value], env)
+        py = f"{sys.version_info.major}.{sys.version_info.minor}"
+        comfydock(["create", "e", "--python", py, "--torch-backend", "cpu"], env)
+        workflows = ws / "environments" / "e" / "ComfyUI" / "user" / "default" / "workflows"
+        for i in range(models):
+            name = f"bench_{i}.safetensors"
+            write_model_file(base / "models" / "checkpoints" / name, model_mib << 20, seed=i)
+            wf = json.loads(json.dumps(DEMO_WORKFLOW))
+            wf["nodes"][0]["widgets_values"] = [name]
+            (workflows / f"bench_{i}.json").write_text(json.dumps(wf))
+        comfydock(["models", "index"], env)
+        comfydock(["commit", "-m", "bench", "--no-interactive"], env)
+        total = models * model_mib
+        first, out = comfydock(["export", "--no-interactive", "--json", "--output", str(base / "a.tar.gz")], env)
+        hashed = json.loads(out)["full_hashes_computed"]
+        print(f"export of {models} workflows and {models} models ({total} MiB):")
+        row = "  {:<52}{:6.2f} s{}".format
+        print(row(f"first export (full hashes: {hashed} files read)", first, ""))
+        again = []
+        for _ in range(rounds):
+            t, out = comfydock(["export", "--no-interactive", "--json", "--output", str(base / "b.tar.gz")], env)
+            again.append(t)
+            hashed = json.loads(out)["full_hashes_computed"]
+        print(row(f"unchanged export, best (full hashes: {hashed} files read)", min(again), ""))
+        noop = []
+        for _ in range(max(rounds, 5)):
+            t, out = comfydock(["build", "export", "--json"], env)
+            noop.append(t)
+            ran = [e["task"] for e in json.loads(out)["tasks"] if e["status"] == "ran"]
+        print(row(f"no-op build export, best ({len(ran)} tasks ran)", min(noop), "   (target < 0.4 s)"))
+        t, out = comfydock(["import", str(base / "a.tar.gz"), "--env", "copy", "--json", "--no-interactive"], env)
+        hows = sorted({m["how"] for m in json.loads(out)["models"]})
+        print(row(f"import, every model already indexed (models: {', '.join(hows)})", t, ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mib", type=int, default=512, help="size of the served model file")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--link-mib", type=float, default=100, help="speed of the paced run (MiB/s; 100 ~ a 1 Gbit/s line)")
+    parser.add_argument("--model-mib", type=int, default=256, help="size of each model in the export benchmark")
+    parser.add_argument("--models", type=int, default=4, help="models (and workflows) in the export benchmark")
     opts = parser.parse_args()
+    bench_export_import(opts.model_mib, opts.models, opts.rounds)
     bench_download(opts.size_mib, opts.rounds, None)
     hash_ceiling()
     bench_download(min(opts.size_mib, int(opts.link_mib * 3) or 1), opts.rounds, opts.link_mib)

@@ -4,6 +4,7 @@ Installed as `comfydock.tasks`. A creator takes the Environment and yields doit 
 with `basename` (and `name` for one task of a family), `file_dep`, `targets`, `uptodate`.
 """
 
+from comfydock.tasks.bundle import task_bundle, task_full_hash, task_lookup_source, task_write_lock
 from comfydock.tasks.comfyui import task_checkout_comfyui
 from comfydock.tasks.models import task_index_models
 from comfydock.tasks.node_types import task_core_node_types
@@ -25,8 +26,25 @@ TASK_CREATORS = [
     task_analyze_workflow,
     task_resolve_models,
     task_update_manifest,
+    task_full_hash,
+    task_lookup_source,
+    task_write_lock,
+    task_bundle,
 ]
 
 # Run only when named (by `commit`, `export`, `status`, or `comfydock build TARGET`): a plain
 # `comfydock build` makes the environment match its manifest and never rewrites the manifest.
-ON_REQUEST = frozenset({"core_node_types", "copy_workflow", "analyze_workflow", "resolve_models", "update_manifest"})
+ON_REQUEST = frozenset(
+    {
+        "core_node_types",
+        "copy_workflow",
+        "analyze_workflow",
+        "resolve_models",
+        "update_manifest",
+        "full_hash",
+        "lookup_source",
+        "write_lock",
+        "bundle",
+        "export",
+    }
+)

@@ -20,6 +20,9 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "v1: Initial environment setup" in proc.stdout
     assert "Fixture ComfyUI started" in proc.stdout
     assert (tmp_path / "demo" / "workspace" / "environments" / "demo" / ".cec" / "uv.lock").exists()
+    assert "Exported to" in proc.stdout and "Imported environment demo-copy (v1)" in proc.stdout
+    copy = tmp_path / "demo" / "workspace" / "environments" / "demo-copy" / ".cec"
+    assert (copy / "uv.lock").read_bytes() == (copy.parent.parent / "demo" / ".cec" / "uv.lock").read_bytes()
 
 
 def test_demo_refuses_a_non_empty_directory(tmp_path):

@@ -330,6 +330,14 @@ def cmd_build(app: App) -> int:
         else:
             _render_events(app, events)
         return 0
+    if args.targets and "export" in args.targets:
+        if args.targets != ["export"]:
+            raise UsageError("build export runs alone", hint="run 'comfydock build export', then the other targets")
+        from comfydock.cli.bundle import build_export
+
+        return build_export(app, env)
+    if args.output:
+        raise UsageError("--output goes with the export target", hint="comfydock build export --output PATH")
     with app.status("Building") as spinner, python_env.reporting(app.uv_reporter(spinner, "Building")):
         report = engine.build(
             env,
@@ -482,6 +490,7 @@ def register(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the tasks with their inputs and outputs")
     p.add_argument("--dry-run", action="store_true", help="say what would run, run nothing")
     p.add_argument("--continue", dest="keep_going", action="store_true", help="keep going after a task fails")
+    p.add_argument("-o", "--output", metavar="PATH", help="with the export target: also copy the bundle to PATH")
     json_option(p)
     p.set_defaults(func=cmd_build)
 

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from comfydock.demo.fixtures import build_comfyui_repo, build_node_repo, build_wheels
+from comfydock.demo.model_server import ModelServer
 from comfydock.errors import ComfydockError
 
 
@@ -27,6 +28,10 @@ def run_demo(app, base: Path | None) -> int:
     models.mkdir(parents=True)
     (models / "demo_model.safetensors").write_bytes(b"\0" * 4096)
     ws = base / "workspace"
+    # a loopback stand-in for CivitAI: the export's source lookup finds the demo model there
+    server = ModelServer()
+    server.add_civitai_file(4384, "demo_model.safetensors", (models / "demo_model.safetensors").read_bytes())
+    bundle = base / "demo-bundle.tar.gz"
 
     steps = [
         ["init", str(ws), "--models-dir", str(base / "models"), "--no-interactive"],
@@ -34,6 +39,7 @@ def run_demo(app, base: Path | None) -> int:
         ["config", "find-links", str(wheels)],
         ["config", "no-index", "true"],
         ["config", "node-map-url", "http://127.0.0.1:9/offline-demo.json"],  # never the network
+        ["config", "civitai-url", server.url],
         ["create", "demo", "--python", f"{sys.version_info.major}.{sys.version_info.minor}", "--torch-backend", "cpu"],
         ["node", "add", f"{node.as_uri()}@v1.0"],
         ["node", "list"],
@@ -46,13 +52,19 @@ def run_demo(app, base: Path | None) -> int:
         ["build"],
         ["run", "--quick-test-for-ci"],
         ["log"],
+        ["export", "--no-interactive", "--output", str(bundle)],
+        ["build", "export"],  # nothing changed: every task is up to date
+        ["import", str(bundle), "--env", "demo-copy", "--no-interactive"],  # the model is used in place (index)
+        ["status", "-e", "demo-copy"],
+        ["run", "-e", "demo-copy", "--quick-test-for-ci"],
         ["list"],
     ]
-    for argv in steps:
-        app.say(f"\n[bold cyan]$ comfydock {shlex.join(argv)}[/]")
-        code = main(["--workspace", str(ws), *argv])
-        if code != 0:
-            app.say(f"[red]demo step failed with exit code {code}[/]")
-            return code
+    with server:
+        for argv in steps:
+            app.say(f"\n[bold cyan]$ comfydock {shlex.join(argv)}[/]")
+            code = main(["--workspace", str(ws), *argv])
+            if code != 0:
+                app.say(f"[red]demo step failed with exit code {code}[/]")
+                return code
     app.say(f"\n[bold green]Demo complete.[/] Explore it with:\n  export COMFYDOCK_HOME={ws}\n  comfydock status")
     return 0
