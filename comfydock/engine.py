@@ -345,17 +345,18 @@ def build(
     from comfydock.locking import environment_lock
 
     _no_entry_point_plugins()
-    preflight(env)
-    tasks = load_tasks(env)
-    selected = _resolve_targets(tasks, targets) if targets else default_targets(tasks)
-    events: list[TaskEvent] = []
-    loader = _Loader.create(env, _reporter_class(events, listener), tasks)
-    argv = ["run"] + (["--continue"] if keep_going else [])
-    if workers > 1:  # threads: actions are module-level functions, and uv/git/downloads release the GIL
-        argv += ["-n", str(workers), "-P", "thread"]
-    for name in selected:
-        argv += [name, *(task_options or {}).get(name, [])]
+    # the lock first: the graph is planned from pyproject.toml, which another process may be changing
     with environment_lock(env.lock_file, on_wait=on_wait):
+        preflight(env)
+        tasks = load_tasks(env)
+        selected = _resolve_targets(tasks, targets) if targets else default_targets(tasks)
+        events: list[TaskEvent] = []
+        loader = _Loader.create(env, _reporter_class(events, listener), tasks)
+        argv = ["run"] + (["--continue"] if keep_going else [])
+        if workers > 1:  # threads: actions are module-level functions, and uv/git/downloads release the GIL
+            argv += ["-n", str(workers), "-P", "thread"]
+        for name in selected:
+            argv += [name, *(task_options or {}).get(name, [])]
         _action_errors.clear()
         # doit prints its own internal errors (exit 3) as tracebacks: keep them for the report
         captured = io.StringIO()
