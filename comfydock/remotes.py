@@ -592,7 +592,12 @@ def create_from_remote(
         warn(msg)
 
     root = ws.environments_dir / name
-    with environment_lock(ws.metadata_file.parent / "locks" / f"{name}.lock"):
+    with environment_lock(ws.create_lock_file(name)):
+        if ws.half_made(name):
+            raise ComfydockError(
+                f"environment {name!r} is half-made at {root} (an earlier 'create' did not finish)",
+                hint=f"remove it with 'comfydock delete {name}', then create it again",
+            )
         if root.exists():
             raise UsageError(
                 f"environment {name!r} already exists at {root}",
@@ -603,8 +608,11 @@ def create_from_remote(
         env = Environment(ws, name)
         try:
             step(f"Cloning the history from {url}")
+            # cloned beside .cec/, its git directory moved in last: until then the environment has
+            # no commit, so an interrupted (even killed) create leaves a half-made one, as create does
+            incoming = root / ".cec-clone"
             try:
-                repo = git.Repo.clone_from(url, env.cec_dir, no_checkout=True, multi_options=["--origin=origin"])
+                repo = git.Repo.clone_from(url, incoming, no_checkout=True, multi_options=["--origin=origin"])
             except git.GitCommandError as exc:
                 raise ExternalToolError(f"cannot clone {url}: {git_reason(exc)}") from None
             if not repo.head.is_valid():
@@ -613,8 +621,8 @@ def create_from_remote(
             check_tree(repo, commit, url)
             check_history(repo, ["--all"], url)
             doc = _parse_manifest(repo.git.show(f"{commit}:pyproject.toml"), url)
-            repo.git.checkout("--quiet", repo.active_branch.name, "--", ".")
-            repo.git.reset("-q")
+            env.cec_dir.mkdir()
+            repo.git.execute(["git", f"--work-tree={env.cec_dir}", "checkout", "--quiet", commit, "--", "."])
             info = manifest.environment_info(doc)
             python = str(info.get("python_version") or "3.11")
             wanted = str(info.get("comfyui_commit") or "")
@@ -684,6 +692,10 @@ def create_from_remote(
                 dest.write_bytes(copy.read_bytes())
                 workflows.append(wf_name)
             fetch(repo, "origin")
+            os.rename(incoming / ".git", env.cec_dir / ".git")
+            remove_tree(incoming)
+            repo = history.open_repo(env.cec_dir)
+            repo.git.reset("-q")  # the index, re-read against the files where they now are
             if use or not ws.active_environment:
                 ws.set_active(name)
         except BaseException:

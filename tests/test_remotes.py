@@ -90,6 +90,7 @@ def test_team_round_trip_create_from_push_pull(env, workspace, run_cli, node_rep
     assert (env_b.workflows_dir / "sdxl_simple_example.json").read_bytes() == SDXL.read_bytes()
     assert [v["version"] for v in b("log", "--json").json] == ["v2", "v1"]
     assert env_b.lock_path.read_bytes() == env.lock_path.read_bytes()
+    assert sorted(p.name for p in env_b.root.iterdir() if p.name.startswith(".cec")) == [".cec"]
     assert b("status", "--json").json["uncommitted_changes"] == []
 
     # A adds a node and changes the workflow: v3; B pulls it in
