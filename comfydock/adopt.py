@@ -719,3 +719,116 @@ def _default_name(ws, path: Path) -> str:
     while f"{base}-{n}" in taken:
         n += 1
     return f"{base}-{n}"
+
+
+# --- drift inside a managed environment ------------------------------------------------------
+
+
+def venv_distributions(venv_dir: Path) -> dict[str, str]:
+    """Installed distributions (canonical name -> version), from the dist-info directory names
+    alone (fast enough for every 'status')."""
+    from packaging.utils import canonicalize_name
+
+    site = _site_packages(venv_dir)
+    found: dict[str, str] = {}
+    if site is None:
+        return found
+    for entry in site.iterdir():
+        if entry.name.endswith(".dist-info") and entry.is_dir():
+            name, _, version = entry.name.removesuffix(".dist-info").partition("-")
+            if name and version:
+                found[canonicalize_name(name)] = version
+    return found
+
+
+def _same_version(a: str, b: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def drift(env) -> dict:
+    """What changed behind comfydock's back: node directories no manifest entry owns (with the
+    evidence adopt --here would act on), and venv distributions that differ from uv.lock (only
+    when the venv was synced to this uv.lock; otherwise the difference is a pending build)."""
+    from packaging.utils import canonicalize_name
+
+    from comfydock.nodes import untracked_directories
+
+    nodes = [classify_node(env.custom_nodes_dir / d, d).to_json() for d in untracked_directories(env)]
+    packages: dict = {"checked": False, "added": [], "removed": [], "other_version": []}
+    if env.venv_in_sync():
+        project = canonicalize_name(str(env.manifest_data().get("project", {}).get("name", "")))
+        locked = {k: v for k, v in env.locked_versions().items() if k != project}
+        installed = {k: v for k, v in venv_distributions(env.venv_dir).items() if k not in _TOOLING}
+        packages["checked"] = True
+        packages["added"] = [{"name": n, "version": v} for n, v in sorted(installed.items()) if n not in locked]
+        packages["removed"] = [{"name": n, "version": v} for n, v in sorted(locked.items()) if n not in installed]
+        packages["other_version"] = [
+            {"name": n, "version": installed[n], "locked": v}
+            for n, v in sorted(locked.items())
+            if n in installed and not _same_version(installed[n], v)
+        ]
+    return {"nodes": nodes, "packages": packages}
+
+
+def adopt_here(env, *, listener=None, on_wait=None, step=lambda message: None) -> dict:
+    """Track the environment's drift: untracked node directories become registry, git or
+    development nodes (their files stay where they are), distributions installed beside uv.lock
+    become user requirements at their versions. One manifest change, left for 'commit'; on any
+    failure the manifest, uv.lock, the venv and the node records are put back."""
+    from comfydock import engine, manifest
+    from comfydock.dependencies import add_requirements
+    from comfydock.environment import build_failure
+    from comfydock.nodes.operations import _restore_state, _saved_state
+    from comfydock.nodes.spec import NodeSpec, set_node
+
+    with env.lock(on_wait):
+        found = drift(env)
+        findings = [classify_node(env.custom_nodes_dir / n["directory"], n["directory"]) for n in found["nodes"]]
+        extra = [p for p in found["packages"]["added"] if p["name"] not in TORCH_PACKAGES]
+        report: dict = {"nodes": [], "packages": {"added": [], "left_to_the_lock": found["packages"]["other_version"]}}
+        if not findings and not extra:
+            return report
+        doc = env.manifest()
+        saved = env.snapshot_manifest()
+        saved_state: dict = {}
+        try:
+            specs = []
+            for finding in findings:
+                if finding.kind == "invalid":
+                    report["nodes"].append(finding.to_json())
+                    continue
+                step(f"Tracking custom_nodes/{finding.directory}")
+                spec = None
+                if finding.kind in ("registry", "git"):
+                    got = _prefetch(env, finding)
+                    if isinstance(got, str):
+                        finding.kind, finding.carried, finding.why = "development", "approximate", got
+                    else:
+                        spec = got
+                if spec is None:
+                    spec = NodeSpec(finding.directory, "development", finding.directory, url=finding.url)
+                specs.append(spec)
+                set_node(doc, spec)
+                report["nodes"].append(finding.to_json() | {"id": spec.id, "kind": spec.source})
+            wanted = [f"{p['name']}=={p['version']}" for p in extra]
+            if wanted:
+                add_requirements(doc, wanted)
+            report["packages"]["added"] = wanted
+            saved_state = _saved_state(env, [s.id for s in specs])
+            manifest.save(env.pyproject_path, doc)
+            targets = [f"install_node:{s.id}" for s in specs if s.source != "development"]
+            targets += [f"scan_requirements:{s.id}" for s in specs] + ["lock_deps", "sync_venv"]
+            result = engine.build(env, targets, listener=listener)
+            if not result.ok:
+                raise build_failure(result)
+        except BaseException:
+            env.restore_manifest(saved)
+            _restore_state(saved_state)
+            raise
+        report["build"] = result.to_json()
+    return report

@@ -292,6 +292,7 @@ def delete_environment(ws: Workspace, name: str) -> None:
 
 def status(env: Environment) -> dict:
     from comfydock import engine
+    from comfydock.adopt import drift
     from comfydock.dependencies import group_counts
 
     info = env.info()
@@ -325,6 +326,7 @@ def status(env: Environment) -> dict:
         "node_changes": node_changes,
         "requirement_groups": group_counts(env.manifest_data()),
         "module_clashes": env.module_clashes(),
+        "drift": drift(env),
         **workflows,
     }
 

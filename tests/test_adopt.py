@@ -215,3 +215,88 @@ def test_inspect_reads_packages_without_running_the_old_python(tmp_path):
     found = inspect_install(comfy).python  # its bin/python does not exist
     assert found.version == "3.10" and found.distributions == {"foo-bar": "2.3"}
     assert "editable" in found.not_on_index["foo-bar"] and "gone" in found.note
+
+
+def test_comfyui_comes_from_the_install_itself_when_its_origin_is_unreachable_or_lacks_the_commit(
+    workspace, comfyui_source, tmp_path
+):
+    from comfydock.adopt import _comfyui_source
+
+    comfy = tmp_path / "ComfyUI"
+    repo = git.Repo.clone_from(comfyui_source.as_uri(), comfy)
+    warnings = []
+    assert _comfyui_source(workspace, inspect_install(comfy), warnings.append)[0] == comfyui_source.as_uri()
+    assert warnings == []
+    (comfy / "mine.txt").write_text("x")
+    _commit(repo, "my own commit, never pushed")
+    source, how = _comfyui_source(workspace, inspect_install(comfy), warnings.append)
+    assert source == comfy.as_uri() and "own git repository" in how and "lacks commit" in warnings[-1]
+    repo.remotes.origin.set_url(str(tmp_path / "gone"))
+    assert _comfyui_source(workspace, inspect_install(comfy), warnings.append)[0] == comfy.as_uri()
+    assert "cannot be used" in warnings[-1]
+
+
+def test_portable_install_without_git_maps_to_the_matching_release(workspace, tmp_path):
+    from comfydock.adopt import _release_tag, inspect_comfyui
+
+    comfy = tmp_path / "ComfyUI_windows_portable" / "ComfyUI"
+    (comfy / "comfy").mkdir(parents=True)
+    (comfy / "main.py").write_text("")
+    (comfy / "comfyui_version.py").write_text('__version__ = "0.2.0"\n')
+    found = inspect_comfyui(comfy)
+    assert (found["git"], found["version"]) == (False, "0.2.0")
+    assert _release_tag(workspace, found["version"]) == "v0.2.0"
+    with pytest.raises(Exception, match="no ComfyUI release 9.9.9"):
+        _release_tag(workspace, "9.9.9")
+
+
+def test_status_shows_drift_and_adopt_here_tracks_it(env, registry, node_repo, fixture_assets, run_cli):
+    """ComfyUI-Manager dropped nodes into custom_nodes/ and pip-installed a package: status says
+    so, and adopt --here turns it all into tracked nodes and requirements, files left in place."""
+    from comfydock import python_env
+    from comfydock.nodes.spec import manifest_nodes
+
+    pack_zip = node_zip_bytes("adopt-pack", "# none\n", {"pyproject.toml": PACK_PYPROJECT})
+    registry.add_node("comfyui-adopt-pack", {"1.2.0": pack_zip})
+    with zipfile.ZipFile(io.BytesIO(pack_zip)) as zf:
+        zf.extractall(env.custom_nodes_dir / "ComfyUI-Adopt-Pack")
+    (env.custom_nodes_dir / "ComfyUI-Adopt-Pack" / ".tracking").write_text("__init__.py\n")
+    clone = git.Repo.clone_from(str(node_repo), env.custom_nodes_dir / "ComfyUI-Git-Node")
+    clone.git.checkout("v1.0")
+    (env.custom_nodes_dir / "manual").mkdir()
+    (env.custom_nodes_dir / "manual" / "__init__.py").write_text("# mine\n")
+    subprocess.run(
+        [python_env.uv_bin(), "pip", "install", "-q", "--python", str(env.python), "--no-index"]
+        + ["--find-links", str(fixture_assets["wheels"]), "cdfix-vision==1.0"],
+        check=True,
+    )
+
+    status = run_cli("status", "--json").json["drift"]
+    assert {n["directory"]: n["kind"] for n in status["nodes"]} == {
+        "ComfyUI-Adopt-Pack": "registry",
+        "ComfyUI-Git-Node": "git",
+        "manual": "development",
+    }
+    assert status["packages"]["added"] == [{"name": "cdfix-vision", "version": "1.0"}]
+    assert status["packages"]["removed"] == [] and status["packages"]["other_version"] == []
+    assert "Untracked node directory custom_nodes/manual" in run_cli("status").out
+
+    result = run_cli("adopt", "--here", "--json")
+    assert result.code == 0, result.err
+    assert result.json["packages"]["added"] == ["cdfix-vision==1.0"]
+    tracked = manifest_nodes(env.manifest())
+    assert {k: v.source for k, v in tracked.items()} == {
+        "comfyui-adopt-pack": "registry",
+        "ComfyUI-Git-Node": "git",
+        "manual": "development",
+    }
+    assert (env.custom_nodes_dir / "manual" / "__init__.py").read_text() == "# mine\n"
+    assert env.locked_versions()["cdfix-vision"] == "1.0" and venv_has(env, "cdfix_vision") == "1.0"
+    after = run_cli("status", "--json").json["drift"]
+    assert after["nodes"] == [] and after["packages"]["added"] == []
+    assert run_cli("adopt", "--here").out.startswith("No drift")
+
+
+def test_adopt_here_and_a_path_together_is_a_usage_error(run_cli, tmp_path):
+    assert run_cli("adopt", tmp_path, "--here").code == 2
+    assert run_cli("adopt").code == 2

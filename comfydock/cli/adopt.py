@@ -10,8 +10,15 @@ _MARK = {"exact": "[green]exact[/]", "approximate": "[yellow]approximate[/]", "n
 
 def cmd_adopt(app: App) -> int:
     from comfydock.adopt import adopt_install
+    from comfydock.errors import UsageError
 
     args = app.args
+    if args.here:
+        if args.path or args.name or args.use:
+            raise UsageError("--here adopts the active environment's own drift: give no PATH, --name or --use")
+        return _adopt_here(app)
+    if not args.path:
+        raise UsageError("adopt needs the PATH of a ComfyUI install (or --here)", hint="comfydock adopt ~/ComfyUI")
     ws = app.workspace()
     with app.status(f"Adopting {args.path}") as spinner:
 
@@ -85,6 +92,52 @@ def render_report(app: App, report: dict) -> None:
         app.say(f"Make it active with: comfydock use {e(report['environment'])}")
 
 
+def _adopt_here(app: App) -> int:
+    from rich.markup import escape as e
+
+    from comfydock.adopt import adopt_here
+
+    env = app.env()
+    with app.status(f"Adopting the drift of {env.name}") as spinner:
+        report = adopt_here(
+            env, listener=app.task_listener(spinner), on_wait=app.lock_wait_note, step=lambda m: log.info("adopt --here: %s", m)
+        )
+    if app.json:
+        app.print_json(report)
+        return 0
+    if not report["nodes"] and not report["packages"]["added"]:
+        app.out.print("No drift: every node directory is tracked and the venv matches uv.lock.")
+        return 0
+    for n in report["nodes"]:
+        if n["carried"] == "not":
+            app.out.print(f"custom_nodes/{e(n['directory'])}: {_MARK['not']} ({e(n.get('why') or '')})")
+        else:
+            why = f"; {e(n['why'])}" if n.get("why") else ""
+            app.out.print(f"custom_nodes/{e(n['directory'])} tracked as a {e(n['kind'])} node ({e(n['evidence'])}{why})")
+    for spec in report["packages"]["added"]:
+        app.out.print(f"{e(spec)} added as your requirement")
+    for r in report["packages"]["left_to_the_lock"]:
+        app.out.print(f"{e(r['name'])} {e(r['version'])} -> {e(r['locked'])}: uv.lock's version kept")
+    app.say("Save it as a version with: comfydock commit")
+    return 0
+
+
+def render_drift(app: App, drift: dict) -> None:
+    """status: what changed behind comfydock's back (ComfyUI-Manager installs, pip installs)."""
+    from rich.markup import escape as e
+
+    out = app.out
+    for n in drift["nodes"]:
+        out.print(f"[yellow]Untracked node directory[/] custom_nodes/{e(n['directory'])}: {e(n['evidence'])}")
+    pk = drift["packages"]
+    changes = [f"+{p['name']} {p['version']}" for p in pk["added"]] + [f"-{p['name']} {p['version']}" for p in pk["removed"]]
+    changes += [f"{p['name']} {p['version']} (uv.lock: {p['locked']})" for p in pk["other_version"]]
+    if changes:
+        out.print("[yellow]Venv differs from uv.lock:[/] " + e(", ".join(changes)))
+    if drift["nodes"] or changes:
+        out.print("Track that drift with 'comfydock adopt --here', or undo the venv's with 'comfydock build'")
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "adopt",
@@ -92,7 +145,13 @@ def register(sub) -> None:
         description="Create an environment that reproduces the ComfyUI install at PATH (ComfyUI at its commit, "
         "custom nodes, Python packages, workflows, settings; models are used in place). PATH is only read.",
     )
-    p.add_argument("path", metavar="PATH", help="the ComfyUI folder (the one holding main.py)")
+    p.add_argument("path", metavar="PATH", nargs="?", help="the ComfyUI folder (the one holding main.py)")
+    p.add_argument(
+        "--here",
+        action="store_true",
+        help="instead: track the active environment's untracked node directories and extra venv packages",
+    )
+    p.add_argument("-e", "--env", metavar="NAME", help="with --here: the environment (default: the active one)")
     p.add_argument("--name", help="environment name (default: from the folder name)")
     p.add_argument("--use", action="store_true", help="make it the active environment")
     p.add_argument(

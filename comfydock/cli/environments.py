@@ -227,6 +227,9 @@ def cmd_status(app: App) -> int:
     from comfydock.cli.history import render_status_workflows
 
     render_status_workflows(app, data)
+    from comfydock.cli.adopt import render_drift
+
+    render_drift(app, data["drift"])
     if data["uncommitted_changes"]:
         out.print("Uncommitted changes in .cec: " + ", ".join(data["uncommitted_changes"]))
     else:
