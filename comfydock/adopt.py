@@ -775,6 +775,18 @@ def drift(env) -> dict:
     return {"nodes": nodes, "packages": packages}
 
 
+def unlocked_packages(env) -> list[str]:
+    """Distributions in the venv that uv.lock does not have (a sync to uv.lock removes them)."""
+    from packaging.utils import canonicalize_name
+
+    if not env.lock_path.exists():
+        return []
+    project = canonicalize_name(str(env.manifest_data().get("project", {}).get("name", "")))
+    locked = set(env.locked_versions()) | {project}
+    installed = venv_distributions(env.venv_dir)
+    return sorted(f"{n} {v}" for n, v in installed.items() if n not in locked and n not in _TOOLING)
+
+
 def adopt_here(env, *, listener=None, on_wait=None, step=lambda message: None) -> dict:
     """Track the environment's drift: untracked node directories become registry, git or
     development nodes (their files stay where they are), distributions installed beside uv.lock

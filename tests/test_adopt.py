@@ -300,3 +300,21 @@ def test_status_shows_drift_and_adopt_here_tracks_it(env, registry, node_repo, f
 def test_adopt_here_and_a_path_together_is_a_usage_error(run_cli, tmp_path):
     assert run_cli("adopt", tmp_path, "--here").code == 2
     assert run_cli("adopt").code == 2
+
+
+def test_build_names_the_untracked_packages_its_sync_removes_and_keeps_untracked_nodes(env, fixture_assets, run_cli):
+    from comfydock import python_env
+
+    subprocess.run(
+        [python_env.uv_bin(), "pip", "install", "-q", "--python", str(env.python), "--no-index"]
+        + ["--find-links", str(fixture_assets["wheels"]), "cdfix-vision==1.0"],
+        check=True,
+    )
+    (env.custom_nodes_dir / "manual").mkdir()
+    (env.custom_nodes_dir / "manual" / "__init__.py").write_text("# mine\n")
+    env.venv_marker.unlink()  # the next build syncs the venv
+    result = run_cli("build")
+    assert result.code == 0, result.err
+    assert "removes what it does not list: cdfix-vision 1.0" in result.err
+    assert venv_has(env, "cdfix_vision") is None
+    assert (env.custom_nodes_dir / "manual" / "__init__.py").read_text() == "# mine\n"

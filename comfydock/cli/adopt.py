@@ -135,7 +135,7 @@ def render_drift(app: App, drift: dict) -> None:
     if changes:
         out.print("[yellow]Venv differs from uv.lock:[/] " + e(", ".join(changes)))
     if drift["nodes"] or changes:
-        out.print("Track that drift with 'comfydock adopt --here', or undo the venv's with 'comfydock build'")
+        out.print("Track it with 'comfydock adopt --here' (the next venv sync removes packages uv.lock does not list)")
 
 
 def register(sub) -> None:

@@ -280,6 +280,13 @@ def cmd_build(app: App) -> int:
         return build_export(app, env)
     if args.output:
         raise UsageError("--output goes with the export target", hint="comfydock build export --output PATH")
+    if not env.venv_in_sync() and (not args.targets or "sync_venv" in args.targets):
+        from comfydock.adopt import unlocked_packages
+
+        extra = unlocked_packages(env)
+        if extra:  # installed behind comfydock's back (pip, ComfyUI-Manager): say so before uv removes them
+            app.warn(f"syncing the venv to uv.lock removes what it does not list: {', '.join(extra)}")
+            app.say("(keep them as requirements first with 'comfydock adopt --here')")
     with app.status("Building") as spinner:
         report = engine.build(
             env,
