@@ -9,6 +9,7 @@ an interrupted or failed adopt leaves nothing half-made.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -273,7 +274,6 @@ def _python_version(location: Path) -> str | None:
 
 def inspect_python(path: Path, python_from: str | None) -> PythonFinding:
     """The old Python's installed distributions, read from its site-packages (never run)."""
-    import json
     from importlib.metadata import distributions
 
     from packaging.utils import canonicalize_name
@@ -326,7 +326,12 @@ def inspect_install(path: Path, python_from: str | None = "auto") -> Inspection:
 
     path = check_install(path)
     comfy = inspect_comfyui(path)
-    nodes = find_nodes(path / "custom_nodes")
+    try:
+        nodes = find_nodes(path / "custom_nodes")
+    except OSError as exc:
+        raise ComfydockError(
+            f"cannot read {path / 'custom_nodes'}: {exc.strerror or exc}", hint="check its permissions; nothing was changed"
+        ) from None
     python = inspect_python(path, python_from)
     models = path / "models"
     files = walk_models(models) if models.is_dir() else []
@@ -489,7 +494,7 @@ def adopt_install(
 
     from comfydock import engine, manifest, model_index, python_env
     from comfydock.environment import build_failure, create_environment
-    from comfydock.nodes.spec import set_node
+    from comfydock.nodes.spec import drop_node, reqs_file, set_node
     from comfydock.workflows.tracking import copy_path
     from comfydock.workspace import validate_name
 
@@ -583,7 +588,15 @@ def adopt_install(
                     specs.pop()
                 node_rows.append(finding.to_json())
                 continue
-            _copy_node(src, dest)
+            try:
+                _copy_node(src, dest)
+            except OSError as exc:  # an unreadable file: that node is left out, said so
+                finding.carried, finding.why = "not", f"cannot be copied: {exc}"
+                if not finding.disabled:
+                    specs.pop()
+                    drop_node(doc, spec)
+                node_rows.append(finding.to_json())
+                continue
             node_rows.append(finding.to_json() | {"id": finding.directory, "kind": finding.kind})
         manifest.save(env.pyproject_path, doc)
         if specs:
@@ -593,6 +606,14 @@ def adopt_install(
             result = engine.build(env, targets)
             if not result.ok:
                 raise build_failure(result)
+            by_id = {row.get("id"): row for row in node_rows}
+            for spec in specs:  # requirement lines the scan could not use, per node
+                try:
+                    skipped = json.loads(reqs_file(env, spec.id).read_text()).get("skipped", [])
+                except (OSError, ValueError, AttributeError):
+                    skipped = []
+                if skipped and spec.id in by_id:
+                    by_id[spec.id]["requirements_skipped"] = [f"{line} ({why})" for line, why in skipped]
 
         # Python packages: what the requirements do not bring, at the installed version
         locked = {canonicalize_name(k): v for k, v in env.locked_versions().items()}

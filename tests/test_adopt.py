@@ -69,6 +69,7 @@ def existing_install(tmp_path, comfyui_source, fixture_assets, registry):
     (nodes / "ComfyUI-Adopt-Pack" / ".tracking").write_text("__init__.py\nnodes.py\npyproject.toml\nrequirements.txt\n")
     (nodes / "my_node").mkdir()
     (nodes / "my_node" / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}  # hand-made\n")
+    (nodes / "my_node" / "requirements.txt").write_text("cdfix-alpha\nnot a requirement !!\n")
     (nodes / "old_node.disabled").mkdir()
     (nodes / "old_node.disabled" / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
     for rel, size in (("checkpoints/base.safetensors", 3000), ("loras/style.safetensors", 1000)):
@@ -110,6 +111,7 @@ def test_adopt_reproduces_an_install_and_leaves_it_untouched(workspace, existing
     assert ".tracking" in rows["ComfyUI-Adopt-Pack"]["evidence"]
     assert (rows["ComfyUI-Git-Node"]["kind"], rows["ComfyUI-Git-Node"]["carried"]) == ("git", "exact")
     assert rows["my_node"]["kind"] == "development"
+    assert rows["my_node"]["requirements_skipped"][0].startswith("not a requirement !! (not a valid requirement")
     assert rows["old_node"]["disabled"] is True
     tracked = manifest_nodes(env.manifest())
     assert {k: v.source for k, v in tracked.items()} == {

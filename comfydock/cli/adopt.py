@@ -67,6 +67,8 @@ def render_report(app: App, report: dict) -> None:
         if n.get("why"):
             line += f"; {e(n['why'])}"
         out.print(line)
+        for skipped in n.get("requirements_skipped", []):
+            out.print(f"    requirement line skipped: {e(skipped)}")
     pk = report["packages"]
     out.print(
         f"Python packages: {len(pk['added'])} added as your requirements"
