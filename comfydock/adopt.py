@@ -451,25 +451,29 @@ def _merge_extra_paths(env, inspection: Inspection, add_models_dir: bool) -> lis
 
 
 def _add_packages(env, specs: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Add user requirements (all at once; one by one when the whole set does not resolve)."""
+    """Add user requirements: all at once; when uv refuses the set, each half again, down to the
+    single packages it cannot resolve (a few unresolvable ones cost a few locks, not one per
+    package). change_manifest puts the manifest back after each refused attempt."""
     from comfydock.dependencies import add_requirements
     from comfydock.environment import change_manifest
 
-    if not specs:
-        return [], {}
-    try:
-        change_manifest(env, lambda doc: add_requirements(doc, specs))
-        return specs, {}
-    except ComfydockError:
-        pass
-    added, failed = [], {}
-    for spec in specs:
+    added: list[str] = []
+    failed: dict[str, str] = {}
+
+    def attempt(batch: list[str]) -> None:
         try:
-            change_manifest(env, lambda doc, s=spec: add_requirements(doc, [s]))
-            added.append(spec)
+            change_manifest(env, lambda doc: add_requirements(doc, batch))
+            added.extend(batch)
         except ComfydockError as exc:
-            failed[spec] = exc.message.splitlines()[0][:300]
-    return added, failed
+            if len(batch) == 1:
+                failed[batch[0]] = exc.message.splitlines()[0][:300]
+            else:
+                attempt(batch[: len(batch) // 2])
+                attempt(batch[len(batch) // 2 :])
+
+    if specs:
+        attempt(specs)
+    return sorted(added), failed
 
 
 @dataclass

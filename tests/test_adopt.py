@@ -13,7 +13,7 @@ import git
 import pytest
 
 from comfydock.adopt import classify_node, find_nodes, inspect_install
-from comfydock.demo.fixtures import build_node_repo, node_zip_bytes
+from comfydock.demo.fixtures import build_node_repo, make_wheel, node_zip_bytes
 from tests.conftest import venv_has
 
 PACK_PYPROJECT = """[project]
@@ -86,6 +86,14 @@ def existing_install(tmp_path, comfyui_source, fixture_assets, registry):
         check=True,
         env=environ,
     )
+    site = next((home / "venv" / "lib").glob("python3*/site-packages"))
+    orphan = site / "cdfix_orphan-3.0.dist-info"  # installed from somewhere no index has it
+    orphan.mkdir()
+    (orphan / "METADATA").write_text("Metadata-Version: 2.1\nName: cdfix-orphan\nVersion: 3.0\n")
+    private = make_wheel(tmp_path / "private", "cdfix-private", "0.1")
+    subprocess.run(
+        [uv, "pip", "install", "-q", "--python", str(home / "venv" / "bin" / "python"), str(private)], check=True, env=environ
+    )
     return comfy
 
 
@@ -129,6 +137,8 @@ def test_adopt_reproduces_an_install_and_leaves_it_untouched(workspace, existing
 
     # the extra package comes back at its installed version; what the requirements bring stays theirs
     assert report["packages"]["added"] == ["cdfix-vision==1.0"]
+    not_carried = {p["name"]: p["why"] for p in report["packages"]["not_carried"]}
+    assert "not resolvable" in not_carried["cdfix-orphan"] and "local file" in not_carried["cdfix-private"]
     assert venv_has(env, "cdfix_vision") == "1.0"
     assert env.locked_versions()["cdfix-gamma"] == "0.1"  # the git node's requirement
     assert "cdfix-beta" in env.locked_versions()  # the registry node's requirement
