@@ -498,7 +498,7 @@ def adopt_install(
 
     from comfydock import engine, manifest, model_index, python_env
     from comfydock.environment import build_failure, create_environment
-    from comfydock.nodes.spec import drop_node, reqs_file, set_node
+    from comfydock.nodes.spec import drop_node, node_path, reqs_file, set_node
     from comfydock.workflows.tracking import copy_path
     from comfydock.workspace import validate_name
 
@@ -506,6 +506,11 @@ def adopt_install(
     inspection = inspect_install(path, python_from)
     path = inspection.path
     name = validate_name(name or _default_name(ws, path))
+    if ws.environment_path(name).exists():
+        raise UsageError(
+            f"environment {name!r} already exists at {ws.environment_path(name)}",
+            hint="pick another name with --name, or remove it first with 'comfydock delete " + name + "'",
+        )
     warnings: list[str] = []
 
     def _warn(msg):
@@ -551,6 +556,11 @@ def adopt_install(
 
     models_setting_before = ws.setting("models-dir")
     adopt_models_dir = models_setting_before is None and inspection.models_dir is not None
+    already_there = (
+        inspection.models_dir is not None
+        and ws.models_dir is not None
+        and ws.models_dir.resolve() == inspection.models_dir.resolve()
+    )
     node_rows: list[dict] = []
     packages: dict = {"added": [], "already_required": [], "torch": [], "not_carried": []}
 
@@ -575,14 +585,14 @@ def adopt_install(
                     continue
             src = Path(finding.path)
             if finding.disabled:
-                dest = env.custom_nodes_dir / f"{finding.directory}.disabled"
+                dest = node_path(env, finding.directory, ".disabled")
                 finding.why = finding.why or (
                     f"kept disabled as custom_nodes/{dest.name} (enable it with 'comfydock node add {finding.directory} --dev')"
                 )
             else:
                 from comfydock.nodes.spec import NodeSpec
 
-                dest = env.custom_nodes_dir / finding.directory
+                dest = node_path(env, finding.directory)
                 spec = NodeSpec(finding.directory, "development", finding.directory, url=finding.url)
                 specs.append(spec)
                 set_node(doc, spec)
@@ -650,11 +660,13 @@ def adopt_install(
             models["directory"] = str(inspection.models_dir)
             if adopt_models_dir:
                 models["how"] = "became the workspace's models directory"
+            elif already_there:
+                models["how"] = "already the workspace's models directory"
             else:
                 step(f"Indexing the install's models in place ({inspection.model_files} files)")
                 model_index.index_directory(ws.models_db, inspection.models_dir)
                 models["how"] = "indexed in place, added to the environment's extra_model_paths.yaml"
-        models["extra_paths"] = _merge_extra_paths(env, inspection, add_models_dir=not adopt_models_dir)
+        models["extra_paths"] = _merge_extra_paths(env, inspection, add_models_dir=not (adopt_models_dir or already_there))
         report["models"] = models
 
         # workflows and user settings: copied (the workflows versioned in .cec/ too)

@@ -330,3 +330,14 @@ def test_build_names_the_untracked_packages_its_sync_removes_and_keeps_untracked
     assert "removes what it does not list: cdfix-vision 1.0" in result.err
     assert venv_has(env, "cdfix_vision") is None
     assert (env.custom_nodes_dir / "manual" / "__init__.py").read_text() == "# mine\n"
+
+
+def test_adopt_into_an_existing_environment_name_is_refused_before_any_work(workspace, tmp_path, run_cli):
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "comfy").mkdir(parents=True)
+    (comfy / "main.py").write_text("")
+    (workspace.environments_dir / "taken").mkdir(parents=True)
+    (workspace.environments_dir / "taken" / "keep.txt").write_text("mine")
+    result = run_cli("adopt", comfy, "--name", "taken")
+    assert result.code == 2 and "already exists" in result.err
+    assert [p.name for p in (workspace.environments_dir / "taken").iterdir()] == ["keep.txt"]
