@@ -61,6 +61,8 @@ def existing_install(tmp_path, comfyui_source, fixture_assets, registry):
     comfy = home / "ComfyUI"
     git.Repo.clone_from(comfyui_source.as_uri(), comfy)
     (comfy / "README.md").write_text("my local edit\n")
+    later = (comfy / "main.py").stat().st_mtime + 60
+    os.utime(comfy / "main.py", (later, later))  # touched, same bytes: a plain 'git status' would rewrite the index
     nodes = comfy / "custom_nodes"
     repo = build_node_repo(tmp_path / "repos" / "ComfyUI-Git-Node", "git-node", {"v1.0": "cdfix-gamma<0.2\n"})
     git.Repo.clone_from(str(repo), nodes / "ComfyUI-Git-Node")
@@ -244,8 +246,10 @@ def test_comfyui_comes_from_the_install_itself_when_its_origin_is_unreachable_or
     source, how = _comfyui_source(workspace, inspect_install(comfy), warnings.append)
     assert source == comfy.as_uri() and "own git repository" in how and "lacks commit" in warnings[-1]
     repo.remotes.origin.set_url(str(tmp_path / "gone"))
+    before = tree_digest(comfy)
     assert _comfyui_source(workspace, inspect_install(comfy), warnings.append)[0] == comfy.as_uri()
     assert "cannot be used" in warnings[-1]
+    assert tree_digest(comfy) == before  # mirrored from the install through file://: read only
 
 
 def test_portable_install_without_git_maps_to_the_matching_release(workspace, tmp_path):
