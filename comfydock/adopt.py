@@ -507,7 +507,7 @@ def adopt_install(
     path = inspection.path
     name = validate_name(name or _default_name(ws, path))
     if ws.environment_path(name).exists():
-        raise UsageError(
+        raise ComfydockError(
             f"environment {name!r} already exists at {ws.environment_path(name)}",
             hint="pick another name with --name, or remove it first with 'comfydock delete " + name + "'",
         )

@@ -46,8 +46,9 @@ def _sync(env) -> None:
     env.record_venv_synced()
 
 
-def _venv_exists(env) -> bool:
-    return env.python.exists()
+def _venv_synced(env) -> bool:
+    # the venv exists and its marker names this lock (a missing or damaged marker: sync again)
+    return env.venv_in_sync()
 
 
 def task_lock_deps(env):
@@ -71,6 +72,6 @@ def task_sync_venv(env):
         "basename": "sync_venv",
         "file_dep": [env.lock_path],
         "targets": [env.venv_marker],
-        "uptodate": [(_venv_exists, [env])],
+        "uptodate": [(_venv_synced, [env])],
         "actions": [(_sync, [env])],
     }

@@ -343,5 +343,5 @@ def test_adopt_into_an_existing_environment_name_is_refused_before_any_work(work
     (workspace.environments_dir / "taken").mkdir(parents=True)
     (workspace.environments_dir / "taken" / "keep.txt").write_text("mine")
     result = run_cli("adopt", comfy, "--name", "taken")
-    assert result.code == 2 and "already exists" in result.err
+    assert result.code == 1 and "already exists" in result.err
     assert [p.name for p in (workspace.environments_dir / "taken").iterdir()] == ["keep.txt"]
