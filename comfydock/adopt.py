@@ -797,9 +797,13 @@ def drift(env) -> dict:
 
     nodes = [classify_node(env.custom_nodes_dir / d, d).to_json() for d in untracked_directories(env)]
     packages: dict = {"checked": False, "added": [], "removed": [], "other_version": []}
-    if env.venv_in_sync():
+    try:
+        in_sync = env.venv_in_sync()
         project = canonicalize_name(str(env.manifest_data().get("project", {}).get("name", "")))
-        locked = {k: v for k, v in env.locked_versions().items() if k != project}
+        locked = {k: v for k, v in env.locked_versions().items() if k != project} if in_sync else {}
+    except (OSError, ValueError, ComfydockError):  # a damaged uv.lock or manifest: status reports those
+        in_sync = False
+    if in_sync:
         installed = {k: v for k, v in venv_distributions(env.venv_dir).items() if k not in _TOOLING}
         packages["checked"] = True
         packages["added"] = [{"name": n, "version": v} for n, v in sorted(installed.items()) if n not in locked]
@@ -818,8 +822,11 @@ def unlocked_packages(env) -> list[str]:
 
     if not env.lock_path.exists():
         return []
-    project = canonicalize_name(str(env.manifest_data().get("project", {}).get("name", "")))
-    locked = set(env.locked_versions()) | {project}
+    try:
+        project = canonicalize_name(str(env.manifest_data().get("project", {}).get("name", "")))
+        locked = set(env.locked_versions()) | {project}
+    except (OSError, ValueError, ComfydockError):  # a damaged uv.lock: the build itself says so
+        return []
     installed = venv_distributions(env.venv_dir)
     return sorted(f"{n} {v}" for n, v in installed.items() if n not in locked and n not in _TOOLING)
 
