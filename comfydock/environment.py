@@ -135,9 +135,15 @@ def create_environment(
     step=lambda message: None,
     warn=lambda message: None,
     build_listener=None,
+    comfyui_source: str | None = None,
+    populate=None,
+    message: str = INITIAL_MESSAGE,
 ) -> CreateResult:
     """Clone ComfyUI, make the venv, write and lock the manifest, commit v1.
 
+    `comfyui_source` replaces the workspace's comfyui-source for this checkout (adopt takes
+    ComfyUI from the adopted install's origin); `populate(env)`, if given, runs after the first
+    build and before v1 is committed (adopt adds nodes, packages and workflows there).
     All or nothing: on any failure (Ctrl-C included) the half-made directory is removed,
     and an existing environment of the same name is never touched.
     """
@@ -168,7 +174,7 @@ def create_environment(
         root.mkdir()
         env = Environment(ws, name)
         try:
-            source = ws.setting("comfyui-source")
+            source = comfyui_source or ws.setting("comfyui-source")
             step(f"Fetching ComfyUI from {source}")
             cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=_warn)
             ref = comfyui.resolve_ref(cache, comfyui_ref)
@@ -203,8 +209,11 @@ def create_environment(
             if not report.ok:
                 raise build_failure(report)
 
+            if populate is not None:
+                populate(env)
+
             repo = history.init_repo(env.cec_dir)
-            history.commit_version(repo, INITIAL_MESSAGE)
+            history.commit_version(repo, message)
             if use or not ws.active_environment:
                 ws.set_active(name)
         except BaseException:
@@ -291,6 +300,7 @@ def delete_environment(ws: Workspace, name: str) -> None:
 
 def status(env: Environment) -> dict:
     from comfydock import engine
+    from comfydock.adopt import drift
     from comfydock.dependencies import group_counts
 
     info = env.info()
@@ -337,6 +347,7 @@ def status(env: Environment) -> dict:
         "requirement_groups": group_counts(env.manifest_data()),
         "module_clashes": env.module_clashes(),
         "upstream": upstream_status(env),  # ahead/behind as of the last fetch (no network)
+        "drift": drift(env),
         **workflows,
     }
 

@@ -310,6 +310,9 @@ def cmd_status(app: App) -> int:
     from comfydock.cli.history import render_status_workflows
 
     render_status_workflows(app, data)
+    from comfydock.cli.adopt import render_drift
+
+    render_drift(app, data["drift"])
     up = data.get("upstream")
     if up and up["ahead"] is not None:
         where = f"{up['remote']}/{up['branch']}"
@@ -381,6 +384,13 @@ def cmd_build(app: App) -> int:
         return build_export(app, env)
     if args.output:
         raise UsageError("--output goes with the export target", hint="comfydock build export --output PATH")
+    if not env.venv_in_sync() and (not args.targets or "sync_venv" in args.targets):
+        from comfydock.adopt import unlocked_packages
+
+        extra = unlocked_packages(env)
+        if extra:  # installed behind comfydock's back (pip, ComfyUI-Manager): say so before uv removes them
+            app.warn(f"syncing the venv to uv.lock removes what it does not list: {', '.join(extra)}")
+            app.say("(keep them as requirements first with 'comfydock adopt --here')")
     with app.status("Building") as spinner, python_env.reporting(app.uv_reporter(spinner, "Building")):
         report = engine.build(
             env,
