@@ -154,15 +154,21 @@ def marker_environment(venv_dir: Path, python_version: str | None) -> dict[str, 
     return environ
 
 
+def _no_index_args(workspace) -> list[str]:
+    # uv has no environment variable for --no-index (UV_NO_INDEX is ignored, checked on uv 0.13):
+    # without the flag uv still asks PyPI about every package
+    return ["--no-index"] if (workspace.setting("no-index") or "").lower() in {"1", "true", "yes"} else []
+
+
 def lock(workspace, project_dir: Path, upgrade: list[str] = ()) -> None:
-    args = ["lock"] + [arg for name in upgrade for arg in ("--upgrade-package", name)]
+    args = ["lock", *_no_index_args(workspace)] + [arg for name in upgrade for arg in ("--upgrade-package", name)]
     run_uv(args, env=uv_environ(workspace), cwd=project_dir, what="resolve the environment's dependencies")
 
 
 def sync(workspace, project_dir: Path, venv_dir: Path, extra: str | None = None) -> None:
     # --frozen: install exactly what uv.lock says; lock_deps keeps the lock current.
     # --extra: this machine's torch backend (see torch_family.ensure_backend)
-    args = ["sync", "--frozen"] + (["--extra", extra] if extra else [])
+    args = ["sync", "--frozen", *_no_index_args(workspace)] + (["--extra", extra] if extra else [])
     run_uv(args, env=uv_environ(workspace, venv_dir), cwd=project_dir, what="sync the venv to uv.lock")
 
 
