@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from comfydock.errors import ExternalToolError, UsageError
+from comfydock.errors import ComfydockError, ExternalToolError
 from comfydock.fsutil import atomic_write_text, remove_tree
 from comfydock.gitutil import git_reason
 
@@ -109,7 +109,7 @@ def resolve_ref(repo, ref: str | None) -> ResolvedRef:
             continue
         return ResolvedRef(ref, sha.strip())
     newest = ", ".join(release_tags(repo)[:5]) or "no release tags"
-    raise UsageError(f"unknown ComfyUI ref {ref!r}", hint=f"use a tag, branch or commit; newest tags: {newest}")
+    raise ComfydockError(f"unknown ComfyUI ref {ref!r}", hint=f"use a tag, branch or commit; newest tags: {newest}")
 
 
 def checkout(cache_repo, dest: Path, ref: ResolvedRef, origin_url: str) -> None:
@@ -156,7 +156,7 @@ def checkout_commit(cache_repo, comfyui_dir: Path, commit: str, force: bool = Fa
         return old
     changed = [line[3:] for line in repo.git.status("--porcelain", "--untracked-files=no").splitlines()]
     if changed and not force:
-        raise UsageError(
+        raise ComfydockError(
             f"ComfyUI's own files were changed in this environment: {', '.join(changed[:5])}",
             hint=f"save or revert them ('git -C {comfyui_dir} diff'), or use --force to discard them",
         )

@@ -17,7 +17,7 @@ _GROUP_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 def normalize_group(name: str) -> str:
     """PEP 735 group names compare normalised like package names."""
-    if not _GROUP_RE.match(name):
+    if not _GROUP_RE.fullmatch(name):
         raise UsageError(f"invalid dependency group name {name!r}", hint="use letters, digits, '.', '_' and '-'")
     return canonicalize_name(name)
 

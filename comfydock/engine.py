@@ -77,9 +77,77 @@ def checker_class():
     return _CHECKER
 
 
+def _state_db_healthy(path) -> bool:
+    import json
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    except sqlite3.DatabaseError:
+        return False
+    try:
+        if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            return False
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "doit" in tables:
+            for (data,) in conn.execute("SELECT task_data FROM doit"):
+                if not isinstance(json.loads(data), dict):
+                    return False
+        return True
+    except (sqlite3.DatabaseError, ValueError, TypeError):
+        return False
+    finally:
+        conn.close()
+
+
+_state_checked: set[tuple] = set()
+
+
+def repair_state(env) -> list[str]:
+    """`.comfydock/doit.db` is derived (what the last build saw): a damaged one is moved aside and
+    starts afresh (tasks then check their targets again). Returns what was done, for a warning."""
+    path = env.state_dir / "doit.db"
+    try:
+        st = path.stat()
+    except OSError:
+        return []
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key in _state_checked:
+        return []
+    if _state_db_healthy(path):
+        _state_checked.add(key)
+        return []
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"doit.db.damaged-{stamp}")
+    n = 1
+    while aside.exists():  # an earlier one this second: keep both
+        aside = path.with_name(f"doit.db.damaged-{stamp}-{n}")
+        n += 1
+    os.replace(path, aside)
+    for suffix in ("-wal", "-shm", "-journal"):
+        extra = path.with_name(path.name + suffix)
+        if extra.exists():
+            os.replace(extra, aside.with_name(aside.name + suffix))
+    return [f"{path} was damaged; moved it aside to {aside.name} and started a new one (it is derived state)"]
+
+
+def preflight(env) -> None:
+    """Refuse to act on a damaged manifest or lock file; repair damaged derived state."""
+    from comfydock import manifest
+
+    env.manifest()  # validates the shape
+    manifest.check_lock(env.lock_path)
+    repair_state(env)
+
+
 def doit_config(env) -> dict:
     """The one doit configuration, shared by the CLI and dodo.py (absolute paths only)."""
-    env.state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        env.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        if not env.state_dir.is_dir():
+            raise
+    repair_state(env)
     return {
         "dep_file": str((env.state_dir / "doit.db").absolute()),
         "backend": "sqlite3",
@@ -277,16 +345,18 @@ def build(
     from comfydock.locking import environment_lock
 
     _no_entry_point_plugins()
-    tasks = load_tasks(env)
-    selected = _resolve_targets(tasks, targets) if targets else default_targets(tasks)
-    events: list[TaskEvent] = []
-    loader = _Loader.create(env, _reporter_class(events, listener), tasks)
-    argv = ["run"] + (["--continue"] if keep_going else [])
-    if workers > 1:  # threads: actions are module-level functions, and uv/git/downloads release the GIL
-        argv += ["-n", str(workers), "-P", "thread"]
-    for name in selected:
-        argv += [name, *(task_options or {}).get(name, [])]
+    # the lock first: the graph is planned from pyproject.toml, which another process may be changing
     with environment_lock(env.lock_file, on_wait=on_wait):
+        preflight(env)
+        tasks = load_tasks(env)
+        selected = _resolve_targets(tasks, targets) if targets else default_targets(tasks)
+        events: list[TaskEvent] = []
+        loader = _Loader.create(env, _reporter_class(events, listener), tasks)
+        argv = ["run"] + (["--continue"] if keep_going else [])
+        if workers > 1:  # threads: actions are module-level functions, and uv/git/downloads release the GIL
+            argv += ["-n", str(workers), "-P", "thread"]
+        for name in selected:
+            argv += [name, *(task_options or {}).get(name, [])]
         _action_errors.clear()
         # doit prints its own internal errors (exit 3) as tracebacks: keep them for the report
         captured = io.StringIO()
@@ -308,6 +378,7 @@ def plan(env, targets: list[str] | None = None, skip: set[str] = frozenset()) ->
     from doit.control import TaskControl
     from doit.dependency import Dependency, SqliteDB
 
+    preflight(env)
     tasks = load_tasks(env)
     selected = _resolve_targets(tasks, targets) if targets else [t for t in default_targets(tasks) if t not in skip]
     control = TaskControl(tasks)

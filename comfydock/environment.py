@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from comfydock import comfyui, history, manifest, python_env
-from comfydock.errors import ExternalToolError, UsageError
-from comfydock.fsutil import atomic_write_bytes, atomic_write_json, file_sha256, remove_tree
+from comfydock.errors import ComfydockError, ExternalToolError
+from comfydock.fsutil import atomic_write_bytes, atomic_write_json, file_sha256, read_json_state, remove_tree
 from comfydock.locking import environment_lock
 from comfydock.workspace import Workspace, validate_name
 
@@ -126,30 +125,26 @@ class Environment:
         )
 
     def synced_torch_extra(self) -> str | None:
-        try:
-            return json.loads(self.venv_marker.read_text()).get("torch_extra")
-        except (OSError, ValueError, AttributeError):
-            return None
+        return (read_json_state(self.venv_marker) or {}).get("torch_extra")
 
     def module_clashes(self) -> list[dict]:
         """Modules more than one installed distribution provides (recorded by the last sync)."""
-        try:
-            recorded = json.loads(self.venv_marker.read_text())["module_clashes"]
-            if isinstance(recorded, list) and all(isinstance(c, dict) for c in recorded):
-                return recorded
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+        recorded = (read_json_state(self.venv_marker) or {}).get("module_clashes")  # derived: damaged = absent
+        if isinstance(recorded, list) and all(isinstance(c, dict) for c in recorded):
+            return recorded
         return python_env.module_clashes(self.venv_dir)
 
     def venv_in_sync(self) -> bool:
-        if not self.python.exists() or not self.venv_marker.exists() or not self.lock_path.exists():
-            return False
         try:
-            marker = json.loads(self.venv_marker.read_text())
-            recorded = marker["uv_lock_sha256"]
-        except (ValueError, KeyError, TypeError):
+            if not self.python.exists() or not self.venv_marker.exists() or not self.lock_path.exists():
+                return False
+        except OSError:  # e.g. the venv's interpreter is behind a directory this user cannot enter
             return False
-        return recorded == file_sha256(self.lock_path) and marker.get("torch_extra") == self.torch_extra()
+        recorded = (read_json_state(self.venv_marker) or {}).get("uv_lock_sha256")
+        if not (isinstance(recorded, str) and recorded == file_sha256(self.lock_path)):
+            return False
+        # a changed backend ('comfydock config torch-backend') syncs again, with its extra
+        return self.synced_torch_extra() == self.torch_extra()
 
 
 @dataclass
@@ -192,9 +187,14 @@ def create_environment(
         warnings.append(msg)
         warn(msg)
 
-    with environment_lock(ws.metadata_file.parent / "locks" / f"{name}.lock"):
+    with environment_lock(ws.create_lock_file(name)):
+        if ws.half_made(name):
+            raise ComfydockError(
+                f"environment {name!r} is half-made at {root} (an earlier 'create' did not finish)",
+                hint=f"remove it with 'comfydock delete {name}', then create it again",
+            )
         if root.exists():
-            raise UsageError(
+            raise ComfydockError(
                 f"environment {name!r} already exists at {root}",
                 hint=f"pick another name, or remove it first with 'comfydock delete {name}'",
             )
@@ -309,9 +309,16 @@ def change_manifest(env: Environment, mutate, *, upgrade=None, listener=None, on
 
 
 def delete_environment(ws: Workspace, name: str) -> None:
-    env = ws.environment(name)
-    with env.lock():
-        remove_tree(env.root)
+    """Delete an environment, or the remains of an interrupted 'create' (which hold nothing of
+    the user's); a 'create' still running holds its lock and is not disturbed."""
+    if ws.half_made(name):
+        with environment_lock(ws.create_lock_file(name), timeout=0):
+            if ws.half_made(name):
+                remove_tree(ws.environment_path(name))
+    else:
+        env = ws.environment(name)
+        with env.lock():
+            remove_tree(env.root)
     if ws.active_environment == name:
         ws.set_active(None)
 
@@ -322,15 +329,24 @@ def status(env: Environment) -> dict:
 
     info = env.info()
     # the environment's own tasks only: index_models would stat every model file
-    pending = [e.task for e in engine.plan(env, skip={"index_models"}) if e.status != "up-to-date"]
-    venv_pending = [t for t in pending if t in {"lock_deps", "sync_venv"}]
+    planned = engine.plan(env, skip={"index_models"})
+    pending = [e.task for e in planned if e.status != "up-to-date"]
+    # 'after-upstream' only: the venv matches the lock; what is missing upstream is named on its own
+    venv_pending = [e.task for e in planned if e.task in {"lock_deps", "sync_venv"} and e.status == "run"]
     repo = history.open_repo(env.cec_dir)
-    changes = [line[3:] for line in repo.git.status("--porcelain").splitlines()]
+    changes = [line[3:] for line in repo.git.status("--porcelain").splitlines() if not history.is_temp_file(line[3:])]
     manifest_diff = manifest_changes(env, repo)
     dep_changes, node_changes = manifest_diff["dependencies"], manifest_diff["nodes"]
     from comfydock.workflows.report import workflows_status
 
     workflows = workflows_status(env, repo)
+    from comfydock.nodes import tracked_nodes
+
+    missing_node_dirs = sorted(
+        spec.id
+        for spec in tracked_nodes(env).values()
+        if spec.source != "development" and not (env.custom_nodes_dir / spec.directory).is_dir()
+    )
     head = None
     try:
         head = comfyui._git().Repo(env.comfyui_dir).head.commit.hexsha
@@ -342,9 +358,11 @@ def status(env: Environment) -> dict:
         "comfyui_version": info.get("comfyui_version"),
         "comfyui_commit": info.get("comfyui_commit"),
         "comfyui_checkout_matches": head == info.get("comfyui_commit") if head else False,
+        "comfyui_missing": not (env.comfyui_dir / "main.py").is_file(),
         "python_version": info.get("python_version"),
         **torch_status(env),
         "venv_in_sync": env.venv_in_sync() and not venv_pending,
+        "missing_node_dirs": missing_node_dirs,  # tracked nodes whose directory is gone ('build' restores them)
         "pending_tasks": pending,
         "uncommitted_changes": changes,
         "dependency_changes": dep_changes,

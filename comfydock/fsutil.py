@@ -34,6 +34,16 @@ def atomic_write_json(path: Path, data: object) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def read_json_state(path: Path, expect: type = dict) -> object | None:
+    """A derived-state JSON file (never versioned): its content, or None when it is missing,
+    unreadable, not JSON, or not of the expected type, so the caller re-derives it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, expect) else None
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

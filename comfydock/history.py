@@ -17,7 +17,34 @@ CEC_GITIGNORE = """\
 .venv/
 __pycache__/
 *.pyc
+# a write interrupted before its rename leaves one of these
+.*.tmp
 """
+
+
+def is_temp_file(path: str) -> bool:
+    """The temporary file of an atomic write (fsutil): never a change of the user's."""
+    name = path.rstrip("/").rsplit("/", 1)[-1].strip('"')
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def has_commit(cec_dir: Path) -> bool:
+    """Whether `.cec/` holds a commit: the mark that 'create' finished (read from files, no git)."""
+    git_dir = cec_dir / ".git"
+    try:
+        head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
+    except OSError:
+        return False
+    if not head.startswith("ref:"):
+        return bool(re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", head))
+    ref = head[4:].strip()
+    if (git_dir / ref).is_file():
+        return True
+    try:
+        packed = (git_dir / "packed-refs").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return any(line.split(" ", 1)[-1] == ref for line in packed.splitlines() if not line.startswith(("#", "^")))
 
 
 @dataclass(frozen=True)
@@ -65,7 +92,7 @@ def open_repo(cec_dir: Path):
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise ComfydockError(
             f"{cec_dir} is not a git repository",
-            hint="the environment's history is lost; re-create it, or 'git init' it and 'comfydock commit'",
+            hint=f"the environment's history is lost; re-create the environment, or 'git -C {cec_dir} init' and commit its files",
         ) from None
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from comfydock.errors import ComfydockError, UsageError
+from comfydock.errors import ComfydockError
 
 GIB = 1 << 30
 
@@ -41,7 +41,7 @@ class ArchiveLimits:
             except ValueError:
                 number = 0
             if number <= 0:
-                raise UsageError(
+                raise ComfydockError(
                     f"setting {key} must be a positive number, not {raw!r}",
                     hint=f"'comfydock config {key} NUMBER', or back to the default: 'comfydock config {key} --unset'",
                 )

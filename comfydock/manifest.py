@@ -11,16 +11,143 @@ from comfydock.errors import CorruptFile
 from comfydock.fsutil import atomic_write_text
 
 
+def restore_hint(path: Path) -> str:
+    """How to get a versioned file of `.cec/` back: git is the history (it always exists)."""
+    return f"restore the last committed version with 'git -C {path.parent} checkout -- {path.name}', or fix it by hand"
+
+
 def load(path: Path) -> tomlkit.TOMLDocument:
+    """Read and check the manifest: a file that is not the shape comfydock wrote is refused, so
+    nothing (a build, a node add) ever acts on an empty or mangled manifest."""
     try:
-        return tomlkit.parse(path.read_text(encoding="utf-8"))
+        doc = tomlkit.parse(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CorruptFile(f"{path} is missing", hint="restore it with 'comfydock rollback' (last committed state)") from None
+        raise CorruptFile(f"{path} is missing", hint=restore_hint(path)) from None
     except (TOMLKitError, UnicodeDecodeError) as exc:
-        raise CorruptFile(
-            f"{path} is not valid TOML ({exc})",
-            hint="fix the file, or discard the edit with 'comfydock rollback'",
-        ) from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CorruptFile(f"{path} is not valid TOML ({first})", hint=restore_hint(path)) from None
+    problem = shape_problem(doc)
+    if problem:
+        raise CorruptFile(f"{path} is not a comfydock manifest: {problem}", hint=restore_hint(path))
+    return doc
+
+
+_NODE_STRING_FIELDS = ("source", "directory", "version", "registry_id", "url", "ref", "commit")
+
+
+def _is_table(value) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_str_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+def shape_problem(doc) -> str | None:
+    """What is wrong with the manifest's structure (required tables, value types), or None."""
+    if not doc:
+        return "the file is empty"
+    project = doc.get("project")
+    if not _is_table(project):
+        return "[project] is missing" if project is None else "[project] is not a table"
+    if not isinstance(project.get("name"), str):
+        return "[project].name is missing or not a string"
+    if "dependencies" in project and not _is_str_list(project["dependencies"]):
+        return "[project].dependencies is not a list of requirement strings"
+    if "requires-python" in project and not isinstance(project["requires-python"], str):
+        return "[project].requires-python is not a string"
+    groups = doc.get("dependency-groups", {})
+    if not _is_table(groups):
+        return "[dependency-groups] is not a table"
+    for name, entries in groups.items():
+        if not isinstance(entries, list) or not all(isinstance(x, str) or _is_table(x) for x in entries):
+            return f"[dependency-groups].{name} is not a list of requirements"
+    tool = doc.get("tool", {})
+    if not _is_table(tool):
+        return "[tool] is not a table"
+    uv = tool.get("uv", {})
+    if not _is_table(uv):
+        return "[tool.uv] is not a table"
+    for key in ("constraint-dependencies", "override-dependencies"):
+        if key in uv and not _is_str_list(uv[key]):
+            return f"[tool.uv].{key} is not a list of requirement strings"
+    comfydock = tool.get("comfydock")
+    if not _is_table(comfydock):
+        return "[tool.comfydock] is missing" if comfydock is None else "[tool.comfydock] is not a table"
+    env = comfydock.get("environment")
+    if not _is_table(env):
+        return "[tool.comfydock.environment] is missing" if env is None else "[tool.comfydock.environment] is not a table"
+    for key in ("comfyui_version", "comfyui_commit", "python_version", "torch_backend"):
+        if key in env and not isinstance(env[key], str):
+            return f"[tool.comfydock.environment].{key} is not a string"
+    nodes = comfydock.get("nodes", {})
+    if not _is_table(nodes):
+        return "[tool.comfydock.nodes] is not a table"
+    for node_id, entry in nodes.items():
+        if not _is_table(entry):
+            return f"[tool.comfydock.nodes].{node_id} is not a table"
+        for key in _NODE_STRING_FIELDS:
+            if key in entry and not isinstance(entry[key], str):
+                return f"[tool.comfydock.nodes.{node_id}].{key} is not a string"
+    python = comfydock.get("python", {})
+    if not _is_table(python):
+        return "[tool.comfydock.python] is not a table"
+    if "user_added" in python and not _is_str_list(python["user_added"]):
+        return "[tool.comfydock.python].user_added is not a list of requirement strings"
+    return None
+
+
+def _lock_closure_problem(packages: list[dict]) -> str | None:
+    """A cut-short lock still parses: every package a locked package depends on must be locked too."""
+    names = {p.get("name") for p in packages}
+    if None in names or not all(isinstance(n, str) for n in names):
+        return "a [[package]] has no name"
+    roots = [
+        p
+        for p in packages
+        if isinstance(p.get("source"), dict) and "." in (p["source"].get("virtual"), p["source"].get("editable"))
+    ]
+    if not roots:
+        return "the environment's own entry is missing (is the file cut short?)"
+    for p in packages:
+        wanted = list(p.get("dependencies", []))
+        for table in ("optional-dependencies", "dev-dependencies"):
+            groups = p.get(table, {})
+            if isinstance(groups, dict):
+                for deps in groups.values():
+                    wanted.extend(deps if isinstance(deps, list) else [])
+        for dep in wanted:
+            name = dep.get("name") if isinstance(dep, dict) else None
+            if name not in names:
+                return f"{p['name']} depends on {name!r}, which is not in the lock (is the file cut short?)"
+    return None
+
+
+def check_lock(path: Path) -> None:
+    """uv.lock is versioned: a file uv cannot read is an error with the way back, never relocked blindly."""
+    import tomllib
+
+    if not path.exists():
+        return
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        problem = f"not valid TOML ({str(exc).splitlines()[0]})"
+    else:
+        if not data:
+            problem = "the file is empty"
+        elif not isinstance(data.get("version"), int):
+            problem = "it has no lock format version"
+        elif not isinstance(data.get("package", []), list) or not all(isinstance(p, dict) for p in data.get("package", [])):
+            problem = "[[package]] is not a list of tables"
+        else:
+            problem = _lock_closure_problem(data["package"] if "package" in data else [])
+            if problem is None:
+                return
+    raise CorruptFile(
+        f"{path} is not a uv lock file: {problem}",
+        hint=f"restore it with 'git -C {path.parent} checkout -- {path.name}', or delete it and run 'comfydock build' to lock again",
+    )
 
 
 _data_cache: dict[str, tuple[tuple, dict]] = {}
@@ -43,6 +170,9 @@ def load_data(path: Path) -> dict:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         return load(path)  # tomlkit's message names the line
+    problem = shape_problem(data)
+    if problem:
+        raise CorruptFile(f"{path} is not a comfydock manifest: {problem}", hint=restore_hint(path))
     _data_cache[str(path)] = (key, data)
     return data
 

@@ -7,6 +7,7 @@ full hashes once computed), `model_locations` (every place a model file was seen
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import json
 import os
@@ -69,10 +70,64 @@ _BATCH_SECONDS = 2.0
 # --- opening ---------------------------------------------------------------------------
 
 
+class _CannotWrite(ComfydockError):
+    """The index (or its directory) is read-only for this process."""
+
+    def __init__(self, path: Path, why: str):
+        super().__init__(
+            f"cannot write the model index {path} ({why})",
+            hint="the index or its directory is read-only for you: check its permissions, or use a writable workspace",
+        )
+
+
+def _cannot_write(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in {errno.EACCES, errno.EPERM, errno.EROFS}
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("readonly" in text or "unable to open" in text)
+
+
+def open_reader(path: Path) -> sqlite3.Connection:
+    """Open the index for reading: like open_index, but a read-only index (a read-only disk, a
+    workspace owned by someone else) is read as it is instead of being called damaged."""
+    try:
+        return open_index(path)
+    except _CannotWrite:
+        pass
+    if not path.exists():
+        raise ComfydockError(f"no model index at {path}", hint="index models first: 'comfydock models index'")
+    last: Exception | None = None
+    for query in ("mode=ro", "immutable=1"):  # immutable: a WAL index whose -shm cannot be created
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?{query}", uri=True, timeout=30, isolation_level=None)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "schema_info" not in tables:
+                raise _corrupt(path, "it is an SQLite file of something else")
+            (version,) = conn.execute("SELECT version FROM schema_info").fetchone() or (0,)
+            if version != SCHEMA_VERSION:
+                raise ComfydockError(
+                    f"{path} is read-only and has schema {version} (this comfydock reads {SCHEMA_VERSION})",
+                    hint="run 'comfydock models index' where the index is writable, to bring it up to date",
+                )
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            last = exc
+        except BaseException:
+            conn.close()
+            raise
+    raise _corrupt(path, str(last))
+
+
 def open_index(path: Path) -> sqlite3.Connection:
     """Open (creating or migrating forward) the index; a foreign or corrupt file is an error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    except (OSError, sqlite3.OperationalError) as exc:
+        if _cannot_write(exc):
+            raise _CannotWrite(path, getattr(exc, "strerror", None) or str(exc)) from None
+        raise
     try:
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA journal_mode = WAL")
@@ -107,6 +162,8 @@ def open_index(path: Path) -> sqlite3.Connection:
             conn.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         conn.close()
+        if _cannot_write(exc):
+            raise _CannotWrite(path, str(exc)) from None
         raise _corrupt(path, str(exc)) from None
     except BaseException:
         conn.close()
@@ -259,6 +316,7 @@ def index_directory(
     workers: int | None = None,
     progress=None,
     warn=lambda msg: None,
+    on_wait=None,
 ) -> IndexResult:
     """Bring the index in line with `root`: hash new and changed files, follow moves, drop vanished.
 
@@ -270,8 +328,9 @@ def index_directory(
 
     root = root.expanduser().absolute()
     if not root.is_dir():
-        raise UsageError(
-            f"models directory {root} does not exist", hint="pass an existing directory, or 'comfydock config models-dir DIR'"
+        what = "is a file, not a directory" if root.is_file() else "does not exist"
+        raise ComfydockError(
+            f"models directory {root} {what}", hint="pass an existing directory, or 'comfydock config models-dir DIR'"
         )
     started = time.perf_counter()
     result = IndexResult(str(root))
@@ -280,7 +339,7 @@ def index_directory(
         result.skipped.append(msg)
         warn(msg)
 
-    with environment_lock(db_path.with_name(db_path.name + ".lock")):
+    with environment_lock(db_path.with_name(db_path.name + ".lock"), on_wait=on_wait):
         conn = open_index(db_path)
         try:
             _index(conn, root, result, full, workers or default_workers(), progress, _warn)
@@ -506,7 +565,7 @@ def _matches(pattern: str, location: dict) -> bool:
 
 
 def list_models(db_path: Path, pattern: str | None = None) -> list[ModelRecord]:
-    conn = open_index(db_path)
+    conn = open_reader(db_path)
     try:
         records = _records(conn)
     finally:
@@ -518,7 +577,7 @@ def list_models(db_path: Path, pattern: str | None = None) -> list[ModelRecord]:
 
 def find_models(db_path: Path, query: str) -> list[ModelRecord]:
     """By hash prefix (quick, sha256 or blake3), else by file name."""
-    conn = open_index(db_path)
+    conn = open_reader(db_path)
     try:
         q = query.lower()
         hashes: list[str] = []
@@ -550,7 +609,7 @@ def model_info(db_path: Path, query: str) -> ModelRecord:
             f"no indexed model matches {query!r}", hint="see 'comfydock models list', or index first: 'comfydock models index'"
         )
     if len(matches) > 1:
-        raise UsageError(
+        raise ComfydockError(
             f"{query!r} matches {len(matches)} models: " + ", ".join(m.hash for m in matches[:5]),
             hint="give more of the hash",
         )
@@ -585,7 +644,7 @@ def add_source(db_path: Path, query: str, url: str, kind: str | None = None) -> 
 
 def verify(db_path: Path) -> list[dict]:
     """Locations whose file is gone or changed since it was indexed."""
-    conn = open_index(db_path)
+    conn = open_reader(db_path)
     problems = []
     try:
         for h, base, rel, size, mtime in conn.execute(

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 from comfydock.errors import ExternalToolError, UsageError
@@ -56,11 +57,56 @@ def uv_environ(workspace, project_env: Path | None = None) -> dict[str, str]:
     return env
 
 
+# Who is told uv's progress lines ("Resolved 40 packages", "Downloading torch (766.2MiB)",
+# "Installed 40 packages"), as uv prints them: set by the CLI around long commands (reporting()).
+_reporter = None
+
+
+@contextmanager
+def reporting(callback):
+    """Pass each line uv prints to `callback(line)` while the block runs (the CLI shows them)."""
+    global _reporter
+    saved, _reporter = _reporter, callback
+    try:
+        yield
+    finally:
+        _reporter = saved
+
+
+def _run_streaming(cmd, cwd, env, report) -> subprocess.CompletedProcess:
+    """Like subprocess.run(capture_output=True), handing stderr lines to `report` as they come."""
+    import threading
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    err: list[str] = []
+    try:
+        for line in proc.stderr:
+            err.append(line)
+            if line.strip():
+                try:
+                    report(line.rstrip())
+                except Exception:  # showing progress must never break the command
+                    pass
+        proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    reader.join()
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(out), "".join(err))
+
+
 def run_uv(args: list[str], *, env: dict[str, str], cwd: Path | None = None, what: str) -> str:
     """Run uv; on failure raise with uv's own explanation attached."""
     cmd = [uv_bin(), *args]
     try:
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+        if _reporter is not None:
+            proc = _run_streaming(cmd, cwd, env, _reporter)
+        else:
+            proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     except OSError as exc:
         raise ExternalToolError(
             f"could not start uv for {what}: {exc}", hint="reinstall comfydock (uv is a dependency)"

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from comfydock.errors import (
+    ComfydockError,
     CorruptFile,
     EnvironmentNotFound,
     UsageError,
@@ -142,12 +143,32 @@ SETTINGS: dict[str, Setting] = {
 
 def validate_name(name: str, what: str = "environment") -> str:
     """Names become directory names: refuse anything that could escape or confuse a path."""
-    if not name or not _NAME_RE.match(name) or name in {".", ".."} or name.endswith(".disabled"):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name in {".", ".."} or name.endswith(".disabled"):
         raise UsageError(
             f"invalid {what} name {name!r}",
             hint="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
     return name
+
+
+def _config_problem(config: dict) -> str | None:
+    """What is wrong with workspace.json's known entries (unknown keys are left alone), or None."""
+    version = config.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return '"version" is missing or not a positive integer'
+    active = config.get("active_environment")
+    if active is not None and (not isinstance(active, str) or not _NAME_RE.fullmatch(active)):
+        return '"active_environment" is not an environment name'
+    models = config.get("global_model_directory")
+    if models is not None:
+        path = models.get("path") if isinstance(models, dict) else models
+        if not isinstance(path, str):
+            return '"global_model_directory" has no path string'
+    for s in SETTINGS.values():
+        if s.json_key != "global_model_directory" and config.get(s.json_key) is not None:
+            if not isinstance(config[s.json_key], str):
+                return f'"{s.json_key}" is not a string'
+    return None
 
 
 def resolve_workspace_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -243,6 +264,18 @@ class Workspace:
                 f"{meta} is not valid workspace JSON ({exc})",
                 hint="fix the file by hand, or move it aside and run 'comfydock init' again",
             ) from None
+        version = config.get("version")
+        if isinstance(version, int) and not isinstance(version, bool) and version > WORKSPACE_VERSION:
+            raise CorruptFile(
+                f"{meta} was written by a newer comfydock (workspace version {version}, this one knows {WORKSPACE_VERSION})",
+                hint="upgrade comfydock to use this workspace",
+            )
+        problem = _config_problem(config)
+        if problem:
+            raise CorruptFile(
+                f"{meta} is not a comfydock workspace file: {problem}",
+                hint="fix that entry by hand (see 'comfydock config'), or move the file aside and run 'comfydock init' again",
+            )
         return cls(path, config)
 
     @classmethod
@@ -251,7 +284,7 @@ class Workspace:
         if (path / ".metadata" / "workspace.json").exists():
             return cls.open(path), False
         if path.exists() and not path.is_dir():
-            raise UsageError(f"{path} exists and is not a directory")
+            raise ComfydockError(f"{path} exists and is not a directory", hint="pick another path for the workspace")
         config: dict = {
             "version": WORKSPACE_VERSION,
             "active_environment": None,
@@ -311,7 +344,7 @@ class Workspace:
     def set_models_dir(self, path: Path, save: bool = True) -> None:
         path = path.expanduser().absolute()
         if path.exists() and not path.is_dir():
-            raise UsageError(f"models directory {path} is not a directory")
+            raise ComfydockError(f"models directory {path} is a file, not a directory", hint="pass a directory")
         self.config["global_model_directory"] = {"path": str(path), "added_at": _now()}
         if save:
             self.save()
@@ -333,9 +366,30 @@ class Workspace:
         self.save()
 
     def environment_names(self) -> list[str]:
+        """Finished environments (a half-made one, from an interrupted 'create', is not one)."""
+        return [name for name, state in self.environment_states() if state == "ok"]
+
+    def environment_states(self) -> list[tuple[str, str]]:
+        """(name, "ok" | "half-made") for every environment directory."""
+        from comfydock.history import has_commit
+
         if not self.environments_dir.is_dir():
             return []
-        return sorted(p.name for p in self.environments_dir.iterdir() if p.is_dir() and (p / ".cec" / "pyproject.toml").is_file())
+        found = []
+        for p in sorted(self.environments_dir.iterdir()):
+            if not p.is_dir() or not _NAME_RE.fullmatch(p.name):
+                continue
+            found.append((p.name, "ok" if has_commit(p / ".cec") else "half-made"))
+        return found
+
+    def half_made(self, name: str) -> bool:
+        from comfydock.history import has_commit
+
+        path = self.environment_path(name)
+        return path.is_dir() and not has_commit(path / ".cec")
+
+    def create_lock_file(self, name: str) -> Path:
+        return self.metadata_file.parent / "locks" / f"{name}.lock"
 
     def environment_path(self, name: str) -> Path:
         return self.environments_dir / validate_name(name)
@@ -354,7 +408,12 @@ class Workspace:
                     hint="pass -e NAME, or run 'comfydock use NAME' (see 'comfydock list')",
                 )
         path = self.environment_path(name)
-        if not (path / ".cec" / "pyproject.toml").is_file():
+        if self.half_made(name):
+            raise EnvironmentNotFound(
+                f"environment {name!r} is half-made (its 'create' did not finish)",
+                hint=f"remove it with 'comfydock delete {name}', then create it again",
+            )
+        if not path.is_dir():
             known = ", ".join(self.environment_names()) or "none yet"
             raise EnvironmentNotFound(
                 f"no environment named {name!r} in {self.root}",

@@ -5,6 +5,7 @@ with `basename` (and `name` for one task of a family), `file_dep`, `targets`, `u
 """
 
 from comfydock.tasks.bundle import task_bundle, task_full_hash, task_lookup_source, task_write_lock
+from comfydock.tasks.comfyui import task_checkout_comfyui
 from comfydock.tasks.models import task_index_models
 from comfydock.tasks.node_types import task_core_node_types
 from comfydock.tasks.nodes import task_fetch_node, task_install_node, task_install_script, task_scan_requirements
@@ -12,6 +13,7 @@ from comfydock.tasks.python import task_lock_deps, task_sync_venv
 from comfydock.tasks.workflows import task_analyze_workflow, task_copy_workflow, task_resolve_models, task_update_manifest
 
 TASK_CREATORS = [
+    task_checkout_comfyui,
     task_fetch_node,
     task_install_node,
     task_scan_requirements,

@@ -9,7 +9,7 @@ import time
 
 from comfydock import nodes
 from comfydock.errors import ComfydockError
-from comfydock.fsutil import atomic_write_json
+from comfydock.fsutil import atomic_write_json, read_json_state
 from comfydock.limits import ArchiveLimits
 from comfydock.nodes.cache import NodeCache, copy_content
 from comfydock.nodes.safety import matches_recorded
@@ -131,7 +131,8 @@ def _scan(env, spec) -> dict:
 
 def _scan_uptodate(task, values, env, spec) -> bool:
     # doit passes its magic arguments (task, values) first
-    if not nodes.reqs_file(env, spec.id).exists():
+    scanned = read_json_state(nodes.reqs_file(env, spec.id))  # derived: a damaged file is scanned again
+    if scanned is None or not isinstance(scanned.get("requirements"), list):
         return False
     node_dir = node_path(env, spec)
     return node_dir.is_dir() and values.get("digest") == nodes.requirements_digest(node_dir)
@@ -165,6 +166,7 @@ def task_install_node(env):
         yield {
             "basename": "install_node",
             "name": spec.id,
+            "task_dep": ["checkout_comfyui"],  # custom_nodes/ lives inside the checkout
             "file_dep": [entry.metadata_file],
             "targets": [nodes.install_marker(env, spec.id)],
             "uptodate": [(_installed, [env, spec])],

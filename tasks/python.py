@@ -165,9 +165,9 @@ def _sync(env) -> None:
     env.record_venv_synced(extra)
 
 
-def _venv_exists(env) -> bool:
-    # a changed backend ('comfydock config torch-backend') syncs again, with its extra
-    return env.python.exists() and env.synced_torch_extra() == env.torch_extra()
+def _venv_synced(env) -> bool:
+    # the venv exists, its marker names this lock and this machine's torch extra (else: sync again)
+    return env.venv_in_sync()
 
 
 def task_lock_deps(env):
@@ -192,6 +192,6 @@ def task_sync_venv(env):
         "basename": "sync_venv",
         "file_dep": [env.lock_path],
         "targets": [env.venv_marker],
-        "uptodate": [(_venv_exists, [env])],
+        "uptodate": [(_venv_synced, [env])],
         "actions": [(_sync, [env])],
     }

@@ -18,7 +18,7 @@ from comfydock.bundle.archive import (
     extract_bundle,
     write_bundle,
 )
-from comfydock.errors import ComfydockError, UsageError
+from comfydock.errors import ComfydockError
 
 LOCK = b'lock_version = 1\n\n[[node]]\nid = "my-node"\nmethod = "development"\n'
 PYPROJECT = b'[project]\nname = "env"\nversion = "0.1.0"\n'
@@ -248,5 +248,6 @@ def test_archive_limits_come_from_settings():
     settings = {"archive-max-bytes": "1000", "archive-max-ratio": "50"}
     limits = ArchiveLimits.from_settings(settings.get)
     assert (limits.max_bytes, limits.max_members, limits.max_ratio) == (1000, 100_000, 50)
-    with pytest.raises(UsageError, match="archive-max-members"):
+    with pytest.raises(ComfydockError, match="archive-max-members") as refused:
         ArchiveLimits.from_settings({"archive-max-members": "lots"}.get)
+    assert refused.value.exit_code == 1  # a setting, not the command line: a refused request

@@ -137,7 +137,7 @@ def test_existing_environment_is_never_touched(env, run_cli):
     marker = env.comfyui_dir / "my-notes.txt"
     marker.write_text("mine")
     result = run_cli("create", "main")
-    assert result.code == 2
+    assert result.code == 1  # a well-formed request, refused
     assert "already exists" in result.err
     assert env.pyproject_path.read_bytes() == before and marker.read_text() == "mine"
 

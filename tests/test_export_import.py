@@ -257,7 +257,7 @@ def test_changed_workflow_reruns_only_its_chain_and_the_bundle_and_a_failed_look
         with tarfile.open(env.state_dir / "export" / "bundle.tar.gz") as tar:
             assert {"workflows/other.json", "workflows/demo.json"} <= set(tar.getnames())
         unknown = run_cli("export", "nope", "--no-interactive")
-        assert unknown.code == 2 and "comfydock workflow list" in unknown.err
+        assert unknown.code == 1 and "comfydock workflow list" in unknown.err  # well-formed, refused
 
 
 def test_import_adds_this_machines_backend_keeping_the_exporters_and_other_indexes():

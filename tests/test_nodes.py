@@ -53,7 +53,7 @@ def test_unknown_registry_id_suggests_similar_ones(env, registry, run_cli):
 
 def test_unknown_registry_version_lists_available(env, registry, run_cli):
     result = run_cli("node", "add", "comfyui-fixture-pack@9.9")
-    assert result.code == 2 and "1.1.0" in result.err and "1.0.0" in result.err
+    assert result.code == 1 and "1.1.0" in result.err and "1.0.0" in result.err
 
 
 def test_registry_answers_are_cached_with_an_expiry(env, registry, run_cli, monkeypatch):
@@ -154,7 +154,7 @@ def test_git_url_that_does_not_exist(env, run_cli, tmp_path):
 
 def test_git_ref_that_does_not_exist(env, node_repo, run_cli):
     result = run_cli("node", "add", f"{node_repo.as_uri()}@v9")
-    assert result.code == 2 and "no branch or tag 'v9'" in result.err
+    assert result.code == 1 and "no branch or tag 'v9'" in result.err
 
 
 def test_git_link_out_of_the_node_is_refused(env, run_cli, tmp_path):
@@ -299,12 +299,12 @@ def test_remove_refuses_a_git_node_with_uncommitted_changes(env, node_repo, run_
 
 def test_remove_something_not_installed(env, run_cli):
     result = run_cli("node", "remove", "ghost")
-    assert result.code == 2 and "not installed" in result.err
+    assert result.code == 1 and "not installed" in result.err
 
 
 def test_dev_node_without_directory(env, run_cli):
     result = run_cli("node", "add", "nothing-here", "--dev")
-    assert result.code == 2 and "no directory custom_nodes/nothing-here" in result.err
+    assert result.code == 1 and "no directory custom_nodes/nothing-here" in result.err
 
 
 def test_update_dev_node_rescans_requirements(env, run_cli):
@@ -376,7 +376,7 @@ def test_comfydock_ignore_protects_directories(env, run_cli):
     make_dev_node(env, "private-node")
     (env.cec_dir / ".comfydock_ignore").write_text("# mine\nprivate-*\n")
     result = run_cli("node", "add", "private-node", "--dev")
-    assert result.code == 2 and "ignored" in result.err
+    assert result.code == 1 and "ignored" in result.err
     assert "private-node" not in run_cli("node", "list").err
 
 
@@ -445,7 +445,7 @@ def test_adding_an_installed_node_again_changes_nothing(env, registry, run_cli):
     assert again.code == 0 and again.json["added"] == []
     assert "already installed" in again.json["notes"][0]
     other = run_cli("node", "add", "comfyui-fixture-pack@1.1.0")
-    assert other.code == 2 and "node update comfyui-fixture-pack" in other.err
+    assert other.code == 1 and "node update comfyui-fixture-pack" in other.err
     assert env.pyproject_path.read_bytes() == before
 
 
@@ -566,10 +566,11 @@ def test_comfyui_at_an_annotated_tag_resolves_to_its_commit(tmp_path):
     assert comfyui.resolve_ref(repo, "v0.3.64").commit == commit
     assert comfyui.resolve_ref(repo, None) == comfyui.ResolvedRef("v0.3.64", commit)
     repo.git.tag("treetag", "HEAD^{tree}")
-    from comfydock.errors import UsageError
+    from comfydock.errors import ComfydockError
 
-    with pytest.raises(UsageError, match="unknown ComfyUI ref 'treetag'"):
+    with pytest.raises(ComfydockError, match="unknown ComfyUI ref 'treetag'") as refused:
         comfyui.resolve_ref(repo, "treetag")
+    assert refused.value.exit_code == 1  # a well-formed request the repository cannot satisfy
 
 
 @pytest.mark.parametrize("ref", ["deadbee", "treetag"])
@@ -605,7 +606,7 @@ def test_two_forks_with_one_name_conflict_until_one_gets_another_directory(env, 
     again = run_cli("node", "add", str(fork_b) + "/.git", "--json")
     assert again.code == 0 and again.json["added"] == [] and "ComfyUI-Foo-B is already installed" in again.json["notes"][0]
     moved = run_cli("node", "add", fork_b.as_uri(), "--name", "Elsewhere", "--force")
-    assert moved.code == 2 and "--name cannot move it" in moved.err
+    assert moved.code == 1 and "--name cannot move it" in moved.err
     assert run_cli("node", "remove", fork_b.as_uri()).code == 0  # a node can be named by its URL
     assert not (env.custom_nodes_dir / "ComfyUI-Foo-B").exists() and (env.custom_nodes_dir / "ComfyUI-Foo").exists()
 
@@ -613,7 +614,7 @@ def test_two_forks_with_one_name_conflict_until_one_gets_another_directory(env, 
 def test_already_installed_hint_keeps_the_ref_the_user_typed(env, node_repo, run_cli):
     assert run_cli("node", "add", f"{node_repo.as_uri()}@v1.0").code == 0
     result = run_cli("node", "add", f"{node_repo.as_uri()}@v2.0")
-    assert result.code == 2 and f"'comfydock node add {node_repo.as_uri()}@v2.0 --force'" in result.err
+    assert result.code == 1 and f"'comfydock node add {node_repo.as_uri()}@v2.0 --force'" in result.err
 
 
 def test_bad_name_for_a_node_directory_is_refused(env, node_repo, run_cli):

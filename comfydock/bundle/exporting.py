@@ -483,9 +483,7 @@ def build_export(env, workflows: list[str] | None = None, *, listener=None, on_w
         known = tracking.comfyui_workflows(env)
         unknown = [w for w in workflows if w not in known]
         if unknown:
-            from comfydock.errors import UsageError
-
-            raise UsageError(
+            raise ComfydockError(
                 f"no workflow named {unknown[0]!r} in this environment",
                 hint="see 'comfydock workflow list' (names are paths below user/default/workflows/, without .json)",
             )

@@ -20,7 +20,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from comfydock.errors import ComfydockError, UsageError
+from comfydock.errors import ComfydockError
 
 PROJECT_PREFIX = "comfydock-env-"
 
@@ -122,7 +122,7 @@ def _models(ws, lock, *, models_from, progress, warn, step, choose=None) -> list
 
     models_dir = ws.models_dir
     if lock.models and models_dir is None:
-        raise UsageError(
+        raise ComfydockError(
             "this workspace has no models directory to put the bundle's models in",
             hint="set one with 'comfydock config models-dir DIR', or import with --skip-models",
         )
@@ -160,7 +160,7 @@ def _models(ws, lock, *, models_from, progress, warn, step, choose=None) -> list
         if isinstance(answer, (str, os.PathLike)) and answer not in ("download", "skip"):
             source = Path(answer).expanduser()
             if not source.is_file():
-                raise UsageError(f"substitute for {m.name}: {source} is not a file")
+                raise ComfydockError(f"substitute for {m.name}: {source} is not a file", hint="give the path of the model file")
             if dest.exists():
                 raise ComfydockError(f"cannot put the substitute for {m.name} at {dest}: a file is already there")
             _substitute(source, dest)
@@ -342,9 +342,9 @@ def import_bundle(
 
     bundle = Path(bundle).expanduser()
     if not bundle.is_file():
-        raise UsageError(f"no bundle at {bundle}", hint="give the path of a .tar.gz made by 'comfydock export'")
+        raise ComfydockError(f"no bundle at {bundle}", hint="give the path of a .tar.gz made by 'comfydock export'")
     if models_from is not None and not Path(models_from).expanduser().is_dir():
-        raise UsageError(f"--models-from {models_from} is not a directory")
+        raise ComfydockError(f"--models-from {models_from} is not a directory", hint="give a directory of model files")
     warnings: list[str] = []
 
     def _warn(msg):
@@ -378,7 +378,7 @@ def import_bundle(
                 f"bundle {bundle.name} does not say which ComfyUI commit it needs", hint="ask for a fresh export"
             )
         if lock.models and not skip_models and ws.models_dir is None:
-            raise UsageError(
+            raise ComfydockError(
                 "this workspace has no models directory to put the bundle's models in",
                 hint="set one with 'comfydock config models-dir DIR', or import with --skip-models",
             )

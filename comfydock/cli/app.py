@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 log = logging.getLogger("comfydock")
+log.addHandler(logging.NullHandler())  # before a log file is set up, nothing goes to stderr (errors print once)
 
 
 class App:
@@ -17,17 +19,24 @@ class App:
         from rich.console import Console
 
         self.args = args
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
-        self.out = Console(highlight=False, soft_wrap=True)
+        # bound to the streams of now: doit swaps sys.stdout/err while a task runs, and what is
+        # said then (uv's progress) must still reach the user
+        self.err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+        self.out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
         if not self.out.is_terminal:
             # piped or captured: never truncate table cells (paths) to an assumed 80 columns
-            self.out = Console(highlight=False, soft_wrap=True, width=250)
+            self.out = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=250)
         self._workspace = None
         self.printed_json = False
 
     @property
     def json(self) -> bool:
         return bool(getattr(self.args, "json", False))
+
+    @property
+    def opened_workspace(self):
+        """The workspace if a command has opened one (for the crash log), else None."""
+        return self._workspace
 
     def workspace(self):
         from comfydock.workspace import Workspace, resolve_workspace_path
@@ -38,8 +47,13 @@ class App:
         return self._workspace
 
     def env(self):
+        from comfydock import engine
+
         env = self.workspace().environment(getattr(self.args, "env", None))
         log_to(env.log_file)
+        for note in engine.repair_state(env):
+            log.warning("%s", note)
+            self.warn_text(note)
         return env
 
     def say(self, message: str) -> None:
@@ -47,23 +61,48 @@ class App:
         self.err.print(message)
 
     def warn(self, message: str) -> None:
+        """A warning in rich markup: escape the data in it (or use warn_text)."""
         self.err.print(f"[yellow]warning:[/] {message}")
+
+    def warn_text(self, message: str) -> None:
+        """A warning that is plain text (from the core: paths, names, tool output), never markup."""
+        from rich.markup import escape
+
+        self.warn(escape(message))
 
     def task_listener(self, spinner, plain: bool = False):
         """Names each task as it starts: on the spinner, or as a plain line when asked to."""
+
+        from rich.markup import escape
 
         def listener(kind, task):
             if kind != "start":
                 return
             if spinner is not None:
-                spinner.update(f"Running {task}")
+                spinner.update(f"Running {escape(task)}")
             elif plain:
-                self.say(f"Running {task}")
+                self.say(f"Running {escape(task)}")
 
         return listener
 
+    def uv_reporter(self, spinner, label: str = ""):
+        """uv's own progress lines: on the spinner as they come; without a terminal, only the
+        lines worth a log (downloads with their size, the install summary)."""
+        from rich.markup import escape
+
+        def report(line: str) -> None:
+            text = line.strip()
+            if spinner is not None:
+                spinner.update(escape(f"{label}{': ' if label else ''}{text}"))
+            elif text.startswith(("Downloading ", "Installed ", "Uninstalled ")):
+                self.say(f"  uv: {escape(text)}")
+
+        return report
+
     def lock_wait_note(self, holder: str) -> None:
-        self.say(f"Waiting for the environment lock ({holder})")
+        from rich.markup import escape
+
+        self.say(f"Waiting for the environment lock ({escape(holder)})")
 
     def print_json(self, data) -> None:
         self.printed_json = True
@@ -102,3 +141,14 @@ def env_option(p: argparse.ArgumentParser) -> None:
 
 def json_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+
+
+def count(text: str) -> int:
+    """argparse type: a count, 0 or more (a malformed one is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value

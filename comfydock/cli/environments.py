@@ -6,7 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from comfydock.cli.app import App, env_option, json_option, log, log_to
+from rich.markup import escape
+
+from comfydock.cli.app import App, count, env_option, json_option, log, log_to
 from comfydock.errors import ComfydockError, UsageError
 
 
@@ -19,7 +21,7 @@ def cmd_init(app: App) -> int:
     existing = (path / ".metadata" / "workspace.json").exists()
     if existing:
         Workspace.open(path)  # a corrupt file is reported, not overwritten
-        app.say(f"Workspace already exists at {path}; nothing changed.")
+        app.say(f"Workspace already exists at {escape(str(path))}; nothing changed.")
         return 0
     if models_dir is None and not args.no_interactive and sys.stdin.isatty():
         from rich.prompt import Prompt
@@ -31,15 +33,16 @@ def cmd_init(app: App) -> int:
     ws, _ = Workspace.init(path, models_dir)
     log_to(ws.logs_dir / "workspace" / "workspace.log")
     log.info("initialised workspace %s", path)
-    app.say(f"Created workspace at {path}")
+    app.say(f"Created workspace at {escape(str(path))}")
     if ws.models_dir:
-        app.say(f"Models directory: {ws.models_dir}")
+        app.say(f"Models directory: {escape(str(ws.models_dir))}")
     if resolve_workspace_path(None) != path:
-        app.say(f"Use it from any directory with:\n  export {HOME_ENV_VAR}={path}")
+        app.say(f"Use it from any directory with:\n  export {HOME_ENV_VAR}={escape(str(path))}")
     return 0
 
 
 def cmd_create(app: App) -> int:
+    from comfydock import python_env
     from comfydock.environment import create_environment
 
     args = app.args
@@ -49,48 +52,53 @@ def cmd_create(app: App) -> int:
         def step(message):
             log.info("create %s: %s", args.name, message)
             if spinner is not None:
-                spinner.update(message)
+                spinner.update(escape(message))
             else:
-                app.say(message)
+                app.say(escape(message))
 
-        result = create_environment(
-            ws,
-            args.name,
-            python=args.python,
-            comfyui_ref=args.comfyui_version,
-            torch_backend=args.torch_backend,
-            use=args.use,
-            step=step,
-            warn=app.warn,
-        )
+        with python_env.reporting(app.uv_reporter(spinner, "Installing dependencies")):
+            result = create_environment(
+                ws,
+                args.name,
+                python=args.python,
+                comfyui_ref=args.comfyui_version,
+                torch_backend=args.torch_backend,
+                use=args.use,
+                step=step,
+                warn=app.warn_text,
+            )
     env = result.environment
     app.say(
-        f"Created environment [bold]{env.name}[/] (ComfyUI {result.comfyui_ref}, Python {result.python}, "
-        f"torch {result.torch_backend or 'from PyPI'}) at {env.root}"
+        f"Created environment [bold]{escape(env.name)}[/] (ComfyUI {escape(result.comfyui_ref)}, Python {escape(result.python)}, "
+        f"torch {escape(result.torch_backend or 'from PyPI')}) at {escape(str(env.root))}"
     )
     if ws.active_environment == env.name:
-        app.say(f"Active environment: {env.name}. Start it with: comfydock run")
+        app.say(f"Active environment: {escape(env.name)}. Start it with: comfydock run")
     else:
-        app.say(f"Make it active with: comfydock use {env.name}")
+        app.say(f"Make it active with: comfydock use {escape(env.name)}")
     return 0
 
 
 def cmd_list(app: App) -> int:
     ws = app.workspace()
     rows = []
-    for name in ws.environment_names():
-        env = ws.environment(name)
-        try:
-            info = env.info()
-        except ComfydockError:
-            info = {}
+    for name, state in ws.environment_states():
+        path = ws.environment_path(name)
+        info = {}
+        if state == "ok":
+            try:
+                info = ws.environment(name).info()
+            except ComfydockError as exc:
+                state = "damaged"
+                log.warning("list: %s: %s", name, exc.message)
         rows.append(
             {
                 "name": name,
                 "active": name == ws.active_environment,
+                "state": state,
                 "comfyui_version": info.get("comfyui_version"),
                 "python_version": info.get("python_version"),
-                "path": str(env.root),
+                "path": str(path),
             }
         )
     if app.json:
@@ -104,8 +112,16 @@ def cmd_list(app: App) -> int:
     table = Table(box=None, pad_edge=False)
     for col in ("", "name", "ComfyUI", "Python", "path"):
         table.add_column(col)
+    notes = {
+        "half-made": "[red]half-made[/] (an interrupted create: 'comfydock delete {}')",
+        "damaged": "[red]damaged[/] (its manifest cannot be read: 'comfydock status -e {}')",
+    }
     for r in rows:
-        table.add_row("*" if r["active"] else "", r["name"], r["comfyui_version"] or "?", r["python_version"] or "?", r["path"])
+        name = escape(r["name"])
+        comfyui = escape(r["comfyui_version"] or "?")
+        if r["state"] in notes:
+            comfyui = notes[r["state"]].format(name)
+        table.add_row("*" if r["active"] else "", name, comfyui, escape(r["python_version"] or "?"), escape(r["path"]))
     app.out.print(table)
     return 0
 
@@ -114,7 +130,7 @@ def cmd_use(app: App) -> int:
     ws = app.workspace()
     env = ws.environment(app.args.name)
     ws.set_active(env.name)
-    app.say(f"Active environment: {env.name}")
+    app.say(f"Active environment: {escape(env.name)}")
     return 0
 
 
@@ -122,37 +138,45 @@ def cmd_delete(app: App) -> int:
     from comfydock.environment import delete_environment
 
     ws = app.workspace()
-    env = ws.environment(app.args.name)
+    name = app.args.name
+    half_made = ws.half_made(name)
+    root = ws.environment_path(name) if half_made else ws.environment(name).root
     if not app.args.yes:
         if not sys.stdin.isatty():
-            raise UsageError(
-                f"refusing to delete {env.name!r} without confirmation", hint=f"run 'comfydock delete {env.name} --yes'"
-            )
+            raise UsageError(f"refusing to delete {name!r} without confirmation", hint=f"run 'comfydock delete {name} --yes'")
         from rich.prompt import Confirm
 
-        if not Confirm.ask(f"Delete environment {env.name} at {env.root}? Its venv, nodes and history go", console=app.err):
+        what = "the remains of an interrupted create" if half_made else "its venv, nodes and history go"
+        if not Confirm.ask(f"Delete environment {escape(name)} at {escape(str(root))}? ({what})", console=app.err):
             app.say("Nothing deleted.")
             return 1
-    delete_environment(ws, env.name)
-    log.info("deleted environment %s", env.name)
-    app.say(f"Deleted environment {env.name}")
+    delete_environment(ws, name)
+    log.info("deleted environment %s%s", name, " (half-made)" if half_made else "")
+    app.say(f"Deleted {'half-made ' if half_made else ''}environment {escape(name)}")
     return 0
 
 
 def cmd_run(app: App) -> int:
     env = app.env()
     if not app.args.no_sync:
-        # like 'uv run': make the venv and custom nodes match the manifest first (a no-op when they do)
+        # like 'uv run': make ComfyUI, the venv and custom nodes match the manifest first (a no-op when they do)
         from comfydock import engine
         from comfydock.environment import build_failure
 
         with app.status("Syncing the environment") as spinner:
             from comfydock.tasks.nodes import install_script_task_names
 
-            targets = ["sync_venv", *install_script_task_names(env)]
+            targets = ["checkout_comfyui", "sync_venv", *install_script_task_names(env)]
             report = engine.build(env, targets, listener=app.task_listener(spinner), on_wait=app.lock_wait_note)
+        for note in restored_notes(report):
+            app.say(note)
         if not report.ok:
             raise build_failure(report)
+    if not (env.comfyui_dir / "main.py").is_file():
+        raise ComfydockError(
+            f"ComfyUI is missing from environment {env.name!r} ({env.comfyui_dir / 'main.py'} not found)",
+            hint=f"run 'comfydock build -e {env.name}' to check it out again",
+        )
     if not env.python.exists():
         raise ComfydockError(f"environment {env.name!r} has no venv", hint=f"run 'comfydock build -e {env.name}' to create it")
     from comfydock import torch_family
@@ -178,6 +202,23 @@ def cmd_run(app: App) -> int:
     return code
 
 
+def restored_notes(report) -> list[str]:
+    """What a sync before 'run' put back on disk, one line each."""
+    notes = []
+    for e in report.events:
+        if e.status != "ran":
+            continue
+        if e.task == "checkout_comfyui":
+            notes.append("Restored the ComfyUI checkout (it was missing on disk)")
+        elif e.task.startswith("install_node:"):
+            notes.append(
+                f"Restored custom node {escape(e.task.split(':', 1)[1])} (its directory was missing or not the recorded version)"
+            )
+        elif e.task == "sync_venv":
+            notes.append("Synced the venv to uv.lock")
+    return notes
+
+
 def cmd_log(app: App) -> int:
     from comfydock import history
 
@@ -190,11 +231,11 @@ def cmd_log(app: App) -> int:
         return 0
     if app.args.oneline:
         for v in versions:
-            app.out.print(f"{v.version}: {v.message.splitlines()[0] if v.message else ''}")
+            app.out.print(escape(f"{v.version}: {v.message.splitlines()[0] if v.message else ''}"))
         return 0
-    app.out.print(f"Version history for environment '{env.name}':")
+    app.out.print(f"Version history for environment '{escape(env.name)}':")
     for v in versions:
-        app.out.print(f"  [bold]{v.version}[/]: {v.message}  [dim]({v.date[:19]}, {v.commit[:8]})[/]")
+        app.out.print(f"  [bold]{escape(v.version)}[/]: {escape(v.message)}  [dim]({v.date[:19]}, {v.commit[:8]})[/]")
     app.out.print("Use 'comfydock rollback <version>' to restore to a specific version")
     return 0
 
@@ -210,28 +251,36 @@ def cmd_status(app: App) -> int:
         app.print_json(data)
         return 0
     out = app.out
-    out.print(f"Environment: [bold]{data['environment']}[/] ({data['path']})")
-    ref_note = "" if data["comfyui_checkout_matches"] else "  [yellow](checkout differs from the manifest)[/]"
-    out.print(f"ComfyUI: {data['comfyui_version']} ({(data['comfyui_commit'] or '?')[:12]}){ref_note}")
+    out.print(f"Environment: [bold]{escape(data['environment'])}[/] ({escape(data['path'])})")
+    if data["comfyui_missing"]:
+        ref_note = "  [red](missing on disk: 'comfydock build' restores it)[/]"
+    else:
+        ref_note = "" if data["comfyui_checkout_matches"] else "  [yellow](checkout differs from the manifest)[/]"
+    out.print(f"ComfyUI: {escape(str(data['comfyui_version']))} ({escape((data['comfyui_commit'] or '?')[:12])}){ref_note}")
     requested = data["torch_backend_requested"]
     detected = f", detected {data['torch_backend_detected']}" if data.get("torch_backend_detected") else ""
     out.print(
-        f"Python: {data['python_version']}   torch backend: {data['torch_backend']} "
-        f"[dim](requested {escape(requested)}{detected}; from {escape(data['torch_backend_source'])})[/]"
+        f"Python: {escape(str(data['python_version']))}   torch backend: {escape(str(data['torch_backend']))} "
+        f"[dim](requested {escape(requested)}{escape(detected)}; from {escape(data['torch_backend_source'])})[/]"
     )
     family = data["torch_family"]
     if family["versions"]:
         colour = "green" if family["coherent"] else "red"
         out.print(f"Torch family: [{colour}]{escape(family['summary'])}[/]")
+    for node in data["missing_node_dirs"]:
+        out.print(f"Custom node {escape(node)} [yellow]missing on disk[/] (comfydock build restores it)")
+    node_tasks = {
+        f"{kind}:{n}" for n in data["missing_node_dirs"] for kind in ("fetch_node", "install_node", "scan_requirements")
+    }
+    pending = [t for t in data["pending_tasks"] if t not in node_tasks and t != "checkout_comfyui"]
     if data["venv_in_sync"]:
         out.print("Venv: [green]in sync[/] with uv.lock")
-    else:
-        pending = ", ".join(data["pending_tasks"]) or "sync_venv"
-        out.print(f"Venv: [yellow]out of sync[/] (pending: {pending}); run 'comfydock build'")
+    elif pending or not (data["missing_node_dirs"] or data["comfyui_missing"]):
+        out.print(f"Venv: [yellow]out of sync[/] (pending: {escape(', '.join(pending) or 'sync_venv')}); run 'comfydock build'")
     nodes = data["node_changes"]
     for kind in ("added", "removed", "changed"):
         if nodes[kind]:
-            out.print(f"Custom nodes {kind} since the last commit: {', '.join(nodes[kind])}")
+            out.print(f"Custom nodes {kind} since the last commit: {escape(', '.join(nodes[kind]))}")
     groups = ", ".join(f"{name} {count}" for name, count in data["requirement_groups"].items())
     out.print(f"Requirements: {escape(groups)}  (see 'comfydock py list')")
     from comfydock.cli.python import warn_module_clashes
@@ -239,13 +288,14 @@ def cmd_status(app: App) -> int:
     warn_module_clashes(app, data["module_clashes"])
     deps = data["dependency_changes"]
     if deps["added"] or deps["removed"]:
-        changes = [f"+{d}" for d in deps["added"]] + [f"-{d}" for d in deps["removed"]]
-        out.print("Dependencies changed since the last commit: " + ", ".join(changes))
+        out.print("Dependencies changed since the last commit:")
+        for line in [f"+{d}" for d in deps["added"]] + [f"-{d}" for d in deps["removed"]]:
+            out.print(f"  {escape(line)}")
     from comfydock.cli.history import render_status_workflows
 
     render_status_workflows(app, data)
     if data["uncommitted_changes"]:
-        out.print("Uncommitted changes in .cec: " + ", ".join(data["uncommitted_changes"]))
+        out.print("Uncommitted changes in .cec: " + escape(", ".join(data["uncommitted_changes"])))
     else:
         out.print("No uncommitted changes.")
     return 0
@@ -261,12 +311,20 @@ def _render_events(app: App, events) -> None:
     table.add_column("time", justify="right")
     for e in events:
         secs = f"{e.seconds:.2f}s" if e.status in {"ran", "failed"} and e.seconds else ""
-        table.add_row(e.task, f"[{styles.get(e.status, '')}]{e.status}[/]", secs)
+        table.add_row(escape(e.task), f"[{styles.get(e.status, '')}]{e.status}[/]", secs)
     app.out.print(table)
 
 
+def _short(path: str, env) -> str:
+    """Paths inside the environment relative to it (the table stays readable), others whole."""
+    try:
+        return str(Path(path).relative_to(env.root))
+    except ValueError:
+        return path
+
+
 def cmd_build(app: App) -> int:
-    from comfydock import engine
+    from comfydock import engine, python_env
     from comfydock.environment import build_failure
 
     args = app.args
@@ -277,7 +335,10 @@ def cmd_build(app: App) -> int:
             app.print_json(tasks)
         else:
             for t in tasks:
-                app.out.print(f"[bold]{t['name']}[/]  {t['doc']}")
+                app.out.print(f"[bold]{escape(t['name'])}[/]  {escape(t['doc'])}")
+                for label, key in (("after", "task_dep"), ("inputs", "file_dep"), ("outputs", "targets")):
+                    for item in t[key]:
+                        app.out.print(f"    {label}: {escape(_short(item, env))}")
         return 0
     if args.dry_run:
         events = engine.plan(env, args.targets)
@@ -294,7 +355,7 @@ def cmd_build(app: App) -> int:
         return build_export(app, env)
     if args.output:
         raise UsageError("--output goes with the export target", hint="comfydock build export --output PATH")
-    with app.status("Building") as spinner:
+    with app.status("Building") as spinner, python_env.reporting(app.uv_reporter(spinner, "Building")):
         report = engine.build(
             env,
             args.targets,
@@ -330,9 +391,8 @@ def cmd_config(app: App) -> int:
             app.print_json(rows)
         else:
             for r in rows:
-                app.out.print(
-                    f"{r['key']} = {r['value'] if r['value'] is not None else '(unset)'}  [dim]({r['source']}; ${r['env_var']})[/]"
-                )
+                value = escape(r["value"]) if r["value"] is not None else "(unset)"
+                app.out.print(f"{r['key']} = {value}  [dim]({r['source']}; ${r['env_var']})[/]")
         return 0
     if args.key not in SETTINGS:
         raise UsageError(f"unknown setting {args.key!r}", hint="known settings: " + ", ".join(SETTINGS))
@@ -341,7 +401,7 @@ def cmd_config(app: App) -> int:
         app.say(f"Unset {args.key}")
     elif args.value is not None:
         ws.set_setting(args.key, args.value)
-        app.say(f"{args.key} = {ws.setting(args.key)}")
+        app.say(f"{args.key} = {escape(ws.setting(args.key) or '')}")
         env_var = SETTINGS[args.key].env_var
         if os.environ.get(env_var):
             app.warn(f"${env_var} is set and takes precedence over the workspace setting")
@@ -350,7 +410,7 @@ def cmd_config(app: App) -> int:
         if app.json:
             app.print_json({"key": args.key, "value": value})
         else:
-            app.out.print(value if value is not None else "")
+            app.out.print(value if value is not None else "", markup=False)
     return 0
 
 
@@ -423,7 +483,7 @@ def register(sub) -> None:
         "log", help="show version history", description="List the environment's versions (vN: message), newest first."
     )
     env_option(p)
-    p.add_argument("--limit", type=int, metavar="N", help="show at most N versions")
+    p.add_argument("--limit", type=count, metavar="N", help="show at most N versions (0: all)")
     p.add_argument("--oneline", action="store_true", help="one line per version")
     json_option(p)
     p.set_defaults(func=cmd_log)

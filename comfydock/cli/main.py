@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
 from comfydock import __version__
 from comfydock.cli import bundle, comfyui, environments, history, models, nodes, python
 from comfydock.cli.app import App, log
-from comfydock.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, ComfydockError
+from comfydock.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_USER_ERROR, ComfydockError
+
+# OS errors that are the machine's state, not a bug: one line naming the path, exit 1
+_ENVIRONMENTAL_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EMFILE, errno.ENFILE}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,8 +98,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         app.err.print("[red]error:[/] interrupted")
         return EXIT_INTERRUPTED
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENTAL_ERRNOS:
+            return _internal_error(app)
+        error = os_error(exc)
+        log.error("%s", error.message)
+        _print_error(app, error)
+        return EXIT_USER_ERROR
     except Exception:
         return _internal_error(app)
+
+
+def os_error(exc: OSError) -> ComfydockError:
+    """A read-only disk, a full disk, a permission: say which path and what to check."""
+    where = f": {exc.filename}" if exc.filename else ""
+    reason = exc.strerror or str(exc)
+    hints = {
+        errno.EROFS: "the file system is read-only; reading commands still work, writing ones need a writable workspace",
+        errno.ENOSPC: "the disk is full; free some space and run the command again",
+        errno.EDQUOT: "the disk quota is exhausted; free some space and run the command again",
+    }
+    hint = hints.get(exc.errno, "check the permissions of that path (and who owns the workspace), then run again")
+    return ComfydockError(f"{reason}{where}", hint=hint)
 
 
 def _print_error(app: App, exc: ComfydockError) -> None:
@@ -119,17 +145,44 @@ def _print_error(app: App, exc: ComfydockError) -> None:
         app.err.print(escape("".join(traceback.format_exception(exc))))
 
 
+def crash_log_path(app: App) -> Path:
+    """The workspace's logs/ when there is a workspace, else a per-user temporary directory."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = f"crash-{stamp}-{os.getpid()}.log"
+    ws = app.opened_workspace
+    if ws is not None:
+        return ws.logs_dir / name
+    uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return Path(tempfile.gettempdir()) / f"comfydock-{uid}" / name
+
+
+def _write_crash_log(app: App, text: str) -> Path | None:
+    candidates = [crash_log_path(app)]
+    if app.opened_workspace is not None:  # a read-only workspace: fall back to the temp directory
+        uid = os.getuid() if hasattr(os, "getuid") else "user"
+        candidates.append(Path(tempfile.gettempdir()) / f"comfydock-{uid}" / candidates[0].name)
+    for path in candidates:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if hasattr(os, "getuid") and path.parent.lstat().st_uid != os.getuid():
+                continue  # a shared temp directory: never write into someone else's (or a planted link)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(text + "\n")
+            return path
+        except OSError:
+            continue
+    return None
+
+
 def _internal_error(app: App) -> int:
+    from rich.markup import escape
+
     text = traceback.format_exc()
     log.error("internal error\n%s", text)
-    crash = Path(tempfile.gettempdir()) / "comfydock-crash.log"
-    try:
-        with open(crash, "a", encoding="utf-8") as f:
-            f.write(text + "\n")
-    except OSError:
-        pass
+    crash = _write_crash_log(app, text)
     if app.args.verbose:
         app.err.print(text, markup=False)
-    app.err.print(f"[bold red]error:[/] internal error in comfydock: {sys.exc_info()[1]!r}", markup=True)
-    app.err.print(f"[bold cyan]hint:[/] the traceback is in {crash}; please report it", markup=True)
+    app.err.print(f"[bold red]error:[/] internal error in comfydock: {escape(repr(sys.exc_info()[1]))}")
+    where = f"the traceback is in {escape(str(crash))}" if crash else "run again with --verbose to see the traceback"
+    app.err.print(f"[bold cyan]hint:[/] {where}; please report it")
     return EXIT_INTERNAL

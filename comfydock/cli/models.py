@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
+
 from comfydock.cli.app import App, json_option, log
-from comfydock.errors import UsageError
+from comfydock.errors import ComfydockError
 
 
 def _models_db(app: App):
@@ -66,13 +68,20 @@ def cmd_models_index(app: App) -> int:
     ws = app.workspace()
     directory = Path(args.directory).expanduser() if args.directory else ws.models_dir
     if directory is None:
-        raise UsageError("no models directory configured", hint="pass DIR, or set one: 'comfydock config models-dir DIR'")
+        raise ComfydockError("no models directory configured", hint="pass DIR, or set one: 'comfydock config models-dir DIR'")
     if args.rebuild:
         aside = model_index.rebuild_index(ws.models_db)
         if aside:
-            app.say(f"Moved the old index aside to {aside}")
+            app.say(f"Moved the old index aside to {escape(str(aside))}")
     with _index_progress(app) as progress:
-        result = model_index.index_directory(ws.models_db, directory, full=args.full, progress=progress, warn=app.warn)
+        result = model_index.index_directory(
+            ws.models_db,
+            directory,
+            full=args.full,
+            progress=progress,
+            warn=app.warn_text,
+            on_wait=lambda holder: app.say(f"Waiting for another model index run to finish ({escape(holder)})"),
+        )
     log.info("models index %s: %s", directory, result.to_json())
     if ws.models_dir and directory.absolute() == ws.models_dir:
         ws.record_models_indexed()
@@ -80,7 +89,7 @@ def cmd_models_index(app: App) -> int:
         app.print_json(result.to_json())
         return 0
     app.say(
-        f"Indexed {result.files_seen} model file(s) in {result.directory}: {result.files_hashed} hashed, "
+        f"Indexed {result.files_seen} model file(s) in {escape(result.directory)}: {result.files_hashed} hashed, "
         f"{result.files_unchanged} unchanged, {result.files_moved} moved, {result.locations_removed} gone"
         + (f", {result.full_hashed} full-hashed" if args.full else "")
         + f"; {result.models} distinct model(s) ({result.seconds:.2f}s)"
@@ -127,21 +136,21 @@ def cmd_models_list(app: App) -> int:
             table.add_row(
                 r.hash if i == 0 else "",
                 _size(r.file_size) if i == 0 else "",
-                loc["relative_path"],
-                f"[red]{note}[/]" if note else "",
+                escape(loc["relative_path"]),
+                f"[red]{escape(note)}[/]" if note else "",
             )
     app.out.print(table)
     return 1 if problems else 0
 
 
 def _print_record(app: App, r) -> None:
-    app.out.print(f"[bold]{r.hash}[/]  {_size(r.file_size)}")
+    app.out.print(f"[bold]{escape(r.hash)}[/]  {_size(r.file_size)}")
     app.out.print(f"  sha256: {r.sha256 or '(not computed: comfydock models index --full)'}")
     app.out.print(f"  blake3: {r.blake3 or '(not computed)'}")
     for loc in r.locations:
-        app.out.print(f"  at {loc['path']}")
+        app.out.print(f"  at {escape(loc['path'])}")
     for src in r.sources:
-        app.out.print(f"  source ({src['type']}): {src['url']}")
+        app.out.print(f"  source ({escape(src['type'])}): {escape(src['url'])}")
 
 
 def cmd_models_find(app: App) -> int:
@@ -151,7 +160,7 @@ def cmd_models_find(app: App) -> int:
     if app.json:
         app.print_json([r.to_json() for r in records])
     elif not records:
-        app.say(f"No indexed model matches {app.args.query!r}")
+        app.say(f"No indexed model matches {escape(repr(app.args.query))}")
     else:
         for r in records:
             _print_record(app, r)
@@ -176,7 +185,7 @@ def cmd_models_add_source(app: App) -> int:
     if app.json:
         app.print_json(record.to_json())
     else:
-        app.say(f"{record.hash}: {len(record.sources)} source(s); added {app.args.url}")
+        app.say(f"{record.hash}: {len(record.sources)} source(s); added {escape(app.args.url)}")
     return 0
 
 

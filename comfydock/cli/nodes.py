@@ -107,9 +107,8 @@ def cmd_node_update(app: App) -> int:
         before = old.get("version") or (old.get("commit") or "")[:10]
         after = new.get("version") or (new.get("commit") or "")[:10]
         app.say(
-            f"[green]✓[/] {new['id']}: {before} → {after}"
-            if before != after
-            else f"[green]✓[/] {new['id']}: requirements rescanned"
+            "[green]✓[/] "
+            + escape(f"{new['id']}: {before} → {after}" if before != after else f"{new['id']}: requirements rescanned")
         )
     return 0
 
@@ -137,11 +136,11 @@ def cmd_node_list(app: App) -> int:
             version = r.get("version") or (f"{r['ref']}@{commit}" if r.get("ref") else commit) or "-"
             state = "" if r["present"] else (" [yellow](disabled)[/]" if r["disabled"] else " [red](missing)[/]")
             reqs = "?" if r["requirements"] is None else str(len(r["requirements"]))
-            table.add_row(r["id"], r["source"], version, r["directory"] + state, reqs)
+            table.add_row(escape(r["id"]), escape(r["source"]), escape(version), escape(r["directory"]) + state, reqs)
         app.out.print(table)
     untracked = untracked_directories(env)
     if untracked and not app.args.dev:
-        app.say(f"Not tracked: {', '.join(untracked)} (track with 'comfydock node add NAME --dev')")
+        app.say(f"Not tracked: {escape(', '.join(untracked))} (track with 'comfydock node add NAME --dev')")
     return 0
 
 

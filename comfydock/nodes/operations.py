@@ -70,13 +70,13 @@ def _check_new_node(env, spec: NodeSpec, tracked: dict[str, NodeSpec], force: bo
     known = next((n for n in tracked.values() if n.same_node(spec)), None)
     if known is not None:
         if not force:
-            raise UsageError(  # reached only when the versions differ (callers note the same version)
+            raise ComfydockError(  # reached only when the versions differ (callers note the same version)
                 f"{known.id} is already installed as {known.label()}",
                 hint=f"change its version with 'comfydock node update {known.id} --version V', "
                 f"or replace it: 'comfydock node add {spec.typed()} --force'",
             )
         if name_given and spec.directory != known.directory:
-            raise UsageError(
+            raise ComfydockError(
                 f"{known.id} is already installed in custom_nodes/{known.directory}; --name cannot move it",
                 hint=f"remove it first ('comfydock node remove {known.id}'), then add it with --name",
             )
@@ -116,7 +116,7 @@ def add_nodes(
         for ident in identifiers:
             spec = resolve(env, ident, dev, name)
             if is_ignored(env, spec.directory):
-                raise UsageError(
+                raise ComfydockError(
                     f"custom_nodes/{spec.directory} is ignored by .cec/.comfydock_ignore", hint="remove the pattern to manage it"
                 )
             if any(p.id == spec.id or p.directory == spec.directory or p.same_node(spec) for p in plans):
@@ -138,7 +138,7 @@ def add_nodes(
                     )
                 path = node_path(env, spec)
                 if not path.is_dir() and not node_path(env, spec, ".disabled").is_dir():
-                    raise UsageError(
+                    raise ComfydockError(
                         f"no directory custom_nodes/{spec.directory}",
                         hint="create or clone it there first, then track it with --dev",
                     )
@@ -219,7 +219,7 @@ def add_nodes(
             except (OSError, ValueError):
                 scanned = {}  # --no-test with a scan that did not run: nothing to report
             info = spec.to_json()
-            info["requirements"] = scanned.get("requirements", [])
+            info["requirements"] = scanned.get("requirements", []) if isinstance(scanned, dict) else []
             info["skipped"] = scanned.get("skipped", [])
             script = install_script_of(env, spec)
             if script is not None:
@@ -244,7 +244,7 @@ def find_tracked(doc, name: str) -> NodeSpec:
         spec = next((v for v in tracked.values() if v.source == "git" and v.url and normalize_git_url(v.url) == wanted), None)
     if spec is None:
         known = ", ".join(sorted(tracked)) or "none"
-        raise UsageError(
+        raise ComfydockError(
             f"node {name!r} is not installed in this environment", hint=f"installed nodes: {known} (see 'comfydock node list')"
         )
     return spec
@@ -258,7 +258,7 @@ def remove_nodes(env, names: list[str], *, force=False, listener=None, on_wait=N
         for name in names:
             spec = find_tracked(doc, name)
             if is_ignored(env, spec.directory):
-                raise UsageError(
+                raise ComfydockError(
                     f"custom_nodes/{spec.directory} is ignored by .cec/.comfydock_ignore", hint="remove the pattern to manage it"
                 )
             path = node_path(env, spec)
@@ -375,7 +375,7 @@ def list_nodes(env) -> list[dict]:
         info["disabled"] = node_path(env, spec, ".disabled").is_dir() and not path.is_dir()
         try:
             info["requirements"] = json.loads(reqs_file(env, spec.id).read_text())["requirements"]
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError, TypeError):  # derived state: the next build rescans it
             info["requirements"] = None
         rows.append(info)
     return sorted(rows, key=lambda r: r["id"].lower())

@@ -57,7 +57,7 @@ def resolve_registry(ws, node_id: str, version: str | None, name: str | None = N
     else:
         known = [str(v.get("version")) for v in client.versions(canonical)]
         if version not in known:
-            raise UsageError(
+            raise ComfydockError(
                 f"registry node {canonical!r} has no version {version!r}",
                 hint="available: " + (", ".join(known[:8]) or "none"),
             )
@@ -102,7 +102,7 @@ def ls_remote(url: str, ref: str | None) -> str:
             return refs[refname]
     if _SHA_RE.fullmatch(ref):
         return ref  # a commit: verified when it is fetched
-    raise UsageError(f"git repository {url} has no branch or tag {ref!r}", hint="check the ref after '@'")
+    raise ComfydockError(f"git repository {url} has no branch or tag {ref!r}", hint="check the ref after '@'")
 
 
 def resolve_git(url: str, ref: str | None, name: str | None = None) -> NodeSpec:

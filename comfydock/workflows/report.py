@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from comfydock import manifest
-from comfydock.errors import UsageError
+from comfydock.errors import ComfydockError
 from comfydock.workflows import tracking
 
 
@@ -113,7 +113,7 @@ def describe_workflow(env, name: str, context: dict | None = None) -> dict:
     state = states.get(name) or states.get(name.removesuffix(tracking.SUFFIX))
     if state is None:
         known = ", ".join(sorted(states)) or "none"
-        raise UsageError(f"no workflow named {name!r}", hint=f"workflows: {known} (see 'comfydock workflow list')")
+        raise ComfydockError(f"no workflow named {name!r}", hint=f"workflows: {known} (see 'comfydock workflow list')")
     source = state.path or state.copy
     info: dict = {"name": state.name, "path": state.path, "state": state.state, "node_types": [], "models": []}
     try:
