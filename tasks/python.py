@@ -125,7 +125,6 @@ def _uv_lock(env, upgrade) -> None:
 
 def torch_index_error(env, exc):
     """A clearer error when uv could not reach a PyTorch index (None: something else failed)."""
-    from comfydock import torch_family
     from comfydock.errors import ExternalToolError
 
     details = exc.details or ""
@@ -145,7 +144,6 @@ def torch_index_error(env, exc):
     )
     if not any(u and u.rstrip("/") in details for u in urls) or not any(w in details for w in unreachable):
         return None
-    del torch_family
     return ExternalToolError(
         "the PyTorch index is unreachable: " + ", ".join(u for u in urls if u.rstrip("/") in details),
         hint="check the network, or install PyPI's torch build with '--torch-backend pypi' "
