@@ -167,30 +167,71 @@ def test_backend_is_a_machine_setting_and_build_switches_the_venv(torch_ws, run_
     assert installed(env) == {"torch": "2.10.0+cpu", "torchvision": "0.25.0+cpu"}
 
 
-def test_two_machines_share_one_cec_and_each_venv_gets_its_variant(torch_ws, run_cli, monkeypatch):
-    assert run_cli("create", "a", "--torch-backend", "cu128").code == 0
-    assert run_cli("py", "add", "torch").code == 0
+def _other_workspace(run_cli, tmp_path, fixture_assets, comfyui_source, torch_indexes, backend):
+    """A colleague's workspace: the same sources, another torch backend."""
+    ws = tmp_path / "wsB"
+    assert run_cli("init", ws, "--models-dir", tmp_path / "wsB-models", "--no-interactive").code == 0
+    for key, value in (
+        ("comfyui-source", comfyui_source.as_uri()),
+        ("find-links", fixture_assets["wheels"]),
+        ("python-index", (torch_indexes / "pypi").as_uri()),
+        ("torch-index", torch_indexes.as_uri()),
+        ("node-map-url", "http://127.0.0.1:9/extension-node-map.json"),
+        ("civitai-url", "http://127.0.0.1:9"),
+        ("torch-backend", backend),
+    ):
+        assert run_cli("-w", ws, "config", key, value).code == 0
+    return ws
+
+
+def test_two_workspaces_share_one_cec_and_each_venv_gets_its_variant(
+    torch_ws, run_cli, tmp_path, fixture_assets, comfyui_source, torch_indexes
+):
+    from comfydock.workspace import Workspace
+
+    assert run_cli("config", "torch-backend", "cu128").code == 0
+    assert run_cli("create", "a").code == 0
+    assert run_cli("py", "add", "torch", "torchaudio").code == 0
     assert run_cli("commit", "-m", "torch").code == 0
     a = torch_ws.environment("a")
-    # the colleague's machine: the same committed .cec/, another backend ($COMFYDOCK_TORCH_BACKEND)
-    assert run_cli("create", "b").code == 0
-    b = torch_ws.environment("b")
+    assert installed(a) == {"torch": "2.8.0+cu128", "torchaudio": "2.8.0+cu128"}
+    # the colleague's machine (cpu) gets the same committed .cec/, unedited
+    ws_b = _other_workspace(run_cli, tmp_path, fixture_assets, comfyui_source, torch_indexes, "cpu")
+    assert run_cli("-w", ws_b, "create", "a").code == 0
+    b = Workspace.open(ws_b).environment("a")
+    assert "index" not in tomllib.loads(b.pyproject_path.read_text())["tool"]["uv"]  # nothing machine-specific
     for name in ("pyproject.toml", "uv.lock"):
         (b.cec_dir / name).write_bytes((a.cec_dir / name).read_bytes())
-    monkeypatch.setenv("COMFYDOCK_TORCH_BACKEND", "cpu")
-    assert run_cli("build", "-e", "b").code == 0
-    assert installed(b) == {"torch": "2.10.0+cpu"}
-    assert installed(a) == {"torch": "2.10.0+cu128"}
-    # b added its extra: committed, a's machine keeps its own variant from the same files
+    result = run_cli("-w", ws_b, "build", "-e", "a")
+    assert result.code == 0, result.err
+    assert installed(b) == {"torch": "2.8.0+cpu", "torchaudio": "2.8.0+cpu"}
+    # its new extra is a normal change: committed and pulled back, a's machine keeps its variant
     for name in ("pyproject.toml", "uv.lock"):
         (a.cec_dir / name).write_bytes((b.cec_dir / name).read_bytes())
-    monkeypatch.delenv("COMFYDOCK_TORCH_BACKEND")
     assert run_cli("build", "-e", "a").code == 0
-    assert installed(a) == {"torch": "2.10.0+cu128"}
-    text = a.pyproject_path.read_text()
-    data = tomllib.loads(text)
+    assert installed(a) == {"torch": "2.8.0+cu128", "torchaudio": "2.8.0+cu128"}
+    data = tomllib.loads(a.pyproject_path.read_text())
     assert "torch_backend" not in data["tool"]["comfydock"]["environment"]
     assert [i["name"] for i in data["tool"]["uv"]["index"]] == ["pytorch-cu128", "pytorch-cpu"]
+    assert set(data["project"]["optional-dependencies"]) == {"torch-cu128", "torch-cpu"}
+
+
+def test_import_on_another_backend_installs_this_machines_variant(
+    torch_ws, run_cli, tmp_path, fixture_assets, comfyui_source, torch_indexes
+):
+    from comfydock.workspace import Workspace
+
+    assert run_cli("create", "a", "--torch-backend", "cu128").code == 0
+    assert run_cli("py", "add", "torch", "torchvision", "torchaudio").code == 0
+    assert run_cli("commit", "-m", "torch").code == 0
+    assert run_cli("export", "--no-interactive", "--output", tmp_path / "a.tar.gz").code == 0
+    ws_b = _other_workspace(run_cli, tmp_path, fixture_assets, comfyui_source, torch_indexes, "pypi")
+    result = run_cli("-w", ws_b, "import", tmp_path / "a.tar.gz", "--no-interactive", "--skip-models")
+    assert result.code == 0, result.err
+    assert "no torch variant for this machine's backend (pypi)" in result.err
+    b = Workspace.open(ws_b).environment("a")
+    assert installed(b) == {"torch": "2.8.0", "torchvision": "0.23.0", "torchaudio": "2.8.0"}
+    assert run_cli("-w", ws_b, "status", "-e", "a", "--json").json["torch_family"]["coherent"]
 
 
 def test_unreachable_pytorch_index_names_pypi_backend_and_setting(torch_ws, run_cli):
