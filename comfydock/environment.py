@@ -58,10 +58,17 @@ class Environment:
 
     def locked_versions(self, doc=None) -> dict[str, str]:
         """What uv.lock installs into this environment's venv (its fork of the universal lock)."""
+        from comfydock import torch_family
         from comfydock.dependencies import locked_versions
 
         text = self.lock_path.read_text(encoding="utf-8") if self.lock_path.exists() else None
-        return locked_versions(text, self.marker_environment(doc))
+        versions = locked_versions(text, self.marker_environment(doc))
+        try:
+            backend = self.torch_backend()
+        except Exception:  # an unknown backend name: shown by status, not fatal here
+            return versions
+        # uv.lock holds one torch per backend extra: this machine's is the one it installs
+        return versions | torch_family.family_in_lock(text, versions, backend)
 
     def lock(self, on_wait=None):
         return environment_lock(self.lock_file, on_wait=on_wait)
@@ -92,10 +99,33 @@ class Environment:
         except Exception:
             pass
 
+    # --- this machine's torch backend (never in the shared manifest) ---------------------
+    def torch_backend_requested(self) -> tuple[str, str]:
+        """(requested backend, where it was set); see python_env.requested_torch_backend."""
+        return python_env.requested_torch_backend(self)
+
+    def torch_backend(self) -> str | None:
+        """The concrete backend this machine installs ('cpu', 'cu128'...; None: PyPI builds)."""
+        return python_env.resolve_torch_backend(self.torch_backend_requested()[0])
+
+    def torch_extra(self, doc=None) -> str | None:
+        """The manifest extra this machine syncs with (None: a legacy manifest, synced as it is)."""
+        from comfydock import torch_family
+
+        doc = doc if doc is not None else self.manifest_data()
+        extra = torch_family.extra_name(self.torch_backend())
+        return extra if extra in torch_family.backend_extras(doc) else None
+
     # --- venv bookkeeping (used by the sync_venv task and by status) ------------------
-    def record_venv_synced(self) -> None:
+    def record_venv_synced(self, extra: str | None = None) -> None:
         clashes = python_env.module_clashes(self.venv_dir)  # read once per sync, shown by status
-        atomic_write_json(self.venv_marker, {"uv_lock_sha256": file_sha256(self.lock_path), "module_clashes": clashes})
+        atomic_write_json(
+            self.venv_marker,
+            {"uv_lock_sha256": file_sha256(self.lock_path), "module_clashes": clashes, "torch_extra": extra},
+        )
+
+    def synced_torch_extra(self) -> str | None:
+        return (read_json_state(self.venv_marker) or {}).get("torch_extra")
 
     def module_clashes(self) -> list[dict]:
         """Modules more than one installed distribution provides (recorded by the last sync)."""
@@ -111,7 +141,10 @@ class Environment:
         except OSError:  # e.g. the venv's interpreter is behind a directory this user cannot enter
             return False
         recorded = (read_json_state(self.venv_marker) or {}).get("uv_lock_sha256")
-        return isinstance(recorded, str) and recorded == file_sha256(self.lock_path)
+        if not (isinstance(recorded, str) and recorded == file_sha256(self.lock_path)):
+            return False
+        # a changed backend ('comfydock config torch-backend') syncs again, with its extra
+        return self.synced_torch_extra() == self.torch_extra()
 
 
 @dataclass
@@ -130,7 +163,7 @@ def create_environment(
     *,
     python: str = "3.11",
     comfyui_ref: str | None = None,
-    torch_backend: str = "auto",
+    torch_backend: str | None = None,
     use: bool = False,
     step=lambda message: None,
     warn=lambda message: None,
@@ -151,7 +184,8 @@ def create_environment(
     from comfydock.requirements import scan_requirements_file
 
     validate_name(name)
-    backend = python_env.resolve_torch_backend(torch_backend)
+    if torch_backend is not None:
+        python_env.resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
     root = ws.environments_dir / name
     warnings: list[str] = []
 
@@ -190,9 +224,6 @@ def create_environment(
                 scanned.requirements,
                 ref.name,
                 ref.commit,
-                torch_backend,
-                backend,
-                ws.setting("torch-index"),
             )
             env.cec_dir.mkdir()
             manifest.save(env.pyproject_path, doc)
@@ -200,6 +231,9 @@ def create_environment(
             (env.cec_dir / "workflows").mkdir()
             (env.cec_dir / "workflows" / ".gitkeep").touch()
             comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
+            if torch_backend is not None:  # this machine's choice for this environment, not shared
+                python_env.set_environment_torch_backend(env, torch_backend)
+            backend = env.torch_backend()
 
             step(f"Creating Python {python} venv")
             python_env.create_venv(ws, env.venv_dir, python)
@@ -337,7 +371,7 @@ def status(env: Environment) -> dict:
         "comfyui_checkout_matches": head == info.get("comfyui_commit") if head else False,
         "comfyui_missing": not (env.comfyui_dir / "main.py").is_file(),
         "python_version": info.get("python_version"),
-        "torch_backend": info.get("torch_backend"),
+        **torch_status(env),
         "venv_in_sync": env.venv_in_sync() and not venv_pending,
         "missing_node_dirs": missing_node_dirs,  # tracked nodes whose directory is gone ('build' restores them)
         "pending_tasks": pending,
@@ -349,6 +383,36 @@ def status(env: Environment) -> dict:
         "upstream": upstream_status(env),  # ahead/behind as of the last fetch (no network)
         "drift": drift(env),
         **workflows,
+    }
+
+
+def torch_status(env: Environment) -> dict:
+    """This machine's backend (requested, where from, detected) and the torch family the venv gets."""
+    from comfydock import torch_family
+
+    requested, where = env.torch_backend_requested()
+    try:
+        backend = python_env.resolve_torch_backend(requested)
+        backend_error = None
+    except Exception as exc:  # an unknown name in $COMFYDOCK_TORCH_BACKEND: shown, not fatal
+        backend, backend_error = None, str(exc)
+    doc = env.manifest_data()
+    text = env.lock_path.read_text(encoding="utf-8") if env.lock_path.exists() else None
+    versions = torch_family.family_in_lock(text, env.locked_versions(doc), backend)
+    release = torch_family.recorded_release(doc)
+    report = torch_family.FamilyReport(
+        versions,
+        torch_family.release_text(release) if release else None,
+        torch_family.problem(versions),
+    )
+    return {
+        "torch_backend": backend or "pypi",
+        "torch_backend_requested": requested,
+        "torch_backend_source": where,
+        "torch_backend_detected": python_env.detect_torch_backend() if requested == "auto" else None,
+        "torch_backend_error": backend_error,
+        "torch_backends_in_manifest": [e.removeprefix("torch-") for e in torch_family.backend_extras(doc)],
+        "torch_family": report.to_json() | {"summary": report.summary()},
     }
 
 

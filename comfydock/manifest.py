@@ -9,7 +9,6 @@ from tomlkit.exceptions import TOMLKitError
 
 from comfydock.errors import CorruptFile
 from comfydock.fsutil import atomic_write_text
-from comfydock.python_env import TORCH_PACKAGES
 
 
 def restore_hint(path: Path) -> str:
@@ -196,10 +195,9 @@ def new_manifest(
     requirements: list[str],
     comfyui_ref: str,
     comfyui_commit: str,
-    torch_backend_requested: str,
-    torch_backend: str | None,
-    torch_index_base: str,
 ) -> tomlkit.TOMLDocument:
+    """A new environment's manifest. Nothing in it is machine-specific: the torch backend is a
+    setting of each machine, added as an extra when the environment is first locked there."""
     doc = tomlkit.document()
     doc.add(tomlkit.comment("Managed by comfydock: edit with 'comfydock node|py|constraint', or by hand."))
     project = tomlkit.table()
@@ -220,22 +218,6 @@ def new_manifest(
     uv = tomlkit.table()
     uv["package"] = False  # the environment is not itself an installable package
     uv["default-groups"] = "all"  # every node's group is installed by 'uv sync'
-    if torch_backend:
-        index = tomlkit.aot()
-        entry = tomlkit.table()
-        entry["name"] = f"pytorch-{torch_backend}"
-        entry["url"] = f"{torch_index_base.rstrip('/')}/{torch_backend}"
-        entry["explicit"] = True
-        index.append(entry)
-        uv["index"] = index
-        sources = tomlkit.table()
-        marker = _torch_index_marker(torch_backend)
-        for pkg in TORCH_PACKAGES:
-            sources[pkg] = tomlkit.inline_table()
-            sources[pkg]["index"] = f"pytorch-{torch_backend}"
-            if marker:
-                sources[pkg]["marker"] = marker
-        uv["sources"] = sources
     tool = tomlkit.table(is_super_table=True)
     tool["uv"] = uv
 
@@ -243,25 +225,12 @@ def new_manifest(
     env["comfyui_version"] = comfyui_ref
     env["comfyui_commit"] = comfyui_commit
     env["python_version"] = python_version
-    env["torch_backend"] = torch_backend_requested if torch_backend_requested != "auto" else (torch_backend or "pypi")
-    if torch_backend_requested == "auto":
-        env["torch_backend_requested"] = "auto"
     comfydock = tomlkit.table(is_super_table=True)
     comfydock["environment"] = env
     comfydock["nodes"] = tomlkit.table()
     tool["comfydock"] = comfydock
     doc["tool"] = tool
     return doc
-
-
-def _torch_index_marker(backend: str) -> str | None:
-    """GPU builds exist only for some platforms; elsewhere (macOS) torch comes from PyPI, so the
-    universal uv.lock still resolves everywhere and a bundle stays importable on any machine."""
-    if backend.startswith("rocm"):
-        return "sys_platform == 'linux'"
-    if backend.startswith(("cu", "xpu")):
-        return "sys_platform == 'linux' or sys_platform == 'win32'"
-    return None
 
 
 def _major_minor(version: str) -> str:

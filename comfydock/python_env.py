@@ -200,21 +200,43 @@ def marker_environment(venv_dir: Path, python_version: str | None) -> dict[str, 
     return environ
 
 
+def _no_index_args(workspace) -> list[str]:
+    # uv has no environment variable for --no-index (UV_NO_INDEX is ignored, checked on uv 0.13):
+    # without the flag uv still asks PyPI about every package
+    return ["--no-index"] if (workspace.setting("no-index") or "").lower() in {"1", "true", "yes"} else []
+
+
 def lock(workspace, project_dir: Path, upgrade: list[str] = ()) -> None:
-    args = ["lock"] + [arg for name in upgrade for arg in ("--upgrade-package", name)]
+    args = ["lock", *_no_index_args(workspace)] + [arg for name in upgrade for arg in ("--upgrade-package", name)]
     run_uv(args, env=uv_environ(workspace), cwd=project_dir, what="resolve the environment's dependencies")
 
 
-def sync(workspace, project_dir: Path, venv_dir: Path) -> None:
+def sync(workspace, project_dir: Path, venv_dir: Path, extra: str | None = None) -> None:
     # --frozen: install exactly what uv.lock says; lock_deps keeps the lock current.
-    run_uv(["sync", "--frozen"], env=uv_environ(workspace, venv_dir), cwd=project_dir, what="sync the venv to uv.lock")
+    # --extra: this machine's torch backend (see torch_family.ensure_backend)
+    args = ["sync", "--frozen", *_no_index_args(workspace)] + (["--extra", extra] if extra else [])
+    run_uv(args, env=uv_environ(workspace, venv_dir), cwd=project_dir, what="sync the venv to uv.lock")
 
 
 # --- torch backends ------------------------------------------------------------------------
 
 
+_detected: list[str] = []
+
+
 def detect_torch_backend() -> str:
-    """'auto': the newest CUDA build the NVIDIA driver supports, else the CPU build."""
+    """'auto': NVIDIA driver -> the newest CUDA build it supports; ROCm -> its ROCm build;
+    Apple silicon -> the PyPI build (it has MPS); else the CPU build. Asked once per process."""
+    if not _detected:
+        _detected.append(_detect())
+    return _detected[0]
+
+
+def _detect() -> str:
+    import platform
+
+    if platform.system() == "Darwin":
+        return "pypi"  # PyPI's macOS wheels are the MPS (Apple silicon) build
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
@@ -230,13 +252,27 @@ def detect_torch_backend() -> str:
                     return backend
         except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
             pass
-    return "cpu"
+    rocm = rocm_backend(Path(os.environ.get("ROCM_PATH") or "/opt/rocm"))
+    return rocm or "cpu"
+
+
+def rocm_backend(rocm_root: Path) -> str | None:
+    """The newest PyTorch ROCm build not newer than the installed ROCm (from .info/version)."""
+    try:
+        text = (rocm_root / ".info" / "version").read_text(encoding="utf-8").strip()
+        major, minor = (int(x) for x in re.match(r"(\d+)\.(\d+)", text).groups())
+    except (OSError, AttributeError, ValueError):
+        return None
+    builds = sorted((tuple(int(x) for x in b[4:].split(".")), b) for b in TORCH_BACKENDS if b.startswith("rocm"))
+    usable = [b for v, b in builds if v <= (major, minor)]
+    return usable[-1] if usable else None
 
 
 def resolve_torch_backend(requested: str) -> str | None:
     """Map the --torch-backend value to a concrete PyTorch index name (None: plain PyPI)."""
     if requested == "auto":
-        return detect_torch_backend()
+        detected = detect_torch_backend()
+        return None if detected == "pypi" else detected
     if requested in {"pypi", "none"}:
         return None
     if requested not in TORCH_BACKENDS:
@@ -245,6 +281,42 @@ def resolve_torch_backend(requested: str) -> str | None:
             hint="use auto, pypi, or one of: " + ", ".join(TORCH_BACKENDS),
         )
     return requested
+
+
+def requested_torch_backend(env) -> tuple[str, str]:
+    """This machine's torch backend for `env` and where it was set: $COMFYDOCK_TORCH_BACKEND,
+    the environment's own choice ('create --torch-backend', kept in .comfydock/, not shared),
+    'comfydock config torch-backend', a legacy manifest's backend, else 'auto'."""
+    from comfydock import torch_family
+
+    if os.environ.get("COMFYDOCK_TORCH_BACKEND"):
+        return os.environ["COMFYDOCK_TORCH_BACKEND"].strip(), "$COMFYDOCK_TORCH_BACKEND"
+    try:
+        own = (env.state_dir / "torch-backend").read_text(encoding="utf-8").strip()
+    except OSError:
+        own = ""
+    if own:
+        return own, "this environment (create --torch-backend)"
+    configured = env.workspace.config.get("torch_backend")
+    if configured:
+        return str(configured), "comfydock config torch-backend"
+    legacy = torch_family.legacy_backend(env.manifest_data())
+    if legacy:
+        return legacy, "the manifest (made before per-machine backends)"
+    return "auto", "default"
+
+
+def set_environment_torch_backend(env, requested: str | None) -> None:
+    """Remember `requested` as this environment's own backend on this machine (None: forget)."""
+    from comfydock.fsutil import atomic_write_text
+
+    path = env.state_dir / "torch-backend"
+    if requested is None:
+        path.unlink(missing_ok=True)
+        return
+    resolve_torch_backend(requested)  # refuse an unknown name before it is stored
+    env.state_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, requested + "\n")
 
 
 # --- distributions that install the same module -------------------------------------------------

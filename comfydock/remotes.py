@@ -573,8 +573,9 @@ def create_from_remote(
     the cloned uv.lock, workflows copied into ComfyUI. No new version is made: the history is the
     remote's. All or nothing like `create`: on any failure the environment directory is removed.
 
-    `torch_backend` None keeps the recorded backend; another one retargets the PyTorch index and
-    re-locks (left as an uncommitted change, and said so)."""
+    `torch_backend` (None: this machine's setting) is kept in the environment's .comfydock/, never
+    in .cec/ (see torch_family): a backend the history has no variant for is added as an extra.
+    """
     from comfydock import comfyui, engine, manifest, python_env
     from comfydock.environment import Environment, build_failure
     from comfydock.fsutil import remove_tree
@@ -585,6 +586,8 @@ def create_from_remote(
     git = _git()
     validate_name(name)
     validate_url(url)
+    if torch_backend is not None:
+        python_env.resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
     warnings: list[str] = []
 
     def _warn(msg):
@@ -638,21 +641,19 @@ def create_from_remote(
             comfyui.checkout(cache, env.comfyui_dir, ref, source)
             comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
 
-            recorded = info.get("torch_backend")
-            recorded = None if recorded in (None, "pypi", "none") else str(recorded)
-            backend = recorded
+            # this machine's backend (never the pusher's): a variant the history lacks is added to
+            # the manifest as its own extra and uv.lock re-resolved (a change to commit and push)
             if torch_backend is not None:
-                backend = python_env.resolve_torch_backend(torch_backend)
-                if backend != recorded:
-                    from comfydock.bundle.importing import retarget_torch
+                python_env.set_environment_torch_backend(env, torch_backend)
+            from comfydock.tasks.python import machine_backend_in_manifest
 
-                    mdoc = manifest.load(env.pyproject_path)
-                    retarget_torch(mdoc, backend, ws.setting("torch-index"))
-                    manifest.save(env.pyproject_path, mdoc)
-                    _warn(
-                        f"torch backend {backend or 'pypi'} instead of the recorded {recorded or 'pypi'}: "
-                        "pyproject.toml and uv.lock now differ from the remote's (uncommitted; commit or roll back before pulling)"
-                    )
+            backend = env.torch_backend()
+            recorded = machine_backend_in_manifest(env)
+            if not recorded:
+                _warn(
+                    f"the history has no torch variant for this machine's backend ({backend or 'pypi'}): it is added "
+                    "and uv.lock re-resolved, an uncommitted change ('comfydock commit' + 'push' shares it)"
+                )
 
             step(f"Creating Python {python} venv")
             python_env.create_venv(ws, env.venv_dir, python)
@@ -675,10 +676,12 @@ def create_from_remote(
                 report = engine.build(env, targets, listener=build_listener) if targets else None
                 if report is not None and not report.ok:
                     raise build_failure(report)
-                if torch_backend is not None and backend != recorded:
-                    python_env.lock(ws, env.cec_dir)
-                python_env.sync(ws, env.cec_dir, env.venv_dir)
-                env.record_venv_synced()
+                if not recorded:
+                    from comfydock.tasks.python import lock_coherent
+
+                    lock_coherent(env)
+                python_env.sync(ws, env.cec_dir, env.venv_dir, env.torch_extra())
+                env.record_venv_synced(env.torch_extra())
                 _warn(
                     f"development node(s) {', '.join(missing)} are not in git and were not installed: "
                     + dev_node_hint(env, doc, missing)

@@ -89,6 +89,13 @@ SETTINGS: dict[str, Setting] = {
             "base URL of the PyTorch wheel indexes used by --torch-backend",
         ),
         Setting(
+            "torch-backend",
+            "torch_backend",
+            "COMFYDOCK_TORCH_BACKEND",
+            "auto",
+            "this machine's PyTorch build: auto, cpu, cu128, rocm6.3, xpu, pypi, ... (never written to .cec/)",
+        ),
+        Setting(
             "archive-max-bytes",
             "archive_max_bytes",
             "COMFYDOCK_ARCHIVE_MAX_BYTES",
@@ -316,6 +323,13 @@ class Workspace:
             else:
                 self.set_models_dir(Path(value))
             return
+        if key == "torch-backend" and value is not None:
+            from comfydock.python_env import TORCH_BACKENDS
+
+            if value not in {"auto", "pypi", *TORCH_BACKENDS}:
+                raise UsageError(
+                    f"unknown torch backend {value!r}", hint="use auto, pypi, or one of: " + ", ".join(TORCH_BACKENDS)
+                )
         if value is None:
             self.config.pop(s.json_key, None)
         else:

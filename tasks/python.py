@@ -33,7 +33,123 @@ def upgrade_options(names) -> dict[str, list[str]]:
 
 
 def _lock(env, upgrade_package) -> None:
-    python_env.lock(env.workspace, env.cec_dir, upgrade_package)
+    lock_coherent(env, upgrade_package)
+
+
+def machine_backend_in_manifest(env) -> bool:
+    """The manifest already has this machine's torch backend (its extra, or a legacy manifest's
+    own index for the same backend; or nothing needs torch): nothing to add before locking."""
+    from comfydock import torch_family
+
+    return torch_family.backend_ready(env.manifest_data(), env.torch_backend())
+
+
+def lock_coherent(env, upgrade=()) -> None:
+    """uv lock, keeping torch, torchvision and torchaudio to one PyTorch release.
+
+    First this machine's backend gets its extra in the manifest (a normal change to commit).
+    Explicit incoherent pins are refused before uv runs. After uv locked, the release every
+    family member has is recorded ([tool.comfydock.torch].release and its constraints) and uv
+    locks again when that changed what uv may pick. On any failure pyproject.toml and uv.lock
+    are put back as they were."""
+    from packaging.utils import canonicalize_name
+
+    from comfydock import manifest, torch_family
+    from comfydock.errors import ComfydockError, ExternalToolError
+    from comfydock.fsutil import atomic_write_bytes
+
+    ws = env.workspace
+    saved = {path: (path.read_bytes() if path.exists() else None) for path in (env.pyproject_path, env.lock_path)}
+    try:
+        doc = manifest.load(env.pyproject_path)
+        if not torch_family.backend_ready(doc, env.torch_backend()):
+            torch_family.ensure_backend(doc, env.torch_backend(), ws.setting("torch-index"))
+        torch_family.check_pins(doc)
+        if any(canonicalize_name(n) in torch_family.FAMILY for n in upgrade):
+            torch_family.clear_release(doc)  # an upgrade of torch may move to a newer release
+        _save_if_changed(env, doc)
+        try:
+            _uv_lock(env, upgrade)
+        except ExternalToolError:
+            if not torch_family.clear_release(doc):
+                raise
+            _save_if_changed(env, doc)  # a requirement moved past the recorded release: derive it anew
+            _uv_lock(env, upgrade)
+        text = env.lock_path.read_text(encoding="utf-8")
+        release = torch_family.lock_release(text)
+        if release is None or (release == torch_family.recorded_release(doc) and not torch_family.lock_problems(text)):
+            return
+        found = torch_family.lock_problems(text)
+        torch_family.record_release(doc, release)
+        _save_if_changed(env, doc)
+        try:
+            _uv_lock(env, ())
+        except ExternalToolError as exc:
+            pins = torch_family.explicit_pins(doc)
+            pinned = f" (pinned: {', '.join(f'{k}=={v}' for k, v in sorted(pins.items()))})" if pins else ""
+            raise ComfydockError(
+                f"no coherent torch family: {'; '.join(found) or 'the locked versions differ'}{pinned}; "
+                f"release {torch_family.release_text(release)} is the newest all of them have, and uv cannot lock it",
+                hint="pin a PyTorch release that has torch, torchvision and torchaudio (or pin torch alone), "
+                "then run 'comfydock build'",
+                details=exc.details,
+            ) from None
+        left = torch_family.lock_problems(env.lock_path.read_text(encoding="utf-8"))
+        if left:
+            raise ComfydockError(f"no coherent torch family: {'; '.join(left)}", hint="pin one PyTorch release of torch")
+    except BaseException:
+        for path, data in saved.items():
+            if data is None:
+                path.unlink(missing_ok=True)
+            elif not path.exists() or path.read_bytes() != data:
+                atomic_write_bytes(path, data)
+        raise
+
+
+def _save_if_changed(env, doc) -> None:
+    from comfydock import manifest
+
+    text = manifest.dumps(doc)
+    if text.encode() != env.pyproject_path.read_bytes():
+        manifest.save(env.pyproject_path, doc)
+
+
+def _uv_lock(env, upgrade) -> None:
+    from comfydock.errors import ExternalToolError
+
+    try:
+        python_env.lock(env.workspace, env.cec_dir, list(upgrade))
+    except ExternalToolError as exc:
+        raise torch_index_error(env, exc) or exc from None
+
+
+def torch_index_error(env, exc):
+    """A clearer error when uv could not reach a PyTorch index (None: something else failed)."""
+    from comfydock.errors import ExternalToolError
+
+    details = exc.details or ""
+    urls = [
+        str(i.get("url"))
+        for i in (env.manifest_data().get("tool", {}).get("uv", {}).get("index") or [])
+        if str(i.get("name", "")).startswith("pytorch-")
+    ]
+    unreachable = (
+        "Failed to fetch",
+        "error sending request",
+        "dns error",
+        "Connection refused",
+        "Could not connect",
+        "not found",
+        "No such file",
+    )
+    if not any(u and u.rstrip("/") in details for u in urls) or not any(w in details for w in unreachable):
+        return None
+    return ExternalToolError(
+        "the PyTorch index is unreachable: " + ", ".join(u for u in urls if u.rstrip("/") in details),
+        hint="check the network, or install PyPI's torch build with '--torch-backend pypi' "
+        "('comfydock config torch-backend pypi'), or point the 'torch-index' setting at a mirror",
+        details=details,
+    )
 
 
 def _no_upgrade_asked(task) -> bool:
@@ -42,12 +158,13 @@ def _no_upgrade_asked(task) -> bool:
 
 
 def _sync(env) -> None:
-    python_env.sync(env.workspace, env.cec_dir, env.venv_dir)
-    env.record_venv_synced()
+    extra = env.torch_extra()
+    python_env.sync(env.workspace, env.cec_dir, env.venv_dir, extra)
+    env.record_venv_synced(extra)
 
 
 def _venv_synced(env) -> bool:
-    # the venv exists and its marker names this lock (a missing or damaged marker: sync again)
+    # the venv exists, its marker names this lock and this machine's torch extra (else: sync again)
     return env.venv_in_sync()
 
 
@@ -61,7 +178,8 @@ def task_lock_deps(env):
         "file_dep": [env.pyproject_path],
         "targets": [env.lock_path],
         "params": [UPGRADE_PARAM],
-        "uptodate": [_no_upgrade_asked],  # an upgrade request always runs uv lock
+        # an upgrade request always runs uv lock, and so does a backend new to the manifest
+        "uptodate": [_no_upgrade_asked, (machine_backend_in_manifest, [env])],
         "actions": [(_lock, [env])],
     }
 

@@ -150,33 +150,30 @@ def test_bad_environment_names_are_refused(workspace, run_cli, name):
     assert list(workspace.environments_dir.iterdir()) == []
 
 
-def test_torch_backend_writes_the_matching_pytorch_index(workspace, run_cli):
+def test_create_torch_backend_is_kept_outside_the_shared_manifest(workspace, run_cli):
     assert run_cli("create", "gpu", "--torch-backend", "cu126").code == 0
-    doc = tomlkit.parse(workspace.environment("gpu").pyproject_path.read_text())
-    (index,) = doc["tool"]["uv"]["index"]
-    assert index["url"] == "https://download.pytorch.org/whl/cu126" and index["explicit"] is True
-    for pkg in ("torch", "torchvision", "torchaudio"):
-        assert doc["tool"]["uv"]["sources"][pkg]["index"] == index["name"]
-        # no CUDA wheels for macOS: there torch comes from PyPI, so the universal lock still resolves
-        assert doc["tool"]["uv"]["sources"][pkg]["marker"] == "sys_platform == 'linux' or sys_platform == 'win32'"
-    assert doc["tool"]["comfydock"]["environment"]["torch_backend"] == "cu126"
-
-
-def test_torch_index_is_configurable_and_pypi_backend_writes_none(workspace, run_cli):
-    run_cli("config", "torch-index", "http://127.0.0.1:1/whl")
-    assert run_cli("create", "a", "--torch-backend", "cpu").code == 0
-    doc = tomlkit.parse(workspace.environment("a").pyproject_path.read_text())
-    assert doc["tool"]["uv"]["index"][0]["url"] == "http://127.0.0.1:1/whl/cpu"
-    assert run_cli("create", "b", "--torch-backend", "pypi").code == 0
-    doc = tomlkit.parse(workspace.environment("b").pyproject_path.read_text())
+    env = workspace.environment("gpu")
+    doc = tomlkit.parse(env.pyproject_path.read_text())
     assert "index" not in doc["tool"]["uv"] and "sources" not in doc["tool"]["uv"]
+    assert "torch_backend" not in doc["tool"]["comfydock"]["environment"]
+    status = run_cli("status", "--json").json
+    assert status["torch_backend"] == "cu126" and status["torch_backend_requested"] == "cu126"
+    assert "create --torch-backend" in status["torch_backend_source"]
+    assert ".comfydock" in str(env.state_dir) and (env.state_dir / "torch-backend").read_text().strip() == "cu126"
 
 
-def test_auto_torch_backend_records_what_it_chose(workspace, run_cli):
+def test_auto_torch_backend_status_shows_requested_and_detected(workspace, run_cli):
     assert run_cli("create", "a").code == 0
-    info = workspace.environment("a").info()
-    assert info["torch_backend_requested"] == "auto"
-    assert info["torch_backend"] in {"cpu", "cu118", "cu121", "cu124", "cu126", "cu128", "cu130"}
+    status = run_cli("status", "--json").json
+    assert status["torch_backend_requested"] == "auto" and status["torch_backend_source"] == "default"
+    assert status["torch_backend_detected"] in {"cpu", "pypi", "cu118", "cu121", "cu124", "cu126", "cu128", "cu130"}
+    assert "requested auto, detected" in run_cli("status").out
+
+
+def test_unknown_torch_backend_setting_is_refused(workspace, run_cli):
+    result = run_cli("config", "torch-backend", "cuda99")
+    assert result.code == 2 and "unknown torch backend" in result.err
+    assert run_cli("config", "torch-backend").out.strip() == "auto"
 
 
 def test_unknown_torch_backend_is_a_usage_error(workspace, run_cli):

@@ -260,26 +260,23 @@ def test_changed_workflow_reruns_only_its_chain_and_the_bundle_and_a_failed_look
         assert unknown.code == 1 and "comfydock workflow list" in unknown.err  # well-formed, refused
 
 
-def test_import_points_torch_at_this_machines_backend_keeping_other_indexes():
+def test_import_adds_this_machines_backend_keeping_the_exporters_and_other_indexes():
     import tomlkit
 
     from comfydock import manifest
-    from comfydock.bundle.importing import retarget_torch
+    from comfydock.torch_family import ensure_backend
 
-    doc = manifest.new_manifest("e", "3.12", ["numpy"], "v1", "c" * 40, "auto", "cu128", "https://torch.example/whl")
+    doc = manifest.new_manifest("e", "3.12", ["numpy", "torch"], "v1", "c" * 40)
+    ensure_backend(doc, "cu128", "https://torch.example/whl")  # the exporter's machine
     doc["tool"]["uv"]["index"].append({"name": "mine", "url": "https://mine.example/simple"})
     doc["tool"]["uv"]["sources"]["mypkg"] = {"index": "mine"}
-    retarget_torch(doc, "cpu", "https://torch.example/whl")
-    data = tomlkit.loads(tomlkit.dumps(doc)).unwrap()
-    uv = data["tool"]["uv"]
-    assert [i["name"] for i in uv["index"]] == ["mine", "pytorch-cpu"]
-    assert uv["index"][1]["url"] == "https://torch.example/whl/cpu"
-    assert uv["sources"]["torch"]["index"] == "pytorch-cpu" and uv["sources"]["mypkg"] == {"index": "mine"}
-    assert data["tool"]["comfydock"]["environment"]["torch_backend"] == "cpu"
-
-    retarget_torch(doc, None, "https://torch.example/whl")  # plain PyPI
+    assert ensure_backend(doc, "cpu", "https://torch.example/whl")  # the importer's machine
     uv = tomlkit.loads(tomlkit.dumps(doc)).unwrap()["tool"]["uv"]
-    assert [i["name"] for i in uv["index"]] == ["mine"] and "torch" not in uv["sources"]
+    assert [i["name"] for i in uv["index"]] == ["pytorch-cu128", "mine", "pytorch-cpu"]
+    assert uv["index"][2]["url"] == "https://torch.example/whl/cpu"
+    assert [s["index"] for s in uv["sources"]["torch"]] == ["pytorch-cu128", "pytorch-cpu"]
+    assert uv["sources"]["mypkg"] == {"index": "mine"}
+    assert not ensure_backend(doc, "cu128", "https://torch.example/whl")  # already there: unchanged
 
 
 def test_export_asks_for_missing_urls_and_never_writes_tokens(

@@ -73,43 +73,6 @@ def environment_name(pyproject: dict, bundle: Path) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip("-.") or "imported"
 
 
-def retarget_torch(doc, backend: str | None, index_base: str) -> None:
-    """Point the manifest's PyTorch index and torch/torchvision/torchaudio sources at `backend`
-    (None: plain PyPI), keeping every other index and source the exporter had."""
-    import tomlkit
-
-    from comfydock import manifest
-    from comfydock.python_env import TORCH_PACKAGES
-
-    fresh = manifest.new_manifest("x", "3.11", [], "x", "x", backend or "pypi", backend, index_base)["tool"]["uv"]
-    tool = doc.setdefault("tool", tomlkit.table(is_super_table=True))
-    uv = tool.setdefault("uv", tomlkit.table())
-    indexes = tomlkit.aot()
-    for entry in uv.get("index", []):
-        if not str(entry.get("name", "")).startswith("pytorch-"):
-            indexes.append(entry)
-    for entry in fresh.get("index", []):
-        indexes.append(entry)
-    if len(indexes):
-        uv["index"] = indexes
-    elif "index" in uv:
-        del uv["index"]
-    sources = tomlkit.table()
-    for pkg, value in (uv.get("sources") or {}).items():
-        if pkg not in TORCH_PACKAGES:
-            sources[pkg] = value
-    for pkg, value in (fresh.get("sources") or {}).items():
-        sources[pkg] = value
-    if len(sources):
-        uv["sources"] = sources
-    elif "sources" in uv:
-        del uv["sources"]
-    env_table = tool["comfydock"]["environment"]
-    env_table["torch_backend"] = backend or "pypi"
-    if "torch_backend_requested" in env_table:
-        del env_table["torch_backend_requested"]
-
-
 def _indexed_location(db_path: Path, model, base_dir: Path | None = None) -> Path | None:
     """An existing file the index knows for `model` (same quick hash; same SHA256 when known)."""
     if not db_path.exists():
@@ -355,7 +318,7 @@ def import_bundle(
     skip_models: bool = False,
     skip_nodes: bool = False,
     models_from: Path | None = None,
-    torch_backend: str = "auto",
+    torch_backend: str | None = None,
     choose=None,
     step=lambda message: None,
     warn=lambda message: None,
@@ -419,18 +382,12 @@ def import_bundle(
                 "this workspace has no models directory to put the bundle's models in",
                 hint="set one with 'comfydock config models-dir DIR', or import with --skip-models",
             )
-        recorded = info.get("torch_backend")
-        recorded = None if recorded in (None, "pypi", "none") else str(recorded)
-        backend = python_env.resolve_torch_backend(torch_backend)  # this machine's, not the exporter's
+        if torch_backend is not None:
+            python_env.resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
     except BaseException:
         if fresh:  # refused before anything was made: leave nothing behind
             remove_tree(work)
         raise
-    if backend != recorded:
-        _warn(
-            f"the bundle was made with torch backend {recorded or 'pypi'}; this machine uses {backend or 'pypi'}: "
-            "the PyTorch index is changed and uv.lock re-resolved"
-        )
 
     root = ws.environments_dir / name
     with environment_lock(ws.metadata_file.parent / "locks" / f"{name}.lock"):
@@ -449,11 +406,20 @@ def import_bundle(
 
             env.cec_dir.mkdir()
             (env.pyproject_path).write_bytes(pyproject_bytes)
-            if backend != recorded:
-                doc = manifest.load(env.pyproject_path)
-                retarget_torch(doc, backend, ws.setting("torch-index"))
-                manifest.save(env.pyproject_path, doc)
             shutil.copyfile(extracted / "uv.lock", env.lock_path)
+            # this machine's backend (never the exporter's): a variant the bundle lacks is added
+            # to the manifest as its own extra and uv.lock re-resolved (see torch_family)
+            if torch_backend is not None:
+                python_env.set_environment_torch_backend(env, torch_backend)
+            from comfydock.tasks.python import machine_backend_in_manifest
+
+            backend = env.torch_backend()
+            recorded = machine_backend_in_manifest(env)
+            if not recorded:
+                _warn(
+                    f"the bundle has no torch variant for this machine's backend ({backend or 'pypi'}): "
+                    "it is added and uv.lock re-resolved"
+                )
             (env.cec_dir / ".python-version").write_text(python + "\n")
             (env.cec_dir / "workflows").mkdir()
             (env.cec_dir / "workflows" / ".gitkeep").touch()
@@ -508,10 +474,12 @@ def import_bundle(
 
             if skip_nodes:
                 step("Installing dependencies from uv.lock (nodes skipped)")
-                if backend != recorded:
-                    python_env.lock(ws, env.cec_dir)
-                python_env.sync(ws, env.cec_dir, env.venv_dir)
-                env.record_venv_synced()
+                if not recorded:
+                    from comfydock.tasks.python import lock_coherent
+
+                    lock_coherent(env)
+                python_env.sync(ws, env.cec_dir, env.venv_dir, env.torch_extra())
+                env.record_venv_synced(env.torch_extra())
                 if any(n.method != "development" for n in lock.nodes):
                     _warn("registry and git nodes were not installed (--skip-nodes): 'comfydock build' installs them")
             else:
@@ -519,7 +487,7 @@ def import_bundle(
                 report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"], listener=build_listener)
                 if not report.ok:
                     raise build_failure(report)
-                if backend == recorded and env.lock_path.read_bytes() != (extracted / "uv.lock").read_bytes():
+                if recorded and env.lock_path.read_bytes() != (extracted / "uv.lock").read_bytes():
                     _warn("uv.lock was re-resolved on this machine: it differs from the bundle's")
 
             repo = history.init_repo(env.cec_dir)

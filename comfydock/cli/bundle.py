@@ -263,10 +263,10 @@ def register(sub) -> None:
     p.add_argument("--models-from", metavar="DIR", help="a directory (disk, mirror) to copy models from, indexed on the fly")
     p.add_argument(
         "--torch-backend",
-        default="auto",
+        default=None,
         metavar="B",
-        help="PyTorch build for this machine: auto (detect the GPU), cpu, cu128, ... or pypi (default: auto); "
-        "when it differs from the bundle's, uv.lock is re-resolved",
+        help="PyTorch build for this machine: auto (detect the GPU), cpu, cu128, ... or pypi (default: the "
+        "torch-backend setting); a backend the bundle has no variant for is added and uv.lock re-resolved",
     )
     p.add_argument("--no-interactive", action="store_true", help="never ask: download what has a URL, list what has none")
     p.add_argument("--interactive", action="store_true", help=argparse.SUPPRESS)

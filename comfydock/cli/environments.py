@@ -64,7 +64,7 @@ def cmd_create(app: App) -> int:
                 args.name,
                 python=args.python,
                 comfyui_ref=args.comfyui_version,
-                torch_backend=args.torch_backend or "auto",
+                torch_backend=args.torch_backend,
                 use=args.use,
                 step=step,
                 warn=app.warn_text,
@@ -103,7 +103,7 @@ def _create_from(app: App, ws) -> int:
                 ws,
                 args.name,
                 args.from_url,
-                torch_backend=args.torch_backend,  # None: the recorded one
+                torch_backend=args.torch_backend,  # None: the machine's setting
                 use=args.use,
                 step=step,
                 warn=app.warn_text,
@@ -212,6 +212,14 @@ def cmd_run(app: App) -> int:
         )
     if not env.python.exists():
         raise ComfydockError(f"environment {env.name!r} has no venv", hint=f"run 'comfydock build -e {env.name}' to create it")
+    from comfydock import torch_family
+
+    wrong = torch_family.check_installed(env.python, env.venv_dir, env.torch_backend())
+    if wrong:
+        raise ComfydockError(
+            f"the torch family in {env.name}'s venv is broken: {wrong}",
+            hint=f"run 'comfydock build -e {env.name}' to install the locked torch, torchvision and torchaudio",
+        )
     cmd = [str(env.python), str(env.comfyui_dir / "main.py"), *app.args.comfyui_args]
     log.info("run %s: %s", env.name, cmd)
     from comfydock.cli.nodes import run_comfyui_watching_imports
@@ -282,7 +290,16 @@ def cmd_status(app: App) -> int:
     else:
         ref_note = "" if data["comfyui_checkout_matches"] else "  [yellow](checkout differs from the manifest)[/]"
     out.print(f"ComfyUI: {escape(str(data['comfyui_version']))} ({escape((data['comfyui_commit'] or '?')[:12])}){ref_note}")
-    out.print(f"Python: {escape(str(data['python_version']))}   torch backend: {escape(str(data['torch_backend']))}")
+    requested = data["torch_backend_requested"]
+    detected = f", detected {data['torch_backend_detected']}" if data.get("torch_backend_detected") else ""
+    out.print(
+        f"Python: {escape(str(data['python_version']))}   torch backend: {escape(str(data['torch_backend']))} "
+        f"[dim](requested {escape(requested)}{escape(detected)}; from {escape(data['torch_backend_source'])})[/]"
+    )
+    family = data["torch_family"]
+    if family["versions"]:
+        colour = "green" if family["coherent"] else "red"
+        out.print(f"Torch family: [{colour}]{escape(family['summary'])}[/]")
     for node in data["missing_node_dirs"]:
         out.print(f"Custom node {escape(node)} [yellow]missing on disk[/] (comfydock build restores it)")
     node_tasks = {
@@ -476,9 +493,10 @@ def register(sub) -> None:
     p.add_argument("--comfyui-version", metavar="REF", help="ComfyUI tag, branch or commit (default: newest release tag)")
     p.add_argument(
         "--torch-backend",
+        default=None,
         metavar="B",
-        help="PyTorch build: auto (detect the GPU), cpu, cu126, cu128, rocm6.3, xpu, ... or pypi "
-        "(default: auto; with --from: the recorded one)",
+        help="this machine's PyTorch build for it: auto (detect the GPU), cpu, cu126, cu128, rocm6.3, xpu, ... "
+        "or pypi (default: the torch-backend setting, auto); kept outside .cec/ (with --from too)",
     )
     p.add_argument("--use", action="store_true", help="make it the active environment")
     p.add_argument(

@@ -99,6 +99,13 @@ def cmd_py_list(app: App) -> int:
         for r in sorted(rows, key=lambda r: (r.group != CORE_GROUP, r.group != "user", r.group, r.name)):
             table.add_row(escape(r.group), escape(r.requirement), escape(r.locked or "-"))
         app.out.print(table)
+        from comfydock.environment import torch_status
+
+        family = torch_status(env)["torch_family"]
+        if family["versions"]:
+            colour = "green" if family["coherent"] else "red"
+            release = f", kept to release {family['release']}" if family["release"] else ""
+            app.out.print(f"Torch family: [{colour}]{escape(family['summary'])}[/]{escape(release)}")
     warn_module_clashes(app, env.module_clashes())
     return 0
 
