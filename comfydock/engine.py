@@ -135,7 +135,7 @@ def preflight(env) -> None:
     """Refuse to act on a damaged manifest or lock file; repair damaged derived state."""
     from comfydock import manifest
 
-    env.manifest()  # validates the shape
+    env.manifest_data()  # validates the shape (the fast reader checks it too)
     manifest.check_lock(env.lock_path)
     repair_state(env)
 

@@ -155,15 +155,15 @@ def commit_environment(
                 tx.save_file(path)
             tx.save_tree(env.cec_dir / "workflows")
             _prune_deleted_copies(env, tx)
-            report = _build(env, ["core_node_types", WORKFLOW_TARGET], listener)
+            # one run: doit checks lock_deps only when it gets to it, after update_manifest wrote
+            report = _build(env, ["core_node_types", WORKFLOW_TARGET, "lock_deps"], listener)
             if choose is not None:
                 asked = False
                 for workflow, ref in pending_choices(env):
                     record_choice(env, workflow, ref, choose(workflow, ref))
                     asked = True
                 if asked:
-                    report = _build(env, [WORKFLOW_TARGET], listener)
-            _build(env, ["lock_deps"], listener)
+                    report = _build(env, [WORKFLOW_TARGET, "lock_deps"], listener)
             files = _resolution_files(env)
             unresolved = [
                 {"workflow": name, **{k: m.get(k) for k in ("node_id", "node_type", "filename", "directory", "status")}}
@@ -197,18 +197,33 @@ def commit_environment(
 
 def _missing_nodes(env, repo) -> list[dict]:
     """Node types no installed package provides; the node map (cached, refreshed when expired) is
-    fetched only when there are such types. Without it the types are still listed."""
+    fetched only when there are such types, and not again for an hour after a failed fetch (an
+    offline machine must not wait on the network at every commit). Without it the types are
+    still listed."""
+    import time
+
+    from comfydock.fsutil import atomic_write_json, read_json_state
     from comfydock.workflows.node_types import fetch_node_map
     from comfydock.workflows.report import workflows_status
 
     missing = workflows_status(env, repo)["missing_nodes"]
-    if missing:
+    if not missing:
+        return missing
+    failed = env.workspace.api_cache_dir / "node-map-failed.json"
+    url = env.workspace.setting("node-map-url")
+    last = read_json_state(failed) or {}
+    if last.get("url") == url and time.time() - float(last.get("at", 0)) < 3600:
+        return missing
+    try:
+        fetch_node_map(env.workspace)
+    except ComfydockError:
         try:
-            fetch_node_map(env.workspace)
-        except ComfydockError:
-            return missing
-        missing = workflows_status(env, repo)["missing_nodes"]
-    return missing
+            atomic_write_json(failed, {"url": url, "at": time.time()})
+        except OSError:
+            pass
+        return missing
+    failed.unlink(missing_ok=True)
+    return workflows_status(env, repo)["missing_nodes"]
 
 
 def _undo_commit(repo, version) -> None:

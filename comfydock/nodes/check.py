@@ -82,7 +82,7 @@ def check_nodes(env, names: list[str] | None = None) -> list[dict]:
     from comfydock.nodes.operations import find_tracked
     from comfydock.nodes.spec import manifest_nodes
 
-    doc = env.manifest()
+    doc = env.manifest_data()
     specs = [find_tracked(doc, n) for n in names] if names else sorted(manifest_nodes(doc).values(), key=lambda s: s.id.lower())
     return [check_node(env, spec) for spec in specs]
 

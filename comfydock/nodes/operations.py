@@ -368,7 +368,7 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
 
 def list_nodes(env) -> list[dict]:
     rows = []
-    for spec in manifest_nodes(env.manifest()).values():
+    for spec in manifest_nodes(env.manifest_data()).values():
         info = spec.to_json()
         path = node_path(env, spec)
         info["present"] = path.is_dir()
@@ -385,7 +385,7 @@ def untracked_directories(env) -> list[str]:
     """Directories in custom_nodes/ that no node entry owns (and the ignore file does not hide)."""
     if not env.custom_nodes_dir.is_dir():
         return []
-    owned = {s.directory for s in manifest_nodes(env.manifest()).values()}
+    owned = {s.directory for s in manifest_nodes(env.manifest_data()).values()}
     return sorted(
         p.name
         for p in env.custom_nodes_dir.iterdir()
@@ -405,7 +405,7 @@ def referenced_cache_identities(ws) -> set[str]:
     for name in ws.environment_names():
         env = ws.environment(name)
         try:
-            doc = env.manifest()
+            doc = env.manifest_data()
             tracked = manifest_nodes(doc)
         except ComfydockError as exc:
             raise ComfydockError(

@@ -63,6 +63,9 @@ def apply_scan(env, spec: NodeSpec) -> dict:
     requirements, skipped = scan_node(node_dir)
     atomic_write_json(reqs_file(env, spec.id), {"node": spec.id, "requirements": requirements, "skipped": skipped})
     with _manifest_lock:
+        current = (env.manifest_data().get("dependency-groups") or {}).get(spec.group)
+        if current == requirements:  # unchanged: skip tomlkit's slow parse of a big manifest
+            return {"digest": requirements_digest(node_dir)}
         doc = env.manifest()
         if spec.id in manifest_nodes(doc) and set_group_requirements(doc, spec.group, requirements):
             manifest.save(env.pyproject_path, doc)
