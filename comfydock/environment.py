@@ -194,18 +194,7 @@ def create_environment(
         warn(msg)
 
     with environment_lock(ws.create_lock_file(name)):
-        if ws.half_made(name):
-            raise ComfydockError(
-                f"environment {name!r} is half-made at {root} (an earlier 'create' did not finish)",
-                hint=f"remove it with 'comfydock delete {name}', then create it again",
-            )
-        if root.exists():
-            raise ComfydockError(
-                f"environment {name!r} already exists at {root}",
-                hint=f"pick another name, or remove it first with 'comfydock delete {name}'",
-            )
-        ws.environments_dir.mkdir(parents=True, exist_ok=True)
-        root.mkdir()
+        reserve_directory(ws, name)
         env = Environment(ws, name)
         try:
             source = comfyui_source or ws.setting("comfyui-source")
@@ -254,6 +243,25 @@ def create_environment(
             remove_tree(root)
             raise
     return CreateResult(env, ref.name, ref.commit, python, backend, warnings)
+
+
+def reserve_directory(ws: Workspace, name: str):
+    """Under the environment's create lock: refuse a half-made or existing environment of that
+    name, then make its (empty) directory. Shared by create, create --from and import."""
+    root = ws.environments_dir / name
+    if ws.half_made(name):
+        raise ComfydockError(
+            f"environment {name!r} is half-made at {root} (an earlier 'create' did not finish)",
+            hint=f"remove it with 'comfydock delete {name}', then create it again",
+        )
+    if root.exists():
+        raise ComfydockError(
+            f"environment {name!r} already exists at {root}",
+            hint=f"pick another name, or remove it first with 'comfydock delete {name}'",
+        )
+    ws.environments_dir.mkdir(parents=True, exist_ok=True)
+    root.mkdir()
+    return root
 
 
 def build_failure(report) -> ExternalToolError:

@@ -429,3 +429,19 @@ def clash_warning(clash: dict) -> tuple[str, str]:
         f"(or drop {dists[0]} that way instead), then run 'comfydock build'"
     )
     return message, fix
+
+
+def adopt_machine_backend(env, torch_backend: str | None, source: str) -> str | None:
+    """A received manifest (a bundle, a remote's history) meets this machine's torch backend:
+    never the sender's. Returns a warning when the manifest had no variant for it (it is added as
+    its own extra and uv.lock re-resolved, an uncommitted change)."""
+    from comfydock.tasks.python import machine_backend_in_manifest
+
+    if torch_backend is not None:
+        set_environment_torch_backend(env, torch_backend)
+    if machine_backend_in_manifest(env):
+        return None
+    return (
+        f"the {source} has no torch variant for this machine's backend ({env.torch_backend() or 'pypi'}): "
+        "it is added and uv.lock re-resolved"
+    )

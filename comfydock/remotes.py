@@ -577,7 +577,7 @@ def create_from_remote(
     in .cec/ (see torch_family): a backend the history has no variant for is added as an extra.
     """
     from comfydock import comfyui, engine, manifest, python_env
-    from comfydock.environment import Environment, build_failure
+    from comfydock.environment import Environment, build_failure, reserve_directory
     from comfydock.fsutil import remove_tree
     from comfydock.locking import environment_lock
     from comfydock.workflows import tracking
@@ -596,18 +596,7 @@ def create_from_remote(
 
     root = ws.environments_dir / name
     with environment_lock(ws.create_lock_file(name)):
-        if ws.half_made(name):
-            raise ComfydockError(
-                f"environment {name!r} is half-made at {root} (an earlier 'create' did not finish)",
-                hint=f"remove it with 'comfydock delete {name}', then create it again",
-            )
-        if root.exists():
-            raise UsageError(
-                f"environment {name!r} already exists at {root}",
-                hint=f"pick another name, or remove it first with 'comfydock delete {name}'",
-            )
-        ws.environments_dir.mkdir(parents=True, exist_ok=True)
-        root.mkdir()
+        reserve_directory(ws, name)
         env = Environment(ws, name)
         try:
             step(f"Cloning the history from {url}")
@@ -641,19 +630,10 @@ def create_from_remote(
             comfyui.checkout(cache, env.comfyui_dir, ref, source)
             comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
 
-            # this machine's backend (never the pusher's): a variant the history lacks is added to
-            # the manifest as its own extra and uv.lock re-resolved (a change to commit and push)
-            if torch_backend is not None:
-                python_env.set_environment_torch_backend(env, torch_backend)
-            from comfydock.tasks.python import machine_backend_in_manifest
-
-            backend = env.torch_backend()
-            recorded = machine_backend_in_manifest(env)
-            if not recorded:
-                _warn(
-                    f"the history has no torch variant for this machine's backend ({backend or 'pypi'}): it is added "
-                    "and uv.lock re-resolved, an uncommitted change ('comfydock commit' + 'push' shares it)"
-                )
+            note = python_env.adopt_machine_backend(env, torch_backend, "history")
+            recorded, backend = note is None, env.torch_backend()
+            if note:
+                _warn(note + ", an uncommitted change ('comfydock commit' + 'push' shares it)")
 
             step(f"Creating Python {python} venv")
             python_env.create_venv(ws, env.venv_dir, python)

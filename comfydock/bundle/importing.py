@@ -407,19 +407,10 @@ def import_bundle(
             env.cec_dir.mkdir()
             (env.pyproject_path).write_bytes(pyproject_bytes)
             shutil.copyfile(extracted / "uv.lock", env.lock_path)
-            # this machine's backend (never the exporter's): a variant the bundle lacks is added
-            # to the manifest as its own extra and uv.lock re-resolved (see torch_family)
-            if torch_backend is not None:
-                python_env.set_environment_torch_backend(env, torch_backend)
-            from comfydock.tasks.python import machine_backend_in_manifest
-
-            backend = env.torch_backend()
-            recorded = machine_backend_in_manifest(env)
-            if not recorded:
-                _warn(
-                    f"the bundle has no torch variant for this machine's backend ({backend or 'pypi'}): "
-                    "it is added and uv.lock re-resolved"
-                )
+            note = python_env.adopt_machine_backend(env, torch_backend, "bundle")
+            recorded, backend = note is None, env.torch_backend()
+            if note:
+                _warn(note)
             (env.cec_dir / ".python-version").write_text(python + "\n")
             (env.cec_dir / "workflows").mkdir()
             (env.cec_dir / "workflows" / ".gitkeep").touch()

@@ -183,16 +183,7 @@ def _resolve_one(ref, index: _Index, stored: dict) -> Resolution:
     folders = _folders(ref.directory)
 
     def accept(c: Candidate, how: str) -> Resolution:
-        res.status, res.hash, res.path, res.relative_path, res.size, res.how = (
-            "resolved",
-            c.hash,
-            c.path,
-            c.relative_path,
-            c.size,
-            how,
-        )
-        res.candidates = []
-        return res
+        return _resolved(res, c, how)
 
     by_name = index.by_filename(filename)
     exact_paths = {filename, *(f"{d}/{filename}" for d in folders)}
