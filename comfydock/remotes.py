@@ -608,7 +608,15 @@ def create_from_remote(
             except git.GitCommandError as exc:
                 raise ExternalToolError(f"cannot clone {url}: {git_reason(exc)}") from None
             if not repo.head.is_valid():
-                raise ComfydockError(f"{url} has no versions yet", hint="push an environment there first: 'comfydock push'")
+                # a bare repository made by 'git init --bare' may name a default branch ('master')
+                # that was never pushed while 'main' was: take main, or the only branch there is
+                branches = {r.remote_head: r for r in repo.remotes.origin.refs if r.remote_head != "HEAD"}
+                pick = branches.get("main") or (next(iter(branches.values())) if len(branches) == 1 else None)
+                if pick is None:
+                    raise ComfydockError(f"{url} has no versions yet", hint="push an environment there first: 'comfydock push'")
+                repo.git.symbolic_ref("HEAD", f"refs/heads/{pick.remote_head}")
+                repo.git.update_ref(f"refs/heads/{pick.remote_head}", pick.commit.hexsha)
+                repo.git.branch(f"--set-upstream-to={pick.name}", pick.remote_head)
             commit = repo.head.commit.hexsha
             check_tree(repo, commit, url)
             check_history(repo, ["--all"], url)

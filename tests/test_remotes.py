@@ -286,3 +286,17 @@ def test_pull_refuses_a_history_that_ever_held_a_symlink(two_machines, run_cli, 
     refused = b("pull")
     assert refused.code == 1 and "workflows/link.json is a symbolic link" in refused.err
     assert _state(env_b) == before
+
+
+def test_create_from_a_bare_repository_whose_head_names_an_unpushed_branch(env, machine_b, run_cli, tmp_path):
+    # 'git init --bare' without -b names 'master' (git < 2.28 defaults, or init.defaultBranch):
+    # the push goes to 'main', the remote's HEAD points nowhere; create --from still finds main
+    remote = tmp_path / "plain.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    subprocess.run(["git", "-C", str(remote), "symbolic-ref", "HEAD", "refs/heads/master"], check=True)
+    assert run_cli("remote", "add", "origin", remote.as_uri()).code == 0
+    assert run_cli("push").code == 0
+    b = _b(run_cli, machine_b)
+    created = b("create", "copy", "--from", remote.as_uri())
+    assert created.code == 0, created.err
+    assert [v["version"] for v in b("log", "-e", "copy", "--json").json] == ["v1"]
