@@ -237,7 +237,7 @@ def push(env, remote: str | None = None, *, on_wait=None) -> PushResult:
         _refuse_uncommitted(
             env,
             "push",
-            "keep them as a version with 'comfydock commit' first (or discard them: 'comfydock rollback --yes')",
+            "keep them as a version with 'comfydock commit' first (or discard them: 'comfydock rollback --yes'; workflows never committed are kept by rollback: move them out of ComfyUI's workflows folder)",
         )
         head = repo.head.commit.hexsha
         fetch(repo, remote)
@@ -468,7 +468,7 @@ def pull(env, remote: str | None = None, *, listener=None, on_wait=None) -> Pull
         _refuse_uncommitted(
             env,
             "pull",
-            "keep them with 'comfydock commit' (pull then merges), or discard them with 'comfydock rollback --yes'",
+            "keep them with 'comfydock commit' (pull then merges), or discard them with 'comfydock rollback --yes' (workflows never committed are kept: move them out of ComfyUI's workflows folder)",
         )
         fetch(repo, remote)
         head = repo.head.commit.hexsha

@@ -405,9 +405,11 @@ def resolve_workflow_models(env, workflow: str, *, choose=None, listener=None, o
     return data.get("models", [])
 
 
-def uncommitted(env) -> list[str]:
+def uncommitted(env, include_new: bool = True) -> list[str]:
     """What a rollback would discard: changed .cec/ files and workflows changed in ComfyUI."""
     repo = history.open_repo(env.cec_dir)
     found = [line[3:] for line in repo.git.status("--porcelain").splitlines()]
-    found += [f"workflow {s.name} ({s.state})" for s in tracking.workflow_states(env, repo) if s.state != "committed"]
+    # include_new=False: what rollback would discard (it keeps never-committed workflows)
+    states = ("modified", "deleted", "new") if include_new else ("modified", "deleted")
+    found += [f"workflow {s.name} ({s.state})" for s in tracking.workflow_states(env, repo) if s.state in states]
     return found

@@ -194,7 +194,7 @@ def test_rollback_disables_dev_node_and_keeps_never_committed_workflow(env, run_
     assert not dev.exists()
     assert (env.custom_nodes_dir / "my-dev-node.disabled" / "__init__.py").exists()
     assert (env.workflows_dir / "scratch.json").exists()
-    assert "never committed" in result.err
+    assert "kept workflow scratch" in result.err
 
 
 def test_rollback_to_unknown_version_lists_the_versions(env, run_cli):
@@ -204,11 +204,17 @@ def test_rollback_to_unknown_version_lists_the_versions(env, run_cli):
 
 
 def test_rollback_refuses_to_discard_uncommitted_work_without_yes(env, run_cli):
-    _save_workflow(env, SDXL)
-    result = run_cli("rollback")
+    demo = env.workflows_dir / "demo.json"  # committed in v1
+    demo.write_text(demo.read_text().replace("demo_model", "other_model"))
+    result = run_cli("rollback", "v1")
     assert result.code == 1
-    assert "sdxl_simple_example" in result.err and "--yes" in result.err
-    assert (env.workflows_dir / "sdxl_simple_example.json").exists()
+    assert "workflow demo (modified)" in result.err and "rollback v1 --yes" in result.err
+    assert "other_model" in demo.read_text()
+    # a workflow that was never committed is not something rollback discards: no refusal for it
+    demo.write_text(demo.read_text().replace("other_model", "demo_model"))
+    _save_workflow(env, SDXL)
+    kept = run_cli("rollback")
+    assert kept.code == 0 and (env.workflows_dir / "sdxl_simple_example.json").exists()
 
 
 def test_rollback_without_target_discards_uncommitted_changes(env, run_cli):

@@ -23,6 +23,8 @@ def cmd_comfyui_update(app: App) -> int:
     if not result.changed:
         app.out.print(f"ComfyUI is already at {escape(result.new_ref)} ({result.new_commit[:10]}).")
         return 0
+    if result.requirements_added or result.requirements_removed:
+        app.say("ComfyUI's requirements (comfyui-core group):")
     for line in result.requirements_added:
         app.say(f"  + {escape(line)}")
     for line in result.requirements_removed:

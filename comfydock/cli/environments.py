@@ -340,8 +340,11 @@ def cmd_status(app: App) -> int:
             )
         else:
             out.print(f"Remote: up to date with {escape(where)} (as of the last fetch)")
+    changed_workflows = [w for w in data.get("workflows", []) if w["state"] != "committed"]
     if data["uncommitted_changes"]:
         out.print("Uncommitted changes in .cec: " + escape(", ".join(data["uncommitted_changes"])))
+    if data["uncommitted_changes"] or changed_workflows:
+        out.print("Run 'comfydock commit' to save the current state as a new version.")
     else:
         out.print("No uncommitted changes.")
     return 0

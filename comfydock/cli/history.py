@@ -175,17 +175,34 @@ def cmd_commit(app: App) -> int:
         app.warn(
             f"workflow {escape(name)} could not be analysed (its copy is still versioned); see 'comfydock workflow show {escape(name)}'"
         )
-    for m in result.unresolved:
-        app.warn(
-            f"{escape(m['workflow'])}: model {escape(m['filename'])} ({m['status']}) is not in the model index: "
-            f"index it ('comfydock models index') or resolve it ('comfydock models resolve {escape(m['workflow'])}')"
-        )
+    _warn_unresolved(app, result.unresolved)
     _warn_missing_nodes(app, result.missing_nodes)
     if result.version is None:
         app.out.print(f"Nothing to commit: {escape(result.message)}")
         return 0
     app.out.print(f"[green]✓[/] {result.version}: {escape(result.message)}")
     return 0
+
+
+def _warn_unresolved(app: App, unresolved: list[dict], limit: int = 10) -> None:
+    """One line per workflow and file (a subgraph repeats a loader many times), at most `limit`."""
+    seen: dict[tuple, dict] = {}
+    for m in unresolved:
+        seen.setdefault((m["workflow"], m["filename"], m["status"]), m)
+    for i, (workflow, filename, status) in enumerate(seen):
+        if i == limit:
+            app.warn(f"... and {len(seen) - limit} more model references: see 'comfydock status' or 'comfydock workflow show'")
+            break
+        if status == "ambiguous":
+            app.warn(
+                f"{escape(workflow)}: several indexed files match model {escape(filename)}: "
+                f"choose one with 'comfydock models resolve {escape(workflow)}'"
+            )
+        else:
+            app.warn(
+                f"{escape(workflow)}: model {escape(filename)} is not in the model index: index it "
+                f"('comfydock models index') or resolve it ('comfydock models resolve {escape(workflow)}')"
+            )
 
 
 def _warn_missing_nodes(app: App, missing: list[dict], limit: int = 8) -> None:
@@ -213,13 +230,13 @@ def cmd_rollback(app: App) -> int:
 
     args = app.args
     env = app.env()
-    pending = [] if args.yes else uncommitted(env)
+    pending = [] if args.yes else uncommitted(env, include_new=False)
     if pending:
         shown = ", ".join(pending[:5]) + (f" and {len(pending) - 5} more" if len(pending) > 5 else "")
         if not sys.stdin.isatty():
             raise ComfydockError(
                 f"rollback would discard uncommitted changes: {shown}",
-                hint="keep them with 'comfydock commit' first, or discard them with 'comfydock rollback --yes'",
+                hint=f"keep them with 'comfydock commit' first, or discard them with 'comfydock rollback {args.target + ' ' if args.target else ''}--yes'",
             )
         from rich.prompt import Confirm
 
@@ -235,7 +252,7 @@ def cmd_rollback(app: App) -> int:
         return 0
     for label, items in (
         ("removed node", result.nodes_removed),
-        ("disabled development node (kept as NAME.disabled)", result.nodes_disabled),
+        ("disabled development node (its directory kept with a .disabled suffix)", result.nodes_disabled),
         ("installed node", result.nodes_installed),
         ("re-enabled development node", result.nodes_enabled),
         ("restored workflow", result.workflows_restored),
@@ -244,15 +261,20 @@ def cmd_rollback(app: App) -> int:
         for item in items:
             app.say(f"[green]✓[/] {label}: {escape(item)}")
     for name in result.workflows_kept:
-        app.say(f"kept workflow {escape(name)}: it was never committed")
+        app.say(f"kept workflow {escape(name)}: it is not in the last version, and rollback never deletes uncommitted work")
     if result.dev_nodes:
         app.warn("development nodes are not version controlled:")
         for node in result.dev_nodes:
             app.say(f"   - {escape(node)} (dependencies may have changed): comfydock node update {escape(node)}")
-    app.out.print(
-        f"Rolled back to {escape(result.target)} ({result.commit[:10]}); the changes are uncommitted: "
-        "'comfydock commit' keeps them as a new version"
+    if result.comfyui:
+        app.say(f"[green]✓[/] ComfyUI checkout moved {result.comfyui['from'][:10]} → {result.comfyui['to'][:10]}")
+    left = uncommitted(env)
+    tail = (
+        "the changes are uncommitted: 'comfydock commit' keeps them as a new version"
+        if left
+        else "it matches the last version: nothing to commit"
     )
+    app.out.print(f"Rolled back to {escape(result.target)} ({result.commit[:10]}); {tail}")
     return 0
 
 
