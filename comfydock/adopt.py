@@ -854,6 +854,11 @@ def adopt_here(env, *, listener=None, on_wait=None, step=lambda message: None) -
         saved_state: dict = {}
         try:
             specs = []
+            from comfydock.nodes.spec import manifest_nodes
+
+            # a second clone of a node already tracked (or found twice) would share its cache entry
+            # and install target: it is tracked as a development node instead, files in place
+            seen = {s.identity(): s.id for s in manifest_nodes(env.manifest_data()).values() if s.identity()}
             for finding in findings:
                 if finding.kind == "invalid":
                     report["nodes"].append(finding.to_json())
@@ -866,8 +871,14 @@ def adopt_here(env, *, listener=None, on_wait=None, step=lambda message: None) -
                         finding.kind, finding.carried, finding.why = "development", "approximate", got
                     else:
                         spec = got
+                if spec is not None and spec.identity() in seen:
+                    finding.kind, finding.carried = "development", "approximate"
+                    finding.why = f"a second copy of node {seen[spec.identity()]}: tracked as a development node"
+                    spec = None
                 if spec is None:
                     spec = NodeSpec(finding.directory, "development", finding.directory, url=finding.url)
+                elif spec.identity():
+                    seen[spec.identity()] = spec.id
                 specs.append(spec)
                 set_node(doc, spec)
                 report["nodes"].append(finding.to_json() | {"id": spec.id, "kind": spec.source})

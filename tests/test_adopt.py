@@ -345,3 +345,20 @@ def test_adopt_into_an_existing_environment_name_is_refused_before_any_work(work
     result = run_cli("adopt", comfy, "--name", "taken")
     assert result.code == 1 and "already exists" in result.err
     assert [p.name for p in (workspace.environments_dir / "taken").iterdir()] == ["keep.txt"]
+
+
+def test_adopt_here_tracks_a_second_clone_of_a_tracked_node_as_development(env, node_repo, run_cli):
+    """Two directories holding one node would share a cache entry and install target: the
+    second copy becomes a development node in place, nothing fails and nothing is lost."""
+    from comfydock.nodes.spec import manifest_nodes
+
+    assert run_cli("node", "add", f"{node_repo.as_uri()}@v1.0").code == 0
+    copy = git.Repo.clone_from(str(node_repo), env.custom_nodes_dir / "Another")
+    copy.git.checkout("v1.0")
+    result = run_cli("adopt", "--here", "--json")
+    assert result.code == 0, result.err
+    (row,) = [n for n in result.json["nodes"] if n["directory"] == "Another"]
+    assert row["kind"] == "development" and "second copy" in row["why"]
+    tracked = manifest_nodes(env.manifest())
+    assert tracked["Another"].source == "development" and tracked["ComfyUI-Git-Node"].source == "git"
+    assert (env.custom_nodes_dir / "Another" / "__init__.py").exists()
