@@ -75,6 +75,11 @@ def test_export_import_round_trip_rebuilds_the_environment_in_another_workspace(
         again = run_cli("export", "--no-interactive", "--json", "--output", tmp_path / "b.tar.gz").json
         assert again["sha256"] == exported["sha256"] == sha256(tmp_path / "b.tar.gz") == sha256(tmp_path / "a.tar.gz")
         assert again["full_hashes_computed"] == 0
+        # the same bundle at the same --output is not rewritten (CI caches compare files)
+        out_stat = (tmp_path / "b.tar.gz").stat()
+        assert run_cli("build", "export", "--output", tmp_path / "b.tar.gz").code == 0
+        assert (tmp_path / "b.tar.gz").stat().st_ino == out_stat.st_ino
+        assert (tmp_path / "b.tar.gz").stat().st_mtime_ns == out_stat.st_mtime_ns
 
         with tarfile.open(tmp_path / "a.tar.gz") as tar:
             names = set(tar.getnames())

@@ -531,6 +531,8 @@ def copy_out(src: Path, dest: Path) -> None:
     dest = Path(dest)
     if dest.is_dir():
         raise ComfydockError(f"{dest} is a directory", hint="give a file name, e.g. --output my-env.tar.gz")
+    if dest.is_file() and dest.stat().st_size == src.stat().st_size and file_sha256(dest) == file_sha256(src):
+        return  # the same bundle is already there: rewrite nothing (CI caches key on it)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
