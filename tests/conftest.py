@@ -44,6 +44,26 @@ def clean_environ(monkeypatch, fixture_assets, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@pytest.fixture(autouse=True)
+def no_public_network(monkeypatch):
+    """Tests never reach a public host: any connection from this process to anything but
+    loopback fails at once (uv and git run with --no-index and file:// URLs)."""
+    import socket
+
+    real_connect = socket.socket.connect
+
+    def connect(self, address):
+        host = address[0] if isinstance(address, tuple) else None
+        if host is not None and host not in _LOOPBACK:
+            raise OSError(f"test tried to reach {host} (tests may only use 127.0.0.1)")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+
+
 @pytest.fixture
 def comfyui_source(fixture_assets, tmp_path):
     """A private copy of the fixture ComfyUI repo, for tests that change or remove it."""

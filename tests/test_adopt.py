@@ -55,7 +55,9 @@ def existing_install(tmp_path, comfyui_source, fixture_assets, registry):
     from comfydock import python_env
 
     pack_zip = node_zip_bytes("adopt-pack", "cdfix-beta\n", {"pyproject.toml": PACK_PYPROJECT, "nodes.py": "# pack\n"})
-    registry.add_node("comfyui-adopt-pack", {"1.2.0": pack_zip}, repository="https://github.com/fixture/ComfyUI-Adopt-Pack")
+    registry.add_node(
+        "comfyui-adopt-pack", {"1.2.0": pack_zip}, repository="https://git.example.invalid/fixture/ComfyUI-Adopt-Pack"
+    )
 
     home = tmp_path / "old"
     comfy = home / "ComfyUI"
