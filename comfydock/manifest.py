@@ -245,18 +245,23 @@ def environment_info(doc) -> dict:
 # --- workflows and the models they need ([tool.comfydock.workflows.*], [tool.comfydock.models.required])
 
 
+def table_at(doc, *keys: str, create: bool = False, super_last: bool = False):
+    """The table at doc[k1][k2]...; made on the way when `create` (the ones above the last as
+    super-tables, the last too with `super_last`, as [tool.uv] and [tool.comfydock.x] are
+    written), else None."""
+    table = doc
+    for i, key in enumerate(keys):
+        inner = table.get(key)
+        if inner is None:
+            if not create:
+                return None
+            table[key] = inner = tomlkit.table(is_super_table=super_last or i < len(keys) - 1)
+        table = inner
+    return table
+
+
 def _comfydock_table(doc, create: bool = False):
-    tool = doc.get("tool")
-    if tool is None:
-        if not create:
-            return None
-        doc["tool"] = tool = tomlkit.table(is_super_table=True)
-    section = tool.get("comfydock")
-    if section is None:
-        if not create:
-            return None
-        tool["comfydock"] = section = tomlkit.table(is_super_table=True)
-    return section
+    return table_at(doc, "tool", "comfydock", create=create, super_last=True)
 
 
 def _plain(value):

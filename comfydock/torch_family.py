@@ -172,16 +172,11 @@ def recorded_release(doc) -> tuple[int, int] | None:
 
 
 def _constraint_array(doc, create: bool):
-    tool = doc.get("tool")
-    if tool is None:
-        if not create:
-            return None
-        doc["tool"] = tool = tomlkit.table(is_super_table=True)
-    uv = tool.get("uv")
+    from comfydock.manifest import table_at
+
+    uv = table_at(doc, "tool", "uv", create=create)
     if uv is None:
-        if not create:
-            return None
-        tool["uv"] = uv = tomlkit.table()
+        return None
     if "constraint-dependencies" not in uv:
         if not create:
             return None

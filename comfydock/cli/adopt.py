@@ -21,13 +21,7 @@ def cmd_adopt(app: App) -> int:
         raise UsageError("adopt needs the PATH of a ComfyUI install (or --here)", hint="comfydock adopt ~/ComfyUI")
     ws = app.workspace()
     with app.status(f"Adopting {args.path}") as spinner:
-
-        def step(message):
-            log.info("adopt %s: %s", args.path, message)
-            if spinner is not None:
-                spinner.update(message)
-            elif not app.json:
-                app.say(message)
+        step = app.step_reporter(spinner, f"adopt {args.path}")
 
         result = adopt_install(
             ws,

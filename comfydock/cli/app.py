@@ -108,6 +108,20 @@ class App:
         self.printed_json = True
         self.out.file.write(json.dumps(data, indent=2) + "\n")
 
+    def step_reporter(self, spinner, what: str):
+        """A core `step(message)` callback: logged, shown on the spinner (or as a line when there
+        is none), silent on stdout under --json."""
+        from rich.markup import escape
+
+        def step(message):
+            log.info("%s: %s", what, message)
+            if spinner is not None:
+                spinner.update(escape(message))
+            elif not self.json:
+                self.say(escape(message))
+
+        return step
+
     def status(self, message: str):
         """A spinner on a terminal, a plain line otherwise."""
         if self.err.is_terminal:

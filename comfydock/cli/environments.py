@@ -50,13 +50,7 @@ def cmd_create(app: App) -> int:
     if args.from_url:
         return _create_from(app, ws)
     with app.status(f"Creating environment {args.name}") as spinner:
-
-        def step(message):
-            log.info("create %s: %s", args.name, message)
-            if spinner is not None:
-                spinner.update(escape(message))
-            else:
-                app.say(escape(message))
+        step = app.step_reporter(spinner, f"create {args.name}")
 
         with python_env.reporting(app.uv_reporter(spinner, "Installing dependencies")):
             result = create_environment(
@@ -90,13 +84,7 @@ def _create_from(app: App, ws) -> int:
     if args.comfyui_version:
         raise UsageError("--comfyui-version does not go with --from", hint="the remote's manifest records ComfyUI's commit")
     with app.status(escape(f"Creating environment {args.name} from {args.from_url}")) as spinner:
-
-        def step(message):
-            log.info("create %s: %s", args.name, message)
-            if spinner is not None:
-                spinner.update(escape(message))
-            else:
-                app.say(escape(message))
+        step = app.step_reporter(spinner, f"create {args.name}")
 
         with python_env.reporting(app.uv_reporter(spinner, "Installing dependencies")):
             result = create_from_remote(
