@@ -499,6 +499,7 @@ def adopt_install(
     from comfydock import engine, manifest, model_index, python_env
     from comfydock.environment import build_failure, create_environment
     from comfydock.nodes.spec import drop_node, node_path, reqs_file, set_node
+    from comfydock.transaction import Transaction
     from comfydock.workflows.tracking import copy_path
     from comfydock.workspace import validate_name
 
@@ -694,11 +695,10 @@ def adopt_install(
         report["workflows"] = inspection.workflows
         report["settings"] = copied_settings
 
-    restore_models = False
-    try:
+    with Transaction(ws.metadata_file.parent / "undo") as tx:  # any failure, Ctrl-C included, undoes it
         if adopt_models_dir:
+            tx.on_undo(lambda: ws.set_setting("models-dir", models_setting_before), "the models-dir setting")
             ws.set_models_dir(inspection.models_dir)
-            restore_models = True
         step("Creating the environment")
         created = create_environment(
             ws,
@@ -713,10 +713,6 @@ def adopt_install(
             populate=populate,
             message=f"Adopted from {path}",
         )
-    except BaseException:
-        if restore_models:
-            ws.set_setting("models-dir", models_setting_before)
-        raise
     report["nodes"] = node_rows
     report["packages"] = packages
     report["version"] = "v1"
@@ -839,7 +835,7 @@ def adopt_here(env, *, listener=None, on_wait=None, step=lambda message: None) -
     from comfydock import engine, manifest
     from comfydock.dependencies import add_requirements
     from comfydock.environment import build_failure
-    from comfydock.nodes.operations import _restore_state, _saved_state
+    from comfydock.nodes.operations import guard_node_records
     from comfydock.nodes.spec import NodeSpec, set_node
 
     with env.lock(on_wait):
@@ -850,9 +846,8 @@ def adopt_here(env, *, listener=None, on_wait=None, step=lambda message: None) -
         if not findings and not extra:
             return report
         doc = env.manifest()
-        saved = env.snapshot_manifest()
-        saved_state: dict = {}
-        try:
+        with env.transaction() as tx:  # any failure, Ctrl-C included, puts everything back
+            env.guard_manifest(tx)
             specs = []
             from comfydock.nodes.spec import manifest_nodes
 
@@ -886,16 +881,12 @@ def adopt_here(env, *, listener=None, on_wait=None, step=lambda message: None) -
             if wanted:
                 add_requirements(doc, wanted)
             report["packages"]["added"] = wanted
-            saved_state = _saved_state(env, [s.id for s in specs])
+            guard_node_records(tx, env, [s.id for s in specs])
             manifest.save(env.pyproject_path, doc)
             targets = [f"install_node:{s.id}" for s in specs if s.source != "development"]
             targets += [f"scan_requirements:{s.id}" for s in specs] + ["lock_deps", "sync_venv"]
             result = engine.build(env, targets, listener=listener)
             if not result.ok:
                 raise build_failure(result)
-        except BaseException:
-            env.restore_manifest(saved)
-            _restore_state(saved_state)
-            raise
         report["build"] = result.to_json()
     return report

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 import tomlkit
 
 from comfydock import comfyui, dependencies, manifest
-from comfydock.transaction import Transaction
 
 
 @dataclass
@@ -59,10 +58,8 @@ def update_comfyui(env, ref: str | None = None, *, force: bool = False, listener
         result = ComfyUIUpdate(info.get("comfyui_version"), current, target.name, target.commit, current != target.commit, [], [])
         if not result.changed and info.get("comfyui_commit") == target.commit:
             return result
-        with Transaction(env.state_dir / "undo") as tx:
-            tx.on_undo(env.resync_venv, "the venv")  # runs last, after the files are back
-            tx.save_file(env.pyproject_path)
-            tx.save_file(env.lock_path)
+        with env.transaction() as tx:
+            env.guard_manifest(tx)  # the venv is re-synced last, after the files are back
             if current != target.commit:
                 comfyui.checkout_commit(mirror, env.comfyui_dir, target.commit, force=force)
                 if current:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from comfydock import comfyui, history, manifest, python_env
-from comfydock.errors import ComfydockError, ExternalToolError
-from comfydock.fsutil import atomic_write_bytes, atomic_write_json, file_sha256, read_json_state, remove_tree
+from comfydock.errors import BuildFailed, ComfydockError
+from comfydock.fsutil import atomic_write_json, file_sha256, read_json_state, remove_tree
 from comfydock.locking import environment_lock
 from comfydock.workspace import Workspace, validate_name
 
@@ -73,20 +74,23 @@ class Environment:
     def lock(self, on_wait=None):
         return environment_lock(self.lock_file, on_wait=on_wait)
 
-    # --- undoing a manifest change -----------------------------------------------------
-    def snapshot_manifest(self) -> dict[Path, bytes | None]:
-        """pyproject.toml and uv.lock as they are now, to put back if a change fails."""
-        return {p: (p.read_bytes() if p.exists() else None) for p in (self.pyproject_path, self.lock_path)}
+    # --- undoing a change (see comfydock/transaction.py) --------------------------------
+    def transaction(self):
+        """A Transaction whose scratch area is this environment's unversioned state directory."""
+        from comfydock.transaction import Transaction
 
-    def restore_manifest(self, saved: dict[Path, bytes | None], resync: bool = True) -> None:
-        """Put pyproject.toml and uv.lock back byte for byte, and the venv back in line with them."""
-        for path, data in saved.items():
-            if data is None:
-                path.unlink(missing_ok=True)
-            else:
-                atomic_write_bytes(path, data)
+        return Transaction(self.state_dir / "undo")
+
+    def guard_manifest(self, tx, resync: bool = True) -> None:
+        """If `tx` is undone, pyproject.toml, uv.lock and doit's record of the last build come
+        back byte for byte (the failed build never happened), and (`resync`) the venv is synced
+        to them again. Call it first in the transaction: undo runs newest first, so the re-sync
+        then runs after every other file is back, and finds only the venv to redo."""
         if resync:
-            self.resync_venv()
+            tx.on_undo(self.resync_venv, "the venv (run 'comfydock build')")
+        tx.save_file(self.pyproject_path)
+        tx.save_file(self.lock_path)
+        tx.save_file(self.state_dir / "doit.db")
 
     def resync_venv(self) -> None:
         """Sync the venv to uv.lock again, even if doit thinks it is (a failed sync may have
@@ -196,7 +200,8 @@ def create_environment(
     with environment_lock(ws.create_lock_file(name)):
         reserve_directory(ws, name)
         env = Environment(ws, name)
-        try:
+        with env.transaction() as tx:
+            tx.created(root)  # any failure, Ctrl-C included, removes the half-made directory
             source = comfyui_source or ws.setting("comfyui-source")
             step(f"Fetching ComfyUI from {source}")
             cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=_warn)
@@ -238,10 +243,8 @@ def create_environment(
             repo = history.init_repo(env.cec_dir)
             history.commit_version(repo, message)
             if use or not ws.active_environment:
+                tx.on_undo(partial(ws.set_active, ws.active_environment), "the active environment")
                 ws.set_active(name)
-        except BaseException:
-            remove_tree(root)
-            raise
     return CreateResult(env, ref.name, ref.commit, python, backend, warnings)
 
 
@@ -264,15 +267,17 @@ def reserve_directory(ws: Workspace, name: str):
     return root
 
 
-def build_failure(report) -> ExternalToolError:
-    """The user-facing error for a failed build: the first failed task's message and hint."""
+def build_failure(report) -> BuildFailed:
+    """The user-facing error for a failed build: the first failed task's message and hint,
+    and its name as data (`BuildFailed.task`)."""
     failure = report.first_failure()
     if failure is None:
-        return ExternalToolError("build failed", hint="run 'comfydock build' to see which task fails")
-    return ExternalToolError(
+        return BuildFailed("build failed", hint="run 'comfydock build' to see which task fails")
+    return BuildFailed(
         f"{failure.task}: {failure.error}",
         hint=failure.hint or "run 'comfydock --verbose build' for details",
         details=failure.details or "",
+        task=failure.task,
     )
 
 
@@ -304,7 +309,6 @@ def change_manifest(env: Environment, mutate, *, upgrade=None, listener=None, on
     from comfydock import engine
     from comfydock.dependencies import is_legacy_layout, migrate_layout
     from comfydock.tasks.python import upgrade_options
-    from comfydock.transaction import Transaction
 
     with env.lock(on_wait):
         doc = env.manifest()
@@ -312,10 +316,8 @@ def change_manifest(env: Environment, mutate, *, upgrade=None, listener=None, on
             migrate_layout(doc, comfyui_requirements(env))
         result = mutate(doc)
         changed = manifest.dumps(doc).encode() != env.pyproject_path.read_bytes()
-        with Transaction(env.state_dir / "undo") as tx:  # any exception, Ctrl-C included, undoes it all
-            tx.on_undo(env.resync_venv, "the venv (run 'comfydock build')")  # last: after the files are back
-            tx.save_file(env.pyproject_path)
-            tx.save_file(env.lock_path)
+        with env.transaction() as tx:  # any exception, Ctrl-C included, undoes it all
+            env.guard_manifest(tx)
             if changed:
                 manifest.save(env.pyproject_path, doc)
             options = upgrade_options(upgrade(result)) if upgrade and changed else None

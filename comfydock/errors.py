@@ -50,5 +50,14 @@ class ExternalToolError(ComfydockError):
         self.details = details
 
 
+class BuildFailed(ExternalToolError):
+    """A task of the build failed: `task` names it ('lock_deps', 'install_node:<id>'...), so
+    callers choose what to tell the user from the task, never from the message text."""
+
+    def __init__(self, message: str, hint: str | None = None, details: str = "", task: str | None = None):
+        super().__init__(message, hint, details)
+        self.task = task
+
+
 class LockHeld(ComfydockError):
     pass

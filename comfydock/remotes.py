@@ -18,6 +18,7 @@ import os
 import re
 import tempfile
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 from comfydock import history
@@ -598,7 +599,8 @@ def create_from_remote(
     with environment_lock(ws.create_lock_file(name)):
         reserve_directory(ws, name)
         env = Environment(ws, name)
-        try:
+        with env.transaction() as tx:
+            tx.created(root)  # any failure, Ctrl-C included, removes the half-made environment
             step(f"Cloning the history from {url}")
             # cloned beside .cec/, its git directory moved in last: until then the environment has
             # no commit, so an interrupted (even killed) create leaves a half-made one, as create does
@@ -688,10 +690,8 @@ def create_from_remote(
             repo = history.open_repo(env.cec_dir)
             repo.git.reset("-q")  # the index, re-read against the files where they now are
             if use or not ws.active_environment:
+                tx.on_undo(partial(ws.set_active, ws.active_environment), "the active environment")
                 ws.set_active(name)
-        except BaseException:
-            remove_tree(root)
-            raise
     versions = history.versions(repo)
     at = next((v.version for v in versions if v.commit == commit), None)
     return CloneResult(

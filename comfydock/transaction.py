@@ -4,6 +4,7 @@
         tx.save_file(env.pyproject_path)          # remembered byte for byte (or its absence)
         tx.save_tree(env.workflows_dir)           # a copy of a whole directory
         tx.move_aside(custom_nodes / "old-node")  # moved out of the way, moved back on failure
+        tx.move(node_dir, disabled_dir)           # a rename that stays: moved back on failure
         tx.on_undo(lambda: ...)                   # anything else (a git tag, a re-sync)
         ... the change ...
     # leaving the block normally keeps the change and drops what was moved aside;
@@ -15,6 +16,7 @@ original exception carries those lines so the user learns what to fix by hand.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
@@ -84,6 +86,20 @@ class Transaction:
         self._undo.append((str(path), undo))
         self._on_commit.append(lambda: remove_tree(kept) if kept.exists() or kept.is_symlink() else None)
         return kept
+
+    def move(self, src: Path, dest: Path) -> None:
+        """Rename a file or directory (the change keeps it there); it is moved back on failure."""
+        if dest.exists() or dest.is_symlink():
+            raise FileExistsError(errno.EEXIST, "already exists", str(dest))
+
+        def undo():  # recorded first: a Ctrl-C during the move still puts it back
+            if (dest.exists() or dest.is_symlink()) and not (src.exists() or src.is_symlink()):
+                src.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(dest), str(src))
+
+        self._undo.append((str(src), undo))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(src), str(dest))
 
     def created(self, path: Path) -> None:
         """A path this change creates: removed on failure."""

@@ -156,3 +156,28 @@ def node_repo(tmp_path):
         "git-node",
         {"v1.0": "cdfix-gamma<0.2\n", "v2.0": "cdfix-gamma>=0.2\n"},
     )
+
+
+@pytest.fixture
+def stalling_index():
+    """A loopback package index that holds every request until released (uv waits on it)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked, release = threading.Event(), threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.set()
+            release.wait(30)
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/simple/", asked
+    release.set()
+    server.shutdown()
+    server.server_close()

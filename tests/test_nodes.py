@@ -438,6 +438,102 @@ def test_ctrl_c_midway_through_node_add_puts_everything_back(env, registry, work
     assert registry.hits["/files/comfyui-fixture-pack/1.1.0.zip"] == 1
 
 
+def everything(env) -> dict:
+    """What a user could notice of an environment: manifest and lock byte for byte, custom_nodes/
+    file by file, comfydock's node records, and what the venv has installed."""
+    from comfydock.adopt import venv_distributions
+
+    def tree(root):
+        if not root.is_dir():
+            return None
+        files = (p for p in sorted(root.rglob("*")) if "__pycache__" not in p.parts)
+        return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in files}
+
+    return {
+        "pyproject.toml": env.pyproject_path.read_bytes(),
+        "uv.lock": env.lock_path.read_bytes(),
+        "custom_nodes": tree(env.custom_nodes_dir),
+        "records": {d: tree(env.state_dir / d) for d in ("nodes", "reqs", "scripts")},
+        "venv": venv_distributions(env.venv_dir),
+    }
+
+
+def test_node_add_whose_requirements_cannot_be_locked_changes_nothing_a_user_can_see(env, registry, run_cli):
+    from comfydock.demo.fixtures import node_zip_bytes
+
+    registry.add_node("comfyui-greedy", {"1.0": node_zip_bytes("greedy", "cdfix-alpha<1\n")})
+    assert run_cli("node", "add", "comfyui-fixture-pack@1.0.0").code == 0
+    before = everything(env)
+    # --force: 1.1.0 replaces the installed 1.0.0 directory, which must come back
+    result = run_cli("node", "add", "comfyui-fixture-pack@1.1.0", "comfyui-greedy", "--force")
+    assert result.code == 1 and "No solution found" in result.err
+    # the hint is chosen because the lock step failed (not from the message's wording)
+    assert "comfydock node add comfyui-fixture-pack@1.1.0 comfyui-greedy --no-test" in result.err
+    assert everything(env) == before
+    assert statuses_of(run_cli("build", "--dry-run", "--json").json) == {"up-to-date"}
+
+
+@pytest.mark.parametrize("command", ["add", "remove", "update"])
+def test_ctrl_c_after_the_venv_changed_puts_everything_back(env, registry, workspace, command):
+    """Interrupted once uv has already changed uv.lock and the venv: the files come back byte for
+    byte, the venv is synced back to them, and the next build has nothing to do."""
+    from comfydock.engine import plan
+    from comfydock.nodes import add_nodes, remove_nodes, update_node
+    from comfydock.workspace import Workspace
+
+    env = Workspace.open(workspace.root).environment("main")  # sees the registry-url set after `env` was made
+    make_dev_node(env, "my-node", requirements="cdfix-gamma<0.2\n")
+    add_nodes(env, ["comfyui-fixture-pack@1.0.0"])
+    before = everything(env)
+    assert before["venv"]["cdfix-beta"] == "1.0" and before["venv"]["cdfix-gamma"] == "0.2"
+
+    def listener(kind, task):
+        if kind == "ran" and task == "sync_venv":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        if command == "add":  # a dev node that moves cdfix-gamma down to 0.1
+            add_nodes(env, ["my-node"], dev=True, listener=listener)
+        elif command == "remove":  # cdfix-beta leaves the venv
+            remove_nodes(env, ["comfyui-fixture-pack"], listener=listener)
+        else:  # 1.1.0 lets cdfix-beta move up to 2.0
+            update_node(env, "comfyui-fixture-pack", "1.1.0", listener=listener)
+    assert everything(env) == before
+    assert env.venv_in_sync()
+    assert {e.status for e in plan(env, skip={"index_models", "core_node_types"})} == {"up-to-date"}
+
+
+def test_ctrl_c_of_the_cli_while_uv_locks_a_new_node_restores_everything(env, registry, run_cli, stalling_index, tmp_path):
+    """A terminal's Ctrl-C (SIGINT to comfydock and uv) once the node is fetched and installed."""
+    import signal
+
+    url, asked = stalling_index
+    assert run_cli("node", "add", "comfyui-plain").code == 0
+    assert run_cli("config", "python-index", url).code == 0
+    assert run_cli("config", "no-index", "false").code == 0
+    before = everything(env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "comfydock", "node", "add", "comfyui-fixture-pack"],
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert asked.wait(60), "uv never asked the index"
+        assert (env.custom_nodes_dir / "ComfyUI-Fixture-Pack").is_dir()  # installed, waiting for uv lock
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert everything(env) == before
+    assert run_cli("status", "--json").json["venv_in_sync"] is True
+
+
 def test_adding_an_installed_node_again_changes_nothing(env, registry, run_cli):
     assert run_cli("node", "add", "comfyui-fixture-pack@1.0.0").code == 0
     before = env.pyproject_path.read_bytes()

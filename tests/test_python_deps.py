@@ -341,31 +341,6 @@ def test_ctrl_c_while_the_venv_syncs_puts_everything_back(env, command):
     assert change_manifest(env, mutate).changed
 
 
-@pytest.fixture
-def stalling_index():
-    """A loopback package index that holds every request until released (uv waits on it)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    asked, release = threading.Event(), threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            asked.set()
-            release.wait(30)
-            self.send_error(404)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/simple/", asked
-    release.set()
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.mark.parametrize("command", [["py", "add", "cdfix-beta<2"], ["constraint", "add", "cdfix-alpha<2"]])
 def test_ctrl_c_of_the_cli_while_uv_locks_restores_everything(env, run_cli, stalling_index, command, tmp_path):
     import os

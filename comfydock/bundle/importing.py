@@ -18,6 +18,7 @@ import shutil
 import sqlite3
 import tomllib
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 from comfydock.errors import ComfydockError
@@ -395,7 +396,8 @@ def import_bundle(
         ws.environments_dir.mkdir(parents=True, exist_ok=True)
         root.mkdir()
         env = Environment(ws, name)
-        try:
+        with env.transaction() as tx:
+            tx.created(root)  # any failure, Ctrl-C included, removes the half-made environment
             source = ws.setting("comfyui-source")
             step(f"Fetching ComfyUI from {source}")
             cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=_warn)
@@ -484,10 +486,8 @@ def import_bundle(
             repo = history.init_repo(env.cec_dir)
             version = history.commit_version(repo, f"Imported from {bundle.name}")
             if use or not ws.active_environment:
+                tx.on_undo(partial(ws.set_active, ws.active_environment), "the active environment")
                 ws.set_active(name)
-        except BaseException:
-            remove_tree(root)
-            raise
     remove_tree(work)
     return ImportResult(
         environment=name,

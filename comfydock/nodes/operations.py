@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from comfydock import manifest
-from comfydock.errors import ComfydockError, UsageError
-from comfydock.fsutil import atomic_write_bytes, remove_tree
+from comfydock.errors import BuildFailed, ComfydockError, UsageError
 from comfydock.nodes.resolve import resolve, resolve_git, resolve_registry
 from comfydock.nodes.safety import NodeConflict, _remote_urls, check_conflict, is_ignored, local_changes, trash
 from comfydock.nodes.spec import (
@@ -50,18 +47,12 @@ def _run(env, targets, listener, workers=1, task_options=None):
     return report
 
 
-def _saved_state(env, ids) -> dict[Path, bytes | None]:
-    """The install markers, scan records and script records of `ids`, to put back on failure."""
-    files = [f(env, i) for i in ids for f in (install_marker, reqs_file, script_record)]
-    return {p: (p.read_bytes() if p.exists() else None) for p in files}
-
-
-def _restore_state(saved: dict[Path, bytes | None]) -> None:
-    for path, data in saved.items():
-        if data is None:
-            path.unlink(missing_ok=True)
-        else:
-            atomic_write_bytes(path, data)
+def guard_node_records(tx, env, ids) -> None:
+    """The install markers, scan records and script records of `ids` come back if `tx` is undone
+    (a directory put back is comfydock's again, as it was)."""
+    for node_id in ids:
+        for record in (install_marker, reqs_file, script_record):
+            tx.save_file(record(env, node_id))
 
 
 def _check_new_node(env, spec: NodeSpec, tracked: dict[str, NodeSpec], force: bool, name_given: bool) -> NodeSpec | None:
@@ -154,29 +145,25 @@ def add_nodes(
         if not plans and not script_only:
             return change
 
-        saved = env.snapshot_manifest()
-        saved_state = _saved_state(env, [s.id for s in plans + script_only])
-        moved_back: list[tuple[Path, Path]] = []  # (where it went, where it was)
-        created: list[Path] = []
-        try:
+        replaced: list[tuple[Path, Path]] = []  # (a directory --force replaced, where it is kept)
+        with env.transaction() as tx:  # any failure, Ctrl-C included, puts everything back
+            env.guard_manifest(tx, resync=not no_test)
+            guard_node_records(tx, env, [s.id for s in plans + script_only])
             for spec in plans:
                 path = node_path(env, spec)
                 disabled = node_path(env, spec, ".disabled")
                 if spec.source == "development":
                     if not path.exists() and disabled.is_dir():
-                        os.rename(disabled, path)  # re-enable: the user's files come back as they were
-                        moved_back.append((path, disabled))
+                        tx.move(disabled, path)  # re-enable: the user's files come back as they were
                         change.notes.append(f"re-enabled custom_nodes/{spec.directory} from {disabled.name}")
                     continue
                 if disabled.exists():
-                    kept = trash(env, disabled)
-                    moved_back.append((kept, disabled))
+                    kept = trash(env, disabled, tx)
                     change.notes.append(f"moved custom_nodes/{disabled.name} aside to {kept}")
                 if path.exists() or path.is_symlink():  # only with --force
-                    kept = trash(env, path)
-                    moved_back.append((kept, path))
+                    replaced.append((path, trash(env, path, tx)))
                     install_marker(env, spec.id).unlink(missing_ok=True)
-                created.append(path)
+                tx.created(path)
             for spec in plans + script_only:
                 set_node(doc, spec)
             manifest.save(env.pyproject_path, doc)
@@ -187,8 +174,8 @@ def add_nodes(
             try:
                 # no targets (only a script to record, with --no-test): the next build runs it
                 report = _run(env, targets, listener, workers=min(4, max(1, len(plans)))) if targets else None
-            except ComfydockError as exc:
-                if exc.message.startswith("lock_deps"):
+            except BuildFailed as exc:
+                if exc.task == "lock_deps":
                     again = " ".join(identifiers)
                     exc.hint = (
                         f"the node's requirements conflict with the environment (downloads stay cached): add it anyway with "
@@ -196,23 +183,8 @@ def add_nodes(
                         f"{env.pyproject_path} and run 'comfydock build'"
                     )
                 raise
-        except BaseException:
-            env.restore_manifest(saved, resync=not no_test)
-            for path in created:
-                if path.exists() or path.is_symlink():
-                    remove_tree(path)
-            for now, before in reversed(moved_back):
-                if now.exists() and not before.exists():
-                    shutil.move(str(now), str(before))
-            _restore_state(saved_state)  # markers too: the old directory is comfydock's again
-            raise
-        for now, before in moved_back:
-            if (
-                before.parent == env.custom_nodes_dir
-                and now.parent != env.custom_nodes_dir
-                and not before.name.endswith(".disabled")
-            ):
-                change.notes.append(f"the replaced custom_nodes/{before.name} is kept at {now}")
+        for before, kept in replaced:
+            change.notes.append(f"the replaced custom_nodes/{before.name} is kept at {kept}")
         for spec in plans + script_only:
             try:
                 scanned = json.loads(reqs_file(env, spec.id).read_text())
@@ -276,29 +248,27 @@ def remove_nodes(env, names: list[str], *, force=False, listener=None, on_wait=N
                         hint=f"keep it by tracking it as a development node ('comfydock node add {spec.directory} --dev' after removing), or remove anyway with --force",
                     )
             specs.append(spec)
-        saved = env.snapshot_manifest()
-        try:
+        with env.transaction() as tx:  # any failure, Ctrl-C included, puts everything back
+            env.guard_manifest(tx)
+            guard_node_records(tx, env, [s.id for s in specs])
             for spec in specs:
                 drop_node(doc, spec)
             manifest.save(env.pyproject_path, doc)
             report = _run(env, ["lock_deps", "sync_venv"], listener)
-        except BaseException:
-            env.restore_manifest(saved)
-            raise
-        for spec in specs:
-            path = node_path(env, spec)
-            info = spec.to_json()
-            if spec.source == "development":
-                if path.exists():
-                    os.rename(path, node_path(env, spec, ".disabled"))
-                info["disabled_as"] = f"custom_nodes/{spec.directory}.disabled"
-            elif path.exists() or path.is_symlink():
-                remove_tree(path)
-                info["deleted"] = f"custom_nodes/{spec.directory}"
-            install_marker(env, spec.id).unlink(missing_ok=True)
-            reqs_file(env, spec.id).unlink(missing_ok=True)
-            script_record(env, spec.id).unlink(missing_ok=True)
-            change.removed.append(info)
+            for spec in specs:
+                path = node_path(env, spec)
+                info = spec.to_json()
+                if spec.source == "development":
+                    if path.exists():
+                        tx.move(path, node_path(env, spec, ".disabled"))
+                    info["disabled_as"] = f"custom_nodes/{spec.directory}.disabled"
+                elif path.exists() or path.is_symlink():
+                    tx.move_aside(path)  # deleted once the whole change has succeeded
+                    info["deleted"] = f"custom_nodes/{spec.directory}"
+                install_marker(env, spec.id).unlink(missing_ok=True)
+                reqs_file(env, spec.id).unlink(missing_ok=True)
+                script_record(env, spec.id).unlink(missing_ok=True)
+                change.removed.append(info)
         change.build = report.to_json()
     return change
 
@@ -330,13 +300,12 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
                         f"custom_nodes/{old.directory} has local work: {why}",
                         hint="commit or save it elsewhere, or update anyway with --force",
                     )
-        saved = env.snapshot_manifest()
-        saved_state = _saved_state(env, [old.id])
         path = node_path(env, old)
-        kept = None
-        try:
+        with env.transaction() as tx:  # any failure, Ctrl-C included, puts everything back
+            env.guard_manifest(tx)
+            guard_node_records(tx, env, [old.id])
             if new is not old and new.identity() != old.identity() and path.exists():
-                kept = trash(env, path)
+                tx.move_aside(path)  # the old version: back on failure, deleted on success
                 install_marker(env, old.id).unlink(missing_ok=True)
             set_node(doc, new)
             manifest.save(env.pyproject_path, doc)
@@ -349,17 +318,6 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
             names = [Requirement(r).name for r in json.loads(reqs_file(env, new.id).read_text())["requirements"]]
             targets = ["lock_deps", "sync_venv"] + ([f"install_script:{new.id}"] if new.run_install_script else [])
             report = _run(env, targets, listener, task_options=upgrade_options(names))
-        except BaseException:
-            env.restore_manifest(saved, resync=False)
-            if kept is not None:
-                if path.exists():
-                    remove_tree(path)
-                shutil.move(str(kept), str(path))
-            _restore_state(saved_state)
-            env.resync_venv()
-            raise
-        if kept is not None:
-            remove_tree(kept)
         change.added.append(new.to_json())
         change.removed.append(old.to_json())
         change.build = report.to_json()

@@ -177,10 +177,14 @@ def _tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def trash(env, path: Path) -> Path:
-    """Move a directory out of custom_nodes/ without losing it."""
+def trash(env, path: Path, tx=None) -> Path:
+    """Move a directory out of custom_nodes/ without losing it (with a Transaction `tx`, it
+    comes back if the change fails)."""
     source = inside(env.custom_nodes_dir, path)
     dest = inside(env.state_dir, Path("trash") / f"{path.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    if tx is not None:
+        tx.move(source, dest)
+        return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(source), str(dest))
     return dest
