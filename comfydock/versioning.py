@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 
 from comfydock import comfyui, history, manifest
@@ -334,8 +333,7 @@ def apply_commit(env, repo, commit: str, tx: Transaction, result: RollbackResult
                         f"custom_nodes/{disabled.name} already exists",
                         hint="move or delete the old .disabled copy first, then roll back again",
                     )
-                os.rename(path, disabled)
-                tx.on_undo(lambda a=disabled, b=path: os.rename(a, b), f"custom_nodes/{spec.directory}")
+                tx.move(path, disabled)
                 result.nodes_disabled.append(node_id)
             continue
         if path.exists() or path.is_symlink():
@@ -351,8 +349,7 @@ def apply_commit(env, repo, commit: str, tx: Transaction, result: RollbackResult
             path = env.custom_nodes_dir / spec.directory
             disabled = env.custom_nodes_dir / f"{spec.directory}.disabled"
             if not path.exists() and disabled.is_dir():
-                os.rename(disabled, path)
-                tx.on_undo(lambda a=path, b=disabled: os.rename(a, b), f"custom_nodes/{disabled.name}")
+                tx.move(disabled, path)
                 result.nodes_enabled.append(node_id)
             continue
         tx.save_file(node_ops.install_marker(env, node_id))
