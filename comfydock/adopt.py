@@ -794,7 +794,7 @@ def drift(env) -> dict:
     when the venv was synced to this uv.lock; otherwise the difference is a pending build)."""
     from packaging.utils import canonicalize_name
 
-    from comfydock.nodes import untracked_directories
+    from comfydock.nodes.operations import untracked_directories
 
     nodes = [classify_node(env.custom_nodes_dir / d, d).to_json() for d in untracked_directories(env)]
     packages: dict = {"checked": False, "added": [], "removed": [], "other_version": []}

@@ -441,13 +441,14 @@ def environment_from_environ():
     """$COMFYDOCK_ENV: an environment name (in $COMFYDOCK_HOME's workspace) or its directory."""
     from pathlib import Path
 
+    from comfydock.environment import Environment
     from comfydock.workspace import Workspace, resolve_workspace_path
 
     value = os.environ.get("COMFYDOCK_ENV", "")
     if value and (os.sep in value or Path(value).is_dir()):
         root = Path(value).absolute()
-        return Workspace.open(root.parent.parent).environment(root.name)
-    return Workspace.open(resolve_workspace_path()).environment(value or None)
+        return Environment.open(Workspace.open(root.parent.parent), root.name)
+    return Environment.open(Workspace.open(resolve_workspace_path()), value or None)
 
 
 def dodo_namespace(env=None) -> dict:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from comfydock import comfyui, history, manifest, python_env
-from comfydock.errors import ComfydockError, ExternalToolError
+from comfydock.errors import ComfydockError, EnvironmentNotFound, ExternalToolError
 from comfydock.fsutil import atomic_write_bytes, atomic_write_json, file_sha256, read_json_state, remove_tree
 from comfydock.locking import environment_lock
+from comfydock.torch_backend import (
+    detect_torch_backend,
+    requested_torch_backend,
+    resolve_torch_backend,
+    set_environment_torch_backend,
+)
 from comfydock.workspace import Workspace, validate_name
 
 INITIAL_MESSAGE = "Initial environment setup"
@@ -24,6 +31,32 @@ class Environment:
         self.workspace = workspace
         self.name = name
         self.root = workspace.environments_dir / name
+
+    @classmethod
+    def open(cls, ws: Workspace, name: str | None = None) -> "Environment":
+        """The workspace's environment `name`, or the active one ($COMFYDOCK_ENV, 'comfydock use')."""
+        if name is None:
+            name = os.environ.get("COMFYDOCK_ENV") or ws.active_environment
+            if name and os.sep in name and Path(name).absolute().parent == ws.environments_dir:
+                name = Path(name).name  # $COMFYDOCK_ENV may name the directory, as dodo.py allows
+            if not name:
+                raise EnvironmentNotFound(
+                    "no environment selected",
+                    hint="pass -e NAME, or run 'comfydock use NAME' (see 'comfydock list')",
+                )
+        path = ws.environment_path(name)
+        if ws.half_made(name):
+            raise EnvironmentNotFound(
+                f"environment {name!r} is half-made (its 'create' did not finish)",
+                hint=f"remove it with 'comfydock delete {name}', then create it again",
+            )
+        if not path.is_dir():
+            known = ", ".join(ws.environment_names()) or "none yet"
+            raise EnvironmentNotFound(
+                f"no environment named {name!r} in {ws.root}",
+                hint=f"existing environments: {known}; create one with 'comfydock create {name}'",
+            )
+        return cls(ws, name)
 
     def __repr__(self) -> str:
         return f"Environment({self.name!r})"
@@ -114,12 +147,12 @@ class Environment:
 
     # --- this machine's torch backend (never in the shared manifest) ---------------------
     def torch_backend_requested(self) -> tuple[str, str]:
-        """(requested backend, where it was set); see python_env.requested_torch_backend."""
-        return python_env.requested_torch_backend(self)
+        """(requested backend, where it was set); see requested_torch_backend."""
+        return requested_torch_backend(self)
 
     def torch_backend(self) -> str | None:
         """The concrete backend this machine installs ('cpu', 'cu128'...; None: PyPI builds)."""
-        return python_env.resolve_torch_backend(self.torch_backend_requested()[0])
+        return resolve_torch_backend(self.torch_backend_requested()[0])
 
     def torch_extra(self, doc=None) -> str | None:
         """The manifest extra this machine syncs with (None: a legacy manifest, synced as it is)."""
@@ -198,7 +231,7 @@ def create_environment(
 
     validate_name(name)
     if torch_backend is not None:
-        python_env.resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
+        resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
     root = ws.environments_dir / name
     warnings: list[str] = []
 
@@ -234,7 +267,7 @@ def create_environment(
             (env.cec_dir / "workflows" / ".gitkeep").touch()
             comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
             if torch_backend is not None:  # this machine's choice for this environment, not shared
-                python_env.set_environment_torch_backend(env, torch_backend)
+                set_environment_torch_backend(env, torch_backend)
             backend = env.torch_backend()
 
             step(f"Creating Python {python} venv")
@@ -346,7 +379,7 @@ def delete_environment(ws: Workspace, name: str) -> None:
             if ws.half_made(name):
                 remove_tree(ws.environment_path(name))
     else:
-        env = ws.environment(name)
+        env = Environment.open(ws, name)
         with env.lock():
             remove_tree(env.root)
     if ws.active_environment == name:
@@ -412,7 +445,7 @@ def torch_status(env: Environment) -> dict:
 
     requested, where = env.torch_backend_requested()
     try:
-        backend = python_env.resolve_torch_backend(requested)
+        backend = resolve_torch_backend(requested)
         backend_error = None
     except Exception as exc:  # an unknown name in $COMFYDOCK_TORCH_BACKEND: shown, not fatal
         backend, backend_error = None, str(exc)
@@ -429,7 +462,7 @@ def torch_status(env: Environment) -> dict:
         "torch_backend": backend or "pypi",
         "torch_backend_requested": requested,
         "torch_backend_source": where,
-        "torch_backend_detected": python_env.detect_torch_backend() if requested == "auto" else None,
+        "torch_backend_detected": detect_torch_backend() if requested == "auto" else None,
         "torch_backend_error": backend_error,
         "torch_backends_in_manifest": [e.removeprefix("torch-") for e in torch_family.backend_extras(doc)],
         "torch_family": report.to_json() | {"summary": report.summary()},
@@ -448,7 +481,7 @@ def manifest_changes(env: Environment, repo) -> dict:
         committed = None
     if committed is not None:
         from comfydock.dependencies import dependency_snapshot
-        from comfydock.nodes import tracked_nodes
+        from comfydock.nodes.spec import tracked_nodes
 
         current = env.manifest_data()
         before, after = dependency_snapshot(committed), dependency_snapshot(current)

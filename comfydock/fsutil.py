@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -94,3 +95,29 @@ def inside(root: Path, path: Path | str) -> Path:
             hint="a name from the registry, a manifest or an archive tried to leave its directory; nothing was changed",
         )
     return resolved
+
+
+_DRIVE_RE = re.compile(r"^[A-Za-z]:")
+
+
+def relative_path_problem(name: str) -> str | None:
+    """Why `name` (from a bundle, a lock file) cannot be a relative path inside its root, or None:
+    a plain 'a/b/c' that stays inside."""
+    if not name:
+        return "it has an empty name"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "its name holds control characters"
+    if "\\" in name:
+        return "its name holds a backslash"
+    if name.startswith("/"):
+        return "its name is an absolute path"
+    if _DRIVE_RE.match(name) or ":" in name:
+        return "its name holds a drive letter or ':'"
+    parts = name.split("/")
+    if ".." in parts:
+        return "its name points outside the bundle ('..')"
+    if any(p in ("", ".") for p in parts):
+        return "its name is not a plain relative path"
+    if len(name) > 4096 or any(len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):
+        return "its name is too long"
+    return None

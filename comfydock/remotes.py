@@ -23,6 +23,7 @@ from pathlib import Path
 from comfydock import history
 from comfydock.errors import ComfydockError, ExternalToolError, UsageError
 from comfydock.gitutil import git_reason
+from comfydock.torch_backend import adopt_machine_backend, resolve_torch_backend
 
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _VERSION = re.compile(r"^v(\d+)$")
@@ -587,7 +588,7 @@ def create_from_remote(
     validate_name(name)
     validate_url(url)
     if torch_backend is not None:
-        python_env.resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
+        resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
     warnings: list[str] = []
 
     def _warn(msg):
@@ -638,7 +639,7 @@ def create_from_remote(
             comfyui.checkout(cache, env.comfyui_dir, ref, source)
             comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
 
-            note = python_env.adopt_machine_backend(env, torch_backend, "history")
+            note = adopt_machine_backend(env, torch_backend, "history")
             recorded, backend = note is None, env.torch_backend()
             if note:
                 _warn(note + ", an uncommitted change ('comfydock commit' + 'push' shares it)")

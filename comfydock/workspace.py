@@ -12,7 +12,6 @@ from pathlib import Path
 from comfydock.errors import (
     ComfydockError,
     CorruptFile,
-    EnvironmentNotFound,
     UsageError,
     WorkspaceNotFound,
 )
@@ -324,7 +323,7 @@ class Workspace:
                 self.set_models_dir(Path(value))
             return
         if key == "torch-backend" and value is not None:
-            from comfydock.python_env import TORCH_BACKENDS
+            from comfydock.torch_backend import TORCH_BACKENDS
 
             if value not in {"auto", "pypi", *TORCH_BACKENDS}:
                 raise UsageError(
@@ -393,30 +392,3 @@ class Workspace:
 
     def environment_path(self, name: str) -> Path:
         return self.environments_dir / validate_name(name)
-
-    def environment(self, name: str | None = None):
-        """The named environment, or the active one."""
-        from comfydock.environment import Environment
-
-        if name is None:
-            name = os.environ.get("COMFYDOCK_ENV") or self.active_environment
-            if name and os.sep in name and Path(name).absolute().parent == self.environments_dir:
-                name = Path(name).name  # $COMFYDOCK_ENV may name the directory, as dodo.py allows
-            if not name:
-                raise EnvironmentNotFound(
-                    "no environment selected",
-                    hint="pass -e NAME, or run 'comfydock use NAME' (see 'comfydock list')",
-                )
-        path = self.environment_path(name)
-        if self.half_made(name):
-            raise EnvironmentNotFound(
-                f"environment {name!r} is half-made (its 'create' did not finish)",
-                hint=f"remove it with 'comfydock delete {name}', then create it again",
-            )
-        if not path.is_dir():
-            known = ", ".join(self.environment_names()) or "none yet"
-            raise EnvironmentNotFound(
-                f"no environment named {name!r} in {self.root}",
-                hint=f"existing environments: {known}; create one with 'comfydock create {name}'",
-            )
-        return Environment(self, name)

@@ -10,6 +10,7 @@ import pytest
 
 from comfydock.cli import main
 from comfydock.demo.fixtures import build_comfyui_repo, build_wheels
+from comfydock.environment import Environment
 
 
 @dataclass
@@ -113,7 +114,7 @@ def env(workspace, run_cli):
     """A created environment named 'main' (active)."""
     result = run_cli("create", "main", "--torch-backend", "cpu")
     assert result.code == 0, result.err
-    return workspace.environment("main")
+    return Environment.open(workspace, "main")
 
 
 def venv_has(env, module: str) -> str | None:

@@ -297,7 +297,7 @@ def _node_url(url: str | None) -> str | None:
 
 def build_lock(env):
     from comfydock.bundle.lockfile import ComfyUIPin, LockedModel, LockedNode, Lockfile
-    from comfydock.nodes import tracked_nodes
+    from comfydock.nodes.spec import tracked_nodes
 
     data = env.manifest_data()
     info = manifest.environment_info(data)

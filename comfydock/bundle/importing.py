@@ -22,6 +22,7 @@ from pathlib import Path
 
 from comfydock import manifest
 from comfydock.errors import ComfydockError
+from comfydock.torch_backend import adopt_machine_backend, resolve_torch_backend
 
 PROJECT_PREFIX = "comfydock-env-"
 
@@ -282,7 +283,7 @@ def _refuse_existing(ws, name: str) -> None:
 def check_nodes_agree(bundle: Path, pyproject: dict, lock) -> None:
     """The bundle's pyproject.toml installs nodes; comfydock.lock is what was validated field by field.
     Both come from the same export, so they must name the same nodes the same way."""
-    from comfydock.nodes import tracked_nodes
+    from comfydock.nodes.spec import tracked_nodes
 
     locked = {n.id: n for n in lock.nodes}
     try:
@@ -384,7 +385,7 @@ def import_bundle(
                 hint="set one with 'comfydock config models-dir DIR', or import with --skip-models",
             )
         if torch_backend is not None:
-            python_env.resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
+            resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
     except BaseException:
         if fresh:  # refused before anything was made: leave nothing behind
             remove_tree(work)
@@ -408,7 +409,7 @@ def import_bundle(
             env.cec_dir.mkdir()
             (env.pyproject_path).write_bytes(pyproject_bytes)
             shutil.copyfile(extracted / "uv.lock", env.lock_path)
-            note = python_env.adopt_machine_backend(env, torch_backend, "bundle")
+            note = adopt_machine_backend(env, torch_backend, "bundle")
             recorded, backend = note is None, env.torch_backend()
             if note:
                 _warn(note)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from comfydock.cli.app import App, count, env_option, json_option, log, log_to
+from comfydock.cli.app import App, count, env_option, json_option, log, log_to, render_events
+from comfydock.environment import Environment
 from comfydock.errors import ComfydockError, UsageError
 
 
@@ -108,7 +109,7 @@ def cmd_list(app: App) -> int:
         info = {}
         if state == "ok":
             try:
-                info = ws.environment(name).info()
+                info = Environment.open(ws, name).info()
             except ComfydockError as exc:
                 state = "damaged"
                 log.warning("list: %s: %s", name, exc.message)
@@ -149,7 +150,7 @@ def cmd_list(app: App) -> int:
 
 def cmd_use(app: App) -> int:
     ws = app.workspace()
-    env = ws.environment(app.args.name)
+    env = Environment.open(ws, app.args.name)
     ws.set_active(env.name)
     app.say(f"Active environment: {escape(env.name)}")
     return 0
@@ -161,7 +162,7 @@ def cmd_delete(app: App) -> int:
     ws = app.workspace()
     name = app.args.name
     half_made = ws.half_made(name)
-    root = ws.environment_path(name) if half_made else ws.environment(name).root
+    root = ws.environment_path(name) if half_made else Environment.open(ws, name).root
     if not app.args.yes:
         if not sys.stdin.isatty():
             raise UsageError(f"refusing to delete {name!r} without confirmation", hint=f"run 'comfydock delete {name} --yes'")
@@ -338,20 +339,6 @@ def cmd_status(app: App) -> int:
     return 0
 
 
-def _render_events(app: App, events) -> None:
-    from rich.table import Table
-
-    styles = {"ran": "green", "up-to-date": "dim", "failed": "red", "not-run": "yellow", "run": "cyan", "after-upstream": "cyan"}
-    table = Table(box=None, pad_edge=False, show_header=False)
-    table.add_column("task")
-    table.add_column("status")
-    table.add_column("time", justify="right")
-    for e in events:
-        secs = f"{e.seconds:.2f}s" if e.status in {"ran", "failed"} and e.seconds else ""
-        table.add_row(escape(e.task), f"[{styles.get(e.status, '')}]{e.status}[/]", secs)
-    app.out.print(table)
-
-
 def _short(path: str, env) -> str:
     """Paths inside the environment relative to it (the table stays readable), others whole."""
     try:
@@ -382,7 +369,7 @@ def cmd_build(app: App) -> int:
         if app.json:
             app.print_json([{"task": e.task, "status": e.status} for e in events])
         else:
-            _render_events(app, events)
+            render_events(app, events)
         return 0
     if args.targets and "export" in args.targets:
         if args.targets != ["export"]:
@@ -411,7 +398,7 @@ def cmd_build(app: App) -> int:
     if app.json:
         app.print_json(report.to_json())
     else:
-        _render_events(app, report.events)
+        render_events(app, report.events)
     if not report.ok:
         raise build_failure(report)
     return 0

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    app = App(args)
+    app = App(args, run_command=main)
     try:
         return args.func(app)
     except ComfydockError as exc:

@@ -41,7 +41,7 @@ def _print_node_change(app: App, change, verb: str) -> None:
 
 
 def cmd_node_add(app: App) -> int:
-    from comfydock.nodes import add_nodes
+    from comfydock.nodes.operations import add_nodes
 
     args = app.args
     env = app.env()
@@ -72,7 +72,7 @@ def cmd_node_add(app: App) -> int:
 
 
 def cmd_node_remove(app: App) -> int:
-    from comfydock.nodes import remove_nodes
+    from comfydock.nodes.operations import remove_nodes
 
     env = app.env()
     with app.status("Removing nodes") as spinner:
@@ -88,7 +88,7 @@ def cmd_node_remove(app: App) -> int:
 
 
 def cmd_node_update(app: App) -> int:
-    from comfydock.nodes import update_node
+    from comfydock.nodes.operations import update_node
 
     env = app.env()
     with app.status("Updating node") as spinner:
@@ -114,7 +114,7 @@ def cmd_node_update(app: App) -> int:
 
 
 def cmd_node_list(app: App) -> int:
-    from comfydock.nodes import list_nodes, untracked_directories
+    from comfydock.nodes.operations import list_nodes, untracked_directories
 
     env = app.env()
     rows = list_nodes(env)

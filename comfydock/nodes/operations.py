@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from comfydock import manifest
+from comfydock.environment import Environment
 from comfydock.errors import ComfydockError, UsageError
 from comfydock.fsutil import atomic_write_bytes, remove_tree
 from comfydock.nodes.resolve import resolve, resolve_git, resolve_registry
@@ -383,7 +384,7 @@ def referenced_cache_identities(ws) -> set[str]:
 
     identities: set[str] = set()
     for name in ws.environment_names():
-        env = ws.environment(name)
+        env = Environment.open(ws, name)
         try:
             doc = env.manifest_data()
             tracked = tracked_nodes(doc)
