@@ -10,6 +10,9 @@ import contextlib
 import io
 import sys
 
+# doit's own entry point reader, once replaced (for tests/test_doit_compat.py)
+doit_entry_point_reader = None
+
 
 def skip_entry_point_plugins() -> None:
     """doit scans every installed distribution for plugins on each run (~70 ms in a big
@@ -17,9 +20,13 @@ def skip_entry_point_plugins() -> None:
 
     Relies on: `doit.plugin.PluginDict._from_entry_points(self, category)` is the one place
     doit reads entry points, called from `PluginDict.add_plugins`."""
+    global doit_entry_point_reader
     from doit import plugin
 
-    plugin.PluginDict._from_entry_points = _no_plugins
+    current = plugin.PluginDict.__dict__.get("_from_entry_points")
+    if current is not _no_plugins:
+        doit_entry_point_reader = current
+        plugin.PluginDict._from_entry_points = _no_plugins
 
 
 def _no_plugins(self, category) -> dict:

@@ -12,7 +12,8 @@ from comfydock.errors import ComfydockError, ExternalToolError
 
 
 def run_graph(tmp_path, task_dicts, argv=(), reporter=None):
-    """Run plain doit task dicts through doit_compat.run (as engine.build does)."""
+    """Run plain doit task dicts through doit_compat.run (as engine.build does; doit's console
+    reporter would write to whatever sys.stdout was when doit was first imported)."""
     from doit.cmd_base import TaskLoader2
     from doit.loader import generate_tasks
 
@@ -21,10 +22,12 @@ def run_graph(tmp_path, task_dicts, argv=(), reporter=None):
             pass
 
         def load_doit_config(self):
-            config = {"dep_file": str(tmp_path / "doit.db"), "backend": "sqlite3", "verbosity": 0}
-            if reporter is not None:
-                config["reporter"] = reporter
-            return config
+            return {
+                "dep_file": str(tmp_path / "doit.db"),
+                "backend": "sqlite3",
+                "verbosity": 0,
+                "reporter": reporter or engine._reporter_class([], None),
+            }
 
         def load_tasks(self, cmd, pos_args):
             tasks = []
@@ -44,11 +47,11 @@ def test_entry_point_plugins_are_not_scanned(monkeypatch):
 
     # an installed distribution advertising a doit command plugin
     monkeypatch.setattr(plugin, "entry_points_impl", lambda: lambda group: [Point()] if group == "doit.COMMAND" else [])
-    original = plugin.PluginDict.__dict__["_from_entry_points"]  # doit still reads entry points there
+    doit_compat.skip_entry_point_plugins()
+    monkeypatch.setattr(plugin.PluginDict, "_from_entry_points", doit_compat.doit_entry_point_reader)
     found = plugin.PluginDict()
     found.add_plugins({}, "COMMAND")
-    assert "foreign" in found  # unpatched, doit would load it
-    monkeypatch.setattr(plugin.PluginDict, "_from_entry_points", original)
+    assert "foreign" in found  # unpatched, doit would load it: doit reads entry points there
     doit_compat.skip_entry_point_plugins()
     skipped = plugin.PluginDict()
     skipped.add_plugins({}, "COMMAND")
