@@ -324,15 +324,20 @@ def index_is_current(db_path: Path, root: Path) -> bool:
     root = root.expanduser().absolute()
     if not db_path.exists():
         return False
-    try:
-        conn = sqlite3.connect(f"{db_path.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
+    stamp = None
+    for query in ("mode=ro", "immutable=1"):  # immutable: a read-only WAL index without its -shm
         try:
-            row = conn.execute("SELECT stamp FROM index_stamps WHERE base_dir = ?", (str(root),)).fetchone()
-        finally:
-            conn.close()
-        stamp = json.loads(row[0]) if row else None
-    except (sqlite3.Error, ValueError):
-        return False  # no stamp table yet (an older schema), or a damaged index: index again
+            conn = sqlite3.connect(f"{db_path.absolute().as_uri()}?{query}", uri=True, timeout=30)
+            try:
+                row = conn.execute("SELECT stamp FROM index_stamps WHERE base_dir = ?", (str(root),)).fetchone()
+            finally:
+                conn.close()
+            stamp = json.loads(row[0]) if row else None
+            break
+        except sqlite3.OperationalError:
+            continue  # no stamp table yet (an older schema), or the file cannot be opened so
+        except (sqlite3.Error, ValueError):
+            return False  # a damaged index: index again
     try:
         if not stamp["directories"]:
             return False
