@@ -302,7 +302,7 @@ def _reporter_class(events: list[TaskEvent], listener):
             if isinstance(fail, UnmetDependency):
                 events.append(TaskEvent(task.name, "not-run", error=fail.message))
                 return
-            exc = getattr(fail, "error", None) if isinstance(fail, failure_class()) else None
+            exc = fail.error if isinstance(fail, failure_class()) else None
             if exc is not None:
                 details = getattr(exc, "details", None)
                 event = TaskEvent(task.name, "failed", self._elapsed(task), exc.message, exc.hint, details, cause=exc)
