@@ -392,8 +392,9 @@ def status(env: Environment) -> dict:
     from comfydock.dependencies import group_counts
 
     info = env.info()
-    # the environment's own tasks only: index_models would stat every model file
-    planned = engine.plan(env, skip={"index_models"})
+    from comfydock.tasks import WORKSPACE_TASKS
+
+    planned = engine.plan(env, skip=WORKSPACE_TASKS)  # the environment's own tasks only
     pending = [e.task for e in planned if e.status != "up-to-date"]
     # 'after-upstream' only: the venv matches the lock; what is missing upstream is named on its own
     venv_pending = [e.task for e in planned if e.task in {"lock_deps", "sync_venv"} and e.status == "run"]
