@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from comfydock import comfyui, history, manifest, python_env
@@ -154,7 +154,6 @@ class CreateResult:
     comfyui_commit: str
     python: str
     torch_backend: str | None
-    warnings: list[str] = field(default_factory=list)
 
 
 def create_environment(
@@ -167,7 +166,6 @@ def create_environment(
     use: bool = False,
     step=lambda message: None,
     warn=lambda message: None,
-    build_listener=None,
     comfyui_source: str | None = None,
     populate=None,
     message: str = INITIAL_MESSAGE,
@@ -187,26 +185,20 @@ def create_environment(
     if torch_backend is not None:
         python_env.resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
     root = ws.environments_dir / name
-    warnings: list[str] = []
-
-    def _warn(msg):
-        warnings.append(msg)
-        warn(msg)
-
     with environment_lock(ws.create_lock_file(name)):
         reserve_directory(ws, name)
         env = Environment(ws, name)
         try:
             source = comfyui_source or ws.setting("comfyui-source")
             step(f"Fetching ComfyUI from {source}")
-            cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=_warn)
+            cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=warn)
             ref = comfyui.resolve_ref(cache, comfyui_ref)
             step(f"Checking out ComfyUI {ref.name}")
             comfyui.checkout(cache, env.comfyui_dir, ref, source)
 
             scanned = scan_requirements_file(env.comfyui_dir / "requirements.txt")
             for line, why in scanned.skipped:
-                _warn(f"ComfyUI requirements.txt: skipped {line!r} ({why})")
+                warn(f"ComfyUI requirements.txt: skipped {line!r} ({why})")
             doc = manifest.new_manifest(
                 name,
                 python,
@@ -228,7 +220,7 @@ def create_environment(
             python_env.create_venv(ws, env.venv_dir, python)
 
             step("Resolving and installing dependencies")
-            report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv", "core_node_types"], listener=build_listener)
+            report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv", "core_node_types"])
             if not report.ok:
                 raise build_failure(report)
 
@@ -242,7 +234,7 @@ def create_environment(
         except BaseException:
             remove_tree(root)
             raise
-    return CreateResult(env, ref.name, ref.commit, python, backend, warnings)
+    return CreateResult(env, ref.name, ref.commit, python, backend)
 
 
 def reserve_directory(ws: Workspace, name: str):

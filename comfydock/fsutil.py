@@ -66,10 +66,6 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, onerror=_make_writable_and_retry)
 
 
-class OutsideRoot(Exception):
-    """A computed path would leave the directory it must stay in (a bug or a hostile input)."""
-
-
 def inside(root: Path, path: Path | str) -> Path:
     """`path` (absolute, or relative to `root`) made absolute, proven to stay inside `root`.
 

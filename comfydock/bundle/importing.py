@@ -323,7 +323,6 @@ def import_bundle(
     step=lambda message: None,
     warn=lambda message: None,
     progress=lambda model: None,
-    build_listener=None,
 ) -> ImportResult:
     """Create environment `name` (default: the exporter's) from `bundle`; see the module docstring.
 
@@ -442,7 +441,7 @@ def import_bundle(
                 from comfydock.tasks.nodes import scan_task_names
 
                 step("Installing nodes")
-                report = engine.build(env, scan_task_names(env), listener=build_listener)
+                report = engine.build(env, scan_task_names(env))
                 if not report.ok:
                     raise build_failure(report)
 
@@ -475,7 +474,7 @@ def import_bundle(
                     _warn("registry and git nodes were not installed (--skip-nodes): 'comfydock build' installs them")
             else:
                 step("Installing dependencies (uv sync --frozen)")
-                report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"], listener=build_listener)
+                report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"])
                 if not report.ok:
                     raise build_failure(report)
                 if recorded and env.lock_path.read_bytes() != (extracted / "uv.lock").read_bytes():
