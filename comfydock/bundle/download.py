@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 import urllib3.exceptions
+from filelock import lock_descriptor
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -33,7 +34,6 @@ from comfydock.bundle.sources import (
     url_problem,
 )
 from comfydock.errors import ComfydockError
-from comfydock.locking import _try_lock
 
 CHUNK = 4 << 20
 PART_SUFFIX = ".part"
@@ -183,7 +183,7 @@ def download(
     f = os.fdopen(fd, "r+b", buffering=0)
     own_session = session is None
     try:
-        if not _try_lock(fd):
+        if not lock_descriptor(fd, blocking=False):
             raise ComfydockError(f"{dest.name} is being downloaded by another process", hint="wait for it to finish")
         job = _Job(url, dest, f, sha256, blake3, size, progress, headers, tokens, timeout)
         if urlsplit(url).scheme.lower() != "file":
