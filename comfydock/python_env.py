@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from comfydock.errors import ExternalToolError, UsageError
+from comfydock.pep440 import parse_version, version_sort_key
 
 TORCH_PACKAGES = ("torch", "torchvision", "torchaudio")
 TORCH_BACKENDS = (
@@ -151,7 +152,7 @@ def available_pythons(workspace) -> list[str]:
         found = {entry["version"] for entry in json.loads(out or "[]")}
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return []
-    return sorted(found, key=lambda v: tuple(int(p) if p.isdigit() else 0 for p in re.split(r"[.+a-z]", v)))
+    return sorted(found, key=version_sort_key)
 
 
 def create_venv(workspace, venv_dir: Path, python: str) -> None:
@@ -260,11 +261,11 @@ def rocm_backend(rocm_root: Path) -> str | None:
     """The newest PyTorch ROCm build not newer than the installed ROCm (from .info/version)."""
     try:
         text = (rocm_root / ".info" / "version").read_text(encoding="utf-8").strip()
-        major, minor = (int(x) for x in re.match(r"(\d+)\.(\d+)", text).groups())
-    except (OSError, AttributeError, ValueError):
+        installed = parse_version(re.match(r"\d+\.\d+", text).group())
+    except (OSError, AttributeError):
         return None
-    builds = sorted((tuple(int(x) for x in b[4:].split(".")), b) for b in TORCH_BACKENDS if b.startswith("rocm"))
-    usable = [b for v, b in builds if v <= (major, minor)]
+    builds = sorted((parse_version(b[4:]), b) for b in TORCH_BACKENDS if b.startswith("rocm"))
+    usable = [b for v, b in builds if v <= installed]
     return usable[-1] if usable else None
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import atomic_write_json
+from comfydock.pep440 import parse_version
 from comfydock.workflows.analysis import FRONTEND_TYPES, WorkflowAnalysis
 
 __all__ = [
@@ -430,17 +431,6 @@ class NodeTypeStatus:
     reason: str
 
 
-def _version(text: str | None):
-    from packaging.version import InvalidVersion, Version
-
-    if not text:
-        return None
-    try:
-        return Version(text.strip().lstrip("vV"))
-    except InvalidVersion:
-        return None
-
-
 def _workflow_hints(use, node_map: NodeMap | None) -> list[Candidate]:
     """Packages the workflow's node itself names (aux_id "owner/repo", a registry cnr_id)."""
     out = []
@@ -473,8 +463,8 @@ def classify(
     neither mark is "missing" even when the workflow was saved by a newer ComfyUI (the reason
     says so): without a mark it cannot be told from an unknown custom node.
     """
-    env_version = _version(comfyui_version)
-    wf_version = _version(analysis.comfyui_version)
+    env_version = parse_version(comfyui_version)
+    wf_version = parse_version(analysis.comfyui_version)
     workflow_newer = env_version is not None and wf_version is not None and wf_version > env_version
     out = []
     for use in analysis.node_types:
