@@ -397,9 +397,12 @@ def fetch_node_map(workspace, *, refresh: bool = False, ttl: float | None = None
             return cached
     import requests  # only now: a fresh cache answers without the network (and without ~90 ms of import)
 
+    from comfydock.http import make_session
+
     hint = "check your network, or point 'comfydock config node-map-url' / $COMFYDOCK_NODE_MAP_URL elsewhere"
     try:
-        resp = requests.get(url, timeout=(10, 60), headers={"User-Agent": "comfydock"})
+        with make_session() as session:
+            resp = session.get(url, timeout=(10, 60))
         if resp.status_code != 200:
             raise ComfydockError(f"the node map at {url} answered HTTP {resp.status_code}", hint=hint)
         try:
