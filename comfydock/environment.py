@@ -7,7 +7,8 @@ from pathlib import Path
 
 from comfydock import comfyui, history, manifest, python_env
 from comfydock.errors import ComfydockError, ExternalToolError
-from comfydock.fsutil import atomic_write_bytes, atomic_write_json, file_sha256, read_json_state, remove_tree
+from comfydock.fsutil import atomic_write_bytes, atomic_write_json, read_json_state, remove_tree
+from comfydock.hashing import file_digest
 from comfydock.locking import environment_lock
 from comfydock.workspace import Workspace, validate_name
 
@@ -121,7 +122,7 @@ class Environment:
         clashes = python_env.module_clashes(self.venv_dir)  # read once per sync, shown by status
         atomic_write_json(
             self.venv_marker,
-            {"uv_lock_sha256": file_sha256(self.lock_path), "module_clashes": clashes, "torch_extra": extra},
+            {"uv_lock_sha256": file_digest(self.lock_path), "module_clashes": clashes, "torch_extra": extra},
         )
 
     def synced_torch_extra(self) -> str | None:
@@ -141,7 +142,7 @@ class Environment:
         except OSError:  # e.g. the venv's interpreter is behind a directory this user cannot enter
             return False
         recorded = (read_json_state(self.venv_marker) or {}).get("uv_lock_sha256")
-        if not (isinstance(recorded, str) and recorded == file_sha256(self.lock_path)):
+        if not (isinstance(recorded, str) and recorded == file_digest(self.lock_path)):
             return False
         # a changed backend ('comfydock config torch-backend') syncs again, with its extra
         return self.synced_torch_extra() == self.torch_extra()

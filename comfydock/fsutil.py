@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -42,14 +41,6 @@ def read_json_state(path: Path, expect: type = dict) -> object | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, expect) else None
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _make_writable_and_retry(func, path, _exc_info):

@@ -333,9 +333,9 @@ def import_bundle(
     from comfydock import comfyui, engine, history, manifest, python_env
     from comfydock.bundle import lockfile
     from comfydock.bundle.archive import ArchiveLimits, check_bundle, extract_bundle
-    from comfydock.bundle.exporting import file_sha256
     from comfydock.environment import Environment, build_failure
     from comfydock.fsutil import remove_tree
+    from comfydock.hashing import file_digest
     from comfydock.locking import environment_lock
     from comfydock.workspace import validate_name
 
@@ -356,7 +356,7 @@ def import_bundle(
     limits = ArchiveLimits.from_settings(ws.setting)
     step(f"Checking {bundle.name}")
     check_bundle(bundle, limits)  # the whole archive, before anything is written
-    sha = file_sha256(bundle)
+    sha = file_digest(bundle)
     work = import_dir(ws, sha)
     extracted = work / "bundle"
     fresh = not extracted.is_dir()

@@ -86,6 +86,7 @@ def build_export(app: App, env) -> int:
     from comfydock.bundle import exporting
     from comfydock.cli.environments import _render_events
     from comfydock.environment import build_failure
+    from comfydock.hashing import file_digest
 
     args = app.args
     with app.status("Building") as spinner:
@@ -97,7 +98,7 @@ def build_export(app: App, env) -> int:
     if report.ok:
         bundle = exporting.bundle_file(env)
         data["bundle"] = str(bundle)
-        data["sha256"] = exporting.file_sha256(bundle)
+        data["sha256"] = file_digest(bundle)
         if args.output:
             dest = Path(args.output).expanduser()
             exporting.copy_out(bundle, dest)
