@@ -57,12 +57,17 @@ class Environment:
         info = manifest.environment_info(doc if doc is not None else self.manifest_data())
         return python_env.marker_environment(self.venv_dir, info.get("python_version"))
 
-    def locked_versions(self, doc=None) -> dict[str, str]:
-        """What uv.lock installs into this environment's venv (its fork of the universal lock)."""
+    def lock_text(self) -> str | None:
+        """uv.lock as text; None if there is none yet."""
+        return self.lock_path.read_text(encoding="utf-8") if self.lock_path.exists() else None
+
+    def locked_versions(self, doc=None, lock_text: str | None = None) -> dict[str, str]:
+        """What uv.lock installs into this environment's venv (its fork of the universal lock).
+        `doc` and `lock_text`, when the caller has read them already, are used instead of reading again."""
         from comfydock import torch_family
         from comfydock.dependencies import locked_versions
 
-        text = self.lock_path.read_text(encoding="utf-8") if self.lock_path.exists() else None
+        text = lock_text if lock_text is not None else self.lock_text()
         versions = locked_versions(text, self.marker_environment(doc))
         try:
             backend = self.torch_backend()
@@ -387,8 +392,9 @@ def status(env: Environment) -> dict:
     }
 
 
-def torch_status(env: Environment) -> dict:
-    """This machine's backend (requested, where from, detected) and the torch family the venv gets."""
+def torch_status(env: Environment, doc=None, lock_text: str | None = None, versions: dict[str, str] | None = None) -> dict:
+    """This machine's backend (requested, where from, detected) and the torch family the venv gets.
+    `doc`, `lock_text` and `versions` (env.locked_versions), if already read, are not read again."""
     from comfydock import torch_family
 
     requested, where = env.torch_backend_requested()
@@ -397,9 +403,9 @@ def torch_status(env: Environment) -> dict:
         backend_error = None
     except Exception as exc:  # an unknown name in $COMFYDOCK_TORCH_BACKEND: shown, not fatal
         backend, backend_error = None, str(exc)
-    doc = env.manifest_data()
-    text = env.lock_path.read_text(encoding="utf-8") if env.lock_path.exists() else None
-    versions = torch_family.family_in_lock(text, env.locked_versions(doc), backend)
+    doc = env.manifest_data() if doc is None else doc
+    text = env.lock_text() if lock_text is None else lock_text
+    versions = torch_family.family_in_lock(text, env.locked_versions(doc, text) if versions is None else versions, backend)
     release = torch_family.recorded_release(doc)
     report = torch_family.FamilyReport(
         versions,
@@ -415,6 +421,38 @@ def torch_status(env: Environment) -> dict:
         "torch_backends_in_manifest": [e.removeprefix("torch-") for e in torch_family.backend_extras(doc)],
         "torch_family": report.to_json() | {"summary": report.summary()},
     }
+
+
+@dataclass
+class PythonRequirements:
+    """'py list': direct requirements with their locked versions, the torch family, module clashes."""
+
+    rows: list  # dependencies.RequirementRow
+    torch_family: dict  # torch_status(env)["torch_family"]
+    module_clashes: list[dict]
+
+
+def python_requirements(env: Environment) -> PythonRequirements:
+    """What 'py list' shows, reading pyproject.toml and uv.lock once each."""
+    from comfydock.dependencies import requirement_rows
+
+    doc = env.manifest_data()
+    text = env.lock_text()
+    versions = env.locked_versions(doc, text)
+    family = torch_status(env, doc, text, versions)["torch_family"]
+    return PythonRequirements(requirement_rows(doc, versions), family, env.module_clashes())
+
+
+def constraint_rows(env: Environment) -> list[dict]:
+    """'constraint list': each constraint with the version uv.lock installs of its package."""
+    from packaging.utils import canonicalize_name
+
+    from comfydock.dependencies import constraints
+    from comfydock.requirements import parse_requirement
+
+    doc = env.manifest_data()
+    versions = env.locked_versions(doc)
+    return [{"constraint": c, "locked": versions.get(canonicalize_name(parse_requirement(c).name))} for c in constraints(doc)]
 
 
 def manifest_changes(env: Environment, repo) -> dict:
