@@ -15,6 +15,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from comfydock import manifest
 from comfydock.errors import ComfydockError, UsageError
 
 # Tools of the old venv itself, never a requirement of the new one.
@@ -496,7 +497,7 @@ def adopt_install(
     """Create environment `name` reproducing the ComfyUI install at `path` (only read)."""
     from packaging.utils import canonicalize_name
 
-    from comfydock import engine, manifest, model_index, python_env
+    from comfydock import engine, model_index, python_env
     from comfydock.environment import build_failure, create_environment
     from comfydock.nodes.spec import drop_node, node_path, reqs_file, set_node
     from comfydock.workflows.tracking import copy_path
@@ -799,7 +800,7 @@ def drift(env) -> dict:
     packages: dict = {"checked": False, "added": [], "removed": [], "other_version": []}
     try:
         in_sync = env.venv_in_sync()
-        project = canonicalize_name(str(env.manifest_data().get("project", {}).get("name", "")))
+        project = canonicalize_name(manifest.project_name(env.manifest_data()))
         locked = {k: v for k, v in env.locked_versions().items() if k != project} if in_sync else {}
     except (OSError, ValueError, ComfydockError):  # a damaged uv.lock or manifest: status reports those
         in_sync = False
@@ -823,7 +824,7 @@ def unlocked_packages(env) -> list[str]:
     if not env.lock_path.exists():
         return []
     try:
-        project = canonicalize_name(str(env.manifest_data().get("project", {}).get("name", "")))
+        project = canonicalize_name(manifest.project_name(env.manifest_data()))
         locked = set(env.locked_versions()) | {project}
     except (OSError, ValueError, ComfydockError):  # a damaged uv.lock: the build itself says so
         return []
@@ -836,7 +837,7 @@ def adopt_here(env, *, listener=None, on_wait=None, step=lambda message: None) -
     development nodes (their files stay where they are), distributions installed beside uv.lock
     become user requirements at their versions. One manifest change, left for 'commit'; on any
     failure the manifest, uv.lock, the venv and the node records are put back."""
-    from comfydock import engine, manifest
+    from comfydock import engine
     from comfydock.dependencies import add_requirements
     from comfydock.environment import build_failure
     from comfydock.nodes.operations import _restore_state, _saved_state
@@ -854,11 +855,10 @@ def adopt_here(env, *, listener=None, on_wait=None, step=lambda message: None) -
         saved_state: dict = {}
         try:
             specs = []
-            from comfydock.nodes.spec import manifest_nodes
 
             # a second clone of a node already tracked (or found twice) would share its cache entry
             # and install target: it is tracked as a development node instead, files in place
-            seen = {s.identity(): s.id for s in manifest_nodes(env.manifest_data()).values() if s.identity()}
+            seen = {s.identity(): s.id for s in env.tracked_nodes().values() if s.identity()}
             for finding in findings:
                 if finding.kind == "invalid":
                     report["nodes"].append(finding.to_json())

@@ -34,7 +34,7 @@ class ComfyUIUpdate:
 def _set_core_requirements(doc, requirements: list[str]) -> tuple[list[str], list[str]]:
     """Replace ComfyUI's own requirements (the comfyui-core group); returns (added, removed)."""
     dependencies.migrate_layout(doc, requirements)
-    groups = doc["dependency-groups"]
+    groups = manifest.dependency_groups(doc)
     key = next(k for k in groups if k == dependencies.CORE_GROUP or k.lower() == dependencies.CORE_GROUP)
     before = [str(x) for x in groups[key]]
     arr = tomlkit.array()
@@ -74,7 +74,7 @@ def update_comfyui(env, ref: str | None = None, *, force: bool = False, listener
                 warn(f"ComfyUI requirements.txt: skipped {line!r} ({why})")
             doc = env.manifest()
             result.requirements_added, result.requirements_removed = _set_core_requirements(doc, scanned.requirements)
-            section = doc["tool"]["comfydock"]["environment"]
+            section = manifest.section(doc, "environment")
             section["comfyui_version"] = target.name
             section["comfyui_commit"] = target.commit
             manifest.save(env.pyproject_path, doc)

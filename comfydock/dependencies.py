@@ -9,6 +9,7 @@ import tomlkit
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from comfydock import manifest
 from comfydock.errors import ComfydockError, UsageError
 from comfydock.requirements import parse_requirement
 
@@ -48,7 +49,7 @@ CORE_GROUP = "comfyui-core"
 
 
 def _groups(doc):
-    return doc.get("dependency-groups") or {}
+    return manifest.dependency_groups(doc)
 
 
 def _find_group_key(doc, group: str) -> str | None:
@@ -61,7 +62,7 @@ def is_legacy_layout(doc) -> bool:
 
 
 def _legacy_user_names(doc) -> set[str]:
-    python = doc.get("tool", {}).get("comfydock", {}).get("python", {})
+    python = manifest.section(doc, "legacy-python") or {}
     return {canonicalize_name(str(x)) for x in python.get("user_added", [])}
 
 
@@ -81,8 +82,8 @@ def migrate_layout(doc, comfyui_requirements: list[str] | None = None) -> bool:
     if not is_legacy_layout(doc):
         return False
     user = _legacy_user_names(doc)
-    project = doc["project"]
-    entries = [str(e) for e in project.get("dependencies", [])]
+    project = manifest.section(doc, "project")
+    entries = manifest.user_requirements(doc)
     core = [e for e in entries if _name(e) not in user]
     mine = [e for e in entries if _name(e) in user]
     core_names = {_name(e) for e in core}
@@ -93,22 +94,21 @@ def migrate_layout(doc, comfyui_requirements: list[str] | None = None) -> bool:
     core_arr = tomlkit.array()
     core_arr.extend(core)
     core_arr.multiline(len(core) > 0)
-    old_groups = doc.get("dependency-groups")
     groups = tomlkit.table()
     groups[CORE_GROUP] = core_arr
-    for key, value in (old_groups or {}).items():
+    for key, value in _groups(doc).items():
         groups[key] = value
-    doc["dependency-groups"] = groups  # comfyui-core first, the node groups after it
+    manifest.set_section(doc, "dependency-groups", groups)  # comfyui-core first, the node groups after it
     deps = tomlkit.array()
     deps.extend(mine)
     deps.multiline(len(mine) > 1)
     project["dependencies"] = deps
-    python = doc.get("tool", {}).get("comfydock", {}).get("python")
+    python = manifest.section(doc, "legacy-python")
     if python is not None and "user_added" in python:
         del python["user_added"]
         if not python:
-            del doc["tool"]["comfydock"]["python"]
-    version = doc.get("tool", {}).get("comfydock", {}).get("environment", {}).get("python_version")
+            manifest.drop_section(doc, "legacy-python")
+    version = manifest.environment_info(doc).get("python_version")
     if version and str(project.get("requires-python", "")).startswith(">="):
         project["requires-python"] = pinned_requires_python(str(version))
     return True
@@ -116,15 +116,10 @@ def migrate_layout(doc, comfyui_requirements: list[str] | None = None) -> bool:
 
 def _requirement_array(doc, group: str | None, create: bool):
     if group is None:
-        project = doc["project"]
-        if "dependencies" not in project:
-            project["dependencies"] = tomlkit.array()
-        return project["dependencies"]
-    groups = doc.get("dependency-groups")
+        return manifest.array(doc, "project", "dependencies", create=True)
+    groups = manifest.section(doc, "dependency-groups", create=create)
     if groups is None:
-        if not create:
-            return None
-        doc["dependency-groups"] = groups = tomlkit.table()
+        return None
     key = _find_group_key(doc, group)
     if key is not None:
         return groups[key]
@@ -215,18 +210,12 @@ def remove_requirements(doc, specs: list[str], group: str | None = None) -> list
             hint="see 'comfydock py list' (a group's requirement is removed with --group NAME)",
         )
     if group is not None and arr is not None and len(arr) == 0 and group != CORE_GROUP:
-        del doc["dependency-groups"][_find_group_key(doc, group)]
+        del _groups(doc)[_find_group_key(doc, group)]
     return removed
 
 
 def _constraints(doc, create: bool):
-    if not create:
-        return doc.get("tool", {}).get("uv", {}).get("constraint-dependencies")
-    tool = doc.setdefault("tool", tomlkit.table(is_super_table=True))
-    uv = tool.setdefault("uv", tomlkit.table())
-    if "constraint-dependencies" not in uv:
-        uv["constraint-dependencies"] = tomlkit.array()
-    return uv["constraint-dependencies"]
+    return manifest.array(doc, "uv", "constraint-dependencies", create=create)
 
 
 def add_constraints(doc, specs: list[str]) -> bool:
@@ -299,7 +288,7 @@ class RequirementRow:
 def group_label(doc, group: str) -> str:
     """How a dependency group is shown: node groups as 'node:<id>', others by their name."""
     key = canonicalize_name(group)
-    for node_id, meta in doc.get("tool", {}).get("comfydock", {}).get("nodes", {}).items():
+    for node_id, meta in (manifest.section(doc, "nodes") or {}).items():
         if hasattr(meta, "get") and meta.get("group") and canonicalize_name(str(meta["group"])) == key:
             return f"node:{node_id}"
     return group
@@ -313,7 +302,7 @@ def requirement_rows(doc, versions: dict[str, str] | None = None) -> list[Requir
     legacy = is_legacy_layout(doc)
     user = _legacy_user_names(doc)
     rows = []
-    for entry in doc["project"].get("dependencies", []):
+    for entry in manifest.user_requirements(doc):
         name = _name(entry)
         group = CORE_GROUP if legacy and name not in user else "user"
         rows.append(RequirementRow(str(entry), name, group, versions.get(name)))
@@ -338,7 +327,7 @@ def dependency_snapshot(doc) -> set[str]:
     """Everything that decides the lock, as comparable strings (for status' change list)."""
     legacy, user = is_legacy_layout(doc), _legacy_user_names(doc)
     items = set()
-    for e in doc.get("project", {}).get("dependencies", []):
+    for e in manifest.user_requirements(doc):
         # a legacy manifest's ComfyUI lines read as the group they migrate to: no change to report
         items.add(f"group {CORE_GROUP}:{e}" if legacy and _name(e) not in user else f"requirement:{e}")
     for group, entries in _groups(doc).items():

@@ -15,6 +15,9 @@ from comfydock.workspace import Workspace, validate_name
 INITIAL_MESSAGE = "Initial environment setup"
 
 
+_tracked_cache: dict[Path, tuple[dict, dict]] = {}
+
+
 class Environment:
     """A ComfyUI checkout, its venv, and the versioned `.cec/` directory describing both."""
 
@@ -51,6 +54,16 @@ class Environment:
 
     def info(self) -> dict:
         return manifest.environment_info(self.manifest_data())
+
+    def tracked_nodes(self) -> dict:
+        """The manifest's nodes by id (NodeSpec), parsed once per version of pyproject.toml."""
+        from comfydock.nodes.spec import tracked_nodes
+
+        data = self.manifest_data()  # the same object while the file is unchanged
+        hit = _tracked_cache.get(self.pyproject_path)
+        if hit is None or hit[0] is not data:
+            hit = _tracked_cache[self.pyproject_path] = (data, tracked_nodes(data))
+        return dict(hit[1])
 
     def marker_environment(self, doc=None) -> dict[str, str]:
         """Marker values of this environment (its venv's Python, this machine's platform)."""
@@ -357,11 +370,10 @@ def status(env: Environment) -> dict:
     from comfydock.workflows.report import workflows_status
 
     workflows = workflows_status(env, repo)
-    from comfydock.nodes import tracked_nodes
 
     missing_node_dirs = sorted(
         spec.id
-        for spec in tracked_nodes(env).values()
+        for spec in env.tracked_nodes().values()
         if spec.source != "development" and not (env.custom_nodes_dir / spec.directory).is_dir()
     )
     head = None
@@ -467,12 +479,12 @@ def manifest_changes(env: Environment, repo) -> dict:
         committed = None
     if committed is not None:
         from comfydock.dependencies import dependency_snapshot
-        from comfydock.nodes import manifest_nodes
+        from comfydock.nodes import tracked_nodes
 
         current = env.manifest_data()
         before, after = dependency_snapshot(committed), dependency_snapshot(current)
         dep_changes = {"added": sorted(after - before), "removed": sorted(before - after)}
-        old_nodes, new_nodes = manifest_nodes(committed), manifest_nodes(current)
+        old_nodes, new_nodes = tracked_nodes(committed), tracked_nodes(current)
         node_changes = {
             "added": sorted(set(new_nodes) - set(old_nodes)),
             "removed": sorted(set(old_nodes) - set(new_nodes)),

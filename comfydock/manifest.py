@@ -239,16 +239,108 @@ def _major_minor(version: str) -> str:
 
 
 def environment_info(doc) -> dict:
-    return dict(doc.get("tool", {}).get("comfydock", {}).get("environment", {}))
+    return dict(section(doc, "environment") or {})
 
 
-# --- workflows and the models they need ([tool.comfydock.workflows.*], [tool.comfydock.models.required])
+# --- the sections: the one place where a TOML path of the manifest is spelled --------------------
+# Every other module reads and edits the manifest through these names; the shape check above and
+# new_manifest() are the only other places that know the layout.
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "project": ("project",),
+    "optional-dependencies": ("project", "optional-dependencies"),  # the torch backend extras
+    "dependency-groups": ("dependency-groups",),  # comfyui-core, one group per node, the user's groups
+    "uv": ("tool", "uv"),  # constraints, indexes, sources, conflicts
+    "environment": ("tool", "comfydock", "environment"),  # ComfyUI version/commit, Python
+    "nodes": ("tool", "comfydock", "nodes"),  # one entry per custom node (nodes.spec.NodeSpec)
+    "torch": ("tool", "comfydock", "torch"),  # the PyTorch release the family is kept to
+    "workflows": ("tool", "comfydock", "workflows"),  # each tracked workflow's resolution
+    "models": ("tool", "comfydock", "models"),
+    "required-models": ("tool", "comfydock", "models", "required"),
+    "node-choices": ("tool", "comfydock", "node_choices"),  # answers for ambiguous node types
+    "legacy-python": ("tool", "comfydock", "python"),  # before comfyui-core: user_added names
+}
+# tables written as super-tables (their header never appears on its own)
+_SUPER = {("tool",), ("tool", "comfydock"), ("tool", "comfydock", "workflows"), ("tool", "comfydock", "models")}
+
+
+def section(doc, name: str, *, create: bool = False):
+    """The table of section `name` (see SECTIONS): None when it is absent (or not a table),
+    unless `create`, which makes it, and the tables above it, as comfydock writes them."""
+    table = doc
+    path = SECTIONS[name]
+    for i, key in enumerate(path):
+        inner = table.get(key) if hasattr(table, "get") else None
+        if inner is None:
+            if not create:
+                return None
+            inner = tomlkit.table(is_super_table=path[: i + 1] in _SUPER)
+            table[key] = inner
+        elif not hasattr(inner, "get"):
+            return None
+        table = inner
+    return table
+
+
+def set_section(doc, name: str, table) -> None:
+    """Replace section `name` with `table` (the tables above it made when absent)."""
+    *above, last = SECTIONS[name]
+    parent = doc
+    for i, key in enumerate(above):
+        if not hasattr(parent.get(key), "get"):
+            parent[key] = tomlkit.table(is_super_table=tuple(above[: i + 1]) in _SUPER)
+        parent = parent[key]
+    parent[last] = table
+
+
+def drop_section(doc, name: str) -> bool:
+    """Remove section `name`; True if it was there."""
+    *above, last = SECTIONS[name]
+    parent = doc
+    for key in above:
+        parent = parent.get(key) if hasattr(parent, "get") else None
+        if parent is None:
+            return False
+    if hasattr(parent, "get") and last in parent:
+        del parent[last]
+        return True
+    return False
+
+
+def array(doc, name: str, key: str, *, create: bool = False):
+    """The list `key` of section `name` (e.g. "uv", "constraint-dependencies"); None when absent
+    unless `create`."""
+    table = section(doc, name, create=create)
+    if table is None:
+        return None
+    if key not in table:
+        if not create:
+            return None
+        table[key] = tomlkit.array()
+    return table[key]
+
+
+def drop_key(doc, name: str, key: str) -> None:
+    table = section(doc, name)
+    if table is not None and key in table:
+        del table[key]
+
+
+def user_requirements(doc) -> list[str]:
+    """[project].dependencies: what the user added with 'py add'."""
+    return [str(e) for e in (section(doc, "project") or {}).get("dependencies", [])]
+
+
+def dependency_groups(doc) -> dict:
+    """[dependency-groups] (empty when absent)."""
+    return section(doc, "dependency-groups") or {}
+
+
+def project_name(doc) -> str:
+    return str((section(doc, "project") or {}).get("name") or "")
 
 
 def table_at(doc, *keys: str, create: bool = False, super_last: bool = False):
-    """The table at doc[k1][k2]...; made on the way when `create` (the ones above the last as
-    super-tables, the last too with `super_last`, as [tool.uv] and [tool.comfydock.x] are
-    written), else None."""
+    """The table at doc[k1][k2]... of any TOML document (made on the way when `create`)."""
     table = doc
     for i, key in enumerate(keys):
         inner = table.get(key)
@@ -260,10 +352,6 @@ def table_at(doc, *keys: str, create: bool = False, super_last: bool = False):
     return table
 
 
-def _comfydock_table(doc, create: bool = False):
-    return table_at(doc, "tool", "comfydock", create=create, super_last=True)
-
-
 def _plain(value):
     """tomlkit items -> plain Python values (for comparing and for JSON)."""
     if hasattr(value, "unwrap"):
@@ -273,17 +361,14 @@ def _plain(value):
 
 def workflow_entries(doc) -> dict[str, dict]:
     """Each tracked workflow's recorded resolution, by workflow name, as plain data."""
-    section = _comfydock_table(doc)
-    workflows = section.get("workflows") if section is not None else None
+    workflows = section(doc, "workflows")
     if not isinstance(workflows, dict):
         return {}
     return {str(k): _plain(v) for k, v in workflows.items() if isinstance(_plain(v), dict)}
 
 
 def required_models(doc) -> dict[str, dict]:
-    section = _comfydock_table(doc)
-    models = section.get("models") if section is not None else None
-    required = models.get("required") if isinstance(models, dict) else None
+    required = section(doc, "required-models")
     if not isinstance(required, dict):
         return {}
     return {str(k): _plain(v) for k, v in required.items() if isinstance(_plain(v), dict)}
@@ -291,8 +376,7 @@ def required_models(doc) -> dict[str, dict]:
 
 def node_type_choices(doc) -> dict[str, str]:
     """The user's answers for node types several packages provide: type -> package."""
-    section = _comfydock_table(doc)
-    choices = section.get("node_choices") if section is not None else None
+    choices = section(doc, "node-choices")
     if not isinstance(choices, dict):
         return {}
     return {str(k): str(v) for k, v in _plain(choices).items() if isinstance(v, str)}
@@ -318,7 +402,6 @@ def set_workflows(doc, entries: dict[str, dict], required: dict[str, dict]) -> b
     Untouched when equal, so a no-op commit rewrites nothing (and comments survive)."""
     if workflow_entries(doc) == entries and required_models(doc) == required:
         return False
-    section = _comfydock_table(doc, create=True)
     workflows = tomlkit.table(is_super_table=True)
     for name in sorted(entries):
         entry = entries[name]
@@ -333,23 +416,17 @@ def set_workflows(doc, entries: dict[str, dict], required: dict[str, dict]) -> b
             table["models"] = models
         for key in ("optional", "unresolved"):
             if entry.get(key):
-                array = tomlkit.array()
-                array.extend(_inline(r) for r in entry[key])
-                table[key] = array.multiline(True)
+                items = tomlkit.array()
+                items.extend(_inline(r) for r in entry[key])
+                table[key] = items.multiline(True)
         workflows[name] = table
-    section["workflows"] = workflows
-    models_section = section.get("models")
-    if not isinstance(models_section, dict):
-        section["models"] = models_section = tomlkit.table(is_super_table=True)
+    set_section(doc, "workflows", workflows)
     req = tomlkit.table()
     for h in sorted(required):
         req[h] = _inline(required[h])
-    models_section["required"] = req
+    set_section(doc, "required-models", req)
     return True
 
 
 def set_node_type_choice(doc, node_type: str, package: str) -> None:
-    section = _comfydock_table(doc, create=True)
-    if not isinstance(section.get("node_choices"), dict):
-        section["node_choices"] = tomlkit.table()
-    section["node_choices"][node_type] = package
+    section(doc, "node-choices", create=True)[node_type] = package

@@ -351,11 +351,11 @@ def check_tree(repo, commit: str, what: str, need_manifest: bool = True) -> None
 
 def _parse_manifest(text: str, what: str):
     from comfydock import manifest
-    from comfydock.nodes.spec import manifest_nodes
+    from comfydock.nodes.spec import tracked_nodes
 
     try:
         doc = manifest.parse(text)
-        manifest_nodes(doc)  # names and directories validated
+        tracked_nodes(doc)  # names and directories validated
     except ComfydockError as exc:
         raise ComfydockError(f"{what} refused: {exc.message}", hint="nothing was changed") from None
     except Exception as exc:
@@ -365,10 +365,10 @@ def _parse_manifest(text: str, what: str):
 
 def missing_dev_nodes(env, doc) -> list[str]:
     """Development nodes `doc` tracks that this machine does not have (their source is not in git)."""
-    from comfydock.nodes.spec import manifest_nodes
+    from comfydock.nodes.spec import tracked_nodes
 
     missing = []
-    for node_id, spec in sorted(manifest_nodes(doc).items()):
+    for node_id, spec in sorted(tracked_nodes(doc).items()):
         if spec.source != "development":
             continue
         if (
@@ -380,9 +380,9 @@ def missing_dev_nodes(env, doc) -> list[str]:
 
 
 def dev_node_hint(env, doc, missing: list[str]) -> str:
-    from comfydock.nodes.spec import manifest_nodes
+    from comfydock.nodes.spec import tracked_nodes
 
-    specs = manifest_nodes(doc)
+    specs = tracked_nodes(doc)
     dirs = ", ".join(f"custom_nodes/{specs[n].directory}" for n in missing)
     return (
         f"development nodes are not in git: copy each into {env.custom_nodes_dir} ({dirs}), e.g. from a bundle "
@@ -646,9 +646,9 @@ def create_from_remote(
             python_env.create_venv(ws, env.venv_dir, python)
 
             missing = missing_dev_nodes(env, doc)
-            from comfydock.nodes.spec import manifest_nodes
+            from comfydock.nodes.spec import tracked_nodes
 
-            specs = manifest_nodes(doc)
+            specs = tracked_nodes(doc)
             step("Installing nodes and dependencies")
             if not missing:
                 from comfydock.tasks.nodes import scan_task_names

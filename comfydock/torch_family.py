@@ -20,6 +20,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from comfydock import manifest
 from comfydock.errors import ComfydockError
 
 FAMILY = ("torch", "torchvision", "torchaudio")
@@ -166,22 +167,21 @@ def family_in_lock(lock_text: str | None, versions: dict[str, str], backend: str
 # --- what the manifest says ---------------------------------------------------------------------
 
 
+def _requirement_lines(doc) -> list[str]:
+    """Every requirement line: the user's and every group's (ComfyUI's, each node's)."""
+    entries = manifest.user_requirements(doc)
+    for group in manifest.dependency_groups(doc).values():
+        entries += [str(e) for e in group if isinstance(e, str)]
+    return entries
+
+
 def recorded_release(doc) -> tuple[int, int] | None:
-    section = (doc.get("tool") or {}).get("comfydock", {}).get("torch") or {}
-    return parse_release(section.get("release")) if hasattr(section, "get") else None
+    torch = manifest.section(doc, "torch")
+    return parse_release(torch.get("release")) if torch is not None else None
 
 
 def _constraint_array(doc, create: bool):
-    from comfydock.manifest import table_at
-
-    uv = table_at(doc, "tool", "uv", create=create)
-    if uv is None:
-        return None
-    if "constraint-dependencies" not in uv:
-        if not create:
-            return None
-        uv["constraint-dependencies"] = tomlkit.array()
-    return uv["constraint-dependencies"]
+    return manifest.array(doc, "uv", "constraint-dependencies", create=create)
 
 
 def derived_constraints(doc) -> list[str]:
@@ -201,21 +201,18 @@ def clear_release(doc) -> bool:
             if str(arr[i]) in derived:
                 del arr[i]
         if len(arr) == 0:
-            del doc["tool"]["uv"]["constraint-dependencies"]
-    comfydock = doc["tool"]["comfydock"]
-    del comfydock["torch"]
+            manifest.drop_key(doc, "uv", "constraint-dependencies")
+    manifest.drop_section(doc, "torch")
     return True
 
 
 def record_release(doc, release: tuple[int, int]) -> None:
     """Keep the family to `release`: [tool.comfydock.torch].release and its constraints."""
     clear_release(doc)
-    tool = doc.setdefault("tool", tomlkit.table(is_super_table=True))
-    comfydock = tool.setdefault("comfydock", tomlkit.table(is_super_table=True))
-    section = tomlkit.table()
-    section.add(tomlkit.comment("torch, torchvision and torchaudio are kept to one PyTorch release (derived by comfydock)"))
-    section["release"] = release_text(release)
-    comfydock["torch"] = section
+    torch = tomlkit.table()
+    torch.add(tomlkit.comment("torch, torchvision and torchaudio are kept to one PyTorch release (derived by comfydock)"))
+    torch["release"] = release_text(release)
+    manifest.set_section(doc, "torch", torch)
     arr = _constraint_array(doc, create=True)
     for line in release_constraints(release):
         arr.append(line)
@@ -226,11 +223,8 @@ def explicit_pins(doc) -> dict[str, str]:
     """Family members the user pinned to one version ('==X.Y.Z' / '==X.Y.*'), outside the
     derived constraints: requirements of every group and [tool.uv].constraint-dependencies."""
     derived = set(derived_constraints(doc))
-    entries = [str(e) for e in (doc.get("project") or {}).get("dependencies", [])]
-    for group in (doc.get("dependency-groups") or {}).values():
-        entries += [str(e) for e in group if isinstance(e, str)]
-    uv = (doc.get("tool") or {}).get("uv") or {}
-    entries += [str(e) for e in uv.get("constraint-dependencies", []) if str(e) not in derived]
+    entries = _requirement_lines(doc)
+    entries += [str(e) for e in _constraint_array(doc, create=False) or [] if str(e) not in derived]
     pins: dict[str, str] = {}
     for entry in entries:
         try:
@@ -281,8 +275,7 @@ def index_name(backend: str) -> str:
 
 def backend_extras(doc) -> list[str]:
     """The torch backend extras the manifest has ('torch-cpu', ...), in order."""
-    optional = (doc.get("project") or {}).get("optional-dependencies") or {}
-    return [str(k) for k in optional if str(k).startswith("torch-")]
+    return [str(k) for k in manifest.section(doc, "optional-dependencies") or {} if str(k).startswith("torch-")]
 
 
 def _source_marker(backend: str) -> str | None:
@@ -298,8 +291,7 @@ def _source_marker(backend: str) -> str | None:
 def legacy_backend(doc) -> str | None:
     """The backend of a manifest from before per-machine backends: a single PyTorch index
     that torch's source names without an extra (None if the manifest is not like that)."""
-    uv = (doc.get("tool") or {}).get("uv") or {}
-    source = (uv.get("sources") or {}).get("torch")
+    source = ((manifest.section(doc, "uv") or {}).get("sources") or {}).get("torch")
     if hasattr(source, "get") and str(source.get("index", "")).startswith("pytorch-") and not source.get("extra"):
         return str(source["index"]).removeprefix("pytorch-")
     return None
@@ -307,11 +299,8 @@ def legacy_backend(doc) -> str | None:
 
 def required_members(doc) -> list[str]:
     """Family members some requirement of the manifest names (ComfyUI's, a node's, the user's)."""
-    entries = [str(e) for e in (doc.get("project") or {}).get("dependencies", [])]
-    for group in (doc.get("dependency-groups") or {}).values():
-        entries += [str(e) for e in group if isinstance(e, str)]
     names = set()
-    for entry in entries:
+    for entry in _requirement_lines(doc):
         try:
             names.add(canonicalize_name(Requirement(entry).name))
         except InvalidRequirement:
@@ -327,7 +316,7 @@ def backend_ready(doc, backend: str | None) -> bool:
         return True
     if legacy_backend(doc) is not None:
         return legacy_backend(doc) == backend
-    optional = (doc.get("project") or {}).get("optional-dependencies") or {}
+    optional = manifest.section(doc, "optional-dependencies") or {}
     extras = backend_extras(doc)
     return extra_name(backend) in extras and all([str(x) for x in optional[e]] == members for e in extras)
 
@@ -338,8 +327,7 @@ def ensure_backend(doc, backend: str | None, index_base: str) -> bool:
     backend's extra first. Nothing requires torch: no extra."""
     if backend_ready(doc, backend) and legacy_backend(doc) is None:
         return False
-    tool = doc.setdefault("tool", tomlkit.table(is_super_table=True))
-    uv = tool.setdefault("uv", tomlkit.table())
+    uv = manifest.section(doc, "uv", create=True)
     changed = False
     legacy = legacy_backend(doc)
     if legacy is not None:
@@ -399,12 +387,9 @@ def ensure_backend(doc, backend: str | None, index_base: str) -> bool:
 
 
 def _add_extra(doc, backend: str | None) -> None:
-    project = doc["project"]
-    if "optional-dependencies" not in project:
-        project["optional-dependencies"] = tomlkit.table()
     arr = tomlkit.array()
     arr.extend(required_members(doc))
-    project["optional-dependencies"][extra_name(backend)] = arr
+    manifest.section(doc, "optional-dependencies", create=True)[extra_name(backend)] = arr
 
 
 # --- the family as installed in a venv (checked by 'comfydock run') ---------------------------

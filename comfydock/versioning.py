@@ -288,14 +288,14 @@ def apply_commit(env, repo, commit: str, tx: Transaction, result: RollbackResult
     recorded in `tx`, so the caller's failure (or this one's) puts it all back. Used by rollback
     and by pull (which then moves the branch in the same transaction)."""
     from comfydock import nodes as node_ops
-    from comfydock.nodes.spec import manifest_nodes
+    from comfydock.nodes.spec import tracked_nodes
 
     try:
         new_doc = manifest.parse(repo.git.show(f"{commit}:pyproject.toml"))
     except Exception as exc:
         raise ComfydockError(f"version {result.target} has no readable pyproject.toml ({exc})") from None
-    old_nodes = manifest_nodes(env.manifest_data())
-    new_nodes = manifest_nodes(new_doc)
+    old_nodes = env.tracked_nodes()
+    new_nodes = tracked_nodes(new_doc)
     head_files = _tree_files(repo, "HEAD") if repo.head.is_valid() else set()
     target_files = _tree_files(repo, commit)
 

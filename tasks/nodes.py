@@ -138,13 +138,9 @@ def _scan_uptodate(task, values, env, spec) -> bool:
     return node_dir.is_dir() and values.get("digest") == nodes.requirements_digest(node_dir)
 
 
-def _tracked(env):
-    return nodes.tracked_nodes(env).values()
-
-
 def task_fetch_node(env):
     """Download a registry or git node into the workspace cache (skipped when already cached)."""
-    for spec in _tracked(env):
+    for spec in env.tracked_nodes().values():
         if spec.source == "development":
             continue
         entry = _cache(env).entry(spec.identity())
@@ -159,7 +155,7 @@ def task_fetch_node(env):
 
 def task_install_node(env):
     """Copy a cached node into custom_nodes/ (skipped when that version is already there)."""
-    for spec in _tracked(env):
+    for spec in env.tracked_nodes().values():
         if spec.source == "development":
             continue
         entry = _cache(env).entry(spec.identity())
@@ -176,7 +172,7 @@ def task_install_node(env):
 
 def task_scan_requirements(env):
     """Read a node's requirements.txt / pyproject.toml into its [dependency-groups] entry."""
-    for spec in _tracked(env):
+    for spec in env.tracked_nodes().values():
         yield {
             "basename": "scan_requirements",
             "name": spec.id,
@@ -190,7 +186,7 @@ def task_scan_requirements(env):
 def task_install_script(env):
     """Run a node's install.py with the venv's Python in its directory (only for nodes added with
     --run-install-script), after the venv is synced; again whenever the node is reinstalled."""
-    for spec in _tracked(env):
+    for spec in env.tracked_nodes().values():
         if spec.source == "development" or not spec.run_install_script:
             continue
         yield {
@@ -204,8 +200,8 @@ def task_install_script(env):
 
 
 def install_script_task_names(env) -> list[str]:
-    return [f"install_script:{s.id}" for s in _tracked(env) if s.source != "development" and s.run_install_script]
+    return [f"install_script:{s.id}" for s in env.tracked_nodes().values() if s.source != "development" and s.run_install_script]
 
 
 def scan_task_names(env) -> list[str]:
-    return [f"scan_requirements:{spec.id}" for spec in _tracked(env)]
+    return [f"scan_requirements:{spec.id}" for spec in env.tracked_nodes().values()]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from comfydock import python_env
+from comfydock import manifest, python_env
 
 # lock_deps' one parameter: packages to move to the newest versions the requirements allow
 # ('uv lock --upgrade-package'), asked by 'py remove', 'constraint remove' and 'node update'.
@@ -130,7 +130,7 @@ def torch_index_error(env, exc):
     details = exc.details or ""
     urls = [
         str(i.get("url"))
-        for i in (env.manifest_data().get("tool", {}).get("uv", {}).get("index") or [])
+        for i in ((manifest.section(env.manifest_data(), "uv") or {}).get("index") or [])
         if str(i.get("name", "")).startswith("pytorch-")
     ]
     unreachable = (

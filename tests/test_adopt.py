@@ -103,7 +103,7 @@ def existing_install(tmp_path, comfyui_source, fixture_assets, registry):
 
 def test_adopt_reproduces_an_install_and_leaves_it_untouched(workspace, existing_install, registry, run_cli):
     from comfydock import history, model_index
-    from comfydock.nodes.spec import manifest_nodes
+    from comfydock.nodes.spec import tracked_nodes
     from comfydock.workspace import Workspace
 
     before = tree_digest(existing_install.parent)
@@ -125,7 +125,7 @@ def test_adopt_reproduces_an_install_and_leaves_it_untouched(workspace, existing
     assert rows["my_node"]["kind"] == "development"
     assert rows["my_node"]["requirements_skipped"][0].startswith("not a requirement !! (not a valid requirement")
     assert rows["old_node"]["disabled"] is True
-    tracked = manifest_nodes(env.manifest())
+    tracked = tracked_nodes(env.manifest())
     assert {k: v.source for k, v in tracked.items()} == {
         "comfyui-adopt-pack": "registry",
         "ComfyUI-Git-Node": "git",
@@ -272,7 +272,7 @@ def test_status_shows_drift_and_adopt_here_tracks_it(env, registry, node_repo, f
     """ComfyUI-Manager dropped nodes into custom_nodes/ and pip-installed a package: status says
     so, and adopt --here turns it all into tracked nodes and requirements, files left in place."""
     from comfydock import python_env
-    from comfydock.nodes.spec import manifest_nodes
+    from comfydock.nodes.spec import tracked_nodes
 
     pack_zip = node_zip_bytes("adopt-pack", "# none\n", {"pyproject.toml": PACK_PYPROJECT})
     registry.add_node("comfyui-adopt-pack", {"1.2.0": pack_zip})
@@ -302,7 +302,7 @@ def test_status_shows_drift_and_adopt_here_tracks_it(env, registry, node_repo, f
     result = run_cli("adopt", "--here", "--json")
     assert result.code == 0, result.err
     assert result.json["packages"]["added"] == ["cdfix-vision==1.0"]
-    tracked = manifest_nodes(env.manifest())
+    tracked = tracked_nodes(env.manifest())
     assert {k: v.source for k, v in tracked.items()} == {
         "comfyui-adopt-pack": "registry",
         "ComfyUI-Git-Node": "git",
@@ -352,7 +352,7 @@ def test_adopt_into_an_existing_environment_name_is_refused_before_any_work(work
 def test_adopt_here_tracks_a_second_clone_of_a_tracked_node_as_development(env, node_repo, run_cli):
     """Two directories holding one node would share a cache entry and install target: the
     second copy becomes a development node in place, nothing fails and nothing is lost."""
-    from comfydock.nodes.spec import manifest_nodes
+    from comfydock.nodes.spec import tracked_nodes
 
     assert run_cli("node", "add", f"{node_repo.as_uri()}@v1.0").code == 0
     copy = git.Repo.clone_from(str(node_repo), env.custom_nodes_dir / "Another")
@@ -361,6 +361,6 @@ def test_adopt_here_tracks_a_second_clone_of_a_tracked_node_as_development(env, 
     assert result.code == 0, result.err
     (row,) = [n for n in result.json["nodes"] if n["directory"] == "Another"]
     assert row["kind"] == "development" and "second copy" in row["why"]
-    tracked = manifest_nodes(env.manifest())
+    tracked = tracked_nodes(env.manifest())
     assert tracked["Another"].source == "development" and tracked["ComfyUI-Git-Node"].source == "git"
     assert (env.custom_nodes_dir / "Another" / "__init__.py").exists()

@@ -94,11 +94,11 @@ def test_a_manifest_node_entry_with_a_path_for_a_directory_is_refused():
     import tomlkit
 
     from comfydock.errors import ComfydockError
-    from comfydock.nodes import manifest_nodes
+    from comfydock.nodes import tracked_nodes
 
     doc = tomlkit.parse('[tool.comfydock.nodes.evil]\nsource = "registry"\ndirectory = "../../outside"\nversion = "1.0"\n')
     with pytest.raises(ComfydockError, match="invalid directory"):
-        manifest_nodes(doc)
+        tracked_nodes(doc)
 
 
 def test_every_node_name_gives_a_valid_dependency_group_name():

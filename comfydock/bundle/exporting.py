@@ -298,7 +298,7 @@ def _node_url(url: str | None) -> str | None:
 
 def build_lock(env):
     from comfydock.bundle.lockfile import ComfyUIPin, LockedModel, LockedNode, Lockfile
-    from comfydock.nodes import manifest_nodes
+    from comfydock.nodes import tracked_nodes
 
     data = env.manifest_data()
     info = manifest.environment_info(data)
@@ -322,7 +322,7 @@ def build_lock(env):
             )
         )
     nodes = []
-    for spec in manifest_nodes(data).values():
+    for spec in tracked_nodes(data).values():
         url = _node_url(spec.url)
         if spec.source == "git" and url is None:
             raise ComfydockError(
@@ -370,9 +370,8 @@ def selection_uptodate(task, values, env) -> bool:
 
 
 def dev_nodes(env) -> list:
-    from comfydock.nodes import tracked_nodes
 
-    return sorted((s for s in tracked_nodes(env).values() if s.source == "development"), key=lambda s: s.directory)
+    return sorted((s for s in env.tracked_nodes().values() if s.source == "development"), key=lambda s: s.directory)
 
 
 def bundle_members(env) -> tuple[dict[str, Path], list[str]]:

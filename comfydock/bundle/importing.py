@@ -20,6 +20,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from comfydock import manifest
 from comfydock.errors import ComfydockError
 
 PROJECT_PREFIX = "comfydock-env-"
@@ -66,7 +67,7 @@ def import_dir(ws, sha256: str) -> Path:
 
 def environment_name(pyproject: dict, bundle: Path) -> str:
     """The exporter's environment name (from the project name comfydock wrote), else the file name."""
-    project = str((pyproject.get("project") or {}).get("name") or "")
+    project = manifest.project_name(pyproject)
     if project.startswith(PROJECT_PREFIX) and len(project) > len(PROJECT_PREFIX):
         return project[len(PROJECT_PREFIX) :]
     stem = bundle.name.removesuffix(".tar.gz").removesuffix(".tgz")
@@ -281,11 +282,11 @@ def _refuse_existing(ws, name: str) -> None:
 def check_nodes_agree(bundle: Path, pyproject: dict, lock) -> None:
     """The bundle's pyproject.toml installs nodes; comfydock.lock is what was validated field by field.
     Both come from the same export, so they must name the same nodes the same way."""
-    from comfydock.nodes import manifest_nodes
+    from comfydock.nodes import tracked_nodes
 
     locked = {n.id: n for n in lock.nodes}
     try:
-        specs = manifest_nodes(pyproject)
+        specs = tracked_nodes(pyproject)
     except Exception:
         specs = None
     if specs is None or set(specs) != set(locked):
@@ -330,7 +331,7 @@ def import_bundle(
     the index nor in `models_from` (a path: a local substitute put at the recorded place, not
     verified). Without it: download when the bundle has a URL, else the model is listed missing.
     `progress(model)` returns a download progress callback (or None)."""
-    from comfydock import comfyui, engine, history, manifest, python_env
+    from comfydock import comfyui, engine, history, python_env
     from comfydock.bundle import lockfile
     from comfydock.bundle.archive import ArchiveLimits, check_bundle, extract_bundle
     from comfydock.environment import Environment, build_failure

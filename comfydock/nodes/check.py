@@ -79,11 +79,10 @@ def check_node(env, spec) -> dict:
 
 def check_nodes(env, names: list[str] | None = None) -> list[dict]:
     """One row per tracked node (or per named node): ok, or the error line of its import."""
-    from comfydock.nodes.operations import find_tracked
-    from comfydock.nodes.spec import manifest_nodes
+    from comfydock.nodes.spec import tracked_node, tracked_nodes
 
     doc = env.manifest_data()
-    specs = [find_tracked(doc, n) for n in names] if names else sorted(manifest_nodes(doc).values(), key=lambda s: s.id.lower())
+    specs = [tracked_node(doc, n) for n in names] if names else sorted(tracked_nodes(doc).values(), key=lambda s: s.id.lower())
     return [check_node(env, spec) for spec in specs]
 
 

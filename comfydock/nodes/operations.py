@@ -18,14 +18,12 @@ from comfydock.nodes.spec import (
     drop_node,
     install_marker,
     install_script_of,
-    is_git_url,
-    manifest_nodes,
     node_path,
-    normalize_git_url,
     reqs_file,
     script_record,
     set_node,
-    split_ref,
+    tracked_node,
+    tracked_nodes,
 )
 
 
@@ -110,7 +108,7 @@ def add_nodes(
         raise UsageError("--name applies to one node at a time", hint="add the nodes in separate commands")
     with env.lock(on_wait):
         doc = env.manifest()
-        tracked = manifest_nodes(doc)
+        tracked = tracked_nodes(doc)
         plans: list[NodeSpec] = []
         script_only: list[NodeSpec] = []  # installed already; only the install script is new
         for ident in identifiers:
@@ -232,31 +230,13 @@ def add_nodes(
     return change
 
 
-def find_tracked(doc, name: str) -> NodeSpec:
-    tracked = manifest_nodes(doc)
-    if name in tracked:
-        return tracked[name]
-    lowered = {k.lower(): v for k, v in tracked.items()}
-    by_dir = {v.directory: v for v in tracked.values()}
-    spec = lowered.get(name.lower()) or by_dir.get(name) or by_dir.get(name.removesuffix(".disabled"))
-    if spec is None and is_git_url(split_ref(name)[0]):  # a git node named by its URL
-        wanted = normalize_git_url(split_ref(name)[0])
-        spec = next((v for v in tracked.values() if v.source == "git" and v.url and normalize_git_url(v.url) == wanted), None)
-    if spec is None:
-        known = ", ".join(sorted(tracked)) or "none"
-        raise ComfydockError(
-            f"node {name!r} is not installed in this environment", hint=f"installed nodes: {known} (see 'comfydock node list')"
-        )
-    return spec
-
-
 def remove_nodes(env, names: list[str], *, force=False, listener=None, on_wait=None) -> NodeChange:
     change = NodeChange()
     with env.lock(on_wait):
         doc = env.manifest()
         specs = []
         for name in names:
-            spec = find_tracked(doc, name)
+            spec = tracked_node(doc, name)
             if is_ignored(env, spec.directory):
                 raise ComfydockError(
                     f"custom_nodes/{spec.directory} is ignored by .cec/.comfydock_ignore", hint="remove the pattern to manage it"
@@ -307,7 +287,7 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
     change = NodeChange()
     with env.lock(on_wait):
         doc = env.manifest()
-        old = find_tracked(doc, name)
+        old = tracked_node(doc, name)
         if old.source == "development":
             if version:
                 raise UsageError(
@@ -368,7 +348,7 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
 
 def list_nodes(env) -> list[dict]:
     rows = []
-    for spec in manifest_nodes(env.manifest_data()).values():
+    for spec in env.tracked_nodes().values():
         info = spec.to_json()
         path = node_path(env, spec)
         info["present"] = path.is_dir()
@@ -385,7 +365,7 @@ def untracked_directories(env) -> list[str]:
     """Directories in custom_nodes/ that no node entry owns (and the ignore file does not hide)."""
     if not env.custom_nodes_dir.is_dir():
         return []
-    owned = {s.directory for s in manifest_nodes(env.manifest_data()).values()}
+    owned = {s.directory for s in env.tracked_nodes().values()}
     return sorted(
         p.name
         for p in env.custom_nodes_dir.iterdir()
@@ -406,7 +386,7 @@ def referenced_cache_identities(ws) -> set[str]:
         env = ws.environment(name)
         try:
             doc = env.manifest_data()
-            tracked = manifest_nodes(doc)
+            tracked = tracked_nodes(doc)
         except ComfydockError as exc:
             raise ComfydockError(
                 f"cannot read environment {name!r}'s manifest, so the cache entries it uses are unknown: {exc.message}",

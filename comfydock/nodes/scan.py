@@ -11,7 +11,7 @@ from comfydock import manifest
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import atomic_write_json
 from comfydock.hashing import files_digest
-from comfydock.nodes.spec import NodeSpec, manifest_nodes, node_path, reqs_file, set_group_requirements
+from comfydock.nodes.spec import NodeSpec, node_path, reqs_file, set_group_requirements, tracked_nodes
 
 _manifest_lock = threading.Lock()  # scan tasks may run in parallel threads
 
@@ -64,11 +64,11 @@ def apply_scan(env, spec: NodeSpec) -> dict:
     requirements, skipped = scan_node(node_dir)
     atomic_write_json(reqs_file(env, spec.id), {"node": spec.id, "requirements": requirements, "skipped": skipped})
     with _manifest_lock:
-        current = (env.manifest_data().get("dependency-groups") or {}).get(spec.group)
+        current = manifest.dependency_groups(env.manifest_data()).get(spec.group)
         if current == requirements:  # unchanged: skip tomlkit's slow parse of a big manifest
             return {"digest": requirements_digest(node_dir)}
         doc = env.manifest()
-        if spec.id in manifest_nodes(doc) and set_group_requirements(doc, spec.group, requirements):
+        if spec.id in tracked_nodes(doc) and set_group_requirements(doc, spec.group, requirements):
             manifest.save(env.pyproject_path, doc)
     return {"digest": requirements_digest(node_dir)}
 

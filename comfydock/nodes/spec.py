@@ -10,6 +10,7 @@ from pathlib import Path
 import tomlkit
 from packaging.utils import canonicalize_name
 
+from comfydock import manifest
 from comfydock.errors import ComfydockError, UsageError
 from comfydock.fsutil import inside
 
@@ -213,35 +214,35 @@ def _opt(value):
     return None if value is None else str(value)
 
 
-def manifest_nodes(doc) -> dict[str, NodeSpec]:
-    table = doc.get("tool", {}).get("comfydock", {}).get("nodes", {})
+def tracked_nodes(doc) -> dict[str, NodeSpec]:
+    """The nodes a manifest tracks, by id (Environment.tracked_nodes() caches this per file)."""
+    table = manifest.section(doc, "nodes") or {}
     return {str(k): NodeSpec.from_table(str(k), v) for k, v in table.items() if hasattr(v, "get")}
 
 
-_tracked_cache: dict[tuple, dict[str, NodeSpec]] = {}
-
-
-def tracked_nodes(env) -> dict[str, NodeSpec]:
-    """The manifest's nodes, parsed once per version of pyproject.toml (task loading asks often)."""
-    st = env.pyproject_path.stat()
-    key = (str(env.pyproject_path), st.st_mtime_ns, st.st_size)
-    if key not in _tracked_cache:
-        _tracked_cache.clear()
-        _tracked_cache[key] = manifest_nodes(env.manifest_data())
-    return dict(_tracked_cache[key])
-
-
-def _nodes_table(doc):
-    tool = doc.setdefault("tool", tomlkit.table(is_super_table=True))
-    comfydock = tool.setdefault("comfydock", tomlkit.table(is_super_table=True))
-    if "nodes" not in comfydock:
-        comfydock["nodes"] = tomlkit.table()
-    return comfydock["nodes"]
+def tracked_node(doc, name: str) -> NodeSpec:
+    """The tracked node a user named: by id (any case), directory (with or without .disabled) or
+    git URL."""
+    tracked = tracked_nodes(doc)
+    if name in tracked:
+        return tracked[name]
+    lowered = {k.lower(): v for k, v in tracked.items()}
+    by_dir = {v.directory: v for v in tracked.values()}
+    spec = lowered.get(name.lower()) or by_dir.get(name) or by_dir.get(name.removesuffix(".disabled"))
+    if spec is None and is_git_url(split_ref(name)[0]):  # a git node named by its URL
+        wanted = normalize_git_url(split_ref(name)[0])
+        spec = next((v for v in tracked.values() if v.source == "git" and v.url and normalize_git_url(v.url) == wanted), None)
+    if spec is None:
+        known = ", ".join(sorted(tracked)) or "none"
+        raise ComfydockError(
+            f"node {name!r} is not installed in this environment", hint=f"installed nodes: {known} (see 'comfydock node list')"
+        )
+    return spec
 
 
 def set_node(doc, spec: NodeSpec) -> None:
-    _nodes_table(doc)[spec.id] = spec.to_table()
-    groups = doc.setdefault("dependency-groups", tomlkit.table())
+    manifest.section(doc, "nodes", create=True)[spec.id] = spec.to_table()
+    groups = manifest.section(doc, "dependency-groups", create=True)
     if spec.group not in groups:
         arr = tomlkit.array()
         arr.multiline(True)
@@ -249,16 +250,16 @@ def set_node(doc, spec: NodeSpec) -> None:
 
 
 def drop_node(doc, spec: NodeSpec) -> None:
-    table = _nodes_table(doc)
-    if spec.id in table:
+    table = manifest.section(doc, "nodes")
+    if table is not None and spec.id in table:
         del table[spec.id]
-    groups = doc.get("dependency-groups")
+    groups = manifest.section(doc, "dependency-groups")
     if groups is not None and spec.group in groups:
         del groups[spec.group]
 
 
 def set_group_requirements(doc, group: str, requirements: list[str]) -> bool:
-    groups = doc.setdefault("dependency-groups", tomlkit.table())
+    groups = manifest.section(doc, "dependency-groups", create=True)
     current = [str(x) for x in groups.get(group, [])]
     if current == requirements and group in groups:
         return False

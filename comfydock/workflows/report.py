@@ -40,14 +40,13 @@ def installed_types(env) -> dict[str, str]:
     """Node type -> id of the installed custom node that provides it (static scan of each node,
     remembered per node version in .comfydock/ so status stays fast)."""
     from comfydock.fsutil import atomic_write_json
-    from comfydock.nodes import manifest_nodes
     from comfydock.workflows import node_types
 
     cache_file = env.state_dir / "installed-node-types.json"
     cache = _read_cache(cache_file)
     found: dict[str, str] = {}
     fresh = {}
-    for node_id, spec in manifest_nodes(env.manifest_data()).items():
+    for node_id, spec in env.tracked_nodes().items():
         path = env.custom_nodes_dir / spec.directory
         if not path.is_dir():
             continue
