@@ -11,7 +11,9 @@ from comfydock.nodes.spec import NodeSpec, drop_node, set_node, tracked_node, tr
 
 def _edited_manifest():
     doc = manifest.new_manifest("demo", "3.11.7", ["tinyreq==1.0"], "v0.3.0", "a" * 40)
-    set_node(doc, NodeSpec(id="my-node", source="git", directory="my-node", url="file:///x/my-node.git", ref="v1", commit="b" * 40))
+    set_node(
+        doc, NodeSpec(id="my-node", source="git", directory="my-node", url="file:///x/my-node.git", ref="v1", commit="b" * 40)
+    )
     dependencies.add_requirements(doc, ["tinyutil>=1"])
     dependencies.add_constraints(doc, ["numpy<2"])
     torch_family.record_release(doc, (2, 5))
