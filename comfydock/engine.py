@@ -44,7 +44,7 @@ class BuildReport:
 def _checker_class():
     from doit.dependency import FileChangedChecker
 
-    from comfydock.hashing import blake3_file
+    from comfydock.hashing import file_digest
 
     class Blake3Checker(FileChangedChecker):
         """mtime, then size, then a Blake3 digest: a touched but unchanged file is up to date."""
@@ -55,13 +55,13 @@ def _checker_class():
                 return False
             if file_stat.st_size != size:
                 return True
-            return digest != blake3_file(file_path)
+            return digest != file_digest(file_path, "blake3")
 
         def get_state(self, dep, current_state):
             st = os.stat(dep)
             if current_state and current_state[0] == st.st_mtime:
                 return None
-            return st.st_mtime, st.st_size, blake3_file(dep)
+            return st.st_mtime, st.st_size, file_digest(dep, "blake3")
 
     return Blake3Checker
 

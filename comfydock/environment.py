@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from comfydock import comfyui, history, manifest, python_env
 from comfydock.errors import ComfydockError, EnvironmentNotFound, ExternalToolError
-from comfydock.fsutil import atomic_write_bytes, atomic_write_json, file_sha256, read_json_state, remove_tree
+from comfydock.fsutil import atomic_write_bytes, atomic_write_json, read_json_state, remove_tree
+from comfydock.hashing import file_digest
 from comfydock.locking import environment_lock
 from comfydock.torch_backend import (
     detect_torch_backend,
@@ -102,12 +103,17 @@ class Environment:
         info = manifest.environment_info(doc if doc is not None else self.manifest_data())
         return python_env.marker_environment(self.venv_dir, info.get("python_version"))
 
-    def locked_versions(self, doc=None) -> dict[str, str]:
-        """What uv.lock installs into this environment's venv (its fork of the universal lock)."""
+    def lock_text(self) -> str | None:
+        """uv.lock as text; None if there is none yet."""
+        return self.lock_path.read_text(encoding="utf-8") if self.lock_path.exists() else None
+
+    def locked_versions(self, doc=None, lock_text: str | None = None) -> dict[str, str]:
+        """What uv.lock installs into this environment's venv (its fork of the universal lock).
+        `doc` and `lock_text`, when the caller has read them already, are used instead of reading again."""
         from comfydock import torch_family
         from comfydock.dependencies import locked_versions
 
-        text = self.lock_path.read_text(encoding="utf-8") if self.lock_path.exists() else None
+        text = lock_text if lock_text is not None else self.lock_text()
         versions = locked_versions(text, self.marker_environment(doc))
         try:
             backend = self.torch_backend()
@@ -167,7 +173,7 @@ class Environment:
         clashes = python_env.module_clashes(self.venv_dir)  # read once per sync, shown by status
         atomic_write_json(
             self.venv_marker,
-            {"uv_lock_sha256": file_sha256(self.lock_path), "module_clashes": clashes, "torch_extra": extra},
+            {"uv_lock_sha256": file_digest(self.lock_path), "module_clashes": clashes, "torch_extra": extra},
         )
 
     def synced_torch_extra(self) -> str | None:
@@ -187,7 +193,7 @@ class Environment:
         except OSError:  # e.g. the venv's interpreter is behind a directory this user cannot enter
             return False
         recorded = (read_json_state(self.venv_marker) or {}).get("uv_lock_sha256")
-        if not (isinstance(recorded, str) and recorded == file_sha256(self.lock_path)):
+        if not (isinstance(recorded, str) and recorded == file_digest(self.lock_path)):
             return False
         # a changed backend ('comfydock config torch-backend') syncs again, with its extra
         return self.synced_torch_extra() == self.torch_extra()
@@ -200,7 +206,6 @@ class CreateResult:
     comfyui_commit: str
     python: str
     torch_backend: str | None
-    warnings: list[str] = field(default_factory=list)
 
 
 def create_environment(
@@ -213,7 +218,6 @@ def create_environment(
     use: bool = False,
     step=lambda message: None,
     warn=lambda message: None,
-    build_listener=None,
     comfyui_source: str | None = None,
     populate=None,
     message: str = INITIAL_MESSAGE,
@@ -233,26 +237,20 @@ def create_environment(
     if torch_backend is not None:
         resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
     root = ws.environments_dir / name
-    warnings: list[str] = []
-
-    def _warn(msg):
-        warnings.append(msg)
-        warn(msg)
-
     with environment_lock(ws.create_lock_file(name)):
         reserve_directory(ws, name)
         env = Environment(ws, name)
         try:
             source = comfyui_source or ws.setting("comfyui-source")
             step(f"Fetching ComfyUI from {source}")
-            cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=_warn)
+            cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=warn)
             ref = comfyui.resolve_ref(cache, comfyui_ref)
             step(f"Checking out ComfyUI {ref.name}")
             comfyui.checkout(cache, env.comfyui_dir, ref, source)
 
             scanned = scan_requirements_file(env.comfyui_dir / "requirements.txt")
             for line, why in scanned.skipped:
-                _warn(f"ComfyUI requirements.txt: skipped {line!r} ({why})")
+                warn(f"ComfyUI requirements.txt: skipped {line!r} ({why})")
             doc = manifest.new_manifest(
                 name,
                 python,
@@ -274,7 +272,7 @@ def create_environment(
             python_env.create_venv(ws, env.venv_dir, python)
 
             step("Resolving and installing dependencies")
-            report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv", "core_node_types"], listener=build_listener)
+            report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv", "core_node_types"])
             if not report.ok:
                 raise build_failure(report)
 
@@ -288,7 +286,7 @@ def create_environment(
         except BaseException:
             remove_tree(root)
             raise
-    return CreateResult(env, ref.name, ref.commit, python, backend, warnings)
+    return CreateResult(env, ref.name, ref.commit, python, backend)
 
 
 def reserve_directory(ws: Workspace, name: str):
@@ -440,8 +438,9 @@ def status(env: Environment) -> dict:
     }
 
 
-def torch_status(env: Environment) -> dict:
-    """This machine's backend (requested, where from, detected) and the torch family the venv gets."""
+def torch_status(env: Environment, doc=None, lock_text: str | None = None, versions: dict[str, str] | None = None) -> dict:
+    """This machine's backend (requested, where from, detected) and the torch family the venv gets.
+    `doc`, `lock_text` and `versions` (env.locked_versions), if already read, are not read again."""
     from comfydock import torch_family
 
     requested, where = env.torch_backend_requested()
@@ -450,9 +449,9 @@ def torch_status(env: Environment) -> dict:
         backend_error = None
     except Exception as exc:  # an unknown name in $COMFYDOCK_TORCH_BACKEND: shown, not fatal
         backend, backend_error = None, str(exc)
-    doc = env.manifest_data()
-    text = env.lock_path.read_text(encoding="utf-8") if env.lock_path.exists() else None
-    versions = torch_family.family_in_lock(text, env.locked_versions(doc), backend)
+    doc = env.manifest_data() if doc is None else doc
+    text = env.lock_text() if lock_text is None else lock_text
+    versions = torch_family.family_in_lock(text, env.locked_versions(doc, text) if versions is None else versions, backend)
     release = torch_family.recorded_release(doc)
     report = torch_family.FamilyReport(
         versions,
@@ -468,6 +467,38 @@ def torch_status(env: Environment) -> dict:
         "torch_backends_in_manifest": [e.removeprefix("torch-") for e in torch_family.backend_extras(doc)],
         "torch_family": report.to_json() | {"summary": report.summary()},
     }
+
+
+@dataclass
+class PythonRequirements:
+    """'py list': direct requirements with their locked versions, the torch family, module clashes."""
+
+    rows: list  # dependencies.RequirementRow
+    torch_family: dict  # torch_status(env)["torch_family"]
+    module_clashes: list[dict]
+
+
+def python_requirements(env: Environment) -> PythonRequirements:
+    """What 'py list' shows, reading pyproject.toml and uv.lock once each."""
+    from comfydock.dependencies import requirement_rows
+
+    doc = env.manifest_data()
+    text = env.lock_text()
+    versions = env.locked_versions(doc, text)
+    family = torch_status(env, doc, text, versions)["torch_family"]
+    return PythonRequirements(requirement_rows(doc, versions), family, env.module_clashes())
+
+
+def constraint_rows(env: Environment) -> list[dict]:
+    """'constraint list': each constraint with the version uv.lock installs of its package."""
+    from packaging.utils import canonicalize_name
+
+    from comfydock.dependencies import constraints
+    from comfydock.requirements import parse_requirement
+
+    doc = env.manifest_data()
+    versions = env.locked_versions(doc)
+    return [{"constraint": c, "locked": versions.get(canonicalize_name(parse_requirement(c).name))} for c in constraints(doc)]
 
 
 def manifest_changes(env: Environment, repo) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -45,14 +44,6 @@ def read_json_state(path: Path, expect: type = dict) -> object | None:
     return data if isinstance(data, expect) else None
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _make_writable_and_retry(func, path, _exc_info):
     # git object files are read-only; rmtree needs them writable to unlink on some systems.
     os.chmod(path, stat.S_IWRITE | stat.S_IREAD)
@@ -65,10 +56,6 @@ def remove_tree(path: Path) -> None:
         path.unlink()
     elif path.exists():
         shutil.rmtree(path, onerror=_make_writable_and_retry)
-
-
-class OutsideRoot(Exception):
-    """A computed path would leave the directory it must stay in (a bug or a hostile input)."""
 
 
 def inside(root: Path, path: Path | str) -> Path:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from comfydock.errors import ExternalToolError
+from comfydock.pep440 import version_sort_key
 
 
 def uv_bin() -> str:
@@ -132,7 +133,7 @@ def available_pythons(workspace) -> list[str]:
         found = {entry["version"] for entry in json.loads(out or "[]")}
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return []
-    return sorted(found, key=lambda v: tuple(int(p) if p.isdigit() else 0 for p in re.split(r"[.+a-z]", v)))
+    return sorted(found, key=version_sort_key)
 
 
 def create_venv(workspace, venv_dir: Path, python: str) -> None:

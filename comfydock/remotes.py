@@ -567,7 +567,6 @@ def create_from_remote(
     use: bool = False,
     step=lambda message: None,
     warn=lambda message: None,
-    build_listener=None,
 ) -> CloneResult:
     """A new environment whose .cec/ is cloned from `url` (remote `origin`), then built: ComfyUI at
     the recorded commit, the recorded Python, nodes at their recorded versions, the venv synced to
@@ -655,14 +654,14 @@ def create_from_remote(
             if not missing:
                 from comfydock.tasks.nodes import scan_task_names
 
-                report = engine.build(env, scan_task_names(env), listener=build_listener)
+                report = engine.build(env, scan_task_names(env))
                 if report.ok:
-                    report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"], listener=build_listener)
+                    report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"])
                 if not report.ok:
                     raise build_failure(report)
             else:  # the lock cannot be checked without their source: install what uv.lock says
                 targets = [f"install_node:{n}" for n, s in sorted(specs.items()) if s.source != "development"]
-                report = engine.build(env, targets, listener=build_listener) if targets else None
+                report = engine.build(env, targets) if targets else None
                 if report is not None and not report.ok:
                     raise build_failure(report)
                 if not recorded:

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from comfydock.errors import UsageError
+from comfydock.pep440 import parse_version
 
 TORCH_BACKENDS = (
     "cpu",
@@ -68,11 +69,11 @@ def rocm_backend(rocm_root: Path) -> str | None:
     """The newest PyTorch ROCm build not newer than the installed ROCm (from .info/version)."""
     try:
         text = (rocm_root / ".info" / "version").read_text(encoding="utf-8").strip()
-        major, minor = (int(x) for x in re.match(r"(\d+)\.(\d+)", text).groups())
-    except (OSError, AttributeError, ValueError):
+        installed = parse_version(re.match(r"\d+\.\d+", text).group())
+    except (OSError, AttributeError):
         return None
-    builds = sorted((tuple(int(x) for x in b[4:].split(".")), b) for b in TORCH_BACKENDS if b.startswith("rocm"))
-    usable = [b for v, b in builds if v <= (major, minor)]
+    builds = sorted((parse_version(b[4:]), b) for b in TORCH_BACKENDS if b.startswith("rocm"))
+    usable = [b for v, b in builds if v <= installed]
     return usable[-1] if usable else None
 
 

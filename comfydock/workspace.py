@@ -303,15 +303,27 @@ class Workspace:
     # --- settings ---------------------------------------------------------------------
     def setting(self, key: str) -> str | None:
         """Environment variable first, then workspace.json, then the built-in default."""
+        return self.setting_with_source(key)[0]
+
+    def setting_with_source(self, key: str) -> tuple[str | None, str]:
+        """(value, where it comes from: "env", "workspace" or "default")."""
         s = SETTINGS[key]
         if os.environ.get(s.env_var):
-            return os.environ[s.env_var]
+            return os.environ[s.env_var], "env"
         value = self.config.get(s.json_key)
         if isinstance(value, dict):  # global_model_directory is an object in the spec
             value = value.get("path")
         if value not in (None, ""):
-            return str(value)
-        return s.default
+            return str(value), "workspace"
+        return s.default, "default"
+
+    def settings(self) -> list[dict]:
+        """Every setting: key, value, source (env, workspace, default), env_var, doc."""
+        rows = []
+        for key, s in SETTINGS.items():
+            value, source = self.setting_with_source(key)
+            rows.append({"key": key, "value": value, "source": source, "env_var": s.env_var, "doc": s.doc})
+        return rows
 
     def set_setting(self, key: str, value: str | None) -> None:
         s = SETTINGS[key]

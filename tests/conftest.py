@@ -42,6 +42,7 @@ def clean_environ(monkeypatch, fixture_assets, tmp_path):
             monkeypatch.delenv(key)
     monkeypatch.setenv("UV_CACHE_DIR", str(fixture_assets["uv_cache"]))
     monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
+    monkeypatch.setenv("COMFYDOCK_HTTP_BACKOFF", "0.01")  # retries still happen, without seconds of waiting
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 

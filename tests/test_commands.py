@@ -62,6 +62,18 @@ def test_run_double_dash_passes_help_to_comfyui(env):
     assert "Fixture ComfyUI" in proc.stdout  # ComfyUI's argparse help, not comfydock's
 
 
+def test_run_splits_its_own_options_from_comfyuis_as_the_parser_declares_them():
+    from comfydock.cli.main import _split_run, _subparser, build_parser
+
+    parser = build_parser()
+    argv = ["-w", "/ws", "-v", "run", "-e", "main", "--no-sync", "--port", "8190", "--", "--help"]
+    assert _split_run(parser, argv) == (["-w", "/ws", "-v", "run", "-e", "main", "--no-sync"], ["--port", "8190", "--", "--help"])
+    assert _split_run(parser, ["run", "--env=a", "--", "--help"]) == (["run", "--env=a"], ["--help"])
+    assert _split_run(parser, ["status", "--json"]) == (["status", "--json"], None)
+    _subparser(parser, "run").add_argument("--gpu", metavar="N")  # a new option of run is run's at once
+    assert _split_run(parser, ["run", "--gpu", "1", "--cpu"]) == (["run", "--gpu", "1"], ["--cpu"])
+
+
 def test_run_help_describes_comfydocks_run(run_cli):
     result = run_cli("run", "--help")
     assert result.code == 0

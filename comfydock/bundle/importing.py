@@ -325,7 +325,6 @@ def import_bundle(
     step=lambda message: None,
     warn=lambda message: None,
     progress=lambda model: None,
-    build_listener=None,
 ) -> ImportResult:
     """Create environment `name` (default: the exporter's) from `bundle`; see the module docstring.
 
@@ -336,9 +335,9 @@ def import_bundle(
     from comfydock import comfyui, engine, history, python_env
     from comfydock.bundle import lockfile
     from comfydock.bundle.archive import ArchiveLimits, check_bundle, extract_bundle
-    from comfydock.bundle.exporting import file_sha256
     from comfydock.environment import Environment, build_failure
     from comfydock.fsutil import remove_tree
+    from comfydock.hashing import file_digest
     from comfydock.locking import environment_lock
     from comfydock.workspace import validate_name
 
@@ -359,7 +358,7 @@ def import_bundle(
     limits = ArchiveLimits.from_settings(ws.setting)
     step(f"Checking {bundle.name}")
     check_bundle(bundle, limits)  # the whole archive, before anything is written
-    sha = file_sha256(bundle)
+    sha = file_digest(bundle)
     work = import_dir(ws, sha)
     extracted = work / "bundle"
     fresh = not extracted.is_dir()
@@ -444,7 +443,7 @@ def import_bundle(
                 from comfydock.tasks.nodes import scan_task_names
 
                 step("Installing nodes")
-                report = engine.build(env, scan_task_names(env), listener=build_listener)
+                report = engine.build(env, scan_task_names(env))
                 if not report.ok:
                     raise build_failure(report)
 
@@ -477,7 +476,7 @@ def import_bundle(
                     _warn("registry and git nodes were not installed (--skip-nodes): 'comfydock build' installs them")
             else:
                 step("Installing dependencies (uv sync --frozen)")
-                report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"], listener=build_listener)
+                report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"])
                 if not report.ok:
                     raise build_failure(report)
                 if recorded and env.lock_path.read_bytes() != (extracted / "uv.lock").read_bytes():

@@ -45,7 +45,6 @@ from comfydock.errors import CorruptFile
 from comfydock.fsutil import atomic_write_text, relative_path_problem
 
 LOCK_VERSION = 1
-LOCK_FILE = "comfydock.lock"
 METHODS = ("registry", "git", "development")
 URL_SCHEMES = ("http", "https", "file")
 

@@ -79,6 +79,7 @@ def build_export(app: App, env) -> int:
     """`comfydock build export [--output PATH] [--json]`: the export graph through build's report."""
     from comfydock.bundle import exporting
     from comfydock.environment import build_failure
+    from comfydock.hashing import file_digest
 
     args = app.args
     with app.status("Building") as spinner:
@@ -90,7 +91,7 @@ def build_export(app: App, env) -> int:
     if report.ok:
         bundle = exporting.bundle_file(env)
         data["bundle"] = str(bundle)
-        data["sha256"] = exporting.file_sha256(bundle)
+        data["sha256"] = file_digest(bundle)
         if args.output:
             dest = Path(args.output).expanduser()
             exporting.copy_out(bundle, dest)
