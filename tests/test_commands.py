@@ -74,6 +74,23 @@ def test_run_splits_its_own_options_from_comfyuis_as_the_parser_declares_them():
     assert _split_run(parser, ["run", "--gpu", "1", "--cpu"]) == (["run", "--gpu", "1"], ["--cpu"])
 
 
+def test_verbose_is_accepted_after_the_command_but_run_passes_it_to_comfyui():
+    from comfydock.cli.main import _split_run, build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["node", "add", "x", "-v"]).verbose is True
+    assert parser.parse_args(["-v", "status"]).verbose is True
+    assert parser.parse_args(["status"]).verbose is False
+    assert _split_run(parser, ["run", "--verbose", "DEBUG"]) == (["run"], ["--verbose", "DEBUG"])
+
+
+def test_py_remove_says_a_removed_package_is_no_longer_installed(env, run_cli):
+    assert run_cli("py", "add", "cdfix-beta").code == 0
+    result = run_cli("py", "remove", "cdfix-beta")
+    assert result.code == 0, result.err
+    assert "cdfix-beta (no longer installed)" in result.out + result.err
+
+
 def test_run_help_describes_comfydocks_run(run_cli):
     result = run_cli("run", "--help")
     assert result.code == 0

@@ -47,7 +47,7 @@ def _locked(env, names) -> str:
     from packaging.utils import canonicalize_name
 
     versions = env.locked_versions()
-    return ", ".join(f"{n} {versions.get(canonicalize_name(n), '?')}" for n in names)
+    return ", ".join(f"{n} {versions.get(canonicalize_name(n)) or '(no longer installed)'}" for n in names)
 
 
 def cmd_py_add(app: App) -> int:
