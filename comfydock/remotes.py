@@ -55,12 +55,12 @@ def validate_url(url: str) -> str:
     return url
 
 
-def _run(repo, *args, what: str):
+def _run(repo, *args, what: str, hint: str | None = None):
     git = _git()
     try:
         return repo.git.execute(["git", *args])
     except git.GitCommandError as exc:
-        raise ExternalToolError(f"{what}: {git_reason(exc)}", details=str(getattr(exc, "stderr", "") or "")) from None
+        raise ExternalToolError(f"{what}: {git_reason(exc)}", hint=hint, details=str(getattr(exc, "stderr", "") or "")) from None
 
 
 # --- remote add / remove / list ------------------------------------------------------------
@@ -195,6 +195,7 @@ def fetch(repo, remote: str) -> None:
         f"+refs/heads/*:refs/remotes/{remote}/*",
         f"+refs/tags/*:{TAG_NAMESPACE}/{remote}/*",
         what=f"cannot fetch from {remote}",
+        hint=f"check {remote}'s URL ('comfydock remote list') and that you can reach it",
     )
 
 

@@ -302,3 +302,17 @@ def test_create_from_a_bare_repository_whose_head_names_an_unpushed_branch(env, 
     created = b("create", "copy", "--from", remote.as_uri())
     assert created.code == 0, created.err
     assert [v["version"] for v in b("log", "-e", "copy", "--json").json] == ["v1"]
+
+
+def test_push_to_a_missing_remote_says_why_once(env, run_cli, tmp_path):
+    missing = tmp_path / "nowhere.git"
+    assert run_cli("remote", "add", "gone", missing.as_uri()).code == 0
+    try:
+        result = run_cli("push", "gone")
+        assert result.code == 1
+        first = result.err.splitlines()[0]
+        assert first.startswith("error: cannot fetch from gone") and "does not appear to be a git repository" in first
+        assert result.err.count("does not appear to be a git repository") == 1, result.err
+        assert "hint: check gone's URL" in result.err
+    finally:
+        assert run_cli("remote", "remove", "gone").code == 0

@@ -142,6 +142,10 @@ def os_error(exc: OSError) -> ComfydockError:
     return ComfydockError(f"{reason}{where}", hint=hint)
 
 
+def _bare(line: str) -> str:
+    return line.strip().removeprefix("stderr: ").strip("'").strip()
+
+
 def _print_error(app: App, exc: ComfydockError) -> None:
     from rich.markup import escape
 
@@ -156,7 +160,8 @@ def _print_error(app: App, exc: ComfydockError) -> None:
     app.err.print(f"[bold red]error:[/] {escape(exc.message)}")
     details = getattr(exc, "details", "")
     if details:
-        lines = details.splitlines()
+        # a tool's output minus the line the message already quotes (git's 'fatal: ...')
+        lines = [ln for ln in details.splitlines() if ln.strip() and _bare(ln) not in exc.message]
         shown = lines if app.args.verbose else lines[-25:]
         app.err.print("\n".join("  " + escape(ln) for ln in shown))
     if exc.hint:
