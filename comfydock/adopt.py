@@ -824,9 +824,10 @@ def unlocked_packages(env) -> list[str]:
     if not env.lock_path.exists():
         return []
     try:
+        manifest.check_lock(env.lock_path)  # an empty or damaged uv.lock: the build refuses and says so
         project = canonicalize_name(manifest.project_name(env.manifest_data()))
         locked = set(env.locked_versions()) | {project}
-    except (OSError, ValueError, ComfydockError):  # a damaged uv.lock: the build itself says so
+    except (OSError, ValueError, ComfydockError):
         return []
     installed = venv_distributions(env.venv_dir)
     return sorted(f"{n} {v}" for n, v in installed.items() if n not in locked and n not in _TOOLING)

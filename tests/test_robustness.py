@@ -79,6 +79,7 @@ def test_damaged_uv_lock_is_refused_before_anything_is_synced(env, run_cli):
         for argv in (["build"], ["status"], ["run", "--", "--quick-test-for-ci"]):
             result = run_cli(*argv)
             assert_one_line_error(result, 1, "uv.lock", "checkout -- uv.lock")
+            assert "removes what it does not list" not in result.err, (kind, argv)  # no scare before the refusal
         assert venv_has(env, "cdfix_alpha") == "2.0", kind
         subprocess.run(["git", "-C", str(env.cec_dir), "checkout", "--", "uv.lock"], check=True)
         assert run_cli("build").code == 0
