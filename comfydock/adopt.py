@@ -790,7 +790,7 @@ def drift(env) -> dict:
     when the venv was synced to this uv.lock; otherwise the difference is a pending build)."""
     from packaging.utils import canonicalize_name
 
-    from comfydock.nodes import untracked_directories
+    from comfydock.nodes.operations import untracked_directories
 
     nodes = [classify_node(env.custom_nodes_dir / d, d).to_json() for d in untracked_directories(env)]
     packages: dict = {"checked": False, "added": [], "removed": [], "other_version": []}
@@ -820,9 +820,10 @@ def unlocked_packages(env) -> list[str]:
     if not env.lock_path.exists():
         return []
     try:
+        manifest.check_lock(env.lock_path)  # an empty or damaged uv.lock: the build refuses and says so
         project = canonicalize_name(manifest.project_name(env.manifest_data()))
         locked = set(env.locked_versions()) | {project}
-    except (OSError, ValueError, ComfydockError):  # a damaged uv.lock: the build itself says so
+    except (OSError, ValueError, ComfydockError):
         return []
     installed = venv_distributions(env.venv_dir)
     return sorted(f"{n} {v}" for n, v in installed.items() if n not in locked and n not in _TOOLING)

@@ -11,6 +11,7 @@ from pathlib import Path
 from comfydock.errors import ComfydockError, ExternalToolError
 from comfydock.fsutil import atomic_write_text, remove_tree
 from comfydock.gitutil import git_reason
+from comfydock.pep440 import version_sort_key
 
 _RELEASE_TAG = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?$")
 
@@ -85,12 +86,8 @@ def update_cache(cache_root: Path, url: str, warn=lambda msg: None):
 
 def release_tags(repo) -> list[str]:
     """Release tags, newest first."""
-    tags = []
-    for tag in repo.tags:
-        m = _RELEASE_TAG.match(tag.name)
-        if m:
-            tags.append((tuple(int(x or 0) for x in m.groups()), tag.name))
-    return [name for _, name in sorted(tags, reverse=True)]
+    tags = [tag.name for tag in repo.tags if _RELEASE_TAG.match(tag.name)]
+    return sorted(tags, key=version_sort_key, reverse=True)
 
 
 def resolve_ref(repo, ref: str | None) -> ResolvedRef:

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
+import functools
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from comfydock.errors import ComfydockError, UsageError
-
-# Failures raised as ComfydockError inside task actions, keyed by task name, so the report
-# can show the real message and hint instead of doit's traceback text.
-_action_errors: dict[str, ComfydockError] = {}
 
 
 @dataclass
@@ -24,6 +18,11 @@ class TaskEvent:
     error: str | None = None
     hint: str | None = None
     details: str | None = None
+    # the ComfydockError a failed action raised (its class is the kind of failure); not in the JSON
+    cause: ComfydockError | None = field(default=None, repr=False, compare=False)
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in ("task", "status", "seconds", "error", "hint", "details")}
 
 
 @dataclass
@@ -39,13 +38,13 @@ class BuildReport:
         return next((e for e in self.events if e.status == "failed"), None)
 
     def to_json(self) -> dict:
-        return {"ok": self.ok, "exit_code": self.exit_code, "tasks": [asdict(e) for e in self.events]}
+        return {"ok": self.ok, "exit_code": self.exit_code, "tasks": [e.to_json() for e in self.events]}
 
 
 def _checker_class():
     from doit.dependency import FileChangedChecker
 
-    from comfydock.hashing import blake3_file
+    from comfydock.hashing import file_digest
 
     class Blake3Checker(FileChangedChecker):
         """mtime, then size, then a Blake3 digest: a touched but unchanged file is up to date."""
@@ -56,13 +55,13 @@ def _checker_class():
                 return False
             if file_stat.st_size != size:
                 return True
-            return digest != blake3_file(file_path)
+            return digest != file_digest(file_path, "blake3")
 
         def get_state(self, dep, current_state):
             st = os.stat(dep)
             if current_state and current_state[0] == st.st_mtime:
                 return None
-            return st.st_mtime, st.st_size, blake3_file(dep)
+            return st.st_mtime, st.st_size, file_digest(dep, "blake3")
 
     return Blake3Checker
 
@@ -156,26 +155,49 @@ def doit_config(env) -> dict:
     }
 
 
-def _guarded(task_name, fn, args, kwargs, task):
-    """Run an action; a ComfydockError becomes a task failure that keeps its message.
-
-    doit passes `task` (it names it); the task's parameters (`params`) reach `fn` by name."""
-    import inspect
-
+def _failure_class():
     from doit.exceptions import TaskFailed
 
-    wanted = inspect.signature(fn).parameters
-    options = {k: v for k, v in (task.options or {}).items() if k in wanted and k not in kwargs}
-    try:
-        return fn(*args, **kwargs, **options)
-    except ComfydockError as exc:
-        _action_errors[task_name] = exc
-        return TaskFailed(exc.message)
-    except OSError as exc:  # disk full, permissions, a vanished file: say which file and why
-        where = f" ({exc.filename})" if exc.filename else ""
-        error = ComfydockError(f"{exc.strerror or exc}{where}", hint="check free disk space and permissions, then run again")
-        _action_errors[task_name] = error
-        return TaskFailed(error.message)
+    class ActionFailed(TaskFailed):
+        """A task action raised a ComfydockError: doit records a failure, and the error itself
+        (message, hint, kind) travels with it to the reporter, named by its task."""
+
+        def __init__(self, task: str, error: ComfydockError):
+            super().__init__(error.message)
+            self.task = task
+            self.error = error
+
+    return ActionFailed
+
+
+_FAILURE = None
+
+
+def failure_class():
+    global _FAILURE
+    if _FAILURE is None:
+        _FAILURE = _failure_class()
+    return _FAILURE
+
+
+def guarded(task_name: str, fn):
+    """`fn` as a doit action whose ComfydockError (or OSError) becomes an ActionFailed.
+
+    functools.wraps keeps `fn`'s signature visible to doit (inspect follows __wrapped__), so
+    doit passes it `targets`, `changed`, `task` and the task's parameters by name as usual."""
+
+    @functools.wraps(fn)
+    def action(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ComfydockError as exc:
+            return failure_class()(task_name, exc)
+        except OSError as exc:  # disk full, permissions, a vanished file: say which file and why
+            where = f" ({exc.filename})" if exc.filename else ""
+            error = ComfydockError(f"{exc.strerror or exc}{where}", hint="check free disk space and permissions, then run again")
+            return failure_class()(task_name, error)
+
+    return action
 
 
 def _wrap_actions(task_dict: dict) -> dict:
@@ -186,7 +208,7 @@ def _wrap_actions(task_dict: dict) -> dict:
             action = (action, (), {})
         if isinstance(action, tuple) and callable(action[0]):
             fn, args, kwargs = (list(action) + [(), {}])[:3]
-            wrapped.append((_guarded, [name, fn, list(args), dict(kwargs)]))
+            wrapped.append((guarded(name, fn), list(args), dict(kwargs)))
         else:
             wrapped.append(action)
     task_dict = dict(task_dict)
@@ -280,9 +302,10 @@ def _reporter_class(events: list[TaskEvent], listener):
             if isinstance(fail, UnmetDependency):
                 events.append(TaskEvent(task.name, "not-run", error=fail.message))
                 return
-            exc = _action_errors.pop(task.name, None)
+            exc = fail.error if isinstance(fail, failure_class()) else None
             if exc is not None:
-                event = TaskEvent(task.name, "failed", self._elapsed(task), exc.message, exc.hint, getattr(exc, "details", None))
+                details = getattr(exc, "details", None)
+                event = TaskEvent(task.name, "failed", self._elapsed(task), exc.message, exc.hint, details, cause=exc)
             else:
                 event = TaskEvent(task.name, "failed", self._elapsed(task), fail.message, None, "".join(fail.traceback) or None)
             events.append(event)
@@ -317,15 +340,6 @@ class _Loader:
         return EnvironmentTaskLoader()
 
 
-def _no_entry_point_plugins() -> None:
-    """doit scans every installed distribution for plugins on each run (~70 ms in a big
-    site-packages). comfydock embeds doit and uses none: skip the scan (doit is pinned < 0.38)."""
-    from doit import plugin
-
-    if hasattr(plugin.PluginDict, "_from_entry_points"):
-        plugin.PluginDict._from_entry_points = lambda self, category: {}
-
-
 def build(
     env,
     targets: list[str] | None = None,
@@ -340,11 +354,10 @@ def build(
 
     `task_options` maps a selected task to its doit parameters on the command line (e.g.
     tasks.python.upgrade_options); values must be validated names, never free user text."""
-    from doit.doit_cmd import DoitMain
-
+    from comfydock import doit_compat
     from comfydock.locking import environment_lock
 
-    _no_entry_point_plugins()
+    doit_compat.skip_entry_point_plugins()
     # the lock first: the graph is planned from pyproject.toml, which another process may be changing
     with environment_lock(env.lock_file, on_wait=on_wait):
         preflight(env)
@@ -357,19 +370,9 @@ def build(
             argv += ["-n", str(workers), "-P", "thread"]
         for name in selected:
             argv += [name, *(task_options or {}).get(name, [])]
-        _action_errors.clear()
-        # doit prints its own internal errors (exit 3) as tracebacks: keep them for the report
-        captured = io.StringIO()
-        saved_out, saved_err = sys.stdout, sys.stderr
-        try:
-            with contextlib.redirect_stderr(captured):
-                code = DoitMain(loader, config_filenames=()).run(argv)
-        finally:
-            # doit swaps sys.stdout/err per action to capture output; with threads the swaps
-            # interleave and can leave a capture buffer in place: put the real streams back
-            sys.stdout, sys.stderr = saved_out, saved_err
+        code, doit_errors = doit_compat.run(loader, argv)
     if code != 0 and not any(e.status == "failed" for e in events):
-        events.append(TaskEvent("doit", "failed", error="the task engine failed", details=captured.getvalue().strip()))
+        events.append(TaskEvent("doit", "failed", error="the task engine failed", details=doit_errors.strip()))
     return BuildReport(events, 0 if code == 0 else 1)
 
 
@@ -441,13 +444,14 @@ def environment_from_environ():
     """$COMFYDOCK_ENV: an environment name (in $COMFYDOCK_HOME's workspace) or its directory."""
     from pathlib import Path
 
+    from comfydock.environment import Environment
     from comfydock.workspace import Workspace, resolve_workspace_path
 
     value = os.environ.get("COMFYDOCK_ENV", "")
     if value and (os.sep in value or Path(value).is_dir()):
         root = Path(value).absolute()
-        return Workspace.open(root.parent.parent).environment(root.name)
-    return Workspace.open(resolve_workspace_path()).environment(value or None)
+        return Environment.open(Workspace.open(root.parent.parent), root.name)
+    return Environment.open(Workspace.open(resolve_workspace_path()), value or None)
 
 
 def dodo_namespace(env=None) -> dict:

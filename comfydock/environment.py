@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from comfydock import comfyui, history, manifest, python_env
-from comfydock.errors import BuildFailed, ComfydockError
-from comfydock.fsutil import atomic_write_json, file_sha256, read_json_state, remove_tree
+from comfydock.errors import BuildFailed, ComfydockError, EnvironmentNotFound
+from comfydock.fsutil import atomic_write_json, read_json_state, remove_tree
+from comfydock.hashing import file_digest
 from comfydock.locking import environment_lock
+from comfydock.torch_backend import (
+    detect_torch_backend,
+    requested_torch_backend,
+    resolve_torch_backend,
+    set_environment_torch_backend,
+)
 from comfydock.workspace import Workspace, validate_name
 
 INITIAL_MESSAGE = "Initial environment setup"
@@ -25,6 +33,32 @@ class Environment:
         self.workspace = workspace
         self.name = name
         self.root = workspace.environments_dir / name
+
+    @classmethod
+    def open(cls, ws: Workspace, name: str | None = None) -> "Environment":
+        """The workspace's environment `name`, or the active one ($COMFYDOCK_ENV, 'comfydock use')."""
+        if name is None:
+            name = os.environ.get("COMFYDOCK_ENV") or ws.active_environment
+            if name and os.sep in name and Path(name).absolute().parent == ws.environments_dir:
+                name = Path(name).name  # $COMFYDOCK_ENV may name the directory, as dodo.py allows
+            if not name:
+                raise EnvironmentNotFound(
+                    "no environment selected",
+                    hint="pass -e NAME, or run 'comfydock use NAME' (see 'comfydock list')",
+                )
+        path = ws.environment_path(name)
+        if ws.half_made(name):
+            raise EnvironmentNotFound(
+                f"environment {name!r} is half-made (its 'create' did not finish)",
+                hint=f"remove it with 'comfydock delete {name}', then create it again",
+            )
+        if not path.is_dir():
+            known = ", ".join(ws.environment_names()) or "none yet"
+            raise EnvironmentNotFound(
+                f"no environment named {name!r} in {ws.root}",
+                hint=f"existing environments: {known}; create one with 'comfydock create {name}'",
+            )
+        return cls(ws, name)
 
     def __repr__(self) -> str:
         return f"Environment({self.name!r})"
@@ -70,12 +104,17 @@ class Environment:
         info = manifest.environment_info(doc if doc is not None else self.manifest_data())
         return python_env.marker_environment(self.venv_dir, info.get("python_version"))
 
-    def locked_versions(self, doc=None) -> dict[str, str]:
-        """What uv.lock installs into this environment's venv (its fork of the universal lock)."""
+    def lock_text(self) -> str | None:
+        """uv.lock as text; None if there is none yet."""
+        return self.lock_path.read_text(encoding="utf-8") if self.lock_path.exists() else None
+
+    def locked_versions(self, doc=None, lock_text: str | None = None) -> dict[str, str]:
+        """What uv.lock installs into this environment's venv (its fork of the universal lock).
+        `doc` and `lock_text`, when the caller has read them already, are used instead of reading again."""
         from comfydock import torch_family
         from comfydock.dependencies import locked_versions
 
-        text = self.lock_path.read_text(encoding="utf-8") if self.lock_path.exists() else None
+        text = lock_text if lock_text is not None else self.lock_text()
         versions = locked_versions(text, self.marker_environment(doc))
         try:
             backend = self.torch_backend()
@@ -118,12 +157,12 @@ class Environment:
 
     # --- this machine's torch backend (never in the shared manifest) ---------------------
     def torch_backend_requested(self) -> tuple[str, str]:
-        """(requested backend, where it was set); see python_env.requested_torch_backend."""
-        return python_env.requested_torch_backend(self)
+        """(requested backend, where it was set); see requested_torch_backend."""
+        return requested_torch_backend(self)
 
     def torch_backend(self) -> str | None:
         """The concrete backend this machine installs ('cpu', 'cu128'...; None: PyPI builds)."""
-        return python_env.resolve_torch_backend(self.torch_backend_requested()[0])
+        return resolve_torch_backend(self.torch_backend_requested()[0])
 
     def torch_extra(self, doc=None) -> str | None:
         """The manifest extra this machine syncs with (None: a legacy manifest, synced as it is)."""
@@ -138,7 +177,7 @@ class Environment:
         clashes = python_env.module_clashes(self.venv_dir)  # read once per sync, shown by status
         atomic_write_json(
             self.venv_marker,
-            {"uv_lock_sha256": file_sha256(self.lock_path), "module_clashes": clashes, "torch_extra": extra},
+            {"uv_lock_sha256": file_digest(self.lock_path), "module_clashes": clashes, "torch_extra": extra},
         )
 
     def synced_torch_extra(self) -> str | None:
@@ -158,7 +197,7 @@ class Environment:
         except OSError:  # e.g. the venv's interpreter is behind a directory this user cannot enter
             return False
         recorded = (read_json_state(self.venv_marker) or {}).get("uv_lock_sha256")
-        if not (isinstance(recorded, str) and recorded == file_sha256(self.lock_path)):
+        if not (isinstance(recorded, str) and recorded == file_digest(self.lock_path)):
             return False
         # a changed backend ('comfydock config torch-backend') syncs again, with its extra
         return self.synced_torch_extra() == self.torch_extra()
@@ -171,7 +210,6 @@ class CreateResult:
     comfyui_commit: str
     python: str
     torch_backend: str | None
-    warnings: list[str] = field(default_factory=list)
 
 
 def create_environment(
@@ -184,7 +222,6 @@ def create_environment(
     use: bool = False,
     step=lambda message: None,
     warn=lambda message: None,
-    build_listener=None,
     comfyui_source: str | None = None,
     populate=None,
     message: str = INITIAL_MESSAGE,
@@ -202,14 +239,8 @@ def create_environment(
 
     validate_name(name)
     if torch_backend is not None:
-        python_env.resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
+        resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
     root = ws.environments_dir / name
-    warnings: list[str] = []
-
-    def _warn(msg):
-        warnings.append(msg)
-        warn(msg)
-
     with environment_lock(ws.create_lock_file(name)):
         reserve_directory(ws, name)
         env = Environment(ws, name)
@@ -217,14 +248,14 @@ def create_environment(
             tx.created(root)  # any failure, Ctrl-C included, removes the half-made directory
             source = comfyui_source or ws.setting("comfyui-source")
             step(f"Fetching ComfyUI from {source}")
-            cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=_warn)
+            cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=warn)
             ref = comfyui.resolve_ref(cache, comfyui_ref)
             step(f"Checking out ComfyUI {ref.name}")
             comfyui.checkout(cache, env.comfyui_dir, ref, source)
 
             scanned = scan_requirements_file(env.comfyui_dir / "requirements.txt")
             for line, why in scanned.skipped:
-                _warn(f"ComfyUI requirements.txt: skipped {line!r} ({why})")
+                warn(f"ComfyUI requirements.txt: skipped {line!r} ({why})")
             doc = manifest.new_manifest(
                 name,
                 python,
@@ -239,14 +270,14 @@ def create_environment(
             (env.cec_dir / "workflows" / ".gitkeep").touch()
             comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
             if torch_backend is not None:  # this machine's choice for this environment, not shared
-                python_env.set_environment_torch_backend(env, torch_backend)
+                set_environment_torch_backend(env, torch_backend)
             backend = env.torch_backend()
 
             step(f"Creating Python {python} venv")
             python_env.create_venv(ws, env.venv_dir, python)
 
             step("Resolving and installing dependencies")
-            report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv", "core_node_types"], listener=build_listener)
+            report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv", "core_node_types"])
             if not report.ok:
                 raise build_failure(report)
 
@@ -258,7 +289,7 @@ def create_environment(
             if use or not ws.active_environment:
                 tx.on_undo(partial(ws.set_active, ws.active_environment), "the active environment")
                 ws.set_active(name)
-    return CreateResult(env, ref.name, ref.commit, python, backend, warnings)
+    return CreateResult(env, ref.name, ref.commit, python, backend)
 
 
 def reserve_directory(ws: Workspace, name: str):
@@ -348,7 +379,7 @@ def delete_environment(ws: Workspace, name: str) -> None:
             if ws.half_made(name):
                 remove_tree(ws.environment_path(name))
     else:
-        env = ws.environment(name)
+        env = Environment.open(ws, name)
         with env.lock():
             remove_tree(env.root)
     if ws.active_environment == name:
@@ -361,8 +392,9 @@ def status(env: Environment) -> dict:
     from comfydock.dependencies import group_counts
 
     info = env.info()
-    # the environment's own tasks only: index_models would stat every model file
-    planned = engine.plan(env, skip={"index_models"})
+    from comfydock.tasks import WORKSPACE_TASKS
+
+    planned = engine.plan(env, skip=WORKSPACE_TASKS)  # the environment's own tasks only
     pending = [e.task for e in planned if e.status != "up-to-date"]
     # 'after-upstream' only: the venv matches the lock; what is missing upstream is named on its own
     venv_pending = [e.task for e in planned if e.task in {"lock_deps", "sync_venv"} and e.status == "run"]
@@ -408,19 +440,20 @@ def status(env: Environment) -> dict:
     }
 
 
-def torch_status(env: Environment) -> dict:
-    """This machine's backend (requested, where from, detected) and the torch family the venv gets."""
+def torch_status(env: Environment, doc=None, lock_text: str | None = None, versions: dict[str, str] | None = None) -> dict:
+    """This machine's backend (requested, where from, detected) and the torch family the venv gets.
+    `doc`, `lock_text` and `versions` (env.locked_versions), if already read, are not read again."""
     from comfydock import torch_family
 
     requested, where = env.torch_backend_requested()
     try:
-        backend = python_env.resolve_torch_backend(requested)
+        backend = resolve_torch_backend(requested)
         backend_error = None
     except Exception as exc:  # an unknown name in $COMFYDOCK_TORCH_BACKEND: shown, not fatal
         backend, backend_error = None, str(exc)
-    doc = env.manifest_data()
-    text = env.lock_path.read_text(encoding="utf-8") if env.lock_path.exists() else None
-    versions = torch_family.family_in_lock(text, env.locked_versions(doc), backend)
+    doc = env.manifest_data() if doc is None else doc
+    text = env.lock_text() if lock_text is None else lock_text
+    versions = torch_family.family_in_lock(text, env.locked_versions(doc, text) if versions is None else versions, backend)
     release = torch_family.recorded_release(doc)
     report = torch_family.FamilyReport(
         versions,
@@ -431,11 +464,43 @@ def torch_status(env: Environment) -> dict:
         "torch_backend": backend or "pypi",
         "torch_backend_requested": requested,
         "torch_backend_source": where,
-        "torch_backend_detected": python_env.detect_torch_backend() if requested == "auto" else None,
+        "torch_backend_detected": detect_torch_backend() if requested == "auto" else None,
         "torch_backend_error": backend_error,
         "torch_backends_in_manifest": [e.removeprefix("torch-") for e in torch_family.backend_extras(doc)],
         "torch_family": report.to_json() | {"summary": report.summary()},
     }
+
+
+@dataclass
+class PythonRequirements:
+    """'py list': direct requirements with their locked versions, the torch family, module clashes."""
+
+    rows: list  # dependencies.RequirementRow
+    torch_family: dict  # torch_status(env)["torch_family"]
+    module_clashes: list[dict]
+
+
+def python_requirements(env: Environment) -> PythonRequirements:
+    """What 'py list' shows, reading pyproject.toml and uv.lock once each."""
+    from comfydock.dependencies import requirement_rows
+
+    doc = env.manifest_data()
+    text = env.lock_text()
+    versions = env.locked_versions(doc, text)
+    family = torch_status(env, doc, text, versions)["torch_family"]
+    return PythonRequirements(requirement_rows(doc, versions), family, env.module_clashes())
+
+
+def constraint_rows(env: Environment) -> list[dict]:
+    """'constraint list': each constraint with the version uv.lock installs of its package."""
+    from packaging.utils import canonicalize_name
+
+    from comfydock.dependencies import constraints
+    from comfydock.requirements import parse_requirement
+
+    doc = env.manifest_data()
+    versions = env.locked_versions(doc)
+    return [{"constraint": c, "locked": versions.get(canonicalize_name(parse_requirement(c).name))} for c in constraints(doc)]
 
 
 def manifest_changes(env: Environment, repo) -> dict:
@@ -450,7 +515,7 @@ def manifest_changes(env: Environment, repo) -> dict:
         committed = None
     if committed is not None:
         from comfydock.dependencies import dependency_snapshot
-        from comfydock.nodes import tracked_nodes
+        from comfydock.nodes.spec import tracked_nodes
 
         current = env.manifest_data()
         before, after = dependency_snapshot(committed), dependency_snapshot(current)

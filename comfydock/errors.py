@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 # Exit codes (documented in the README).
-EXIT_OK = 0
 EXIT_USER_ERROR = 1  # a user-facing error or a failed task
 EXIT_USAGE = 2  # the command line itself is wrong
 EXIT_INTERNAL = 3  # a bug in comfydock: traceback goes to the log file

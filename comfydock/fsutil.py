@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -44,14 +44,6 @@ def read_json_state(path: Path, expect: type = dict) -> object | None:
     return data if isinstance(data, expect) else None
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _make_writable_and_retry(func, path, _exc_info):
     # git object files are read-only; rmtree needs them writable to unlink on some systems.
     os.chmod(path, stat.S_IWRITE | stat.S_IREAD)
@@ -64,10 +56,6 @@ def remove_tree(path: Path) -> None:
         path.unlink()
     elif path.exists():
         shutil.rmtree(path, onerror=_make_writable_and_retry)
-
-
-class OutsideRoot(Exception):
-    """A computed path would leave the directory it must stay in (a bug or a hostile input)."""
 
 
 def inside(root: Path, path: Path | str) -> Path:
@@ -94,3 +82,29 @@ def inside(root: Path, path: Path | str) -> Path:
             hint="a name from the registry, a manifest or an archive tried to leave its directory; nothing was changed",
         )
     return resolved
+
+
+_DRIVE_RE = re.compile(r"^[A-Za-z]:")
+
+
+def relative_path_problem(name: str) -> str | None:
+    """Why `name` (from a bundle, a lock file) cannot be a relative path inside its root, or None:
+    a plain 'a/b/c' that stays inside."""
+    if not name:
+        return "it has an empty name"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "its name holds control characters"
+    if "\\" in name:
+        return "its name holds a backslash"
+    if name.startswith("/"):
+        return "its name is an absolute path"
+    if _DRIVE_RE.match(name) or ":" in name:
+        return "its name holds a drive letter or ':'"
+    parts = name.split("/")
+    if ".." in parts:
+        return "its name points outside the bundle ('..')"
+    if any(p in ("", ".") for p in parts):
+        return "its name is not a plain relative path"
+    if len(name) > 4096 or any(len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):
+        return "its name is too long"
+    return None

@@ -1,4 +1,5 @@
-"""Model file hashes: the ComfyDock 1.0 quick hash, and full SHA256 + Blake3.
+"""Every digest comfydock computes: of a file, of named files, of a directory tree (SHA256 or
+Blake3, by name); the model quick hash; and a model's full SHA256 + Blake3 in one pass.
 
 Quick hash (stable: bundles carry it between machines, and pyproject.toml files written by
 ComfyDock 1.0 use it): Blake3 over
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 MIB = 1 << 20
@@ -73,15 +75,60 @@ def _read_at(f, view, offset: int, length: int) -> int:
     return got
 
 
-def blake3_file(path: Path | str) -> str:
-    """Blake3 of a whole (small) file, e.g. a task's input for doit's change check."""
-    from blake3 import blake3
+def new_hash(algorithm: str = "sha256"):
+    """A fresh hash object: "blake3", or any name hashlib knows ("sha256", ...)."""
+    if algorithm == "blake3":
+        from blake3 import blake3
 
-    h = blake3()
+        return blake3()
+    return hashlib.new(algorithm)
+
+
+def _feed(h, path: Path | str) -> None:
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        for chunk in iter(lambda: f.read(MIB), b""):
             h.update(chunk)
+
+
+def file_digest(path: Path | str, algorithm: str = "sha256") -> str:
+    """Hex digest of a whole file (a bundle, a uv.lock, a task's input for doit's change check)."""
+    h = new_hash(algorithm)
+    _feed(h, path)
     return h.hexdigest()
+
+
+def files_digest(files: Iterable[tuple[str, Path]], algorithm: str = "blake3", *, unreadable: bytes | None = None) -> str:
+    """Hex digest over (name, file) pairs in the order given: each name, a NUL, the file's bytes.
+
+    A file that cannot be read raises OSError, or, if `unreadable` is given, contributes those bytes."""
+    h = new_hash(algorithm)
+    for name, path in files:
+        h.update(name.encode() + b"\0")
+        try:
+            _feed(h, path)
+        except OSError:
+            if unreadable is None:
+                raise
+            h.update(unreadable)
+    return h.hexdigest()
+
+
+def tree_digest(
+    root: Path, algorithm: str = "blake3", *, skip_dirs: frozenset[str] = frozenset(), skip_suffixes: tuple[str, ...] = ()
+) -> str:
+    """Hex digest of every file under `root` (paths relative to it, sorted; links followed as
+    os.walk does); unreadable files count as "?"."""
+
+    def files():
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs)
+            for name in sorted(filenames):
+                if skip_suffixes and name.endswith(skip_suffixes):
+                    continue
+                p = Path(dirpath) / name
+                yield str(p.relative_to(root)), p
+
+    return files_digest(files(), algorithm, unreadable=b"?")
 
 
 def full_hashes(path: Path | str) -> tuple[str, str, int]:

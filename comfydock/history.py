@@ -123,12 +123,9 @@ def next_version(repo) -> str:
     return f"v{int(existing[0].version[1:]) + 1}" if existing else "v1"
 
 
-def commit_version(repo, message: str, paths: list[str] | None = None) -> Version:
-    """Stage everything in .cec (or `paths`), commit, and tag the next version."""
-    if paths is None:
-        repo.git.add(A=True)
-    else:
-        repo.index.add(paths)
+def commit_version(repo, message: str) -> Version:
+    """Stage everything in .cec, commit, and tag the next version."""
+    repo.git.add(A=True)
     actor = _actor(repo)
     commit = repo.index.commit(message, author=actor, committer=actor)
     tag = next_version(repo)

@@ -1,4 +1,9 @@
-"""One comfydock process at a time per environment: an advisory file lock naming its holder."""
+"""One comfydock process at a time per environment: an advisory file lock naming its holder.
+
+The lock itself is `filelock`'s (flock on POSIX, LockFileEx on Windows; the OS drops it when the
+holder dies, so a crashed command never leaves a stale lock). Who holds it, and since when, is
+written to a side file `<lock>.holder` while held: a waiter reads it to say whom it waits for.
+"""
 
 from __future__ import annotations
 
@@ -9,36 +14,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from comfydock.errors import LockHeld
+from comfydock.fsutil import atomic_write_text
 
-try:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-except ImportError:  # Windows
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        os.lseek(fd, 0, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
+POLL = 0.1  # seconds between attempts while waiting
 
 _local = threading.local()  # locks this thread holds: nested operations must not deadlock
 
@@ -49,14 +30,31 @@ def _held() -> set[str]:
     return _local.held
 
 
+def holder_file(lock_file: Path) -> Path:
+    return lock_file.with_name(lock_file.name + ".holder")
+
+
 def _holder_text() -> str:
     cmd = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))
-    return f"pid {os.getpid()}: {cmd}"
+    return f"pid {os.getpid()}: {cmd} (since {time.strftime('%H:%M:%S')})"
+
+
+def read_holder(lock_file: Path) -> str:
+    """Who holds `lock_file`, as its holder described itself; a generic phrase if unknown."""
+    try:
+        text = holder_file(lock_file).read_text(errors="replace").strip()
+    except OSError:
+        text = ""
+    return text or "another comfydock process"
 
 
 @contextmanager
 def environment_lock(lock_file: Path, timeout: float | None = None, on_wait=None):
-    """Hold `lock_file` exclusively; wait up to `timeout` seconds (env COMFYDOCK_LOCK_TIMEOUT)."""
+    """Hold `lock_file` exclusively; wait up to `timeout` seconds (env COMFYDOCK_LOCK_TIMEOUT).
+
+    `on_wait(holder)` is called once if the lock is busy; past the timeout LockHeld names the holder.
+    Re-entrant within a thread: a nested call for the same file just proceeds.
+    """
     key = str(lock_file.resolve())
     if key in _held():
         yield
@@ -64,29 +62,29 @@ def environment_lock(lock_file: Path, timeout: float | None = None, on_wait=None
     if timeout is None:
         timeout = float(os.environ.get("COMFYDOCK_LOCK_TIMEOUT", "600"))
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout
-        told = False
-        while not _try_lock(fd):
-            holder = lock_file.read_text(errors="replace").strip() or "another comfydock process"
+    lock = FileLock(lock_file)
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        try:
+            lock.acquire(timeout=0)
+            break
+        except Timeout:
+            holder = read_holder(lock_file)
             if time.monotonic() >= deadline:
                 raise LockHeld(
                     f"environment is busy: {holder}",
                     hint="wait for it to finish, or raise COMFYDOCK_LOCK_TIMEOUT (seconds)",
-                )
+                ) from None
             if on_wait and not told:
                 on_wait(holder)
                 told = True
-            time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.write(fd, _holder_text().encode())
+            time.sleep(POLL)
+    try:
+        atomic_write_text(holder_file(lock_file), _holder_text())
         _held().add(key)
-        try:
-            yield
-        finally:
-            _held().discard(key)
-            os.ftruncate(fd, 0)
-            _unlock(fd)
+        yield
     finally:
-        os.close(fd)
+        _held().discard(key)
+        holder_file(lock_file).unlink(missing_ok=True)  # before the release: the next holder writes its own
+        lock.release()

@@ -2,7 +2,9 @@
 
 Tables (see the spec's Model Index Schema): `models` (one row per distinct quick hash, with
 full hashes once computed), `model_locations` (every place a model file was seen),
-`model_sources` (download URLs), `schema_info` (schema version, migrated forward on open).
+`model_sources` (download URLs), `index_stamps` (what each indexed directory tree looked like
+when an index run completed: the model index task's cheap up-to-date check), `schema_info`
+(schema version, migrated forward on open).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from comfydock.hashing import full_hashes, quick_hash, quick_hash_sample_ranges
 # Everything else (previews, .txt, .yaml, .json, ...) is never indexed.
 MODEL_EXTENSIONS = frozenset({".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl", ".gguf", ".onnx"})
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# the oldest schema whose tables a reader reads as they are (2 only added index_stamps)
+_READABLE_FROM = 1
 _MIGRATIONS = {
     1: """
     CREATE TABLE models (
@@ -60,6 +64,13 @@ _MIGRATIONS = {
         source_url TEXT NOT NULL,
         added_at REAL NOT NULL,
         UNIQUE (model_hash, source_url)
+    );
+    """,
+    2: """
+    CREATE TABLE index_stamps (
+        base_dir TEXT PRIMARY KEY,
+        stamp TEXT NOT NULL,
+        recorded_at REAL NOT NULL
     );
     """,
 }
@@ -104,7 +115,7 @@ def open_reader(path: Path) -> sqlite3.Connection:
             if "schema_info" not in tables:
                 raise _corrupt(path, "it is an SQLite file of something else")
             (version,) = conn.execute("SELECT version FROM schema_info").fetchone() or (0,)
-            if version != SCHEMA_VERSION:
+            if not _READABLE_FROM <= version <= SCHEMA_VERSION:
                 raise ComfydockError(
                     f"{path} is read-only and has schema {version} (this comfydock reads {SCHEMA_VERSION})",
                     hint="run 'comfydock models index' where the index is writable, to bring it up to date",
@@ -207,9 +218,11 @@ class FileEntry:
     inode: int
 
 
-def walk_models(root: Path, warn=lambda msg: None) -> list[FileEntry]:
+def walk_models(root: Path, warn=lambda msg: None, directories: list | None = None) -> list[FileEntry]:
     """Model files under `root`. Follows links (a models tree often links to other disks),
-    never loops (directories are visited once by device+inode), skips hidden directories."""
+    never loops (directories are visited once by device+inode), skips hidden directories.
+    `directories`, if given, gets [path, device, inode, mtime_ns, ctime_ns] of every directory
+    walked, as stat saw it before listing it (see tree_stamp)."""
     found: list[FileEntry] = []
     visited: set[tuple[int, int]] = set()
     stack: list[tuple[str, str]] = [(str(root), "")]
@@ -224,6 +237,8 @@ def walk_models(root: Path, warn=lambda msg: None) -> list[FileEntry]:
         if key in visited:
             continue  # a link back into the tree (or a loop): already walked
         visited.add(key)
+        if directories is not None:
+            directories.append([directory, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns])
         try:
             it = os.scandir(directory)
         except OSError as exc:
@@ -252,14 +267,91 @@ def walk_models(root: Path, warn=lambda msg: None) -> list[FileEntry]:
     return found
 
 
-def snapshot_digest(root: Path) -> str:
-    """A digest of (path, size, mtime) for every model file: equal digests, nothing to index."""
-    from blake3 import blake3
+# A directory changed this close to the walk (or on a file system that keeps whole seconds)
+# might change again within the same timestamp tick unseen: such a walk records no stamp.
+_RACY_NS = 20_000_000
+_RACY_COARSE_NS = 2_000_000_000
+# Files written this recently before a walk (a download still going or paused, a file being
+# rewritten in place) are stat'ed by the check too: writing a file leaves its directory's times.
+_RECENT_NS = 600 * 1_000_000_000
 
-    h = blake3()
-    for e in sorted(walk_models(root), key=lambda e: e.rel):
-        h.update(f"{e.rel}\0{e.size}\0{e.mtime}\n".encode())
-    return h.hexdigest()
+
+def _racy(directories: list, walk_started_ns: int) -> bool | None:
+    """Did a directory change too close to the walk to tell a later change by its times?
+    None: yes, on a file system that keeps whole seconds (waiting that out is too slow)."""
+    racy: bool | None = False
+    for _, _, _, mtime, ctime in directories:
+        for t in (mtime, ctime):
+            if t % 1_000_000_000 == 0 and t >= walk_started_ns - _RACY_COARSE_NS:
+                return None
+            if t >= walk_started_ns - _RACY_NS:
+                racy = True
+    return racy
+
+
+def _tree_stamp(root: Path, entries: list[FileEntry], directories: list, walk_started_ns: int) -> dict | None:
+    """What index_is_current compares with, or None when the tree cannot be vouched for.
+
+    A directory changed just before the walk (a model just copied in) is walked again once its
+    timestamp tick has passed: the same files, and its times are then safe to compare."""
+    racy = _racy(directories, walk_started_ns)
+    if racy is None:
+        return None
+    if racy:
+        newest = max(max(d[3], d[4]) for d in directories)
+        delay = newest + _RACY_NS - time.time_ns()
+        if delay > _RACY_NS:
+            return None  # times from the future (another machine's clock): cannot tell
+        if delay > 0:
+            time.sleep(delay / 1e9)
+        again_started = time.time_ns()
+        again_dirs: list = []
+        again = walk_models(root, directories=again_dirs)
+        if set(again) != set(entries) or _racy(again_dirs, again_started) is not False:
+            return None  # it changed meanwhile: the next run indexes it
+        directories = again_dirs
+    recent = [[str(root / e.rel), e.size, e.mtime] for e in entries if e.mtime >= walk_started_ns - _RECENT_NS]
+    return {"directories": directories, "files": recent}
+
+
+def index_is_current(db_path: Path, root: Path) -> bool:
+    """True when the last completed index run of `root` saw the tree as it is now: no directory
+    in it gained, lost or renamed an entry since, and no file written within ten minutes before
+    that run changed (one stat per directory and per such file; nothing is listed or read).
+
+    An older file rewritten in place under the same name keeps its directory's times: an
+    explicit `comfydock models index` walks every file and sees it."""
+    root = root.expanduser().absolute()
+    if not db_path.exists():
+        return False
+    stamp = None
+    for query in ("mode=ro", "immutable=1"):  # immutable: a read-only WAL index without its -shm
+        try:
+            conn = sqlite3.connect(f"{db_path.absolute().as_uri()}?{query}", uri=True, timeout=30)
+            try:
+                row = conn.execute("SELECT stamp FROM index_stamps WHERE base_dir = ?", (str(root),)).fetchone()
+            finally:
+                conn.close()
+            stamp = json.loads(row[0]) if row else None
+            break
+        except sqlite3.OperationalError:
+            continue  # no stamp table yet (an older schema), or the file cannot be opened so
+        except (sqlite3.Error, ValueError):
+            return False  # a damaged index: index again
+    try:
+        if not stamp["directories"]:
+            return False
+        for path, device, inode, mtime, ctime in stamp["directories"]:
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns) != (device, inode, mtime, ctime):
+                return False
+        for path, size, mtime in stamp["files"]:
+            st = os.stat(path)
+            if (st.st_size, st.st_mtime_ns) != (size, mtime):
+                return False
+    except (OSError, TypeError, ValueError, KeyError):
+        return False  # a directory or file gone, or a stamp this comfydock cannot read
+    return True
 
 
 # --- indexing --------------------------------------------------------------------------
@@ -351,7 +443,9 @@ def index_directory(
 
 def _index(conn, root: Path, result: IndexResult, full: bool, workers: int, progress, warn) -> None:
     base = str(root)
-    entries = walk_models(root, warn)
+    walk_started_ns = time.time_ns()
+    directories: list = []
+    entries = walk_models(root, warn, directories)
     result.files_seen = len(entries)
     known = {
         row[0]: row
@@ -433,6 +527,17 @@ def _index(conn, root: Path, result: IndexResult, full: bool, workers: int, prog
         conn.execute("DELETE FROM model_locations WHERE base_dir = ? AND relative_path = ?", (base, rel))
     result.locations_removed = len(vanished)
     _drop_orphans(conn)
+    conn.execute("COMMIT")
+    # what index_is_current compares with: the tree as this run saw it, recorded only when every
+    # file of it is in (nothing skipped)
+    stamp = None if result.skipped else _tree_stamp(root, entries, directories, walk_started_ns)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("DELETE FROM index_stamps WHERE base_dir = ?", (base,))
+    if stamp is not None:
+        conn.execute(
+            "INSERT INTO index_stamps (base_dir, stamp, recorded_at) VALUES (?, ?, ?)",
+            (base, json.dumps(stamp), time.time()),
+        )
     conn.execute("COMMIT")
 
     if full:

@@ -33,10 +33,9 @@ class RegistryClient:
     @property
     def session(self):
         if self._session is None:
-            import requests
+            from comfydock.http import make_session  # requests only when the registry is really asked
 
-            self._session = requests.Session()
-            self._session.headers["User-Agent"] = "comfydock"
+            self._session = make_session()
         return self._session
 
     # --- cache ----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from pathlib import Path
 from comfydock import history
 from comfydock.errors import ComfydockError, ExternalToolError, UsageError
 from comfydock.gitutil import git_reason
+from comfydock.torch_backend import adopt_machine_backend, resolve_torch_backend
 
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _VERSION = re.compile(r"^v(\d+)$")
@@ -55,12 +56,12 @@ def validate_url(url: str) -> str:
     return url
 
 
-def _run(repo, *args, what: str):
+def _run(repo, *args, what: str, hint: str | None = None):
     git = _git()
     try:
         return repo.git.execute(["git", *args])
     except git.GitCommandError as exc:
-        raise ExternalToolError(f"{what}: {git_reason(exc)}", details=str(getattr(exc, "stderr", "") or "")) from None
+        raise ExternalToolError(f"{what}: {git_reason(exc)}", hint=hint, details=str(getattr(exc, "stderr", "") or "")) from None
 
 
 # --- remote add / remove / list ------------------------------------------------------------
@@ -195,6 +196,7 @@ def fetch(repo, remote: str) -> None:
         f"+refs/heads/*:refs/remotes/{remote}/*",
         f"+refs/tags/*:{TAG_NAMESPACE}/{remote}/*",
         what=f"cannot fetch from {remote}",
+        hint=f"check {remote}'s URL ('comfydock remote list') and that you can reach it",
     )
 
 
@@ -567,7 +569,6 @@ def create_from_remote(
     use: bool = False,
     step=lambda message: None,
     warn=lambda message: None,
-    build_listener=None,
 ) -> CloneResult:
     """A new environment whose .cec/ is cloned from `url` (remote `origin`), then built: ComfyUI at
     the recorded commit, the recorded Python, nodes at their recorded versions, the venv synced to
@@ -588,7 +589,7 @@ def create_from_remote(
     validate_name(name)
     validate_url(url)
     if torch_backend is not None:
-        python_env.resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
+        resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
     warnings: list[str] = []
 
     def _warn(msg):
@@ -640,7 +641,7 @@ def create_from_remote(
             comfyui.checkout(cache, env.comfyui_dir, ref, source)
             comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
 
-            note = python_env.adopt_machine_backend(env, torch_backend, "history")
+            note = adopt_machine_backend(env, torch_backend, "history")
             recorded, backend = note is None, env.torch_backend()
             if note:
                 _warn(note + ", an uncommitted change ('comfydock commit' + 'push' shares it)")
@@ -656,14 +657,14 @@ def create_from_remote(
             if not missing:
                 from comfydock.tasks.nodes import scan_task_names
 
-                report = engine.build(env, scan_task_names(env), listener=build_listener)
+                report = engine.build(env, scan_task_names(env))
                 if report.ok:
-                    report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"], listener=build_listener)
+                    report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"])
                 if not report.ok:
                     raise build_failure(report)
             else:  # the lock cannot be checked without their source: install what uv.lock says
                 targets = [f"install_node:{n}" for n, s in sorted(specs.items()) if s.source != "development"]
-                report = engine.build(env, targets, listener=build_listener) if targets else None
+                report = engine.build(env, targets) if targets else None
                 if report is not None and not report.ok:
                     raise build_failure(report)
                 if not recorded:

@@ -258,7 +258,7 @@ def _pin_hint(pins: dict[str, str]) -> str:
 
 
 # --- the backend: one optional extra per backend, mutually exclusive --------------------------
-# The backend is a setting of the machine (see python_env.requested_torch_backend), never of the
+# The backend is a setting of the machine (see torch_backend.requested_torch_backend), never of the
 # shared manifest. The manifest holds one extra per backend the environment has been used with
 # ('torch-cpu', 'torch-cu128', 'torch-pypi'), marked conflicting in [tool.uv].conflicts, with
 # per-extra index sources: uv's documented pattern for PyTorch accelerators. One uv.lock then

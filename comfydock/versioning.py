@@ -286,7 +286,7 @@ def apply_commit(env, repo, commit: str, tx: Transaction, result: RollbackResult
     branch), ComfyUI's checkout, custom nodes, the venv and ComfyUI's workflows. Every step is
     recorded in `tx`, so the caller's failure (or this one's) puts it all back. Used by rollback
     and by pull (which then moves the branch in the same transaction)."""
-    from comfydock import nodes as node_ops
+    from comfydock.nodes import spec as node_ops
     from comfydock.nodes.spec import tracked_nodes
 
     try:

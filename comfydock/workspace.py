@@ -12,7 +12,6 @@ from pathlib import Path
 from comfydock.errors import (
     ComfydockError,
     CorruptFile,
-    EnvironmentNotFound,
     UsageError,
     WorkspaceNotFound,
 )
@@ -304,15 +303,27 @@ class Workspace:
     # --- settings ---------------------------------------------------------------------
     def setting(self, key: str) -> str | None:
         """Environment variable first, then workspace.json, then the built-in default."""
+        return self.setting_with_source(key)[0]
+
+    def setting_with_source(self, key: str) -> tuple[str | None, str]:
+        """(value, where it comes from: "env", "workspace" or "default")."""
         s = SETTINGS[key]
         if os.environ.get(s.env_var):
-            return os.environ[s.env_var]
+            return os.environ[s.env_var], "env"
         value = self.config.get(s.json_key)
         if isinstance(value, dict):  # global_model_directory is an object in the spec
             value = value.get("path")
         if value not in (None, ""):
-            return str(value)
-        return s.default
+            return str(value), "workspace"
+        return s.default, "default"
+
+    def settings(self) -> list[dict]:
+        """Every setting: key, value, source (env, workspace, default), env_var, doc."""
+        rows = []
+        for key, s in SETTINGS.items():
+            value, source = self.setting_with_source(key)
+            rows.append({"key": key, "value": value, "source": source, "env_var": s.env_var, "doc": s.doc})
+        return rows
 
     def set_setting(self, key: str, value: str | None) -> None:
         s = SETTINGS[key]
@@ -324,7 +335,7 @@ class Workspace:
                 self.set_models_dir(Path(value))
             return
         if key == "torch-backend" and value is not None:
-            from comfydock.python_env import TORCH_BACKENDS
+            from comfydock.torch_backend import TORCH_BACKENDS
 
             if value not in {"auto", "pypi", *TORCH_BACKENDS}:
                 raise UsageError(
@@ -393,30 +404,3 @@ class Workspace:
 
     def environment_path(self, name: str) -> Path:
         return self.environments_dir / validate_name(name)
-
-    def environment(self, name: str | None = None):
-        """The named environment, or the active one."""
-        from comfydock.environment import Environment
-
-        if name is None:
-            name = os.environ.get("COMFYDOCK_ENV") or self.active_environment
-            if name and os.sep in name and Path(name).absolute().parent == self.environments_dir:
-                name = Path(name).name  # $COMFYDOCK_ENV may name the directory, as dodo.py allows
-            if not name:
-                raise EnvironmentNotFound(
-                    "no environment selected",
-                    hint="pass -e NAME, or run 'comfydock use NAME' (see 'comfydock list')",
-                )
-        path = self.environment_path(name)
-        if self.half_made(name):
-            raise EnvironmentNotFound(
-                f"environment {name!r} is half-made (its 'create' did not finish)",
-                hint=f"remove it with 'comfydock delete {name}', then create it again",
-            )
-        if not path.is_dir():
-            known = ", ".join(self.environment_names()) or "none yet"
-            raise EnvironmentNotFound(
-                f"no environment named {name!r} in {self.root}",
-                hint=f"existing environments: {known}; create one with 'comfydock create {name}'",
-            )
-        return Environment(self, name)

@@ -48,3 +48,8 @@ ON_REQUEST = frozenset(
         "export",
     }
 )
+
+# The workspace's, not an environment's: their state lives with the workspace (the model index
+# keeps its own up-to-date record in models.db), and `status`, which reports on an environment,
+# never plans them.
+WORKSPACE_TASKS = frozenset({"index_models"})

@@ -7,13 +7,14 @@ import json
 import subprocess
 import time
 
-from comfydock import nodes
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import atomic_write_json, read_json_state
 from comfydock.limits import ArchiveLimits
 from comfydock.nodes.cache import NodeCache, copy_content
-from comfydock.nodes.safety import matches_recorded
-from comfydock.nodes.spec import install_script_of, node_path, script_record
+from comfydock.nodes.resolve import registry_client
+from comfydock.nodes.safety import NodeConflict, matches_recorded, trash
+from comfydock.nodes.scan import apply_scan, requirements_digest
+from comfydock.nodes.spec import install_marker, install_script_of, node_path, reqs_file, script_record
 
 INSTALL_SCRIPT_TIMEOUT = 1800  # seconds
 
@@ -27,7 +28,7 @@ def _fetch(env, spec) -> None:
     if cache.entry(spec.identity()).exists():
         return
     if spec.source == "registry":
-        client = nodes.registry_client(env.workspace)
+        client = registry_client(env.workspace)
 
         def download(path):
             info = client.install_info(spec.registry_id, spec.version)
@@ -41,7 +42,7 @@ def _fetch(env, spec) -> None:
 
 def _marker(env, spec) -> dict:
     try:
-        data = json.loads(nodes.install_marker(env, spec.id).read_text())
+        data = json.loads(install_marker(env, spec.id).read_text())
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}  # derived state: a damaged marker is a missing one
@@ -58,12 +59,12 @@ def _install(env, spec) -> None:
         if recorded is None and matches_recorded(env, spec):
             recorded = spec.identity()  # exactly the recorded node, marker lost (.comfydock/ deleted): adopt it
         if recorded is None:
-            raise nodes.NodeConflict(
+            raise NodeConflict(
                 f"custom_nodes/{spec.directory} exists but was not installed by comfydock",
                 hint=f"move it away, or track it as a development node: 'comfydock node add {spec.directory} --dev'",
             )
         if recorded != spec.identity():
-            nodes.trash(env, path)  # the previous version comfydock installed; kept, not deleted
+            trash(env, path)  # the previous version comfydock installed; kept, not deleted
     if not path.exists():
         entry = _cache(env).entry(spec.identity())
         if not entry.exists():
@@ -71,7 +72,7 @@ def _install(env, spec) -> None:
         env.custom_nodes_dir.mkdir(parents=True, exist_ok=True)
         copy_content(entry, path)
     atomic_write_json(
-        nodes.install_marker(env, spec.id),
+        install_marker(env, spec.id),
         {"identity": spec.identity(), "directory": spec.directory, "installed_at": time.time()},
     )
 
@@ -126,16 +127,16 @@ def _script_uptodate(env, spec) -> bool:
 
 
 def _scan(env, spec) -> dict:
-    return nodes.apply_scan(env, spec)
+    return apply_scan(env, spec)
 
 
 def _scan_uptodate(task, values, env, spec) -> bool:
     # doit passes its magic arguments (task, values) first
-    scanned = read_json_state(nodes.reqs_file(env, spec.id))  # derived: a damaged file is scanned again
+    scanned = read_json_state(reqs_file(env, spec.id))  # derived: a damaged file is scanned again
     if scanned is None or not isinstance(scanned.get("requirements"), list):
         return False
     node_dir = node_path(env, spec)
-    return node_dir.is_dir() and values.get("digest") == nodes.requirements_digest(node_dir)
+    return node_dir.is_dir() and values.get("digest") == requirements_digest(node_dir)
 
 
 def task_fetch_node(env):
@@ -164,7 +165,7 @@ def task_install_node(env):
             "name": spec.id,
             "task_dep": ["checkout_comfyui"],  # custom_nodes/ lives inside the checkout
             "file_dep": [entry.metadata_file],
-            "targets": [nodes.install_marker(env, spec.id)],
+            "targets": [install_marker(env, spec.id)],
             "uptodate": [(_installed, [env, spec])],
             "actions": [(_install, [env, spec])],
         }
@@ -177,7 +178,7 @@ def task_scan_requirements(env):
             "basename": "scan_requirements",
             "name": spec.id,
             "task_dep": [] if spec.source == "development" else [f"install_node:{spec.id}"],
-            "targets": [nodes.reqs_file(env, spec.id)],
+            "targets": [reqs_file(env, spec.id)],
             "uptodate": [(_scan_uptodate, [env, spec])],
             "actions": [(_scan, [env, spec])],
         }

@@ -10,6 +10,7 @@ import pytest
 
 from comfydock.cli import main
 from comfydock.demo.fixtures import build_comfyui_repo, build_wheels
+from comfydock.environment import Environment
 
 
 @dataclass
@@ -41,6 +42,7 @@ def clean_environ(monkeypatch, fixture_assets, tmp_path):
             monkeypatch.delenv(key)
     monkeypatch.setenv("UV_CACHE_DIR", str(fixture_assets["uv_cache"]))
     monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
+    monkeypatch.setenv("COMFYDOCK_HTTP_BACKOFF", "0.01")  # retries still happen, without seconds of waiting
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
@@ -113,7 +115,7 @@ def env(workspace, run_cli):
     """A created environment named 'main' (active)."""
     result = run_cli("create", "main", "--torch-backend", "cpu")
     assert result.code == 0, result.err
-    return workspace.environment("main")
+    return Environment.open(workspace, "main")
 
 
 def venv_has(env, module: str) -> str | None:

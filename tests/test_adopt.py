@@ -14,6 +14,7 @@ import pytest
 
 from comfydock.adopt import classify_node, find_nodes, inspect_install
 from comfydock.demo.fixtures import build_node_repo, make_wheel, node_zip_bytes
+from comfydock.environment import Environment
 from tests.conftest import venv_has
 
 PACK_PYPROJECT = """[project]
@@ -113,7 +114,7 @@ def test_adopt_reproduces_an_install_and_leaves_it_untouched(workspace, existing
     report = result.json
     assert tree_digest(existing_install.parent) == before  # not one byte of the install changed
 
-    env = workspace.environment("adopted")
+    env = Environment.open(workspace, "adopted")
     assert git.Repo(env.comfyui_dir).head.commit.hexsha == old_head
     assert report["comfyui"]["local_edits"] == ["README.md"] and report["comfyui"]["carried"] == "approximate"
     assert (env.comfyui_dir / "README.md").read_text() != "my local edit\n"

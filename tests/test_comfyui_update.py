@@ -6,6 +6,8 @@ import git
 import pytest
 from conftest import venv_has
 
+from comfydock.environment import Environment
+
 pytestmark = pytest.mark.slow
 
 
@@ -13,7 +15,7 @@ pytestmark = pytest.mark.slow
 def old_env(workspace, run_cli):
     result = run_cli("create", "old", "--comfyui-version", "v0.1.0", "--torch-backend", "cpu", "--use")
     assert result.code == 0, result.err
-    return workspace.environment("old")
+    return Environment.open(workspace, "old")
 
 
 def _head(env) -> str:

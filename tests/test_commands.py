@@ -62,6 +62,35 @@ def test_run_double_dash_passes_help_to_comfyui(env):
     assert "Fixture ComfyUI" in proc.stdout  # ComfyUI's argparse help, not comfydock's
 
 
+def test_run_splits_its_own_options_from_comfyuis_as_the_parser_declares_them():
+    from comfydock.cli.main import _split_run, _subparser, build_parser
+
+    parser = build_parser()
+    argv = ["-w", "/ws", "-v", "run", "-e", "main", "--no-sync", "--port", "8190", "--", "--help"]
+    assert _split_run(parser, argv) == (["-w", "/ws", "-v", "run", "-e", "main", "--no-sync"], ["--port", "8190", "--", "--help"])
+    assert _split_run(parser, ["run", "--env=a", "--", "--help"]) == (["run", "--env=a"], ["--help"])
+    assert _split_run(parser, ["status", "--json"]) == (["status", "--json"], None)
+    _subparser(parser, "run").add_argument("--gpu", metavar="N")  # a new option of run is run's at once
+    assert _split_run(parser, ["run", "--gpu", "1", "--cpu"]) == (["run", "--gpu", "1"], ["--cpu"])
+
+
+def test_verbose_is_accepted_after_the_command_but_run_passes_it_to_comfyui():
+    from comfydock.cli.main import _split_run, build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["node", "add", "x", "-v"]).verbose is True
+    assert parser.parse_args(["-v", "status"]).verbose is True
+    assert parser.parse_args(["status"]).verbose is False
+    assert _split_run(parser, ["run", "--verbose", "DEBUG"]) == (["run"], ["--verbose", "DEBUG"])
+
+
+def test_py_remove_says_a_removed_package_is_no_longer_installed(env, run_cli):
+    assert run_cli("py", "add", "cdfix-beta").code == 0
+    result = run_cli("py", "remove", "cdfix-beta")
+    assert result.code == 0, result.err
+    assert "cdfix-beta (no longer installed)" in result.out + result.err
+
+
 def test_run_help_describes_comfydocks_run(run_cli):
     result = run_cli("run", "--help")
     assert result.code == 0

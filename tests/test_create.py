@@ -8,7 +8,7 @@ import tomlkit
 import yaml
 from conftest import venv_has
 
-from comfydock.environment import create_environment
+from comfydock.environment import Environment, create_environment
 from comfydock.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -53,14 +53,14 @@ def test_create_points_comfyui_at_the_workspace_models(env, workspace):
 
 def test_create_at_an_older_tag_a_branch_or_a_commit(workspace, run_cli, comfyui_source):
     assert run_cli("create", "old", "--comfyui-version", "v0.1.0", "--torch-backend", "cpu").code == 0
-    old = workspace.environment("old")
+    old = Environment.open(workspace, "old")
     assert git.Repo(old.comfyui_dir).head.commit == git.Repo(comfyui_source).tags["v0.1.0"].commit
     assert venv_has(old, "cdfix_gamma") is None  # v0.1.0 does not require it
     assert run_cli("create", "tip", "--comfyui-version", "master", "--torch-backend", "cpu").code == 0
-    assert (workspace.environment("tip").comfyui_dir / "README.md").exists()
+    assert (Environment.open(workspace, "tip").comfyui_dir / "README.md").exists()
     sha = git.Repo(comfyui_source).tags["v0.1.0"].commit.hexsha
     assert run_cli("create", "bysha", "--comfyui-version", sha[:10], "--torch-backend", "cpu").code == 0
-    assert workspace.environment("bysha").info()["comfyui_commit"] == sha
+    assert Environment.open(workspace, "bysha").info()["comfyui_commit"] == sha
 
 
 def test_second_create_fetches_only_new_refs_and_survives_an_offline_source(workspace, run_cli, comfyui_source):
@@ -74,7 +74,7 @@ def test_second_create_fetches_only_new_refs_and_survives_an_offline_source(work
     src.index.commit("Release v0.3.0")
     src.create_tag("v0.3.0")
     assert run_cli("create", "b", "--torch-backend", "cpu").code == 0
-    assert workspace.environment("b").info()["comfyui_version"] == "v0.3.0"
+    assert Environment.open(workspace, "b").info()["comfyui_version"] == "v0.3.0"
     assert list(workspace.comfyui_cache_dir.iterdir()) == caches
     # the source disappears: create still works from the cache, and says so
     import shutil
@@ -152,7 +152,7 @@ def test_bad_environment_names_are_refused(workspace, run_cli, name):
 
 def test_create_torch_backend_is_kept_outside_the_shared_manifest(workspace, run_cli):
     assert run_cli("create", "gpu", "--torch-backend", "cu126").code == 0
-    env = workspace.environment("gpu")
+    env = Environment.open(workspace, "gpu")
     doc = tomlkit.parse(env.pyproject_path.read_text())
     assert "index" not in doc["tool"]["uv"] and "sources" not in doc["tool"]["uv"]
     assert "torch_backend" not in doc["tool"]["comfydock"]["environment"]

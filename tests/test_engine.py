@@ -21,6 +21,10 @@ def statuses(result):
     return {t["task"]: t["status"] for t in result.json["tasks"] if t["task"] not in skip}
 
 
+def statuses_of(result):
+    return {t["task"]: t["status"] for t in result.json["tasks"]}
+
+
 def test_second_build_with_nothing_changed_executes_nothing(env, run_cli):
     lock_mtime = env.lock_path.stat().st_mtime_ns
     marker_mtime = env.venv_marker.stat().st_mtime_ns
@@ -154,6 +158,21 @@ def test_index_models_task_runs_only_when_the_models_tree_changed(env, workspace
     third = {t["task"]: t["status"] for t in run_cli("build", "index_models", "--json").json["tasks"]}
     assert third == {"index_models": "ran"}
     assert run_cli("models", "find", "b.safetensors", "--json").json
+
+
+def test_index_models_is_up_to_date_for_every_environment_once_the_workspace_index_is(env, workspace, run_cli):
+    (workspace.models_dir / "m.safetensors").write_bytes(b"m" * 64)
+    assert statuses_of(run_cli("build", "index_models", "--json")) == {"index_models": "ran"}
+    (env.state_dir / "doit.db").unlink()  # the environment's build state knows nothing of it now
+    assert run_cli("build", "--dry-run", "index_models", "--json").json == [{"task": "index_models", "status": "up-to-date"}]
+
+
+def test_status_neither_checks_nor_indexes_the_models_tree(env, workspace, run_cli):
+    (workspace.models_dir / "new.safetensors").write_bytes(b"n" * 64)
+    assert run_cli("build", "--dry-run", "index_models", "--json").json == [{"task": "index_models", "status": "run"}]
+    status = run_cli("status", "--json")
+    assert status.code == 0 and "index_models" not in status.json["pending_tasks"]
+    assert not run_cli("models", "find", "new.safetensors", "--json").json
 
 
 def test_continue_runs_independent_tasks_after_a_failure(env, workspace, run_cli):

@@ -367,6 +367,64 @@ def test_newer_schema_is_refused(tmp_path, models, db):
     assert "newer comfydock" in info.value.message
 
 
+# --- the index task's up-to-date check ----------------------------------------------------
+
+
+def test_index_is_current_until_a_file_is_added_removed_or_renamed_anywhere_in_the_tree(models, db):
+    (models / "loras" / "deep" / "er").mkdir(parents=True)
+    index_directory(db, models)
+    assert model_index.index_is_current(db, models)
+    for change in (
+        lambda: (models / "loras" / "deep" / "er" / "new.safetensors").write_bytes(b"n" * 64),
+        lambda: (models / "loras" / "lora1.safetensors").rename(models / "loras" / "renamed.safetensors"),
+        lambda: (models / "checkpoints" / "model.ckpt").unlink(),
+        lambda: (models / "vae").mkdir(),
+    ):
+        change()
+        assert not model_index.index_is_current(db, models)
+        index_directory(db, models)
+        assert model_index.index_is_current(db, models)
+
+
+def test_a_change_right_after_an_index_run_is_seen(models, db):
+    (models / "loras" / "just-copied.safetensors").write_bytes(b"j" * 64)  # same timestamp tick as the run
+    index_directory(db, models)
+    assert model_index.index_is_current(db, models)
+    (models / "loras" / "next.safetensors").write_bytes(b"x" * 64)
+    assert not model_index.index_is_current(db, models)
+
+
+def test_a_recent_file_growing_in_place_is_seen(models, db):
+    index_directory(db, models)
+    with open(models / "loras" / "lora0.safetensors", "ab") as f:  # a download still being written
+        f.write(b"more")
+    assert not model_index.index_is_current(db, models)
+
+
+def test_index_is_not_current_without_a_completed_run_of_that_tree(tmp_path, models, db):
+    assert not model_index.index_is_current(db, models)
+    other = tmp_path / "other-models"
+    other.mkdir()
+    index_directory(db, other)
+    assert not model_index.index_is_current(db, models)
+    model_index.rebuild_index(db)
+    index_directory(db, models)
+    assert model_index.index_is_current(db, models)
+
+
+def test_an_index_from_the_first_schema_is_migrated_and_then_kept_current(tmp_path, models, db):
+    index_directory(db, models)
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE index_stamps")
+    conn.execute("UPDATE schema_info SET version = 1")
+    conn.commit()
+    conn.close()
+    assert not model_index.index_is_current(db, models)
+    assert len(model_index.list_models(db)) == 4
+    index_directory(db, models)
+    assert model_index.index_is_current(db, models)
+
+
 # --- CLI ---------------------------------------------------------------------------------
 
 

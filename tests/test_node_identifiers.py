@@ -15,14 +15,13 @@ import pytest
     ],
 )
 def test_git_url_normalisation(url, same):
-    from comfydock.nodes import normalize_git_url
+    from comfydock.nodes.spec import normalize_git_url
 
     assert (normalize_git_url(url) == normalize_git_url("https://github.com/owner/repo")) is same
 
 
 def test_git_url_spellings_of_one_local_repository_are_one_node(tmp_path):
-    from comfydock.nodes import normalize_git_url
-    from comfydock.nodes.spec import repo_name
+    from comfydock.nodes.spec import normalize_git_url, repo_name
 
     repo = tmp_path / "ComfyUI-Foo"
     repo.mkdir()
@@ -33,7 +32,7 @@ def test_git_url_spellings_of_one_local_repository_are_one_node(tmp_path):
 
 
 def test_identifier_parsing():
-    from comfydock.nodes import split_ref
+    from comfydock.nodes.spec import split_ref
 
     assert split_ref("comfyui-impact-pack@1.2.3") == ("comfyui-impact-pack", "1.2.3")
     assert split_ref("https://github.com/u/r@v1") == ("https://github.com/u/r", "v1")
@@ -94,7 +93,7 @@ def test_a_manifest_node_entry_with_a_path_for_a_directory_is_refused():
     import tomlkit
 
     from comfydock.errors import ComfydockError
-    from comfydock.nodes import tracked_nodes
+    from comfydock.nodes.spec import tracked_nodes
 
     doc = tomlkit.parse('[tool.comfydock.nodes.evil]\nsource = "registry"\ndirectory = "../../outside"\nversion = "1.0"\n')
     with pytest.raises(ComfydockError, match="invalid directory"):
@@ -104,7 +103,7 @@ def test_a_manifest_node_entry_with_a_path_for_a_directory_is_refused():
 def test_every_node_name_gives_a_valid_dependency_group_name():
     import re
 
-    from comfydock.nodes import group_name
+    from comfydock.nodes.spec import group_name
 
     for name in ("ComfyUI-Foo", "a+b", "x__y..z", "Node.v2"):
         assert re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", group_name(name).removeprefix("node-")), name
@@ -189,7 +188,7 @@ def test_archive_limits_come_from_settings_and_environment_variables(workspace, 
 def test_comfydock_ignore_follows_gitignore_rules(tmp_path, patterns, directory, ignored):
     from types import SimpleNamespace
 
-    from comfydock.nodes import is_ignored
+    from comfydock.nodes.safety import is_ignored
 
     (tmp_path / ".comfydock_ignore").write_text(patterns)
     assert is_ignored(SimpleNamespace(cec_dir=tmp_path), directory) is ignored

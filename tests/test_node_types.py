@@ -130,10 +130,11 @@ def test_saved_node_map_loads_back_the_same(node_map, tmp_path):
 
 # --- fetching it -------------------------------------------------------------------------------
 class MapServer:
-    """extension-node-map.json on 127.0.0.1; `mode` None, "500" or "not-json"."""
+    """extension-node-map.json on 127.0.0.1; `mode` None, "500" or "not-json"; the first
+    `unavailable` requests answer 503."""
 
     def __init__(self, body: bytes):
-        self.body, self.mode, self.hits = body, None, Counter()
+        self.body, self.mode, self.hits, self.unavailable = body, None, Counter(), 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -143,7 +144,11 @@ class MapServer:
             def do_GET(self):
                 server.hits[self.path] += 1
                 body = b"<html>oops</html>" if server.mode == "not-json" else server.body
-                self.send_response(500 if server.mode == "500" else 200)
+                status = 500 if server.mode == "500" else 200
+                if server.unavailable > 0:
+                    server.unavailable -= 1
+                    body, status = b"busy", 503
+                self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -173,6 +178,13 @@ def test_node_map_is_fetched_once_then_served_from_the_cache(workspace, map_serv
     assert map_server.hits["/extension-node-map.json"] == 1
     fetch_node_map(workspace, ttl=0)  # expired: fetched again
     assert map_server.hits["/extension-node-map.json"] == 2
+
+
+def test_node_map_is_fetched_when_the_server_recovers_from_503s(workspace, map_server):
+    workspace.set_setting("node-map-url", map_server.url)
+    map_server.unavailable = 2
+    assert first(fetch_node_map(workspace), "ImageRemoveAlpha+") is not None
+    assert map_server.hits["/extension-node-map.json"] == 3
 
 
 def test_node_map_url_comes_from_the_environment_variable(workspace, map_server, monkeypatch):

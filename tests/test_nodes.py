@@ -12,6 +12,8 @@ import pytest
 import tomlkit
 from conftest import venv_has
 
+from comfydock.environment import Environment
+
 pytestmark = pytest.mark.slow
 
 
@@ -127,7 +129,7 @@ def test_second_environment_reuses_the_cache_without_downloading(env, registry, 
     assert run_cli("node", "add", "comfyui-fixture-pack", "-e", "second").code == 0
     assert registry.hits["/files/comfyui-fixture-pack/1.1.0.zip"] == 1
     assert registry.hits["/nodes/comfyui-fixture-pack/install"] == 1
-    second = workspace.environment("second")
+    second = Environment.open(workspace, "second")
     assert (second.custom_nodes_dir / "ComfyUI-Fixture-Pack" / "__init__.py").exists()
     index = json.loads((workspace.node_cache_dir / "index.json").read_text())
     assert [v["identity"] for v in index.values()] == ["registry:comfyui-fixture-pack@1.1.0"]
@@ -418,10 +420,10 @@ def test_status_lists_node_changes_since_the_last_commit(env, registry, node_rep
 
 
 def test_ctrl_c_midway_through_node_add_puts_everything_back(env, registry, workspace):
-    from comfydock.nodes import add_nodes
+    from comfydock.nodes.operations import add_nodes
     from comfydock.workspace import Workspace
 
-    env = Workspace.open(workspace.root).environment("main")  # sees the registry-url set after `env` was made
+    env = Environment.open(Workspace.open(workspace.root), "main")  # sees the registry-url set after `env` was made
     before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes()
 
     def listener(kind, task):
@@ -610,7 +612,7 @@ def test_build_rebuilds_nodes_from_a_copied_manifest(env, registry, node_repo, r
     """A colleague's manifest is enough: build fetches, installs, scans, locks and syncs."""
     assert run_cli("node", "add", "comfyui-fixture-pack@1.0.0", f"{node_repo.as_uri()}@v1.0").code == 0
     assert run_cli("create", "colleague", "--torch-backend", "cpu").code == 0
-    other = workspace.environment("colleague")
+    other = Environment.open(workspace, "colleague")
     shutil.copy(env.pyproject_path, other.pyproject_path)
     shutil.copy(env.lock_path, other.lock_path)
     result = run_cli("build", "-e", "colleague", "--json")

@@ -11,6 +11,8 @@ import pytest
 from conftest import venv_has
 from test_history import SDXL, UPSCALER, _save_workflow, _tree_digest
 
+from comfydock.environment import Environment
+
 pytestmark = pytest.mark.slow
 
 
@@ -84,7 +86,7 @@ def test_team_round_trip_create_from_push_pull(env, workspace, run_cli, node_rep
     created = b("create", "main", "--from", remote.as_uri())
     assert created.code == 0, created.err
     assert "my-dev-node" in created.err and "not in git" in created.err
-    env_b = machine_b.environment("main")
+    env_b = Environment.open(machine_b, "main")
     assert (env_b.custom_nodes_dir / "ComfyUI-Git-Node" / "__init__.py").exists()
     assert venv_has(env_b, "cdfix_gamma") == "0.1" and venv_has(env_b, "cdfix_beta") == "2.0"
     assert (env_b.workflows_dir / "sdxl_simple_example.json").read_bytes() == SDXL.read_bytes()
@@ -142,7 +144,7 @@ def two_machines(env, run_cli, machine_b, tmp_path):
     assert run_cli("push").code == 0
     b = _b(run_cli, machine_b)
     assert b("create", "main", "--from", remote, "--torch-backend", "cpu").code == 0
-    return env, machine_b.environment("main"), b, remote
+    return env, Environment.open(machine_b, "main"), b, remote
 
 
 def _edit(env, old: str, new: str):
@@ -300,3 +302,17 @@ def test_create_from_a_bare_repository_whose_head_names_an_unpushed_branch(env, 
     created = b("create", "copy", "--from", remote.as_uri())
     assert created.code == 0, created.err
     assert [v["version"] for v in b("log", "-e", "copy", "--json").json] == ["v1"]
+
+
+def test_push_to_a_missing_remote_says_why_once(env, run_cli, tmp_path):
+    missing = tmp_path / "nowhere.git"
+    assert run_cli("remote", "add", "gone", missing.as_uri()).code == 0
+    try:
+        result = run_cli("push", "gone")
+        assert result.code == 1
+        first = result.err.splitlines()[0]
+        assert first.startswith("error: cannot fetch from gone") and "does not appear to be a git repository" in first
+        assert result.err.count("does not appear to be a git repository") == 1, result.err
+        assert "hint: check gone's URL" in result.err
+    finally:
+        assert run_cli("remote", "remove", "gone").code == 0

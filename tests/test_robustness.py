@@ -79,6 +79,7 @@ def test_damaged_uv_lock_is_refused_before_anything_is_synced(env, run_cli):
         for argv in (["build"], ["status"], ["run", "--", "--quick-test-for-ci"]):
             result = run_cli(*argv)
             assert_one_line_error(result, 1, "uv.lock", "checkout -- uv.lock")
+            assert "removes what it does not list" not in result.err, (kind, argv)  # no scare before the refusal
         assert venv_has(env, "cdfix_alpha") == "2.0", kind
         subprocess.run(["git", "-C", str(env.cec_dir), "checkout", "--", "uv.lock"], check=True)
         assert run_cli("build").code == 0
@@ -232,8 +233,9 @@ def _hold_lock(lock: Path, holder: str) -> subprocess.Popen:
         "import sys, time\n"
         "from pathlib import Path\n"
         "from comfydock.locking import environment_lock\n"
-        "with environment_lock(Path(sys.argv[1])):\n"
-        "    Path(sys.argv[1]).write_text(sys.argv[2])\n"
+        "lock = Path(sys.argv[1])\n"
+        "sys.argv = sys.argv[2].split()  # the command line the holder names itself by\n"
+        "with environment_lock(lock):\n"
         "    print('held', flush=True)\n"
         "    time.sleep(120)\n"
     )
@@ -247,7 +249,7 @@ def test_delete_leaves_a_create_that_is_still_running_alone(workspace, run_cli):
     root.mkdir(parents=True)
     lock = workspace.create_lock_file("busy")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    holder = _hold_lock(lock, "pid 4242: comfydock create busy")
+    holder = _hold_lock(lock, "comfydock create busy")
     try:
         result = run_cli("delete", "busy", "--yes")
     finally:
@@ -433,7 +435,7 @@ def test_negative_log_limit_is_a_usage_error(env, run_cli):
 
 def test_a_second_models_index_says_whom_it_waits_for(workspace, tmp_path):
     lock = workspace.models_db.with_name(workspace.models_db.name + ".lock")
-    holder = _hold_lock(lock, "pid 4242: comfydock models index")
+    holder = _hold_lock(lock, "comfydock models index")
     try:
         proc = _comfydock("models", "index", cwd=tmp_path)
         first = proc.stderr.readline()  # said while it waits
@@ -442,7 +444,7 @@ def test_a_second_models_index_says_whom_it_waits_for(workspace, tmp_path):
         holder.wait()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, first + err
-    assert "Waiting for another model index run" in first and "pid 4242: comfydock models index" in first
+    assert "Waiting for another model index run" in first and f"pid {holder.pid}: comfydock models index (since" in first
 
 
 def test_internal_error_writes_the_crash_log_in_the_workspace_and_names_it(workspace_path, capsys):

@@ -12,6 +12,7 @@ import pytest
 
 from comfydock import torch_family
 from comfydock.demo.fixtures import make_wheel
+from comfydock.environment import Environment
 
 BUILDS = {"pypi": "", "cpu": "+cpu", "cu128": "+cu128"}
 
@@ -108,7 +109,7 @@ def test_legacy_manifest_index_becomes_its_backends_extra():
 
 
 def test_rocm_detection_picks_the_newest_build_not_newer_than_rocm(tmp_path):
-    from comfydock.python_env import rocm_backend
+    from comfydock.torch_backend import rocm_backend
 
     (tmp_path / ".info").mkdir()
     (tmp_path / ".info" / "version").write_text("6.3.2-99\n")
@@ -123,7 +124,7 @@ def test_lock_keeps_one_release_when_newest_torch_has_no_torchaudio(torch_ws, ru
     assert run_cli("create", "a", "--torch-backend", "cpu").code == 0
     result = run_cli("py", "add", "torch", "torchvision", "torchaudio")
     assert result.code == 0, result.err
-    env = torch_ws.environment("a")
+    env = Environment.open(torch_ws, "a")
     assert installed(env) == {"torch": "2.8.0+cpu", "torchvision": "0.23.0+cpu", "torchaudio": "2.8.0+cpu"}
     data = tomllib.loads(env.pyproject_path.read_text())
     assert data["tool"]["comfydock"]["torch"]["release"] == "2.8"  # visible in the manifest
@@ -148,7 +149,7 @@ def test_backend_is_a_machine_setting_and_build_switches_the_venv(torch_ws, run_
     assert run_cli("config", "torch-backend", "cpu").code == 0
     assert run_cli("create", "a").code == 0
     assert run_cli("py", "add", "torch", "torchvision").code == 0
-    env = torch_ws.environment("a")
+    env = Environment.open(torch_ws, "a")
     assert installed(env) == {"torch": "2.10.0+cpu", "torchvision": "0.25.0+cpu"}
     assert run_cli("commit", "-m", "torch").code == 0
 
@@ -193,12 +194,12 @@ def test_two_workspaces_share_one_cec_and_each_venv_gets_its_variant(
     assert run_cli("create", "a").code == 0
     assert run_cli("py", "add", "torch", "torchaudio").code == 0
     assert run_cli("commit", "-m", "torch").code == 0
-    a = torch_ws.environment("a")
+    a = Environment.open(torch_ws, "a")
     assert installed(a) == {"torch": "2.8.0+cu128", "torchaudio": "2.8.0+cu128"}
     # the colleague's machine (cpu) gets the same committed .cec/, unedited
     ws_b = _other_workspace(run_cli, tmp_path, fixture_assets, comfyui_source, torch_indexes, "cpu")
     assert run_cli("-w", ws_b, "create", "a").code == 0
-    b = Workspace.open(ws_b).environment("a")
+    b = Environment.open(Workspace.open(ws_b), "a")
     assert "index" not in tomllib.loads(b.pyproject_path.read_text())["tool"]["uv"]  # nothing machine-specific
     for name in ("pyproject.toml", "uv.lock"):
         (b.cec_dir / name).write_bytes((a.cec_dir / name).read_bytes())
@@ -229,7 +230,7 @@ def test_import_on_another_backend_installs_this_machines_variant(
     result = run_cli("-w", ws_b, "import", tmp_path / "a.tar.gz", "--no-interactive", "--skip-models")
     assert result.code == 0, result.err
     assert "no torch variant for this machine's backend (pypi)" in result.err
-    b = Workspace.open(ws_b).environment("a")
+    b = Environment.open(Workspace.open(ws_b), "a")
     assert installed(b) == {"torch": "2.8.0", "torchvision": "0.23.0", "torchaudio": "2.8.0"}
     assert run_cli("-w", ws_b, "status", "-e", "a", "--json").json["torch_family"]["coherent"]
 

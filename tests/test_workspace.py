@@ -131,3 +131,13 @@ def test_interactive_init_asks_for_the_models_directory(tmp_path):
     os.close(master)
     assert Workspace.open(ws).models_dir == tmp_path / "my-models"
     assert (tmp_path / "my-models").is_dir()
+
+
+def test_a_setting_says_where_its_value_comes_from(workspace, monkeypatch):
+    assert workspace.setting_with_source("registry-url") == ("https://api.comfy.org", "default")
+    workspace.set_setting("registry-url", "http://127.0.0.1:1")
+    assert workspace.setting_with_source("registry-url") == ("http://127.0.0.1:1", "workspace")
+    monkeypatch.setenv("COMFYDOCK_REGISTRY_URL", "http://127.0.0.1:2")
+    assert workspace.setting_with_source("registry-url") == ("http://127.0.0.1:2", "env")
+    row = next(r for r in workspace.settings() if r["key"] == "registry-url")
+    assert row == {**row, "value": "http://127.0.0.1:2", "source": "env", "env_var": "COMFYDOCK_REGISTRY_URL"}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import re
 import shutil
 import stat
 import tarfile
@@ -22,7 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from comfydock.bundle import lockfile
 from comfydock.errors import ComfydockError
+from comfydock.fsutil import relative_path_problem
 
 GIB = 1 << 30
 # A fixed timestamp for every member (1980-01-01, the zip epoch): tools warn about 1970.
@@ -57,7 +58,7 @@ def write_bundle(members: Mapping[str, Path | bytes], out: Path) -> None:
     without a file name and with mtime 0; written to a temp file beside `out`, then renamed.
     """
     for name in members:
-        reason = member_name_problem(name)
+        reason = relative_path_problem(name)
         if reason:
             raise ComfydockError(f"cannot bundle {name!r}: {reason}")
     out = Path(out)
@@ -166,30 +167,6 @@ def dev_node_files(root: Path, prefix: str) -> tuple[dict[str, Path], list[str]]
 
 # --- checking --------------------------------------------------------------------------------
 
-_DRIVE_RE = re.compile(r"^[A-Za-z]:")
-
-
-def member_name_problem(name: str) -> str | None:
-    """Why `name` cannot be a bundle member (None: it is a plain relative path that stays inside)."""
-    if not name:
-        return "it has an empty name"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "its name holds control characters"
-    if "\\" in name:
-        return "its name holds a backslash"
-    if name.startswith("/"):
-        return "its name is an absolute path"
-    if _DRIVE_RE.match(name) or ":" in name:
-        return "its name holds a drive letter or ':'"
-    parts = name.split("/")
-    if ".." in parts:
-        return "its name points outside the bundle ('..')"
-    if any(p in ("", ".") for p in parts):
-        return "its name is not a plain relative path"
-    if len(name) > 4096 or any(len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):
-        return "its name is too long"
-    return None
-
 
 class _Refused(Exception):
     """A reason to refuse the bundle (turned into a ComfydockError naming the bundle)."""
@@ -258,7 +235,7 @@ def _scan(path: Path, limits: ArchiveLimits, on_file: Callable[[BundleMember, ta
                     if len(members) >= limits.max_members:
                         raise _Refused(f"it holds more than {limits.max_members} members (setting archive-max-members)")
                     name = info.name
-                    reason = member_name_problem(name)
+                    reason = relative_path_problem(name)
                     if reason:
                         raise _Refused(f"member {_quote(name)}: {reason}")
                     if info.issym() or info.islnk():
@@ -350,8 +327,6 @@ def _run_scan(path: Path, limits: ArchiveLimits, on_file) -> list[BundleMember]:
 
 
 def _check_locks(path: Path, parsed: Mapping[str, bytes]) -> None:
-    from comfydock.bundle import lockfile
-
     for name, data in parsed.items():
         try:
             text = bytes(data).decode("utf-8")

@@ -21,8 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from filelock import lock_descriptor
 
 from comfydock.bundle.sources import (
     DEFAULT_CIVITAI_URL,
@@ -33,7 +32,7 @@ from comfydock.bundle.sources import (
     url_problem,
 )
 from comfydock.errors import ComfydockError
-from comfydock.locking import _try_lock
+from comfydock.http import make_session
 
 CHUNK = 4 << 20
 PART_SUFFIX = ".part"
@@ -50,27 +49,6 @@ class DownloadResult:
 
 def part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + PART_SUFFIX)
-
-
-def make_session(retries: int = 5, backoff: float = 0.5) -> requests.Session:
-    """A session that retries refused connections and 429/5xx answers with exponential backoff."""
-    retry = Retry(
-        total=retries,
-        connect=retries,
-        read=retries,
-        status=retries,
-        backoff_factor=backoff,
-        backoff_max=30,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=frozenset({"GET", "HEAD"}),
-        raise_on_status=False,
-        respect_retry_after_header=True,
-    )
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
 
 
 def tokens_from_env(
@@ -183,7 +161,7 @@ def download(
     f = os.fdopen(fd, "r+b", buffering=0)
     own_session = session is None
     try:
-        if not _try_lock(fd):
+        if not lock_descriptor(fd, blocking=False):
             raise ComfydockError(f"{dest.name} is being downloaded by another process", hint="wait for it to finish")
         job = _Job(url, dest, f, sha256, blake3, size, progress, headers, tokens, timeout)
         if urlsplit(url).scheme.lower() != "file":

@@ -28,6 +28,7 @@ from pathlib import Path
 from comfydock import manifest
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import atomic_write_json, atomic_write_text
+from comfydock.hashing import file_digest
 
 _QUICK_HASH = re.compile(r"[0-9a-f]{16}")
 EXPORT_TARGET = "export"
@@ -297,7 +298,7 @@ def _node_url(url: str | None) -> str | None:
 
 def build_lock(env):
     from comfydock.bundle.lockfile import ComfyUIPin, LockedModel, LockedNode, Lockfile
-    from comfydock.nodes import tracked_nodes
+    from comfydock.nodes.spec import tracked_nodes
 
     data = env.manifest_data()
     info = manifest.environment_info(data)
@@ -511,14 +512,6 @@ def unresolved_references(env) -> list[dict]:
     return out
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def default_output(env, sha256: str) -> Path:
     """`<env>-<first 12 hex of the bundle's sha256>.tar.gz` in the current directory: the same
     environment always exports to the same name, and a changed one never overwrites it."""
@@ -530,7 +523,7 @@ def copy_out(src: Path, dest: Path) -> None:
     dest = Path(dest)
     if dest.is_dir():
         raise ComfydockError(f"{dest} is a directory", hint="give a file name, e.g. --output my-env.tar.gz")
-    if dest.is_file() and dest.stat().st_size == src.stat().st_size and file_sha256(dest) == file_sha256(src):
+    if dest.is_file() and dest.stat().st_size == src.stat().st_size and file_digest(dest) == file_digest(src):
         return  # the same bundle is already there: rewrite nothing (CI caches key on it)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
@@ -599,7 +592,7 @@ def export_environment(
                 raise build_failure(again)
             lock = lockfile.read_lock(lock_file(env))
     bundle = bundle_file(env)
-    sha = file_sha256(bundle)
+    sha = file_digest(bundle)
     dest = Path(output) if output else default_output(env, sha)
     copy_out(bundle, dest)
     try:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from comfydock import manifest
 from comfydock.errors import ComfydockError
+from comfydock.torch_backend import adopt_machine_backend, resolve_torch_backend
 
 PROJECT_PREFIX = "comfydock-env-"
 
@@ -283,7 +284,7 @@ def _refuse_existing(ws, name: str) -> None:
 def check_nodes_agree(bundle: Path, pyproject: dict, lock) -> None:
     """The bundle's pyproject.toml installs nodes; comfydock.lock is what was validated field by field.
     Both come from the same export, so they must name the same nodes the same way."""
-    from comfydock.nodes import tracked_nodes
+    from comfydock.nodes.spec import tracked_nodes
 
     locked = {n.id: n for n in lock.nodes}
     try:
@@ -325,7 +326,6 @@ def import_bundle(
     step=lambda message: None,
     warn=lambda message: None,
     progress=lambda model: None,
-    build_listener=None,
 ) -> ImportResult:
     """Create environment `name` (default: the exporter's) from `bundle`; see the module docstring.
 
@@ -336,9 +336,9 @@ def import_bundle(
     from comfydock import comfyui, engine, history, python_env
     from comfydock.bundle import lockfile
     from comfydock.bundle.archive import ArchiveLimits, check_bundle, extract_bundle
-    from comfydock.bundle.exporting import file_sha256
     from comfydock.environment import Environment, build_failure
     from comfydock.fsutil import remove_tree
+    from comfydock.hashing import file_digest
     from comfydock.locking import environment_lock
     from comfydock.workspace import validate_name
 
@@ -359,7 +359,7 @@ def import_bundle(
     limits = ArchiveLimits.from_settings(ws.setting)
     step(f"Checking {bundle.name}")
     check_bundle(bundle, limits)  # the whole archive, before anything is written
-    sha = file_sha256(bundle)
+    sha = file_digest(bundle)
     work = import_dir(ws, sha)
     extracted = work / "bundle"
     fresh = not extracted.is_dir()
@@ -385,7 +385,7 @@ def import_bundle(
                 hint="set one with 'comfydock config models-dir DIR', or import with --skip-models",
             )
         if torch_backend is not None:
-            python_env.resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
+            resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
     except BaseException:
         if fresh:  # refused before anything was made: leave nothing behind
             remove_tree(work)
@@ -410,7 +410,7 @@ def import_bundle(
             env.cec_dir.mkdir()
             (env.pyproject_path).write_bytes(pyproject_bytes)
             shutil.copyfile(extracted / "uv.lock", env.lock_path)
-            note = python_env.adopt_machine_backend(env, torch_backend, "bundle")
+            note = adopt_machine_backend(env, torch_backend, "bundle")
             recorded, backend = note is None, env.torch_backend()
             if note:
                 _warn(note)
@@ -445,7 +445,7 @@ def import_bundle(
                 from comfydock.tasks.nodes import scan_task_names
 
                 step("Installing nodes")
-                report = engine.build(env, scan_task_names(env), listener=build_listener)
+                report = engine.build(env, scan_task_names(env))
                 if not report.ok:
                     raise build_failure(report)
 
@@ -478,7 +478,7 @@ def import_bundle(
                     _warn("registry and git nodes were not installed (--skip-nodes): 'comfydock build' installs them")
             else:
                 step("Installing dependencies (uv sync --frozen)")
-                report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"], listener=build_listener)
+                report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"])
                 if not report.ok:
                     raise build_failure(report)
                 if recorded and env.lock_path.read_bytes() != (extracted / "uv.lock").read_bytes():

@@ -42,10 +42,9 @@ from pathlib import Path
 import tomlkit
 
 from comfydock.errors import CorruptFile
-from comfydock.fsutil import atomic_write_text
+from comfydock.fsutil import atomic_write_text, relative_path_problem
 
 LOCK_VERSION = 1
-LOCK_FILE = "comfydock.lock"
 METHODS = ("registry", "git", "development")
 URL_SCHEMES = ("http", "https", "file")
 
@@ -164,10 +163,8 @@ def _url(value, where: str) -> str:
 
 
 def _relative_path(table: dict, key: str, where: str) -> str:
-    from comfydock.bundle.archive import member_name_problem
-
     value = _str(table, key, where)
-    problem = member_name_problem(value)
+    problem = relative_path_problem(value)
     if problem:
         _fail(f"{where}.{key}", problem.replace("its name", "the path"))
     return value
@@ -177,9 +174,7 @@ def _segment(table: dict, key: str, where: str, *, required: bool = True) -> str
     value = _str(table, key, where, required=required)
     if value is None:
         return None
-    from comfydock.bundle.archive import member_name_problem
-
-    problem = member_name_problem(value) or ("holds '/'" if "/" in value else None)
+    problem = relative_path_problem(value) or ("holds '/'" if "/" in value else None)
     if problem:
         _fail(f"{where}.{key}", problem.replace("its name", "the name"))
     return value

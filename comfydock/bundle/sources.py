@@ -14,6 +14,7 @@ import requests
 import urllib3.exceptions
 
 from comfydock.errors import ComfydockError
+from comfydock.http import make_session
 
 DEFAULT_CIVITAI_URL = "https://civitai.com"
 DEFAULT_HUGGINGFACE_URL = "https://huggingface.co"
@@ -106,7 +107,7 @@ def civitai_lookup(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     own = session is None
-    session = session or requests.Session()
+    session = session or make_session()
     try:
         try:
             resp = session.get(url, headers=headers, timeout=timeout, allow_redirects=False, stream=True)

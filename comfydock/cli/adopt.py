@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from comfydock.cli.app import App, json_option, log
-from comfydock.cli.models import _size
+from comfydock.cli.app import App, human_size, json_option, log
 
 _MARK = {"exact": "[green]exact[/]", "approximate": "[yellow]approximate[/]", "not": "[red]not carried over[/]"}
 
@@ -76,7 +75,7 @@ def render_report(app: App, report: dict) -> None:
         out.print(f"  {e(r['name'])} {e(r['version'])}: {_MARK['not']} ({e(r['why'])})")
     m = report["models"]
     if m.get("directory"):
-        out.print(f"Models: {m['files']} files, {_size(m['bytes'])} in {e(m['directory'])}, not copied: {e(m['how'])}")
+        out.print(f"Models: {m['files']} files, {human_size(m['bytes'])} in {e(m['directory'])}, not copied: {e(m['how'])}")
     else:
         out.print("Models: the install has no models/ folder")
     if m.get("extra_paths"):

@@ -15,10 +15,11 @@ log.addHandler(logging.NullHandler())  # before a log file is set up, nothing go
 class App:
     """What every command gets: parsed arguments, consoles, and lazy workspace access."""
 
-    def __init__(self, args):
+    def __init__(self, args, run_command=None):
         from rich.console import Console
 
         self.args = args
+        self.run_command = run_command  # the CLI's entry point, for commands that run others (demo)
         # bound to the streams of now: doit swaps sys.stdout/err while a task runs, and what is
         # said then (uv's progress) must still reach the user
         self.err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
@@ -48,8 +49,9 @@ class App:
 
     def env(self):
         from comfydock import engine
+        from comfydock.environment import Environment
 
-        env = self.workspace().environment(getattr(self.args, "env", None))
+        env = Environment.open(self.workspace(), getattr(self.args, "env", None))
         log_to(env.log_file)
         for note in engine.repair_state(env):
             log.warning("%s", note)
@@ -166,3 +168,28 @@ def count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
     return value
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return str(n)
+
+
+def render_events(app: App, events) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    styles = {"ran": "green", "up-to-date": "dim", "failed": "red", "not-run": "yellow", "run": "cyan", "after-upstream": "cyan"}
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column("task")
+    table.add_column("status")
+    table.add_column("time", justify="right")
+    for e in events:
+        secs = f"{e.seconds:.2f}s" if e.status in {"ran", "failed"} and e.seconds else ""
+        table.add_row(escape(e.task), f"[{styles.get(e.status, '')}]{e.status}[/]", secs)
+    app.out.print(table)

@@ -7,13 +7,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from comfydock.cli.app import App, env_option, json_option, log
-
-
-def _size(n: int | None) -> str:
-    from comfydock.cli.history import _size as size
-
-    return size(n)
+from comfydock.cli.app import App, env_option, human_size, json_option, log, render_events
 
 
 def _ask_url(app: App, spinner):
@@ -22,7 +16,7 @@ def _ask_url(app: App, spinner):
             spinner.stop()
         try:
             app.err.print(
-                f"\nNo download source found for [bold]{escape(model['name'])}[/] ({escape(model['path'])}, {_size(model['size'])})"
+                f"\nNo download source found for [bold]{escape(model['name'])}[/] ({escape(model['path'])}, {human_size(model['size'])})"
             )
             app.err.print("Download URL (Enter to skip): ", end="")
             answer = sys.stdin.readline()
@@ -49,13 +43,13 @@ def render_export(app: App, result) -> None:
     if result.without_url:
         app.warn(f"{len(result.without_url)} model(s) have no download URL; an importer needs them locally (--models-from):")
         for m in result.without_url:
-            app.say(f"   - {escape(m['path'])} ({_size(m['size'])})")
+            app.say(f"   - {escape(m['path'])} ({human_size(m['size'])})")
     app.say(
         f"{len(result.workflows)} workflow(s), {len(result.models)} model(s), {len(result.nodes)} node(s); "
         f"full hashes computed: {result.full_hashes_computed}"
     )
     app.out.print(f"[green]✓[/] Exported to {escape(result.output)}")
-    app.out.print(f"  sha256 {result.sha256}  ({_size(result.size)})")
+    app.out.print(f"  sha256 {result.sha256}  ({human_size(result.size)})")
 
 
 def cmd_export(app: App) -> int:
@@ -84,8 +78,8 @@ def cmd_export(app: App) -> int:
 def build_export(app: App, env) -> int:
     """`comfydock build export [--output PATH] [--json]`: the export graph through build's report."""
     from comfydock.bundle import exporting
-    from comfydock.cli.environments import _render_events
     from comfydock.environment import build_failure
+    from comfydock.hashing import file_digest
 
     args = app.args
     with app.status("Building") as spinner:
@@ -97,7 +91,7 @@ def build_export(app: App, env) -> int:
     if report.ok:
         bundle = exporting.bundle_file(env)
         data["bundle"] = str(bundle)
-        data["sha256"] = exporting.file_sha256(bundle)
+        data["sha256"] = file_digest(bundle)
         if args.output:
             dest = Path(args.output).expanduser()
             exporting.copy_out(bundle, dest)
@@ -105,7 +99,7 @@ def build_export(app: App, env) -> int:
     if app.json:
         app.print_json(data)
     else:
-        _render_events(app, report.events)
+        render_events(app, report.events)
     if not report.ok:
         raise build_failure(report)
     if not app.json:
@@ -146,7 +140,9 @@ def _ask_model(app: App, bars):
         if bars is not None:
             bars.stop()
         try:
-            app.err.print(f"\n[bold]{escape(model['name'])}[/] ({escape(model['path'])}, {_size(model['size'])}) is not here")
+            app.err.print(
+                f"\n[bold]{escape(model['name'])}[/] ({escape(model['path'])}, {human_size(model['size'])}) is not here"
+            )
             choices = (["download"] if model["has_url"] else []) + ["substitute", "skip"]
             labels = {
                 "download": "Download from its URL",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 from rich.markup import escape
 
-from comfydock.cli.app import App, count, env_option, json_option, log, log_to
+from comfydock.cli.app import App, count, env_option, json_option, log, log_to, render_events
+from comfydock.environment import Environment
 from comfydock.errors import ComfydockError, UsageError
 
 
@@ -108,7 +108,7 @@ def cmd_list(app: App) -> int:
         info = {}
         if state == "ok":
             try:
-                info = ws.environment(name).info()
+                info = Environment.open(ws, name).info()
             except ComfydockError as exc:
                 state = "damaged"
                 log.warning("list: %s: %s", name, exc.message)
@@ -149,7 +149,7 @@ def cmd_list(app: App) -> int:
 
 def cmd_use(app: App) -> int:
     ws = app.workspace()
-    env = ws.environment(app.args.name)
+    env = Environment.open(ws, app.args.name)
     ws.set_active(env.name)
     app.say(f"Active environment: {escape(env.name)}")
     return 0
@@ -161,7 +161,7 @@ def cmd_delete(app: App) -> int:
     ws = app.workspace()
     name = app.args.name
     half_made = ws.half_made(name)
-    root = ws.environment_path(name) if half_made else ws.environment(name).root
+    root = ws.environment_path(name) if half_made else Environment.open(ws, name).root
     if not app.args.yes:
         if not sys.stdin.isatty():
             raise UsageError(f"refusing to delete {name!r} without confirmation", hint=f"run 'comfydock delete {name} --yes'")
@@ -178,66 +178,32 @@ def cmd_delete(app: App) -> int:
 
 
 def cmd_run(app: App) -> int:
+    from comfydock import launch
+
     env = app.env()
     if not app.args.no_sync:
-        # like 'uv run': make ComfyUI, the venv and custom nodes match the manifest first (a no-op when they do)
-        from comfydock import engine
-        from comfydock.environment import build_failure
-
         with app.status("Syncing the environment") as spinner:
-            from comfydock.tasks.nodes import install_script_task_names
-
-            targets = ["checkout_comfyui", "sync_venv", *install_script_task_names(env)]
-            report = engine.build(env, targets, listener=app.task_listener(spinner), on_wait=app.lock_wait_note)
-        for note in restored_notes(report):
+            restored = launch.sync_before_run(env, listener=app.task_listener(spinner), on_wait=app.lock_wait_note)
+        for note in restored_notes(restored):
             app.say(note)
-        if not report.ok:
-            raise build_failure(report)
-    if not (env.comfyui_dir / "main.py").is_file():
-        raise ComfydockError(
-            f"ComfyUI is missing from environment {env.name!r} ({env.comfyui_dir / 'main.py'} not found)",
-            hint=f"run 'comfydock build -e {env.name}' to check it out again",
-        )
-    if not env.python.exists():
-        raise ComfydockError(f"environment {env.name!r} has no venv", hint=f"run 'comfydock build -e {env.name}' to create it")
-    from comfydock import torch_family
-
-    wrong = torch_family.check_installed(env.python, env.venv_dir, env.torch_backend())
-    if wrong:
-        raise ComfydockError(
-            f"the torch family in {env.name}'s venv is broken: {wrong}",
-            hint=f"run 'comfydock build -e {env.name}' to install the locked torch, torchvision and torchaudio",
-        )
-    cmd = [str(env.python), str(env.comfyui_dir / "main.py"), *app.args.comfyui_args]
-    log.info("run %s: %s", env.name, cmd)
-    from comfydock.cli.nodes import run_comfyui_watching_imports
-
-    code, failed = run_comfyui_watching_imports(cmd, env.comfyui_dir)
-    if failed:
-        from rich.markup import escape
-
+    log.info("run %s: %s", env.name, launch.comfyui_command(env, app.args.comfyui_args))
+    result = launch.run_comfyui(env, app.args.comfyui_args)
+    if result.import_failures:
         app.warn(
-            escape(f"ComfyUI could not import {len(failed)} custom node(s): {', '.join(failed)}")
+            escape(f"ComfyUI could not import {len(result.import_failures)} custom node(s): {', '.join(result.import_failures)}")
             + " (see why: 'comfydock node check')"
         )
-    return code
+    return result.exit_code
 
 
-def restored_notes(report) -> list[str]:
+def restored_notes(restored) -> list[str]:
     """What a sync before 'run' put back on disk, one line each."""
-    notes = []
-    for e in report.events:
-        if e.status != "ran":
-            continue
-        if e.task == "checkout_comfyui":
-            notes.append("Restored the ComfyUI checkout (it was missing on disk)")
-        elif e.task.startswith("install_node:"):
-            notes.append(
-                f"Restored custom node {escape(e.task.split(':', 1)[1])} (its directory was missing or not the recorded version)"
-            )
-        elif e.task == "sync_venv":
-            notes.append("Synced the venv to uv.lock")
-    return notes
+    text = {
+        "comfyui": lambda r: "Restored the ComfyUI checkout (it was missing on disk)",
+        "node": lambda r: f"Restored custom node {escape(r.name)} (its directory was missing or not the recorded version)",
+        "venv": lambda r: "Synced the venv to uv.lock",
+    }
+    return [text[r.what](r) for r in restored]
 
 
 def cmd_log(app: App) -> int:
@@ -338,20 +304,6 @@ def cmd_status(app: App) -> int:
     return 0
 
 
-def _render_events(app: App, events) -> None:
-    from rich.table import Table
-
-    styles = {"ran": "green", "up-to-date": "dim", "failed": "red", "not-run": "yellow", "run": "cyan", "after-upstream": "cyan"}
-    table = Table(box=None, pad_edge=False, show_header=False)
-    table.add_column("task")
-    table.add_column("status")
-    table.add_column("time", justify="right")
-    for e in events:
-        secs = f"{e.seconds:.2f}s" if e.status in {"ran", "failed"} and e.seconds else ""
-        table.add_row(escape(e.task), f"[{styles.get(e.status, '')}]{e.status}[/]", secs)
-    app.out.print(table)
-
-
 def _short(path: str, env) -> str:
     """Paths inside the environment relative to it (the table stays readable), others whole."""
     try:
@@ -382,7 +334,7 @@ def cmd_build(app: App) -> int:
         if app.json:
             app.print_json([{"task": e.task, "status": e.status} for e in events])
         else:
-            _render_events(app, events)
+            render_events(app, events)
         return 0
     if args.targets and "export" in args.targets:
         if args.targets != ["export"]:
@@ -411,7 +363,7 @@ def cmd_build(app: App) -> int:
     if app.json:
         app.print_json(report.to_json())
     else:
-        _render_events(app, report.events)
+        render_events(app, report.events)
     if not report.ok:
         raise build_failure(report)
     return 0
@@ -423,14 +375,7 @@ def cmd_config(app: App) -> int:
     args = app.args
     ws = app.workspace()
     if args.key is None:
-        rows = []
-        for key, s in SETTINGS.items():
-            source = (
-                "env"
-                if os.environ.get(s.env_var)
-                else ("workspace" if ws.config.get(s.json_key) not in (None, "") else "default")
-            )
-            rows.append({"key": key, "value": ws.setting(key), "source": source, "env_var": s.env_var, "doc": s.doc})
+        rows = ws.settings()
         if app.json:
             app.print_json(rows)
         else:
@@ -446,9 +391,8 @@ def cmd_config(app: App) -> int:
     elif args.value is not None:
         ws.set_setting(args.key, args.value)
         app.say(f"{args.key} = {escape(ws.setting(args.key) or '')}")
-        env_var = SETTINGS[args.key].env_var
-        if os.environ.get(env_var):
-            app.warn(f"${env_var} is set and takes precedence over the workspace setting")
+        if ws.setting_with_source(args.key)[1] == "env":
+            app.warn(f"${SETTINGS[args.key].env_var} is set and takes precedence over the workspace setting")
     else:
         value = ws.setting(args.key)
         if app.json:

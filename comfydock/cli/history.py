@@ -7,8 +7,7 @@ import sys
 
 from rich.markup import escape
 
-from comfydock.cli.app import App, env_option, json_option, log
-from comfydock.cli.models import _size
+from comfydock.cli.app import App, env_option, human_size, json_option, log
 
 _STATE_MARK = {"committed": "[green]✓[/]", "modified": "[yellow]⚠[/]", "new": "[cyan]○[/]", "deleted": "[red]✗[/]"}
 _STATE_TEXT = {"committed": "committed", "modified": "modified since commit", "new": "not committed", "deleted": "deleted"}
@@ -106,7 +105,7 @@ def _prompt_choice(app: App):
         else:
             app.err.print("Multiple matches found:" if len(cands) > 1 else "One candidate:")
             for i, c in enumerate(cands, 1):
-                app.err.print(f"  {i}. {escape(c['relative_path'])} ({_size(c['size']) if c.get('size') is not None else '?'})")
+                app.err.print(f"  {i}. {escape(c['relative_path'])} ({human_size(c.get('size'))})")
         while True:
             app.err.print(f"Select [1-{len(cands)}] or (s)kip: " if cands else "(s)kip: ", end="")
             answer = sys.stdin.readline()
@@ -278,23 +277,6 @@ def cmd_rollback(app: App) -> int:
     return 0
 
 
-def cmd_models_resolve(app: App) -> int:
-    from comfydock.versioning import resolve_workflow_models
-
-    args = app.args
-    env = app.env()
-    interactive = args.interactive or (not args.no_interactive and not app.json and sys.stdin.isatty())
-    rows = resolve_workflow_models(env, args.workflow, choose=_prompt_choice(app) if interactive else None)
-    if app.json:
-        app.print_json(rows)
-        return 0
-    for m in rows:
-        where = escape(m["path"]) if m.get("path") else m["status"]
-        folder = escape(f"[{m.get('directory') or '?'}]")
-        app.out.print(f"{escape(m['filename'])} {folder} → {where}")
-    return 0
-
-
 def register(sub) -> None:
     p = sub.add_parser("workflow", help="list and inspect workflows", description="Workflows tracked in the environment.")
     wsub = p.add_subparsers(dest="workflow_command", metavar="COMMAND", required=True)
@@ -335,18 +317,3 @@ def register(sub) -> None:
     env_option(p)
     json_option(p)
     p.set_defaults(func=cmd_rollback)
-
-
-def register_models(models_sub) -> None:
-    """`comfydock models resolve WORKFLOW`, under the models command."""
-    q = models_sub.add_parser(
-        "resolve",
-        help="resolve a workflow's models by hand",
-        description="Resolve a workflow's model references, asking where unclear.",
-    )
-    q.add_argument("workflow")
-    q.add_argument("--no-interactive", action="store_true", help="never ask")
-    q.add_argument("--interactive", action="store_true", help=argparse.SUPPRESS)
-    env_option(q)
-    json_option(q)
-    q.set_defaults(func=cmd_models_resolve)

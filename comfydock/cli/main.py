@@ -34,51 +34,71 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (environments, adopt, history, remotes, comfyui, python, nodes, models, bundle):
         module.register(sub)
+    _accept_verbose_anywhere(parser)
     return parser
 
 
-_GLOBAL_WITH_VALUE = {"-w", "--workspace"}
-_GLOBAL_FLAGS = {"-v", "--verbose"}
+def _accept_verbose_anywhere(parser: argparse.ArgumentParser) -> None:
+    """`-v` after the command too (`comfydock node add X -v`), as git and uv take it; the
+    subcommands' copies leave the value alone unless given (SUPPRESS). Not `run`: what follows
+    it is ComfyUI's (which has a --verbose of its own)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                if name == "run":
+                    continue
+                if "--verbose" not in child._option_string_actions:
+                    child.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                _accept_verbose_anywhere(child)
 
 
-def _split_run(argv: list[str]) -> tuple[list[str], list[str] | None]:
-    """`comfydock [globals] run [-e NAME] ARGS...`: everything after run's own options goes to ComfyUI."""
+def _options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str]]:
+    """(options that take a value, options that do not) of `parser`, as argparse declares them."""
+    with_value, flags = set(), set()
+    for action in parser._actions:
+        if action.option_strings:
+            (flags if action.nargs == 0 else with_value).update(action.option_strings)
+    return with_value, flags
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[name]
+
+
+def _skip_options(argv: list[str], parser: argparse.ArgumentParser) -> int:
+    """How many leading words of `argv` are `parser`'s own options (with their values); stops at '--'."""
+    with_value, flags = _options(parser)
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a in _GLOBAL_WITH_VALUE:
+        if a in with_value and i + 1 < len(argv):
             i += 2
-        elif a in _GLOBAL_FLAGS or any(a.startswith(g + "=") for g in _GLOBAL_WITH_VALUE):
+        elif a in flags or any(a.startswith(o + "=") for o in with_value):
             i += 1
         else:
             break
+    return i
+
+
+def _split_run(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`comfydock [globals] run [run's options] ARGS...`: everything after run's own options (or
+    after '--') goes to ComfyUI. The options are the ones the parser declares."""
+    i = _skip_options(argv, parser)
     if i >= len(argv) or argv[i] != "run":
         return argv, None
     head, rest = argv[: i + 1], argv[i + 1 :]
-    j = 0
-    while j < len(rest):
-        a = rest[j]
-        if a in {"-e", "--env"} and j + 1 < len(rest):
-            head += rest[j : j + 2]
-            j += 2
-        elif a.startswith("--env="):
-            head.append(a)
-            j += 1
-        elif a in {"-h", "--help", "--no-sync"}:
-            head.append(a)
-            j += 1
-        elif a == "--":
-            j += 1
-            break
-        else:
-            break
+    j = _skip_options(rest, _subparser(parser, "run"))
+    head += rest[:j]
+    if j < len(rest) and rest[j] == "--":
+        j += 1
     return head, rest[j:]
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    head, passthrough = _split_run(argv)
+    head, passthrough = _split_run(parser, argv)
     try:
         args = parser.parse_args(head)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
@@ -88,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    app = App(args)
+    app = App(args, run_command=main)
     try:
         return args.func(app)
     except ComfydockError as exc:
@@ -122,6 +142,10 @@ def os_error(exc: OSError) -> ComfydockError:
     return ComfydockError(f"{reason}{where}", hint=hint)
 
 
+def _bare(line: str) -> str:
+    return line.strip().removeprefix("stderr: ").strip("'").strip()
+
+
 def _print_error(app: App, exc: ComfydockError) -> None:
     from rich.markup import escape
 
@@ -136,7 +160,8 @@ def _print_error(app: App, exc: ComfydockError) -> None:
     app.err.print(f"[bold red]error:[/] {escape(exc.message)}")
     details = getattr(exc, "details", "")
     if details:
-        lines = details.splitlines()
+        # a tool's output minus the line the message already quotes (git's 'fatal: ...')
+        lines = [ln for ln in details.splitlines() if ln.strip() and _bare(ln) not in exc.message]
         shown = lines if app.args.verbose else lines[-25:]
         app.err.print("\n".join("  " + escape(ln) for ln in shown))
     if exc.hint:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
 from rich.markup import escape
 
-from comfydock.cli.app import App, json_option, log
+from comfydock.cli.app import App, env_option, human_size, json_option, log
+from comfydock.cli.history import _prompt_choice
 from comfydock.errors import ComfydockError
 
 
@@ -97,14 +100,6 @@ def cmd_models_index(app: App) -> int:
     return 0
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024
-    return str(n)
-
-
 def cmd_models_list(app: App) -> int:
     from comfydock import model_index
 
@@ -135,7 +130,7 @@ def cmd_models_list(app: App) -> int:
             note = problems.get(loc["path"], "")
             table.add_row(
                 r.hash if i == 0 else "",
-                _size(r.file_size) if i == 0 else "",
+                human_size(r.file_size) if i == 0 else "",
                 escape(loc["relative_path"]),
                 f"[red]{escape(note)}[/]" if note else "",
             )
@@ -144,7 +139,7 @@ def cmd_models_list(app: App) -> int:
 
 
 def _print_record(app: App, r) -> None:
-    app.out.print(f"[bold]{escape(r.hash)}[/]  {_size(r.file_size)}")
+    app.out.print(f"[bold]{escape(r.hash)}[/]  {human_size(r.file_size)}")
     app.out.print(f"  sha256: {r.sha256 or '(not computed: comfydock models index --full)'}")
     app.out.print(f"  blake3: {r.blake3 or '(not computed)'}")
     for loc in r.locations:
@@ -196,9 +191,7 @@ def register(sub) -> None:
         description="Index model files by quick hash, list and find them, record download URLs.",
     )
     models_sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    from comfydock.cli.history import register_models
-
-    register_models(models_sub)
+    _register_resolve(models_sub)
     p = models_sub.add_parser(
         "index",
         help="index a directory of model files",
@@ -237,3 +230,35 @@ def register(sub) -> None:
     p.add_argument("--type", choices=["civitai", "huggingface", "url"], help="source type (default: from the URL's host)")
     json_option(p)
     p.set_defaults(func=cmd_models_add_source)
+
+
+def cmd_models_resolve(app: App) -> int:
+    from comfydock.versioning import resolve_workflow_models
+
+    args = app.args
+    env = app.env()
+    interactive = args.interactive or (not args.no_interactive and not app.json and sys.stdin.isatty())
+    rows = resolve_workflow_models(env, args.workflow, choose=_prompt_choice(app) if interactive else None)
+    if app.json:
+        app.print_json(rows)
+        return 0
+    for m in rows:
+        where = escape(m["path"]) if m.get("path") else m["status"]
+        folder = escape(f"[{m.get('directory') or '?'}]")
+        app.out.print(f"{escape(m['filename'])} {folder} → {where}")
+    return 0
+
+
+def _register_resolve(models_sub) -> None:
+    """`comfydock models resolve WORKFLOW`, under the models command."""
+    q = models_sub.add_parser(
+        "resolve",
+        help="resolve a workflow's models by hand",
+        description="Resolve a workflow's model references, asking where unclear.",
+    )
+    q.add_argument("workflow")
+    q.add_argument("--no-interactive", action="store_true", help="never ask")
+    q.add_argument("--interactive", action="store_true", help=argparse.SUPPRESS)
+    env_option(q)
+    json_option(q)
+    q.set_defaults(func=cmd_models_resolve)

@@ -41,7 +41,7 @@ def _print_node_change(app: App, change, verb: str) -> None:
 
 
 def cmd_node_add(app: App) -> int:
-    from comfydock.nodes import add_nodes
+    from comfydock.nodes.operations import add_nodes
 
     args = app.args
     env = app.env()
@@ -72,7 +72,7 @@ def cmd_node_add(app: App) -> int:
 
 
 def cmd_node_remove(app: App) -> int:
-    from comfydock.nodes import remove_nodes
+    from comfydock.nodes.operations import remove_nodes
 
     env = app.env()
     with app.status("Removing nodes") as spinner:
@@ -88,7 +88,7 @@ def cmd_node_remove(app: App) -> int:
 
 
 def cmd_node_update(app: App) -> int:
-    from comfydock.nodes import update_node
+    from comfydock.nodes.operations import update_node
 
     env = app.env()
     with app.status("Updating node") as spinner:
@@ -114,7 +114,7 @@ def cmd_node_update(app: App) -> int:
 
 
 def cmd_node_list(app: App) -> int:
-    from comfydock.nodes import list_nodes, untracked_directories
+    from comfydock.nodes.operations import list_nodes, untracked_directories
 
     env = app.env()
     rows = list_nodes(env)
@@ -268,54 +268,3 @@ def register(sub) -> None:
     )
     json_option(p)
     p.set_defaults(func=cmd_cache_prune)
-
-
-def run_comfyui_watching_imports(cmd: list[str], cwd) -> tuple[int, list[str]]:
-    """Run ComfyUI with its output passed through unchanged (progress bars included), noting the
-    custom nodes its '(IMPORT FAILED)' lines name; (exit code, those node directories)."""
-    import os
-    import subprocess
-    import sys
-    import threading
-
-    from comfydock.nodes.check import import_failures
-
-    # through a pipe Python would buffer ComfyUI's log for minutes: keep it line by line, as on a terminal
-    child_env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env)
-    failed: list[str] = []
-    guard = threading.Lock()
-
-    def pump(src, dest):
-        out = getattr(dest, "buffer", None)
-        pending = b""
-        while chunk := os.read(src.fileno(), 65536):
-            dest.flush()
-            if out is not None:
-                out.write(chunk)
-            else:
-                dest.write(chunk.decode("utf-8", "replace"))
-            dest.flush()
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            if lines:
-                names = import_failures(ln.decode("utf-8", "replace") for ln in lines)
-                with guard:
-                    failed.extend(n for n in names if n not in failed)
-            pending = pending[-65536:]
-        src.close()
-
-    threads = [
-        threading.Thread(target=pump, args=(proc.stdout, sys.stdout), daemon=True),
-        threading.Thread(target=pump, args=(proc.stderr, sys.stderr), daemon=True),
-    ]
-    for t in threads:
-        t.start()
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:
-        # ComfyUI got the same Ctrl-C; give it time to shut down cleanly.
-        code = proc.wait()
-    for t in threads:
-        t.join(timeout=5)
-    return code, failed

@@ -47,7 +47,7 @@ def _locked(env, names) -> str:
     from packaging.utils import canonicalize_name
 
     versions = env.locked_versions()
-    return ", ".join(f"{n} {versions.get(canonicalize_name(n), '?')}" for n in names)
+    return ", ".join(f"{n} {versions.get(canonicalize_name(n)) or '(no longer installed)'}" for n in names)
 
 
 def cmd_py_add(app: App) -> int:
@@ -82,11 +82,12 @@ def cmd_py_remove(app: App) -> int:
 
 
 def cmd_py_list(app: App) -> int:
-    from comfydock.dependencies import CORE_GROUP, requirement_rows
+    from comfydock.dependencies import CORE_GROUP
+    from comfydock.environment import python_requirements
 
     env = app.env()
-    doc = env.manifest_data()
-    rows = requirement_rows(doc, env.locked_versions(doc))
+    listing = python_requirements(env)
+    rows = listing.rows
     if app.json:
         app.print_json([r.to_json() for r in rows])
     else:
@@ -99,14 +100,12 @@ def cmd_py_list(app: App) -> int:
         for r in sorted(rows, key=lambda r: (r.group != CORE_GROUP, r.group != "user", r.group, r.name)):
             table.add_row(escape(r.group), escape(r.requirement), escape(r.locked or "-"))
         app.out.print(table)
-        from comfydock.environment import torch_status
-
-        family = torch_status(env)["torch_family"]
+        family = listing.torch_family
         if family["versions"]:
             colour = "green" if family["coherent"] else "red"
             release = f", kept to release {family['release']}" if family["release"] else ""
             app.out.print(f"Torch family: [{colour}]{escape(family['summary'])}[/]{escape(release)}")
-    warn_module_clashes(app, env.module_clashes())
+    warn_module_clashes(app, listing.module_clashes)
     return 0
 
 
@@ -142,18 +141,9 @@ def cmd_constraint_remove(app: App) -> int:
 
 
 def cmd_constraint_list(app: App) -> int:
-    from packaging.utils import canonicalize_name
+    from comfydock.environment import constraint_rows
 
-    from comfydock.dependencies import constraints
-    from comfydock.requirements import parse_requirement
-
-    env = app.env()
-    versions = env.locked_versions()
-
-    rows = [
-        {"constraint": c, "locked": versions.get(canonicalize_name(parse_requirement(c).name))}
-        for c in constraints(env.manifest_data())
-    ]
+    rows = constraint_rows(app.env())
     if app.json:
         app.print_json(rows)
     elif not rows:

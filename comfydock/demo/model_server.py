@@ -151,6 +151,8 @@ class ModelServer:
             self.hits[path] += 1
             self.requests.append({"path": path, "headers": dict(req.headers.items())})
         prefix = "/api/v1/model-versions/by-hash/"
+        if path.startswith(prefix) and (b := self._behaviour(path)) and b["mode"] in ("404", "500", "503"):
+            return self._send(req, int(b["mode"]), f"HTTP {b['mode']} from the fixture".encode(), "text/plain")
         if path.startswith(prefix):
             found = self.civitai.get(path[len(prefix) :].lower())
             if found is None:
@@ -163,7 +165,7 @@ class ModelServer:
             return self._send(req, 404, b"Not Found", "text/plain")
         b = self._behaviour(path) or {"mode": None, "delay": 0}
         mode = b["mode"]
-        if mode in ("404", "500"):
+        if mode in ("404", "500", "503"):
             return self._send(req, int(mode), f"HTTP {mode} from the fixture".encode(), "text/plain")
         if mode == "redirect":
             req.send_response(302)

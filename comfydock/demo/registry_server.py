@@ -21,6 +21,8 @@ class FakeRegistry:
         # registry for one test, e.g. answers["/nodes/x"] = {**registry.node_obj("x"), "id": "../x"}
         self.answers: dict[str, object] = {}
         self.file_delay = 0.0  # seconds before each download answers (to measure parallel fetches)
+        self.unavailable = 0  # the next this many requests (any path) answer 503, as an overloaded registry does
+        self.retry_after: str | None = None  # the Retry-After header those 503s carry
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -85,6 +87,14 @@ class FakeRegistry:
         path = unquote(parsed.path)
         query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
         self.hits[path] += 1
+        if self.unavailable > 0:
+            self.unavailable -= 1
+            req.send_response(503)
+            if self.retry_after is not None:
+                req.send_header("Retry-After", self.retry_after)
+            req.send_header("Content-Length", "0")
+            req.end_headers()
+            return
         if path in self.answers:
             answer = self.answers[path]
             if isinstance(answer, bytes):

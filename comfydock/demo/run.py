@@ -13,8 +13,7 @@ from comfydock.errors import ComfydockError
 
 
 def run_demo(app, base: Path | None) -> int:
-    from comfydock.cli import main
-
+    """Run each step through `app.run_command` (the CLI's entry point), as a user types it."""
     base = (base or Path(tempfile.mkdtemp(prefix="comfydock-demo-"))).absolute()
     if base.exists() and any(base.iterdir()):
         raise ComfydockError(f"demo directory {base} is not empty", hint="pass an empty or new --dir")
@@ -62,7 +61,7 @@ def run_demo(app, base: Path | None) -> int:
     with server:
         for argv in steps:
             app.say(f"\n[bold cyan]$ comfydock {shlex.join(argv)}[/]")
-            code = main(["--workspace", str(ws), *argv])
+            code = app.run_command(["--workspace", str(ws), *argv])
             if code != 0:
                 app.say(f"[red]demo step failed with exit code {code}[/]")
                 return code

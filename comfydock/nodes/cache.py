@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import atomic_write_json, inside, remove_tree
 from comfydock.gitutil import git_reason
+from comfydock.hashing import file_digest
 from comfydock.limits import ArchiveLimits, ArchiveTooLarge
 from comfydock.locking import environment_lock
 
@@ -115,7 +116,7 @@ class NodeCache:
         try:
             archive = build / "download.zip"
             download(archive)
-            sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+            sha = file_digest(archive)
             safe_extract_zip(archive, build / "content", self.limits)
             _unwrap_single_folder(build / "content")
             archive.unlink()

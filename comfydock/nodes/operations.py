@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from comfydock import manifest
+from comfydock.environment import Environment
 from comfydock.errors import BuildFailed, ComfydockError, UsageError
 from comfydock.nodes.resolve import resolve, resolve_git, resolve_registry
 from comfydock.nodes.safety import NodeConflict, _remote_urls, check_conflict, is_ignored, local_changes, trash
@@ -341,7 +342,7 @@ def referenced_cache_identities(ws) -> set[str]:
 
     identities: set[str] = set()
     for name in ws.environment_names():
-        env = ws.environment(name)
+        env = Environment.open(ws, name)
         try:
             doc = env.manifest_data()
             tracked = tracked_nodes(doc)

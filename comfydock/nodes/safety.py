@@ -9,6 +9,7 @@ from pathlib import Path
 
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import inside
+from comfydock.hashing import tree_digest
 from comfydock.nodes.spec import NodeSpec, node_path, normalize_git_url
 
 
@@ -160,21 +161,8 @@ def _holds_all_of(path: Path, content: Path) -> bool:
 
 
 def _tree_digest(root: Path) -> str:
-    from blake3 import blake3
-
-    h = blake3()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
-        for name in sorted(filenames):
-            if name.endswith(".pyc"):
-                continue
-            p = Path(dirpath) / name
-            h.update(str(p.relative_to(root)).encode() + b"\0")
-            try:
-                h.update(p.read_bytes())
-            except OSError:
-                h.update(b"?")
-    return h.hexdigest()
+    """A node directory's content, bytecode caches aside (Python writes them on import)."""
+    return tree_digest(root, skip_dirs=frozenset({"__pycache__"}), skip_suffixes=(".pyc",))
 
 
 def trash(env, path: Path, tx=None) -> Path:

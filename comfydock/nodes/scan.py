@@ -10,6 +10,7 @@ import tomlkit
 from comfydock import manifest
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import atomic_write_json
+from comfydock.hashing import files_digest
 from comfydock.nodes.spec import NodeSpec, node_path, reqs_file, set_group_requirements, tracked_nodes
 
 _manifest_lock = threading.Lock()  # scan tasks may run in parallel threads
@@ -73,11 +74,6 @@ def apply_scan(env, spec: NodeSpec) -> dict:
 
 
 def requirements_digest(node_dir: Path) -> str:
-    from blake3 import blake3
-
-    h = blake3()
     # requirements*.txt covers the usual '-r' includes that live beside requirements.txt
     files = sorted(set(requirement_files(node_dir)) | set(node_dir.glob("requirements*.txt")))
-    for p in files:
-        h.update(p.name.encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()
+    return files_digest((p.name, p) for p in files)

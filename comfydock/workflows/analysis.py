@@ -37,6 +37,7 @@ from pathlib import Path
 
 from comfydock.errors import ComfydockError
 from comfydock.model_index import MODEL_EXTENSIONS
+from comfydock.pep440 import newest
 
 __all__ = [
     "FRONTEND_TYPES",
@@ -156,20 +157,6 @@ class WorkflowAnalysis:
 
 
 # --- helpers -----------------------------------------------------------------------------
-def _version_key(text: str):
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return (1, Version(text.lstrip("vV")))
-    except InvalidVersion:
-        return (0, text)
-
-
-def _newest(versions) -> str | None:
-    versions = [v for v in versions if isinstance(v, str) and v]
-    return max(versions, key=_version_key) if versions else None
-
-
 def _is_model_name(value) -> bool:
     if not isinstance(value, str) or not value or len(value) > 1024 or "\n" in value or "://" in value:
         return False
@@ -262,14 +249,14 @@ class _Collector:
                 type=t,
                 node_ids=sorted(set(e["ids"]), key=_node_id_key),
                 cnr_id=e["cnr_id"],
-                version=_newest(e["versions"]) if e["cnr_id"] == "comfy-core" else (e["versions"][0] if e["versions"] else None),
+                version=newest(e["versions"]) if e["cnr_id"] == "comfy-core" else (e["versions"][0] if e["versions"] else None),
                 aux_id=e["aux_id"],
                 kind=e["kind"],
             )
             for t, e in sorted(self.uses.items())
         ]
         models = sorted(self.models.values(), key=lambda m: (_node_id_key(m.node_id), _widget_key(m.widget_index)))
-        version = _newest(self.core_versions + ([extra_core_version] if extra_core_version else []))
+        version = newest(self.core_versions + ([extra_core_version] if extra_core_version else []))
         return WorkflowAnalysis(format=fmt, node_types=uses, models=models, comfyui_version=version)
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import atomic_write_json
+from comfydock.pep440 import parse_version
 from comfydock.workflows.analysis import FRONTEND_TYPES, WorkflowAnalysis
 
 __all__ = [
@@ -396,9 +397,12 @@ def fetch_node_map(workspace, *, refresh: bool = False, ttl: float | None = None
             return cached
     import requests  # only now: a fresh cache answers without the network (and without ~90 ms of import)
 
+    from comfydock.http import make_session
+
     hint = "check your network, or point 'comfydock config node-map-url' / $COMFYDOCK_NODE_MAP_URL elsewhere"
     try:
-        resp = requests.get(url, timeout=(10, 60), headers={"User-Agent": "comfydock"})
+        with make_session() as session:
+            resp = session.get(url, timeout=(10, 60))
         if resp.status_code != 200:
             raise ComfydockError(f"the node map at {url} answered HTTP {resp.status_code}", hint=hint)
         try:
@@ -428,17 +432,6 @@ class NodeTypeStatus:
     candidates: list[Candidate]
     needs_comfyui: str | None
     reason: str
-
-
-def _version(text: str | None):
-    from packaging.version import InvalidVersion, Version
-
-    if not text:
-        return None
-    try:
-        return Version(text.strip().lstrip("vV"))
-    except InvalidVersion:
-        return None
 
 
 def _workflow_hints(use, node_map: NodeMap | None) -> list[Candidate]:
@@ -473,8 +466,8 @@ def classify(
     neither mark is "missing" even when the workflow was saved by a newer ComfyUI (the reason
     says so): without a mark it cannot be told from an unknown custom node.
     """
-    env_version = _version(comfyui_version)
-    wf_version = _version(analysis.comfyui_version)
+    env_version = parse_version(comfyui_version)
+    wf_version = parse_version(analysis.comfyui_version)
     workflow_newer = env_version is not None and wf_version is not None and wf_version > env_version
     out = []
     for use in analysis.node_types:

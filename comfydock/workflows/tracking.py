@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 SUFFIX = ".json"
-STATES = ("committed", "modified", "new", "deleted")
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+ ()/-]*")
 
 

@@ -1,0 +1,82 @@
+"""Every HTTP client retries what is safe to retry (comfydock.http): loopback servers that answer
+503 a few times, then properly."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pytest
+
+from comfydock import http
+from comfydock.bundle.sources import civitai_lookup
+from comfydock.demo.fixtures import node_zip_bytes
+from comfydock.demo.model_server import ModelServer
+from comfydock.demo.registry_server import FakeRegistry
+from comfydock.errors import ComfydockError
+from comfydock.registry import RegistryClient, RegistryError
+
+
+@pytest.fixture
+def registry():
+    reg = FakeRegistry()
+    reg.add_node("comfyui-plain", {"0.1.0": node_zip_bytes("plain", "")})
+    yield reg
+    reg.close()
+
+
+def test_registry_lookup_succeeds_after_two_503s(registry):
+    registry.unavailable = 2
+    assert RegistryClient(registry.url).node("comfyui-plain")["id"] == "comfyui-plain"
+    assert registry.hits["/nodes/comfyui-plain"] == 3
+
+
+def test_node_zip_download_succeeds_after_a_503(registry, tmp_path):
+    url = RegistryClient(registry.url).install_info("comfyui-plain", None)["downloadUrl"]
+    registry.unavailable = 1
+    size = RegistryClient(registry.url).download(url, tmp_path / "plain.zip")
+    assert (tmp_path / "plain.zip").read_bytes() == registry.nodes["comfyui-plain"]["versions"]["0.1.0"] and size > 0
+
+
+def test_a_registry_that_stays_unavailable_is_reported_after_the_retries(registry):
+    registry.unavailable = 100
+    with pytest.raises(RegistryError, match="answered 503"):
+        RegistryClient(registry.url).node("comfyui-plain")
+    assert registry.hits["/nodes/comfyui-plain"] == 1 + http.RETRIES
+
+
+def test_retry_after_is_honoured(registry):
+    registry.unavailable, registry.retry_after = 1, "1"
+    began = time.monotonic()
+    assert RegistryClient(registry.url).node("comfyui-plain")["id"] == "comfyui-plain"
+    assert time.monotonic() - began >= 0.9  # the server asked for a second; the backoff alone is 0.01 s in tests
+
+
+def test_a_huge_retry_after_is_capped(registry):
+    class Answer:
+        headers = {"Retry-After": "86400"}
+
+    assert http.retry_policy().get_retry_after(Answer()) == http.RETRY_AFTER_MAX
+
+
+def test_civitai_lookup_succeeds_after_503s():
+    with ModelServer() as server:
+        data = os.urandom(100)
+        url = server.add_civitai_file(4384, "sd15.safetensors", data)
+        sha = hashlib.sha256(data).hexdigest()
+        server.misbehave(f"/api/v1/model-versions/by-hash/{sha}", "503", times=2)
+        assert civitai_lookup(sha, server.url) == [url]
+        server.misbehave(f"/api/v1/model-versions/by-hash/{sha}", "503")
+        with pytest.raises(ComfydockError, match="HTTP 503"):
+            civitai_lookup(sha, server.url)
+
+
+def test_refused_connections_are_retried_then_reported():
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RegistryError, match="cannot reach the Comfy Registry"):
+        RegistryClient(f"http://127.0.0.1:{port}").node("comfyui-plain")
