@@ -480,10 +480,10 @@ def test_ctrl_c_after_the_venv_changed_puts_everything_back(env, registry, works
     """Interrupted once uv has already changed uv.lock and the venv: the files come back byte for
     byte, the venv is synced back to them, and the next build has nothing to do."""
     from comfydock.engine import plan
-    from comfydock.nodes import add_nodes, remove_nodes, update_node
+    from comfydock.nodes.operations import add_nodes, remove_nodes, update_node
     from comfydock.workspace import Workspace
 
-    env = Workspace.open(workspace.root).environment("main")  # sees the registry-url set after `env` was made
+    env = Environment.open(Workspace.open(workspace.root), "main")  # sees the registry-url set after `env` was made
     make_dev_node(env, "my-node", requirements="cdfix-gamma<0.2\n")
     add_nodes(env, ["comfyui-fixture-pack@1.0.0"])
     before = everything(env)
