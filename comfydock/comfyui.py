@@ -90,6 +90,18 @@ def release_tags(repo) -> list[str]:
     return sorted(tags, key=version_sort_key, reverse=True)
 
 
+_COMMIT_PREFIX = re.compile(r"[0-9a-fA-F]{7,40}")
+
+
+def _release_at(repo, sha: str) -> str | None:
+    """The newest release tag on commit `sha`, if one is."""
+    try:
+        on_commit = set(repo.git.tag("--points-at", sha).split())
+    except _git().GitCommandError:
+        return None
+    return next((t for t in release_tags(repo) if t in on_commit), None)
+
+
 def resolve_ref(repo, ref: str | None) -> ResolvedRef:
     """A tag, branch or commit; by default the newest release tag (or HEAD if there is none)."""
     if ref is None:
@@ -101,10 +113,12 @@ def resolve_ref(repo, ref: str | None) -> ResolvedRef:
     for candidate in (f"refs/tags/{ref}", f"refs/heads/{ref}", ref):
         try:
             # ^{commit} peels an annotated tag to the commit it tags, and fails for a tree or blob
-            sha = repo.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{candidate}^{{commit}}")
+            sha = repo.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{candidate}^{{commit}}").strip()
         except git.GitCommandError:
             continue
-        return ResolvedRef(ref, sha.strip())
+        if candidate == ref and _COMMIT_PREFIX.fullmatch(ref):
+            return ResolvedRef(_release_at(repo, sha) or sha[:12], sha)  # a commit: named by its release, if any
+        return ResolvedRef(ref, sha)
     newest = ", ".join(release_tags(repo)[:5]) or "no release tags"
     raise ComfydockError(f"unknown ComfyUI ref {ref!r}", hint=f"use a tag, branch or commit; newest tags: {newest}")
 

@@ -60,7 +60,12 @@ def test_create_at_an_older_tag_a_branch_or_a_commit(workspace, run_cli, comfyui
     assert (Environment.open(workspace, "tip").comfyui_dir / "README.md").exists()
     sha = git.Repo(comfyui_source).tags["v0.1.0"].commit.hexsha
     assert run_cli("create", "bysha", "--comfyui-version", sha[:10], "--torch-backend", "cpu").code == 0
-    assert Environment.open(workspace, "bysha").info()["comfyui_commit"] == sha
+    info = Environment.open(workspace, "bysha").info()
+    assert info["comfyui_commit"] == sha
+    assert info["comfyui_version"] == "v0.1.0"  # a commit a release tags is named by the release
+    master = git.Repo(comfyui_source).heads["master"].commit.hexsha  # one commit after the last release
+    assert run_cli("create", "untagged", "--comfyui-version", master, "--torch-backend", "cpu").code == 0
+    assert Environment.open(workspace, "untagged").info()["comfyui_version"] == master[:12]
 
 
 def test_second_create_fetches_only_new_refs_and_survives_an_offline_source(workspace, run_cli, comfyui_source):

@@ -312,3 +312,18 @@ def test_interactive_commit_asks_which_package_provides_an_ambiguous_type(env, r
         assert again.code == 0 and "provided by several packages" not in again.err
     finally:
         server.close()
+
+
+def test_status_and_workflow_show_agree_on_the_comfyui_a_workflow_needs(env, run_cli):
+    import json
+
+    env.workflows_dir.mkdir(parents=True, exist_ok=True)
+    node = {"id": 1, "type": "BrandNewCoreNode", "properties": {"cnr_id": "comfy-core", "ver": "0.22.0"}}
+    (env.workflows_dir / "future.json").write_text(json.dumps({"nodes": [node], "links": []}))
+    try:
+        status = run_cli("status", "--json").json
+        assert status["needs_comfyui"] == {"future": "0.22.0"}
+        assert "Workflow future needs ComfyUI 0.22.0 or newer" in run_cli("status").out
+        assert run_cli("workflow", "show", "future", "--json").json["comfyui_version"] == "0.22.0"
+    finally:
+        (env.workflows_dir / "future.json").unlink()

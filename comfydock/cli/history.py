@@ -50,7 +50,8 @@ def render_status_workflows(app: App, data: dict) -> None:
                 out.print("    - new: 'comfydock commit' versions it")
     for name, version in sorted((data.get("needs_comfyui") or {}).items()):
         out.print(
-            f"Workflow {escape(name)} was saved by ComfyUI {escape(str(version or 'newer'))}: it uses core nodes this ComfyUI lacks"
+            f"Workflow {escape(name)} needs ComfyUI {escape(str(version) + ' or newer' if version else 'newer than this one')}: "
+            "it uses core nodes this ComfyUI lacks (see 'comfydock comfyui update')"
         )
     missing = data.get("missing_nodes") or []
     if missing:
