@@ -579,8 +579,10 @@ def create_from_remote(
     in .cec/ (see torch_family): a backend the history has no variant for is added as an extra.
     """
     from comfydock import comfyui, engine, manifest, python_env
-    from comfydock.environment import Environment, build_failure, reserve_directory
+    from comfydock.engine import build_failure
+    from comfydock.environment import Environment
     from comfydock.fsutil import remove_tree
+    from comfydock.lifecycle import reserve_directory
     from comfydock.locking import environment_lock
     from comfydock.workflows import tracking
     from comfydock.workspace import validate_name
