@@ -456,7 +456,7 @@ def _add_packages(env, specs: list[str]) -> tuple[list[str], dict[str, str]]:
     single packages it cannot resolve (a few unresolvable ones cost a few locks, not one per
     package). change_manifest puts the manifest back after each refused attempt."""
     from comfydock.dependencies import add_requirements
-    from comfydock.environment import change_manifest
+    from comfydock.manifest_change import change_manifest
 
     added: list[str] = []
     failed: dict[str, str] = {}
@@ -498,7 +498,8 @@ def adopt_install(
     from packaging.utils import canonicalize_name
 
     from comfydock import engine, model_index, python_env
-    from comfydock.environment import build_failure, create_environment
+    from comfydock.engine import build_failure
+    from comfydock.lifecycle import create_environment
     from comfydock.nodes.spec import drop_node, node_path, reqs_file, set_node
     from comfydock.transaction import Transaction
     from comfydock.workflows.tracking import copy_path
@@ -836,7 +837,7 @@ def adopt_here(env, *, listener=None, on_wait=None, step=lambda message: None) -
     failure the manifest, uv.lock, the venv and the node records are put back."""
     from comfydock import engine
     from comfydock.dependencies import add_requirements
-    from comfydock.environment import build_failure
+    from comfydock.engine import build_failure
     from comfydock.nodes.operations import guard_node_records
     from comfydock.nodes.spec import NodeSpec, set_node
 
@@ -849,7 +850,7 @@ def adopt_here(env, *, listener=None, on_wait=None, step=lambda message: None) -
             return report
         doc = env.manifest()
         with env.transaction() as tx:  # any failure, Ctrl-C included, puts everything back
-            env.guard_manifest(tx)
+            engine.guard_manifest(env, tx)
             specs = []
 
             # a second clone of a node already tracked (or found twice) would share its cache entry

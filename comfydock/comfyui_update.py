@@ -46,7 +46,7 @@ def _set_core_requirements(doc, requirements: list[str]) -> tuple[list[str], lis
 def update_comfyui(env, ref: str | None = None, *, force: bool = False, listener=None, on_wait=None, warn=lambda m: None):
     """Move the environment's ComfyUI checkout to `ref` (default: the newest release)."""
     from comfydock import engine
-    from comfydock.environment import build_failure
+    from comfydock.engine import build_failure
     from comfydock.requirements import scan_requirements_file
 
     ws = env.workspace
@@ -59,7 +59,7 @@ def update_comfyui(env, ref: str | None = None, *, force: bool = False, listener
         if not result.changed and info.get("comfyui_commit") == target.commit:
             return result
         with env.transaction() as tx:
-            env.guard_manifest(tx)  # the venv is re-synced last, after the files are back
+            engine.guard_manifest(env, tx)  # the venv is re-synced last, after the files are back
             if current != target.commit:
                 comfyui.checkout_commit(mirror, env.comfyui_dir, target.commit, force=force)
                 if current:

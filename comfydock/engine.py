@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from comfydock.errors import ComfydockError, UsageError
+from comfydock.errors import BuildFailed, ComfydockError, UsageError
 
 
 @dataclass
@@ -468,3 +468,42 @@ def dodo_namespace(env=None) -> dict:
         task_creator.__doc__ = creator.__doc__
         namespace[creator.__name__] = task_creator
     return namespace
+
+
+# --- failures and undo, for the commands that run builds -------------------------------------
+
+
+def build_failure(report) -> BuildFailed:
+    """The user-facing error for a failed build: the first failed task's message and hint,
+    and its name as data (`BuildFailed.task`)."""
+    failure = report.first_failure()
+    if failure is None:
+        return BuildFailed("build failed", hint="run 'comfydock build' to see which task fails")
+    return BuildFailed(
+        f"{failure.task}: {failure.error}",
+        hint=failure.hint or "run 'comfydock --verbose build' for details",
+        details=failure.details or "",
+        task=failure.task,
+    )
+
+
+def guard_manifest(env, tx, resync: bool = True) -> None:
+    """If `tx` is undone, pyproject.toml, uv.lock and doit's record of the last build come
+    back byte for byte (the failed build never happened), and (`resync`) the venv is synced
+    to them again. Call it first in the transaction: undo runs newest first, so the re-sync
+    then runs after every other file is back, and finds only the venv to redo."""
+    if resync:
+        tx.on_undo(functools.partial(resync_venv, env), "the venv (run 'comfydock build')")
+    tx.save_file(env.pyproject_path)
+    tx.save_file(env.lock_path)
+    tx.save_file(env.state_dir / "doit.db")
+
+
+def resync_venv(env) -> None:
+    """Sync the venv to uv.lock again, even if doit thinks it is (a failed sync may have
+    half-changed it). Best effort: on failure 'comfydock build' finishes the job."""
+    env.venv_marker.unlink(missing_ok=True)
+    try:
+        build(env, ["sync_venv"])
+    except Exception:
+        pass

@@ -36,7 +36,7 @@ def sync_before_run(env, *, listener=None, on_wait=None) -> list[Restored]:
     """Make ComfyUI, the venv and custom nodes match the manifest (a no-op when they do); what was
     put back. A failed build raises its ComfydockError."""
     from comfydock import engine
-    from comfydock.environment import build_failure
+    from comfydock.engine import build_failure
     from comfydock.tasks.nodes import install_script_task_names
 
     report = engine.build(env, [*SYNC_TASKS, *install_script_task_names(env)], listener=listener, on_wait=on_wait)

@@ -515,18 +515,23 @@ def pull(env, remote: str | None = None, *, listener=None, on_wait=None) -> Pull
 
 
 def _adopt_tags(repo, target: str, prefix: str, local: dict, result: PullResult, merge: bool) -> None:
-    """Remote versions become local ones; a local unpushed vN the remote gave to another commit
-    is renumbered after all others; a merge commit gets the next version."""
+    """Remote versions become local ones. A local unpushed vN the remote gave to another commit is
+    renumbered after the remote's versions, and so is every local version after it (a child keeps a
+    higher number than its parent); a merge commit gets the next version."""
     reachable = _version_tags(repo, prefix, merged=target)
-    numbers = [int(t[1:]) for t in set(local) | set(reachable)]
-    nxt = max(numbers, default=0) + 1
+    moving: list[str] = []
     for t in sorted(local, key=lambda t: int(t[1:])):
-        if t in reachable and reachable[t] != local[t]:
-            new = f"v{nxt}"
-            nxt += 1
-            repo.git.tag(new, local[t])
-            repo.git.tag("-d", t)
-            result.renamed[t] = new
+        if (t in reachable and reachable[t] != local[t]) or (moving and t not in reachable):
+            moving.append(t)
+    staying = (set(local) - set(moving)) | set(reachable)
+    nxt = max((int(t[1:]) for t in staying), default=0) + 1
+    for t in moving:
+        repo.git.tag("-d", t)
+    for t in moving:
+        new = f"v{nxt}"
+        nxt += 1
+        repo.git.tag(new, local[t])
+        result.renamed[t] = new
     for t, c in sorted(reachable.items(), key=lambda item: int(item[0][1:])):
         if local.get(t) != c:
             repo.git.tag("-f", t, c)
@@ -579,8 +584,10 @@ def create_from_remote(
     in .cec/ (see torch_family): a backend the history has no variant for is added as an extra.
     """
     from comfydock import comfyui, engine, manifest, python_env
-    from comfydock.environment import Environment, build_failure, reserve_directory
+    from comfydock.engine import build_failure
+    from comfydock.environment import Environment
     from comfydock.fsutil import remove_tree
+    from comfydock.lifecycle import reserve_directory
     from comfydock.locking import environment_lock
     from comfydock.workflows import tracking
     from comfydock.workspace import validate_name

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
-from comfydock import comfyui, history, manifest
+from comfydock import comfyui, engine, history, manifest
 from comfydock.errors import ComfydockError
 from comfydock.transaction import Transaction
 from comfydock.workflows import tracking
@@ -30,7 +31,7 @@ class CommitResult:
 
 def _build(env, targets, listener):
     from comfydock import engine
-    from comfydock.environment import build_failure
+    from comfydock.engine import build_failure
 
     report = engine.build(env, targets, listener=listener)
     if not report.ok:
@@ -113,7 +114,7 @@ def _default_message(changes: dict) -> str:
 
 
 def _changes(env, repo) -> dict:
-    from comfydock.environment import manifest_changes
+    from comfydock.versioning import manifest_changes
 
     states = tracking.workflow_states(env, repo)
     by_state: dict[str, list[str]] = {}
@@ -298,7 +299,7 @@ def apply_commit(env, repo, commit: str, tx: Transaction, result: RollbackResult
     head_files = _tree_files(repo, "HEAD") if repo.head.is_valid() else set()
     target_files = _tree_files(repo, commit)
 
-    tx.on_undo(env.resync_venv, "the venv")  # undone last: after the files it syncs to
+    tx.on_undo(partial(engine.resync_venv, env), "the venv")  # undone last: after the files it syncs to
     # 1. the target's .cec/ files, as uncommitted changes on the current branch
     present = set(repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard").split("\0")) - {""}
     for rel in sorted(present | target_files):
@@ -410,3 +411,29 @@ def uncommitted(env, include_new: bool = True) -> list[str]:
     states = ("modified", "deleted", "new") if include_new else ("modified", "deleted")
     found += [f"workflow {s.name} ({s.state})" for s in tracking.workflow_states(env, repo) if s.state in states]
     return found
+
+
+def manifest_changes(env, repo) -> dict:
+    """Python requirements and custom nodes changed since the last version (HEAD)."""
+    dep_changes = {"added": [], "removed": []}
+    node_changes = {"added": [], "removed": [], "changed": []}
+    try:
+        import tomllib
+
+        committed = tomllib.loads(repo.git.show("HEAD:pyproject.toml"))
+    except Exception:  # no commit yet, or an unreadable committed file: nothing to compare
+        committed = None
+    if committed is not None:
+        from comfydock.dependencies import dependency_snapshot
+        from comfydock.nodes.spec import tracked_nodes
+
+        current = env.manifest_data()
+        before, after = dependency_snapshot(committed), dependency_snapshot(current)
+        dep_changes = {"added": sorted(after - before), "removed": sorted(before - after)}
+        old_nodes, new_nodes = tracked_nodes(committed), tracked_nodes(current)
+        node_changes = {
+            "added": sorted(set(new_nodes) - set(old_nodes)),
+            "removed": sorted(set(old_nodes) - set(new_nodes)),
+            "changed": sorted(n for n in set(old_nodes) & set(new_nodes) if old_nodes[n] != new_nodes[n]),
+        }
+    return {"dependencies": dep_changes, "nodes": node_changes}

@@ -6,7 +6,7 @@ comfydock.bundle.exporting runs the workflow chain first, so these tasks see a c
 
 from __future__ import annotations
 
-from comfydock.bundle import exporting as ex
+from comfydock.bundle import export_steps as ex
 
 
 def task_full_hash(env):

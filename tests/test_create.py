@@ -8,7 +8,8 @@ import tomlkit
 import yaml
 from conftest import venv_has
 
-from comfydock.environment import Environment, create_environment
+from comfydock.environment import Environment
+from comfydock.lifecycle import create_environment
 from comfydock.workspace import Workspace
 
 pytestmark = pytest.mark.slow

@@ -320,7 +320,7 @@ def test_record_files_are_read_as_csv_where_a_path_needs_quoting(tmp_path):
 def test_ctrl_c_while_the_venv_syncs_puts_everything_back(env, command):
     """uv.lock has changed by then: it goes back, and the venv is synced to it again."""
     from comfydock import dependencies
-    from comfydock.environment import change_manifest
+    from comfydock.manifest_change import change_manifest
 
     before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes()
     if command == "py add":

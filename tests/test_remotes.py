@@ -206,14 +206,18 @@ def test_clean_merge_renumbers_unpushed_versions_and_relocks(two_machines, run_c
     assert run_cli("push").code == 0
     _save_workflow(env_b, UPSCALER)
     assert b("commit", "-m", "B adds upscaler", "--no-interactive").code == 0
+    _save_workflow(env_b, UPSCALER, "second-upscaler.json")
+    assert b("commit", "-m", "B adds a second upscaler", "--no-interactive").code == 0
 
     merged = b("pull", "--json")
     assert merged.code == 0, merged.err
     assert merged.json["how"] == "merge"
-    assert merged.json["renamed"] == {"v3": "v4"}  # B's unpushed v3; the remote's v3 is A's
-    assert merged.json["versions"] == ["v3", "v5"]
+    # B's unpushed v3 (the remote's v3 is A's) and its child v4 move up together, in order
+    assert merged.json["renamed"] == {"v3": "v4", "v4": "v5"}
+    assert merged.json["versions"] == ["v3", "v6"]
     log = {v["version"]: v["message"] for v in b("log", "--json").json}
-    assert log["v3"] == "A adds beta" and log["v4"] == "B adds upscaler" and log["v5"].startswith("Merge")
+    assert log["v3"] == "A adds beta" and log["v4"] == "B adds upscaler" and log["v5"] == "B adds a second upscaler"
+    assert log["v6"].startswith("Merge")
     assert "cdfix-beta" in env_b.pyproject_path.read_text() and "cdfix-beta" in env_b.lock_path.read_text()
     assert "<<<<<<<" not in env_b.lock_path.read_text()
     assert venv_has(env_b, "cdfix_beta") == "2.0"

@@ -101,8 +101,7 @@ def test_move_never_overwrites_what_is_already_there(place, tmp_path):
 
 
 def test_a_failed_build_names_its_task_as_data():
-    from comfydock.engine import BuildReport, TaskEvent
-    from comfydock.environment import build_failure
+    from comfydock.engine import BuildReport, TaskEvent, build_failure
 
     report = BuildReport(
         [TaskEvent("scan_requirements:x", "ran"), TaskEvent("lock_deps", "failed", 1.0, "uv could not resolve", "loosen a pin")],

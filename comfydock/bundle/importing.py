@@ -336,7 +336,8 @@ def import_bundle(
     from comfydock import comfyui, engine, history, python_env
     from comfydock.bundle import lockfile
     from comfydock.bundle.archive import ArchiveLimits, check_bundle, extract_bundle
-    from comfydock.environment import Environment, build_failure
+    from comfydock.engine import build_failure
+    from comfydock.environment import Environment
     from comfydock.fsutil import remove_tree
     from comfydock.hashing import file_digest
     from comfydock.locking import environment_lock

@@ -78,7 +78,7 @@ def cmd_export(app: App) -> int:
 def build_export(app: App, env) -> int:
     """`comfydock build export [--output PATH] [--json]`: the export graph through build's report."""
     from comfydock.bundle import exporting
-    from comfydock.environment import build_failure
+    from comfydock.engine import build_failure
     from comfydock.hashing import file_digest
 
     args = app.args

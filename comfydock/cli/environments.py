@@ -43,7 +43,7 @@ def cmd_init(app: App) -> int:
 
 def cmd_create(app: App) -> int:
     from comfydock import python_env
-    from comfydock.environment import create_environment
+    from comfydock.lifecycle import create_environment
 
     args = app.args
     ws = app.workspace()
@@ -156,7 +156,7 @@ def cmd_use(app: App) -> int:
 
 
 def cmd_delete(app: App) -> int:
-    from comfydock.environment import delete_environment
+    from comfydock.lifecycle import delete_environment
 
     ws = app.workspace()
     name = app.args.name
@@ -230,7 +230,7 @@ def cmd_log(app: App) -> int:
 def cmd_status(app: App) -> int:
     from rich.markup import escape
 
-    from comfydock.environment import status
+    from comfydock.status import status
 
     env = app.env()
     data = status(env)
@@ -314,7 +314,7 @@ def _short(path: str, env) -> str:
 
 def cmd_build(app: App) -> int:
     from comfydock import engine, python_env
-    from comfydock.environment import build_failure
+    from comfydock.engine import build_failure
 
     args = app.args
     env = app.env()

@@ -7,7 +7,7 @@ from comfydock.cli.app import App, env_option, json_option, log
 
 def _apply_change(app: App, env, mutate, describe, upgrade=None) -> int:
     """Run a manifest edit with lock + sync, then say what happened."""
-    from comfydock.environment import change_manifest
+    from comfydock.manifest_change import change_manifest
 
     with app.status("Resolving and syncing") as spinner:
         change = change_manifest(env, mutate, upgrade=upgrade, listener=app.task_listener(spinner), on_wait=app.lock_wait_note)
@@ -83,7 +83,7 @@ def cmd_py_remove(app: App) -> int:
 
 def cmd_py_list(app: App) -> int:
     from comfydock.dependencies import CORE_GROUP
-    from comfydock.environment import python_requirements
+    from comfydock.status import python_requirements
 
     env = app.env()
     listing = python_requirements(env)
@@ -141,7 +141,7 @@ def cmd_constraint_remove(app: App) -> int:
 
 
 def cmd_constraint_list(app: App) -> int:
-    from comfydock.environment import constraint_rows
+    from comfydock.status import constraint_rows
 
     rows = constraint_rows(app.env())
     if app.json:

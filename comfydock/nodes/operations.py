@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from comfydock import manifest
+from comfydock import engine, manifest
 from comfydock.environment import Environment
 from comfydock.errors import BuildFailed, ComfydockError, UsageError
 from comfydock.nodes.resolve import resolve, resolve_git, resolve_registry
@@ -38,7 +38,7 @@ class NodeChange:
 
 def _run(env, targets, listener, workers=1, task_options=None):
     from comfydock import engine
-    from comfydock.environment import build_failure
+    from comfydock.engine import build_failure
 
     report = engine.build(env, targets, listener=listener, workers=workers, task_options=task_options)
     if not report.ok:
@@ -146,7 +146,7 @@ def add_nodes(
 
         replaced: list[tuple[Path, Path]] = []  # (a directory --force replaced, where it is kept)
         with env.transaction() as tx:  # any failure, Ctrl-C included, puts everything back
-            env.guard_manifest(tx, resync=not no_test)
+            engine.guard_manifest(env, tx, resync=not no_test)
             guard_node_records(tx, env, [s.id for s in plans + script_only])
             for spec in plans:
                 path = node_path(env, spec)
@@ -230,7 +230,7 @@ def remove_nodes(env, names: list[str], *, force=False, listener=None, on_wait=N
                     )
             specs.append(spec)
         with env.transaction() as tx:  # any failure, Ctrl-C included, puts everything back
-            env.guard_manifest(tx)
+            engine.guard_manifest(env, tx)
             guard_node_records(tx, env, [s.id for s in specs])
             for spec in specs:
                 drop_node(doc, spec)
@@ -283,7 +283,7 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
                     )
         path = node_path(env, old)
         with env.transaction() as tx:  # any failure, Ctrl-C included, puts everything back
-            env.guard_manifest(tx)
+            engine.guard_manifest(env, tx)
             guard_node_records(tx, env, [old.id])
             if new is not old and new.identity() != old.identity() and path.exists():
                 tx.move_aside(path)  # the old version: back on failure, deleted on success

@@ -1,0 +1,140 @@
+"""Creating and deleting environments: all or nothing (a failed or interrupted create leaves no
+directory behind; an existing environment is never touched)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from comfydock import comfyui, engine, history, manifest, python_env
+from comfydock.engine import build_failure
+from comfydock.environment import Environment
+from comfydock.errors import ComfydockError
+from comfydock.fsutil import remove_tree
+from comfydock.locking import environment_lock
+from comfydock.torch_backend import resolve_torch_backend, set_environment_torch_backend
+from comfydock.workspace import Workspace, validate_name
+
+INITIAL_MESSAGE = "Initial environment setup"
+
+
+@dataclass
+class CreateResult:
+    environment: Environment
+    comfyui_ref: str
+    comfyui_commit: str
+    python: str
+    torch_backend: str | None
+
+
+def create_environment(
+    ws: Workspace,
+    name: str,
+    *,
+    python: str = "3.11",
+    comfyui_ref: str | None = None,
+    torch_backend: str | None = None,
+    use: bool = False,
+    step=lambda message: None,
+    warn=lambda message: None,
+    comfyui_source: str | None = None,
+    populate=None,
+    message: str = INITIAL_MESSAGE,
+) -> CreateResult:
+    """Clone ComfyUI, make the venv, write and lock the manifest, commit v1.
+
+    `comfyui_source` replaces the workspace's comfyui-source for this checkout (adopt takes
+    ComfyUI from the adopted install's origin); `populate(env)`, if given, runs after the first
+    build and before v1 is committed (adopt adds nodes, packages and workflows there).
+    All or nothing: on any failure (Ctrl-C included) the half-made directory is removed,
+    and an existing environment of the same name is never touched.
+    """
+    from comfydock.requirements import scan_requirements_file
+
+    validate_name(name)
+    if torch_backend is not None:
+        resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
+    root = ws.environments_dir / name
+    with environment_lock(ws.create_lock_file(name)):
+        reserve_directory(ws, name)
+        env = Environment(ws, name)
+        with env.transaction() as tx:
+            tx.created(root)  # any failure, Ctrl-C included, removes the half-made directory
+            source = comfyui_source or ws.setting("comfyui-source")
+            step(f"Fetching ComfyUI from {source}")
+            cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=warn)
+            ref = comfyui.resolve_ref(cache, comfyui_ref)
+            step(f"Checking out ComfyUI {ref.name}")
+            comfyui.checkout(cache, env.comfyui_dir, ref, source)
+
+            scanned = scan_requirements_file(env.comfyui_dir / "requirements.txt")
+            for line, why in scanned.skipped:
+                warn(f"ComfyUI requirements.txt: skipped {line!r} ({why})")
+            doc = manifest.new_manifest(
+                name,
+                python,
+                scanned.requirements,
+                ref.name,
+                ref.commit,
+            )
+            env.cec_dir.mkdir()
+            manifest.save(env.pyproject_path, doc)
+            (env.cec_dir / ".python-version").write_text(python + "\n")
+            (env.cec_dir / "workflows").mkdir()
+            (env.cec_dir / "workflows" / ".gitkeep").touch()
+            comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
+            if torch_backend is not None:  # this machine's choice for this environment, not shared
+                set_environment_torch_backend(env, torch_backend)
+            backend = env.torch_backend()
+
+            step(f"Creating Python {python} venv")
+            python_env.create_venv(ws, env.venv_dir, python)
+
+            step("Resolving and installing dependencies")
+            report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv", "core_node_types"])
+            if not report.ok:
+                raise build_failure(report)
+
+            if populate is not None:
+                populate(env)
+
+            repo = history.init_repo(env.cec_dir)
+            history.commit_version(repo, message)
+            if use or not ws.active_environment:
+                tx.on_undo(partial(ws.set_active, ws.active_environment), "the active environment")
+                ws.set_active(name)
+    return CreateResult(env, ref.name, ref.commit, python, backend)
+
+
+def reserve_directory(ws: Workspace, name: str):
+    """Under the environment's create lock: refuse a half-made or existing environment of that
+    name, then make its (empty) directory. Shared by create, create --from and import."""
+    root = ws.environments_dir / name
+    if ws.half_made(name):
+        raise ComfydockError(
+            f"environment {name!r} is half-made at {root} (an earlier 'create' did not finish)",
+            hint=f"remove it with 'comfydock delete {name}', then create it again",
+        )
+    if root.exists():
+        raise ComfydockError(
+            f"environment {name!r} already exists at {root}",
+            hint=f"pick another name, or remove it first with 'comfydock delete {name}'",
+        )
+    ws.environments_dir.mkdir(parents=True, exist_ok=True)
+    root.mkdir()
+    return root
+
+
+def delete_environment(ws: Workspace, name: str) -> None:
+    """Delete an environment, or the remains of an interrupted 'create' (which hold nothing of
+    the user's); a 'create' still running holds its lock and is not disturbed."""
+    if ws.half_made(name):
+        with environment_lock(ws.create_lock_file(name), timeout=0):
+            if ws.half_made(name):
+                remove_tree(ws.environment_path(name))
+    else:
+        env = Environment.open(ws, name)
+        with env.lock():
+            remove_tree(env.root)
+    if ws.active_environment == name:
+        ws.set_active(None)

@@ -1,0 +1,54 @@
+"""A change to the manifest (py add/remove, constraint add/remove, adopt's packages), applied all
+or nothing: edit pyproject.toml, lock, sync; on any failure everything is put back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from comfydock import engine, manifest
+from comfydock.environment import Environment
+
+
+@dataclass
+class ManifestChange:
+    changed: bool  # did pyproject.toml change at all
+    report: object  # the engine's BuildReport
+    result: object = None  # what the mutation returned
+
+
+def comfyui_requirements(env: Environment) -> list[str]:
+    """ComfyUI's requirements.txt as checked out in the environment (empty if it is missing)."""
+    from comfydock.requirements import scan_requirements_file
+
+    path = env.comfyui_dir / "requirements.txt"
+    return scan_requirements_file(path).requirements if path.is_file() else []
+
+
+def change_manifest(env: Environment, mutate, *, upgrade=None, listener=None, on_wait=None) -> ManifestChange:
+    """Edit pyproject.toml, then lock and sync; on any failure put everything back as it was.
+
+    `mutate(doc)` edits the tomlkit document in place (raising to abort). A manifest from
+    before the comfyui-core group is migrated first (dependencies.migrate_layout). `upgrade`,
+    if given, maps mutate's result to package names uv should move to the newest versions the
+    requirements allow (a removed pin no longer holds them back). On a failed lock or sync, or
+    Ctrl-C anywhere, pyproject.toml and uv.lock are restored byte for byte and the venv
+    re-synced to them.
+    """
+    from comfydock.dependencies import is_legacy_layout, migrate_layout
+    from comfydock.tasks.python import upgrade_options
+
+    with env.lock(on_wait):
+        doc = env.manifest()
+        if is_legacy_layout(doc):
+            migrate_layout(doc, comfyui_requirements(env))
+        result = mutate(doc)
+        changed = manifest.dumps(doc).encode() != env.pyproject_path.read_bytes()
+        with env.transaction() as tx:  # any exception, Ctrl-C included, undoes it all
+            engine.guard_manifest(env, tx)
+            if changed:
+                manifest.save(env.pyproject_path, doc)
+            options = upgrade_options(upgrade(result)) if upgrade and changed else None
+            report = engine.build(env, ["lock_deps", "sync_venv"], listener=listener, task_options=options)
+            if not report.ok:
+                raise engine.build_failure(report)
+    return ManifestChange(changed, report, result)
