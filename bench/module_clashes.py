@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from comfydock.python_env import module_clashes, site_packages
+from comfydock.uv_runner import module_clashes, site_packages
 
 
 def main(argv: list[str]) -> None:

@@ -455,8 +455,8 @@ def _add_packages(env, specs: list[str]) -> tuple[list[str], dict[str, str]]:
     """Add user requirements: all at once; when uv refuses the set, each half again, down to the
     single packages it cannot resolve (a few unresolvable ones cost a few locks, not one per
     package). change_manifest puts the manifest back after each refused attempt."""
-    from comfydock.dependencies import add_requirements
     from comfydock.manifest_change import change_manifest
+    from comfydock.pydeps import add_requirements
 
     added: list[str] = []
     failed: dict[str, str] = {}
@@ -497,7 +497,7 @@ def adopt_install(
     """Create environment `name` reproducing the ComfyUI install at `path` (only read)."""
     from packaging.utils import canonicalize_name
 
-    from comfydock import engine, model_index, python_env
+    from comfydock import engine, model_index, uv_runner
     from comfydock.engine import build_failure
     from comfydock.lifecycle import create_environment
     from comfydock.nodes.spec import drop_node, node_path, reqs_file, set_node
@@ -546,7 +546,7 @@ def adopt_install(
 
     py = inspection.python
     python = py.version or "3.11"
-    available = python_env.available_pythons(ws) if py.version else []
+    available = uv_runner.available_pythons(ws) if py.version else []
     if available and not any(v == py.version or v.startswith(py.version + ".") for v in available):
         _warn(f"Python {py.version} of the install is not available here; using Python 3.11")
         python = "3.11"
@@ -818,10 +818,10 @@ def unlocked_packages(env) -> list[str]:
     """Distributions in the venv that uv.lock does not have (a sync to uv.lock removes them)."""
     from packaging.utils import canonicalize_name
 
-    if not env.lock_path.exists():
+    if not env.uv_lock_path.exists():
         return []
     try:
-        manifest.check_lock(env.lock_path)  # an empty or damaged uv.lock: the build refuses and says so
+        manifest.check_uv_lock(env.uv_lock_path)  # an empty or damaged uv.lock: the build refuses and says so
         project = canonicalize_name(manifest.project_name(env.manifest_data()))
         locked = set(env.locked_versions()) | {project}
     except (OSError, ValueError, ComfydockError):
@@ -836,12 +836,12 @@ def adopt_here(env, *, listener=None, on_wait=None, step=lambda message: None) -
     become user requirements at their versions. One manifest change, left for 'commit'; on any
     failure the manifest, uv.lock, the venv and the node records are put back."""
     from comfydock import engine
-    from comfydock.dependencies import add_requirements
     from comfydock.engine import build_failure
     from comfydock.nodes.operations import guard_node_records
     from comfydock.nodes.spec import NodeSpec, set_node
+    from comfydock.pydeps import add_requirements
 
-    with env.lock(on_wait):
+    with env.process_lock(on_wait):
         found = drift(env)
         findings = [classify_node(env.custom_nodes_dir / n["directory"], n["directory"]) for n in found["nodes"]]
         extra = [p for p in found["packages"]["added"] if p["name"] not in TORCH_PACKAGES]

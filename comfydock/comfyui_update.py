@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import tomlkit
 
-from comfydock import comfyui, dependencies, manifest
+from comfydock import comfyui, manifest, pydeps
 
 
 @dataclass
@@ -32,9 +32,9 @@ class ComfyUIUpdate:
 
 def _set_core_requirements(doc, requirements: list[str]) -> tuple[list[str], list[str]]:
     """Replace ComfyUI's own requirements (the comfyui-core group); returns (added, removed)."""
-    dependencies.migrate_layout(doc, requirements)
+    pydeps.migrate_layout(doc, requirements)
     groups = manifest.dependency_groups(doc)
-    key = next(k for k in groups if k == dependencies.CORE_GROUP or k.lower() == dependencies.CORE_GROUP)
+    key = next(k for k in groups if k == pydeps.CORE_GROUP or k.lower() == pydeps.CORE_GROUP)
     before = [str(x) for x in groups[key]]
     arr = tomlkit.array()
     arr.extend(requirements)
@@ -47,10 +47,10 @@ def update_comfyui(env, ref: str | None = None, *, force: bool = False, listener
     """Move the environment's ComfyUI checkout to `ref` (default: the newest release)."""
     from comfydock import engine
     from comfydock.engine import build_failure
-    from comfydock.requirements import scan_requirements_file
+    from comfydock.requirements_txt import scan_requirements_file
 
     ws = env.workspace
-    with env.lock(on_wait):
+    with env.process_lock(on_wait):
         info = env.info()
         mirror = comfyui.update_cache(ws.comfyui_cache_dir, ws.setting("comfyui-source"), warn=warn)
         target = comfyui.resolve_ref(mirror, ref)

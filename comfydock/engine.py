@@ -135,7 +135,7 @@ def preflight(env) -> None:
     from comfydock import manifest
 
     env.manifest_data()  # validates the shape (the fast reader checks it too)
-    manifest.check_lock(env.lock_path)
+    manifest.check_uv_lock(env.uv_lock_path)
     repair_state(env)
 
 
@@ -355,11 +355,11 @@ def build(
     `task_options` maps a selected task to its doit parameters on the command line (e.g.
     tasks.python.upgrade_options); values must be validated names, never free user text."""
     from comfydock import doit_compat
-    from comfydock.locking import environment_lock
+    from comfydock.process_lock import process_lock
 
     doit_compat.skip_entry_point_plugins()
     # the lock first: the graph is planned from pyproject.toml, which another process may be changing
-    with environment_lock(env.lock_file, on_wait=on_wait):
+    with process_lock(env.process_lock_file, on_wait=on_wait):
         preflight(env)
         tasks = load_tasks(env)
         selected = _resolve_targets(tasks, targets) if targets else default_targets(tasks)
@@ -495,7 +495,7 @@ def guard_manifest(env, tx, resync: bool = True) -> None:
     if resync:
         tx.on_undo(functools.partial(resync_venv, env), "the venv (run 'comfydock build')")
     tx.save_file(env.pyproject_path)
-    tx.save_file(env.lock_path)
+    tx.save_file(env.uv_lock_path)
     tx.save_file(env.state_dir / "doit.db")
 
 

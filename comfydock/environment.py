@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from comfydock import manifest, python_env
+from comfydock import manifest, uv_runner
 from comfydock.errors import EnvironmentNotFound
 from comfydock.fsutil import atomic_write_json, read_json_state
 from comfydock.hashing import file_digest
-from comfydock.locking import environment_lock
+from comfydock.process_lock import process_lock
 from comfydock.torch_backend import (
     requested_torch_backend,
     resolve_torch_backend,
@@ -65,14 +65,14 @@ class Environment:
     cec_dir = property(lambda self: self.root / ".cec")
     state_dir = property(lambda self: self.root / ".comfydock")  # never versioned
     pyproject_path = property(lambda self: self.cec_dir / "pyproject.toml")
-    lock_path = property(lambda self: self.cec_dir / "uv.lock")
+    uv_lock_path = property(lambda self: self.cec_dir / "uv.lock")
     venv_marker = property(lambda self: self.state_dir / "venv-synced.json")
-    lock_file = property(lambda self: self.state_dir / "lock")
+    process_lock_file = property(lambda self: self.state_dir / "lock")
     log_file = property(lambda self: self.workspace.logs_dir / f"{self.name}.log")
 
     @property
     def python(self) -> Path:
-        return python_env.venv_python(self.venv_dir)
+        return uv_runner.venv_python(self.venv_dir)
 
     def manifest(self):
         return manifest.load(self.pyproject_path)
@@ -97,19 +97,19 @@ class Environment:
     def marker_environment(self, doc=None) -> dict[str, str]:
         """Marker values of this environment (its venv's Python, this machine's platform)."""
         info = manifest.environment_info(doc if doc is not None else self.manifest_data())
-        return python_env.marker_environment(self.venv_dir, info.get("python_version"))
+        return uv_runner.marker_environment(self.venv_dir, info.get("python_version"))
 
-    def lock_text(self) -> str | None:
+    def uv_lock_text(self) -> str | None:
         """uv.lock as text; None if there is none yet."""
-        return self.lock_path.read_text(encoding="utf-8") if self.lock_path.exists() else None
+        return self.uv_lock_path.read_text(encoding="utf-8") if self.uv_lock_path.exists() else None
 
-    def locked_versions(self, doc=None, lock_text: str | None = None) -> dict[str, str]:
+    def locked_versions(self, doc=None, uv_lock_text: str | None = None) -> dict[str, str]:
         """What uv.lock installs into this environment's venv (its fork of the universal lock).
-        `doc` and `lock_text`, when the caller has read them already, are used instead of reading again."""
+        `doc` and `uv_lock_text`, when the caller has read them already, are used instead of reading again."""
         from comfydock import torch_family
-        from comfydock.dependencies import locked_versions
+        from comfydock.pydeps import locked_versions
 
-        text = lock_text if lock_text is not None else self.lock_text()
+        text = uv_lock_text if uv_lock_text is not None else self.uv_lock_text()
         versions = locked_versions(text, self.marker_environment(doc))
         try:
             backend = self.torch_backend()
@@ -118,8 +118,8 @@ class Environment:
         # uv.lock holds one torch per backend extra: this machine's is the one it installs
         return versions | torch_family.family_in_lock(text, versions, backend)
 
-    def lock(self, on_wait=None):
-        return environment_lock(self.lock_file, on_wait=on_wait)
+    def process_lock(self, on_wait=None):
+        return process_lock(self.process_lock_file, on_wait=on_wait)
 
     # --- undoing a change (see comfydock/transaction.py) --------------------------------
     def transaction(self):
@@ -147,10 +147,10 @@ class Environment:
 
     # --- venv bookkeeping (used by the sync_venv task and by status) ------------------
     def record_venv_synced(self, extra: str | None = None) -> None:
-        clashes = python_env.module_clashes(self.venv_dir)  # read once per sync, shown by status
+        clashes = uv_runner.module_clashes(self.venv_dir)  # read once per sync, shown by status
         atomic_write_json(
             self.venv_marker,
-            {"uv_lock_sha256": file_digest(self.lock_path), "module_clashes": clashes, "torch_extra": extra},
+            {"uv_lock_sha256": file_digest(self.uv_lock_path), "module_clashes": clashes, "torch_extra": extra},
         )
 
     def synced_torch_extra(self) -> str | None:
@@ -161,16 +161,16 @@ class Environment:
         recorded = (read_json_state(self.venv_marker) or {}).get("module_clashes")  # derived: damaged = absent
         if isinstance(recorded, list) and all(isinstance(c, dict) for c in recorded):
             return recorded
-        return python_env.module_clashes(self.venv_dir)
+        return uv_runner.module_clashes(self.venv_dir)
 
     def venv_in_sync(self) -> bool:
         try:
-            if not self.python.exists() or not self.venv_marker.exists() or not self.lock_path.exists():
+            if not self.python.exists() or not self.venv_marker.exists() or not self.uv_lock_path.exists():
                 return False
         except OSError:  # e.g. the venv's interpreter is behind a directory this user cannot enter
             return False
         recorded = (read_json_state(self.venv_marker) or {}).get("uv_lock_sha256")
-        if not (isinstance(recorded, str) and recorded == file_digest(self.lock_path)):
+        if not (isinstance(recorded, str) and recorded == file_digest(self.uv_lock_path)):
             return False
         # a changed backend ('comfydock config torch-backend') syncs again, with its extra
         return self.synced_torch_extra() == self.torch_extra()

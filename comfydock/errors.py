@@ -58,5 +58,5 @@ class BuildFailed(ExternalToolError):
         self.task = task
 
 
-class LockHeld(ComfydockError):
+class ProcessLockHeld(ComfydockError):
     pass

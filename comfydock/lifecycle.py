@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from comfydock import comfyui, engine, history, manifest, python_env
+from comfydock import comfyui, engine, history, manifest, uv_runner
 from comfydock.engine import build_failure
 from comfydock.environment import Environment
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import remove_tree
-from comfydock.locking import environment_lock
+from comfydock.process_lock import process_lock
 from comfydock.torch_backend import resolve_torch_backend, set_environment_torch_backend
 from comfydock.workspace import Workspace, validate_name
 
@@ -49,13 +49,13 @@ def create_environment(
     All or nothing: on any failure (Ctrl-C included) the half-made directory is removed,
     and an existing environment of the same name is never touched.
     """
-    from comfydock.requirements import scan_requirements_file
+    from comfydock.requirements_txt import scan_requirements_file
 
     validate_name(name)
     if torch_backend is not None:
         resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
     root = ws.environments_dir / name
-    with environment_lock(ws.create_lock_file(name)):
+    with process_lock(ws.create_process_lock_file(name)):
         reserve_directory(ws, name)
         env = Environment(ws, name)
         with env.transaction() as tx:
@@ -88,7 +88,7 @@ def create_environment(
             backend = env.torch_backend()
 
             step(f"Creating Python {python} venv")
-            python_env.create_venv(ws, env.venv_dir, python)
+            uv_runner.create_venv(ws, env.venv_dir, python)
 
             step("Resolving and installing dependencies")
             report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv", "core_node_types"])
@@ -129,12 +129,12 @@ def delete_environment(ws: Workspace, name: str) -> None:
     """Delete an environment, or the remains of an interrupted 'create' (which hold nothing of
     the user's); a 'create' still running holds its lock and is not disturbed."""
     if ws.half_made(name):
-        with environment_lock(ws.create_lock_file(name), timeout=0):
+        with process_lock(ws.create_process_lock_file(name), timeout=0):
             if ws.half_made(name):
                 remove_tree(ws.environment_path(name))
     else:
         env = Environment.open(ws, name)
-        with env.lock():
+        with env.process_lock():
             remove_tree(env.root)
     if ws.active_environment == name:
         ws.set_active(None)

@@ -97,7 +97,7 @@ def shape_problem(doc) -> str | None:
     return None
 
 
-def _lock_closure_problem(packages: list[dict]) -> str | None:
+def _uv_lock_closure_problem(packages: list[dict]) -> str | None:
     """A cut-short lock still parses: every package a locked package depends on must be locked too."""
     names = {p.get("name") for p in packages}
     if None in names or not all(isinstance(n, str) for n in names):
@@ -123,7 +123,7 @@ def _lock_closure_problem(packages: list[dict]) -> str | None:
     return None
 
 
-def check_lock(path: Path) -> None:
+def check_uv_lock(path: Path) -> None:
     """uv.lock is versioned: a file uv cannot read is an error with the way back, never relocked blindly."""
     import tomllib
 
@@ -141,7 +141,7 @@ def check_lock(path: Path) -> None:
         elif not isinstance(data.get("package", []), list) or not all(isinstance(p, dict) for p in data.get("package", [])):
             problem = "[[package]] is not a list of tables"
         else:
-            problem = _lock_closure_problem(data["package"] if "package" in data else [])
+            problem = _uv_lock_closure_problem(data["package"] if "package" in data else [])
             if problem is None:
                 return
     raise CorruptFile(

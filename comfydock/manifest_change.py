@@ -18,7 +18,7 @@ class ManifestChange:
 
 def comfyui_requirements(env: Environment) -> list[str]:
     """ComfyUI's requirements.txt as checked out in the environment (empty if it is missing)."""
-    from comfydock.requirements import scan_requirements_file
+    from comfydock.requirements_txt import scan_requirements_file
 
     path = env.comfyui_dir / "requirements.txt"
     return scan_requirements_file(path).requirements if path.is_file() else []
@@ -28,16 +28,16 @@ def change_manifest(env: Environment, mutate, *, upgrade=None, listener=None, on
     """Edit pyproject.toml, then lock and sync; on any failure put everything back as it was.
 
     `mutate(doc)` edits the tomlkit document in place (raising to abort). A manifest from
-    before the comfyui-core group is migrated first (dependencies.migrate_layout). `upgrade`,
+    before the comfyui-core group is migrated first (pydeps.migrate_layout). `upgrade`,
     if given, maps mutate's result to package names uv should move to the newest versions the
     requirements allow (a removed pin no longer holds them back). On a failed lock or sync, or
     Ctrl-C anywhere, pyproject.toml and uv.lock are restored byte for byte and the venv
     re-synced to them.
     """
-    from comfydock.dependencies import is_legacy_layout, migrate_layout
+    from comfydock.pydeps import is_legacy_layout, migrate_layout
     from comfydock.tasks.python import upgrade_options
 
-    with env.lock(on_wait):
+    with env.process_lock(on_wait):
         doc = env.manifest()
         if is_legacy_layout(doc):
             migrate_layout(doc, comfyui_requirements(env))

@@ -416,7 +416,7 @@ def index_directory(
     Results are committed in batches (each batch a consistent set of rows), so Ctrl-C keeps
     what was done and the next run continues from there.
     """
-    from comfydock.locking import environment_lock
+    from comfydock.process_lock import process_lock
 
     root = root.expanduser().absolute()
     if not root.is_dir():
@@ -431,7 +431,7 @@ def index_directory(
         result.skipped.append(msg)
         warn(msg)
 
-    with environment_lock(db_path.with_name(db_path.name + ".lock"), on_wait=on_wait):
+    with process_lock(db_path.with_name(db_path.name + ".lock"), on_wait=on_wait):
         conn = open_index(db_path)
         try:
             _index(conn, root, result, full, workers or default_workers(), progress, _warn)

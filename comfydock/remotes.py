@@ -82,7 +82,7 @@ def list_remotes(env) -> list[dict]:
 def add_remote(env, name: str, url: str) -> dict:
     validate_remote_name(name)
     validate_url(url)
-    with env.lock():
+    with env.process_lock():
         repo = history.open_repo(env.cec_dir)
         if name in [r.name for r in repo.remotes]:
             raise ComfydockError(
@@ -95,7 +95,7 @@ def add_remote(env, name: str, url: str) -> dict:
 
 def remove_remote(env, name: str) -> None:
     validate_remote_name(name)
-    with env.lock():
+    with env.process_lock():
         repo = history.open_repo(env.cec_dir)
         if name not in [r.name for r in repo.remotes]:
             known = ", ".join(r.name for r in repo.remotes) or "none"
@@ -233,7 +233,7 @@ class PushResult:
 
 
 def push(env, remote: str | None = None, *, on_wait=None) -> PushResult:
-    with env.lock(on_wait):
+    with env.process_lock(on_wait):
         repo = history.open_repo(env.cec_dir)
         remote = _choose_remote(repo, remote)
         branch = _branch(repo)
@@ -396,7 +396,7 @@ def dev_node_hint(env, doc, missing: list[str]) -> str:
 def _merge(env, repo, head: str, theirs: str, remote: str) -> str:
     """A merge commit of HEAD and `theirs` (nothing checked out): refused, naming the files, when
     git cannot merge them cleanly; uv.lock is always re-resolved from the merged pyproject.toml."""
-    from comfydock import python_env
+    from comfydock import uv_runner
 
     git = _git()
     if not repo.git.execute(["git", "merge-base", head, theirs], with_exceptions=False):
@@ -433,7 +433,7 @@ def _merge(env, repo, head: str, theirs: str, remote: str) -> str:
                 (work / name).write_text(data, encoding="utf-8")
             except git.GitCommandError:
                 pass
-        python_env.lock(env.workspace, work)  # ours as the starting point: unchanged pins stay
+        uv_runner.uv_lock(env.workspace, work)  # ours as the starting point: unchanged pins stay
         blob = repo.git.hash_object("-w", str(work / "uv.lock"))
         index = work / "index"
         genv = {**os.environ, "GIT_INDEX_FILE": str(index)}
@@ -464,7 +464,7 @@ def pull(env, remote: str | None = None, *, listener=None, on_wait=None) -> Pull
     from comfydock.transaction import Transaction
     from comfydock.versioning import RollbackResult, apply_commit
 
-    with env.lock(on_wait):
+    with env.process_lock(on_wait):
         repo = history.open_repo(env.cec_dir)
         remote = _choose_remote(repo, remote)
         branch = _branch(repo)
@@ -583,12 +583,12 @@ def create_from_remote(
     `torch_backend` (None: this machine's setting) is kept in the environment's .comfydock/, never
     in .cec/ (see torch_family): a backend the history has no variant for is added as an extra.
     """
-    from comfydock import comfyui, engine, manifest, python_env
+    from comfydock import comfyui, engine, manifest, uv_runner
     from comfydock.engine import build_failure
     from comfydock.environment import Environment
     from comfydock.fsutil import remove_tree
     from comfydock.lifecycle import reserve_directory
-    from comfydock.locking import environment_lock
+    from comfydock.process_lock import process_lock
     from comfydock.workflows import tracking
     from comfydock.workspace import validate_name
 
@@ -604,7 +604,7 @@ def create_from_remote(
         warn(msg)
 
     root = ws.environments_dir / name
-    with environment_lock(ws.create_lock_file(name)):
+    with process_lock(ws.create_process_lock_file(name)):
         reserve_directory(ws, name)
         env = Environment(ws, name)
         with env.transaction() as tx:
@@ -654,7 +654,7 @@ def create_from_remote(
                 _warn(note + ", an uncommitted change ('comfydock commit' + 'push' shares it)")
 
             step(f"Creating Python {python} venv")
-            python_env.create_venv(ws, env.venv_dir, python)
+            uv_runner.create_venv(ws, env.venv_dir, python)
 
             missing = missing_dev_nodes(env, doc)
             from comfydock.nodes.spec import tracked_nodes
@@ -678,7 +678,7 @@ def create_from_remote(
                     from comfydock.tasks.python import lock_coherent
 
                     lock_coherent(env)
-                python_env.sync(ws, env.cec_dir, env.venv_dir, env.torch_extra())
+                uv_runner.uv_sync(ws, env.cec_dir, env.venv_dir, env.torch_extra())
                 env.record_venv_synced(env.torch_extra())
                 _warn(
                     f"development node(s) {', '.join(missing)} are not in git and were not installed: "

@@ -12,7 +12,7 @@ from comfydock.versioning import manifest_changes
 
 def status(env: Environment) -> dict:
     from comfydock.adopt import drift
-    from comfydock.dependencies import group_counts
+    from comfydock.pydeps import group_counts
 
     info = env.info()
     from comfydock.tasks import WORKSPACE_TASKS
@@ -63,9 +63,9 @@ def status(env: Environment) -> dict:
     }
 
 
-def torch_status(env: Environment, doc=None, lock_text: str | None = None, versions: dict[str, str] | None = None) -> dict:
+def torch_status(env: Environment, doc=None, uv_lock_text: str | None = None, versions: dict[str, str] | None = None) -> dict:
     """This machine's backend (requested, where from, detected) and the torch family the venv gets.
-    `doc`, `lock_text` and `versions` (env.locked_versions), if already read, are not read again."""
+    `doc`, `uv_lock_text` and `versions` (env.locked_versions), if already read, are not read again."""
     from comfydock import torch_family
 
     requested, where = env.torch_backend_requested()
@@ -75,7 +75,7 @@ def torch_status(env: Environment, doc=None, lock_text: str | None = None, versi
     except Exception as exc:  # an unknown name in $COMFYDOCK_TORCH_BACKEND: shown, not fatal
         backend, backend_error = None, str(exc)
     doc = env.manifest_data() if doc is None else doc
-    text = env.lock_text() if lock_text is None else lock_text
+    text = env.uv_lock_text() if uv_lock_text is None else uv_lock_text
     versions = torch_family.family_in_lock(text, env.locked_versions(doc, text) if versions is None else versions, backend)
     release = torch_family.recorded_release(doc)
     report = torch_family.FamilyReport(
@@ -98,17 +98,17 @@ def torch_status(env: Environment, doc=None, lock_text: str | None = None, versi
 class PythonRequirements:
     """'py list': direct requirements with their locked versions, the torch family, module clashes."""
 
-    rows: list  # dependencies.RequirementRow
+    rows: list  # pydeps.RequirementRow
     torch_family: dict  # torch_status(env)["torch_family"]
     module_clashes: list[dict]
 
 
 def python_requirements(env: Environment) -> PythonRequirements:
     """What 'py list' shows, reading pyproject.toml and uv.lock once each."""
-    from comfydock.dependencies import requirement_rows
+    from comfydock.pydeps import requirement_rows
 
     doc = env.manifest_data()
-    text = env.lock_text()
+    text = env.uv_lock_text()
     versions = env.locked_versions(doc, text)
     family = torch_status(env, doc, text, versions)["torch_family"]
     return PythonRequirements(requirement_rows(doc, versions), family, env.module_clashes())
@@ -118,8 +118,8 @@ def constraint_rows(env: Environment) -> list[dict]:
     """'constraint list': each constraint with the version uv.lock installs of its package."""
     from packaging.utils import canonicalize_name
 
-    from comfydock.dependencies import constraints
-    from comfydock.requirements import parse_requirement
+    from comfydock.pydeps import constraints
+    from comfydock.requirements_txt import parse_requirement
 
     doc = env.manifest_data()
     versions = env.locked_versions(doc)

@@ -109,14 +109,14 @@ class FamilyReport:
 # --- the family in uv.lock -------------------------------------------------------------------
 
 
-def locked_family_versions(lock_text: str | None) -> dict[str, list[str]]:
+def locked_family_versions(uv_lock_text: str | None) -> dict[str, list[str]]:
     """Every version of each family member in uv.lock (one per backend build and platform fork)."""
     import tomllib
 
-    if not lock_text:
+    if not uv_lock_text:
         return {}
     try:
-        lock = tomllib.loads(lock_text)
+        lock = tomllib.loads(uv_lock_text)
     except tomllib.TOMLDecodeError:
         return {}
     found: dict[str, list[str]] = {}
@@ -126,10 +126,10 @@ def locked_family_versions(lock_text: str | None) -> dict[str, list[str]]:
     return found
 
 
-def lock_problems(lock_text: str | None) -> list[str]:
+def lock_problems(uv_lock_text: str | None) -> list[str]:
     """Incoherent families in uv.lock: the builds of each backend are checked together."""
     by_build: dict[str, dict[str, set[str]]] = {}
-    for pkg, versions in locked_family_versions(lock_text).items():
+    for pkg, versions in locked_family_versions(uv_lock_text).items():
         for v in versions:
             by_build.setdefault(local_of(v), {}).setdefault(pkg, set()).add(v)
     problems = []
@@ -142,20 +142,20 @@ def lock_problems(lock_text: str | None) -> list[str]:
     return problems
 
 
-def lock_release(lock_text: str | None) -> tuple[int, int] | None:
+def lock_release(uv_lock_text: str | None) -> tuple[int, int] | None:
     """The newest release every locked family member can come from: the oldest release among
     them (uv locked the newest version of each it could, so none goes beyond its own)."""
-    releases = [release_of(pkg, v) for pkg, vs in locked_family_versions(lock_text).items() for v in vs]
+    releases = [release_of(pkg, v) for pkg, vs in locked_family_versions(uv_lock_text).items() for v in vs]
     releases = [r for r in releases if r is not None]
     return min(releases) if releases else None
 
 
-def family_in_lock(lock_text: str | None, versions: dict[str, str], backend: str | None) -> dict[str, str]:
+def family_in_lock(uv_lock_text: str | None, versions: dict[str, str], backend: str | None) -> dict[str, str]:
     """This venv's family: each member's locked version for `backend`'s build (uv.lock holds one
     per backend extra, which its package resolution-markers do not tell apart)."""
     want = backend or ""
     result = {}
-    for pkg, candidates in locked_family_versions(lock_text).items():
+    for pkg, candidates in locked_family_versions(uv_lock_text).items():
         chosen = [v for v in candidates if local_of(v) == want]
         if chosen:
             result[pkg] = chosen[0]
@@ -407,7 +407,7 @@ print(json.dumps(out))
 
 
 def installed_members(venv_dir) -> list[str]:
-    from comfydock.python_env import site_packages
+    from comfydock.uv_runner import site_packages
 
     root = site_packages(venv_dir)
     if root is None:

@@ -147,11 +147,11 @@ def commit_environment(
     `choose(workflow, reference) -> candidate dict | None` is asked for each ambiguous or
     unresolved model reference when given (None: skip); without it nothing is asked. Any failure
     (Ctrl-C included) leaves .cec/ as it was."""
-    with env.lock(on_wait):
+    with env.process_lock(on_wait):
         repo = history.open_repo(env.cec_dir)
         changes = _changes(env, repo)
         with Transaction(env.state_dir / "undo") as tx:
-            for path in (env.pyproject_path, env.lock_path):
+            for path in (env.pyproject_path, env.uv_lock_path):
                 tx.save_file(path)
             tx.save_tree(env.cec_dir / "workflows")
             _prune_deleted_copies(env, tx)
@@ -273,7 +273,7 @@ def _tree_files(repo, commit: str) -> set[str]:
 def rollback_environment(env, target: str | None = None, *, listener=None, on_wait=None) -> RollbackResult:
     """Apply version `target` (default: the last commit, i.e. discard uncommitted changes) to
     .cec/, custom_nodes/, the venv and ComfyUI's workflows, as one step on the current branch."""
-    with env.lock(on_wait):
+    with env.process_lock(on_wait):
         repo = history.open_repo(env.cec_dir)
         commit = resolve_target(repo, target)
         result = RollbackResult(target or "HEAD", commit)
@@ -391,7 +391,7 @@ def resolve_workflow_models(env, workflow: str, *, choose=None, listener=None, o
 
     name = describe_workflow(env, workflow)["name"]
     key = tracking.task_key(name)
-    with env.lock(on_wait):
+    with env.process_lock(on_wait):
         _build(env, [f"resolve_models:{key}"], listener)
         data = json.loads(resolved_file(env, name).read_text())
         if choose is not None:
@@ -424,8 +424,8 @@ def manifest_changes(env, repo) -> dict:
     except Exception:  # no commit yet, or an unreadable committed file: nothing to compare
         committed = None
     if committed is not None:
-        from comfydock.dependencies import dependency_snapshot
         from comfydock.nodes.spec import tracked_nodes
+        from comfydock.pydeps import dependency_snapshot
 
         current = env.manifest_data()
         before, after = dependency_snapshot(committed), dependency_snapshot(current)

@@ -399,7 +399,7 @@ class Workspace:
         path = self.environment_path(name)
         return path.is_dir() and not has_commit(path / ".cec")
 
-    def create_lock_file(self, name: str) -> Path:
+    def create_process_lock_file(self, name: str) -> Path:
         return self.metadata_file.parent / "locks" / f"{name}.lock"
 
     def environment_path(self, name: str) -> Path:

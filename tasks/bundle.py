@@ -42,7 +42,7 @@ def task_lookup_source(env):
 def task_write_lock(env):
     """Write comfydock.lock: models (hashes, sizes, URLs), nodes (registry/git/development), ComfyUI, Python."""
     hashes = list(ex.selected_hashes(env))
-    target = ex.lock_file(env)
+    target = ex.comfydock_lock_path(env)
     yield {
         "basename": "write_lock",
         "task_dep": [f"lookup_source:{h}" for h in hashes],
@@ -60,7 +60,7 @@ def task_bundle(env):
     yield {
         "basename": "bundle",
         "task_dep": ["write_lock"],
-        "file_dep": [env.pyproject_path, env.lock_path, ex.lock_file(env), *workflows],
+        "file_dep": [env.pyproject_path, env.uv_lock_path, ex.comfydock_lock_path(env), *workflows],
         "targets": [target],
         "uptodate": [(ex.bundle_uptodate, [env])],
         "actions": [(ex.write_bundle_task, [env, target])],

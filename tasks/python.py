@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from comfydock import manifest, python_env
+from comfydock import manifest, uv_runner
 
 # lock_deps' one parameter: packages to move to the newest versions the requirements allow
 # ('uv lock --upgrade-package'), asked by 'py remove', 'constraint remove' and 'node update'.
@@ -22,7 +22,7 @@ def upgrade_options(names) -> dict[str, list[str]]:
     """doit command-line options for lock_deps asking uv to upgrade `names` (validated names only)."""
     from packaging.utils import canonicalize_name
 
-    from comfydock.requirements import parse_requirement
+    from comfydock.requirements_txt import parse_requirement
 
     args: list[str] = []
     for name in names:
@@ -59,7 +59,7 @@ def lock_coherent(env, upgrade=()) -> None:
     from comfydock.fsutil import atomic_write_bytes
 
     ws = env.workspace
-    saved = {path: (path.read_bytes() if path.exists() else None) for path in (env.pyproject_path, env.lock_path)}
+    saved = {path: (path.read_bytes() if path.exists() else None) for path in (env.pyproject_path, env.uv_lock_path)}
     try:
         doc = manifest.load(env.pyproject_path)
         if not torch_family.backend_ready(doc, env.torch_backend()):
@@ -75,7 +75,7 @@ def lock_coherent(env, upgrade=()) -> None:
                 raise
             _save_if_changed(env, doc)  # a requirement moved past the recorded release: derive it anew
             _uv_lock(env, upgrade)
-        text = env.lock_path.read_text(encoding="utf-8")
+        text = env.uv_lock_path.read_text(encoding="utf-8")
         release = torch_family.lock_release(text)
         if release is None or (release == torch_family.recorded_release(doc) and not torch_family.lock_problems(text)):
             return
@@ -94,7 +94,7 @@ def lock_coherent(env, upgrade=()) -> None:
                 "then run 'comfydock build'",
                 details=exc.details,
             ) from None
-        left = torch_family.lock_problems(env.lock_path.read_text(encoding="utf-8"))
+        left = torch_family.lock_problems(env.uv_lock_path.read_text(encoding="utf-8"))
         if left:
             raise ComfydockError(f"no coherent torch family: {'; '.join(left)}", hint="pin one PyTorch release of torch")
     except BaseException:
@@ -118,7 +118,7 @@ def _uv_lock(env, upgrade) -> None:
     from comfydock.errors import ExternalToolError
 
     try:
-        python_env.lock(env.workspace, env.cec_dir, list(upgrade))
+        uv_runner.uv_lock(env.workspace, env.cec_dir, list(upgrade))
     except ExternalToolError as exc:
         raise torch_index_error(env, exc) or exc from None
 
@@ -159,7 +159,7 @@ def _no_upgrade_asked(task) -> bool:
 
 def _sync(env) -> None:
     extra = env.torch_extra()
-    python_env.sync(env.workspace, env.cec_dir, env.venv_dir, extra)
+    uv_runner.uv_sync(env.workspace, env.cec_dir, env.venv_dir, extra)
     env.record_venv_synced(extra)
 
 
@@ -176,7 +176,7 @@ def task_lock_deps(env):
         "basename": "lock_deps",
         "task_dep": scan_task_names(env),  # node dependency groups are written before locking
         "file_dep": [env.pyproject_path],
-        "targets": [env.lock_path],
+        "targets": [env.uv_lock_path],
         "params": [UPGRADE_PARAM],
         # an upgrade request always runs uv lock, and so does a backend new to the manifest
         "uptodate": [_no_upgrade_asked, (machine_backend_in_manifest, [env])],
@@ -188,7 +188,7 @@ def task_sync_venv(env):
     """Install exactly what .cec/uv.lock says into the environment's .venv."""
     yield {
         "basename": "sync_venv",
-        "file_dep": [env.lock_path],
+        "file_dep": [env.uv_lock_path],
         "targets": [env.venv_marker],
         "uptodate": [(_venv_synced, [env])],
         "actions": [(_sync, [env])],

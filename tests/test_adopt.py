@@ -53,7 +53,7 @@ def _commit(repo, message):
 @pytest.fixture
 def existing_install(tmp_path, comfyui_source, fixture_assets, registry):
     """A ComfyUI someone has used for months: local edit, nodes of every kind, a venv, models."""
-    from comfydock import python_env
+    from comfydock import uv_runner
 
     pack_zip = node_zip_bytes("adopt-pack", "cdfix-beta\n", {"pyproject.toml": PACK_PYPROJECT, "nodes.py": "# pack\n"})
     registry.add_node(
@@ -83,7 +83,7 @@ def existing_install(tmp_path, comfyui_source, fixture_assets, registry):
     (comfy / "user" / "default" / "workflows" / "portrait.json").write_text('{"nodes": [], "links": []}\n')
     (comfy / "user" / "default" / "comfy.settings.json").write_text('{"Comfy.Theme": "dark"}\n')
     environ = {**os.environ, "UV_NO_CONFIG": "1"}
-    uv = python_env.uv_bin()
+    uv = uv_runner.uv_bin()
     subprocess.run([uv, "venv", "-q", "--python", "3.11", str(home / "venv")], check=True, env=environ)
     subprocess.run(
         [uv, "pip", "install", "-q", "--python", str(home / "venv" / "bin" / "python"), "--no-index"]
@@ -272,7 +272,7 @@ def test_portable_install_without_git_maps_to_the_matching_release(workspace, tm
 def test_status_shows_drift_and_adopt_here_tracks_it(env, registry, node_repo, fixture_assets, run_cli):
     """ComfyUI-Manager dropped nodes into custom_nodes/ and pip-installed a package: status says
     so, and adopt --here turns it all into tracked nodes and requirements, files left in place."""
-    from comfydock import python_env
+    from comfydock import uv_runner
     from comfydock.nodes.spec import tracked_nodes
 
     pack_zip = node_zip_bytes("adopt-pack", "# none\n", {"pyproject.toml": PACK_PYPROJECT})
@@ -285,7 +285,7 @@ def test_status_shows_drift_and_adopt_here_tracks_it(env, registry, node_repo, f
     (env.custom_nodes_dir / "manual").mkdir()
     (env.custom_nodes_dir / "manual" / "__init__.py").write_text("# mine\n")
     subprocess.run(
-        [python_env.uv_bin(), "pip", "install", "-q", "--python", str(env.python), "--no-index"]
+        [uv_runner.uv_bin(), "pip", "install", "-q", "--python", str(env.python), "--no-index"]
         + ["--find-links", str(fixture_assets["wheels"]), "cdfix-vision==1.0"],
         check=True,
     )
@@ -322,10 +322,10 @@ def test_adopt_here_and_a_path_together_is_a_usage_error(run_cli, tmp_path):
 
 
 def test_build_names_the_untracked_packages_its_sync_removes_and_keeps_untracked_nodes(env, fixture_assets, run_cli):
-    from comfydock import python_env
+    from comfydock import uv_runner
 
     subprocess.run(
-        [python_env.uv_bin(), "pip", "install", "-q", "--python", str(env.python), "--no-index"]
+        [uv_runner.uv_bin(), "pip", "install", "-q", "--python", str(env.python), "--no-index"]
         + ["--find-links", str(fixture_assets["wheels"]), "cdfix-vision==1.0"],
         check=True,
     )

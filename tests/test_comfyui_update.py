@@ -50,13 +50,13 @@ def test_update_moves_checkout_requirements_and_venv_then_rollback_moves_back(ol
 
 def test_failed_update_puts_the_old_checkout_and_manifest_back(old_env, run_cli, fixture_assets, tmp_path):
     env = old_env
-    before = (_head(env), env.pyproject_path.read_bytes(), env.lock_path.read_bytes())
+    before = (_head(env), env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes())
     # uv cannot find cdfix-gamma when the wheels are hidden: the lock step fails
     assert run_cli("config", "find-links", tmp_path / "no-wheels-here").code == 0
     result = run_cli("comfyui", "update", "v0.2.0")
     assert result.code == 1
     assert "Traceback" not in result.err
-    assert (_head(env), env.pyproject_path.read_bytes(), env.lock_path.read_bytes()) == before
+    assert (_head(env), env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()) == before
 
 
 def test_unknown_ref_lists_release_tags(old_env, run_cli):

@@ -27,7 +27,7 @@ def test_create_checks_out_newest_release_and_installs_its_requirements(env, wor
     assert info["comfyui_version"] == "v0.2.0"
     assert info["comfyui_commit"] == repo.head.commit.hexsha
     assert info["python_version"] == "3.11"
-    lock = tomlkit.parse(env.lock_path.read_text())
+    lock = tomlkit.parse(env.uv_lock_path.read_text())
     assert {p["name"] for p in lock["package"]} >= {"cdfix-alpha", "cdfix-gamma"}
     assert venv_has(env, "cdfix_alpha") == "2.0"
     assert venv_has(env, "cdfix_gamma") == "0.2"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import venv_has
 
-from comfydock.errors import LockHeld
-from comfydock.locking import environment_lock
+from comfydock.errors import ProcessLockHeld
+from comfydock.process_lock import process_lock
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -26,12 +26,12 @@ def statuses_of(result):
 
 
 def test_second_build_with_nothing_changed_executes_nothing(env, run_cli):
-    lock_mtime = env.lock_path.stat().st_mtime_ns
+    lock_mtime = env.uv_lock_path.stat().st_mtime_ns
     marker_mtime = env.venv_marker.stat().st_mtime_ns
     result = run_cli("build", "--json")
     assert result.code == 0
     assert statuses(result) == {"lock_deps": "up-to-date", "sync_venv": "up-to-date"}
-    assert env.lock_path.stat().st_mtime_ns == lock_mtime
+    assert env.uv_lock_path.stat().st_mtime_ns == lock_mtime
     assert env.venv_marker.stat().st_mtime_ns == marker_mtime
 
 
@@ -49,7 +49,7 @@ def test_hand_edited_dependency_is_locked_and_installed(env, run_cli):
     result = run_cli("build", "--json")
     assert statuses(result) == {"lock_deps": "ran", "sync_venv": "ran"}
     assert venv_has(env, "cdfix_beta") == "1.0"
-    assert 'name = "cdfix-beta"' in env.lock_path.read_text()
+    assert 'name = "cdfix-beta"' in env.uv_lock_path.read_text()
 
 
 def test_deleted_venv_is_rebuilt_without_relocking(env, run_cli):
@@ -64,11 +64,11 @@ def test_deleted_venv_is_rebuilt_without_relocking(env, run_cli):
 def test_failed_lock_reports_uv_and_rerun_continues_after_fix(env, run_cli):
     good = env.pyproject_path.read_text()
     env.pyproject_path.write_text(good.replace('"cdfix-gamma",', '"cdfix-gamma>=5",'))
-    lock_before = env.lock_path.read_bytes()
+    lock_before = env.uv_lock_path.read_bytes()
     result = run_cli("build")
     assert result.code == 1
     assert "lock_deps" in result.err and "cdfix-gamma" in result.err
-    assert env.lock_path.read_bytes() == lock_before  # uv refused: the old lock stands
+    assert env.uv_lock_path.read_bytes() == lock_before  # uv refused: the old lock stands
     assert venv_has(env, "cdfix_gamma") == "0.2"
     env.pyproject_path.write_text(good.replace('"cdfix-gamma",', '"cdfix-gamma<0.2",'))
     result = run_cli("build", "--json")
@@ -92,8 +92,8 @@ def test_unknown_target_is_a_usage_error(env, run_cli):
 def test_build_list_shows_inputs_and_outputs(env, run_cli):
     tasks = {t["name"]: t for t in run_cli("build", "--list", "--json").json}
     assert tasks["lock_deps"]["file_dep"] == [str(env.pyproject_path)]
-    assert tasks["lock_deps"]["targets"] == [str(env.lock_path)]
-    assert tasks["sync_venv"]["file_dep"] == [str(env.lock_path)]
+    assert tasks["lock_deps"]["targets"] == [str(env.uv_lock_path)]
+    assert tasks["sync_venv"]["file_dep"] == [str(env.uv_lock_path)]
 
 
 def test_doit_state_lives_outside_the_versioned_tree(env):
@@ -124,16 +124,16 @@ def test_plain_doit_drives_the_same_graph(env):
 
 def test_second_process_waits_for_the_lock_and_names_the_holder(env, tmp_path):
     script = (
-        "import sys, time; from pathlib import Path; from comfydock.locking import environment_lock\n"
-        f"with environment_lock(Path({str(env.lock_file)!r})):\n"
+        "import sys, time; from pathlib import Path; from comfydock.process_lock import process_lock\n"
+        f"with process_lock(Path({str(env.process_lock_file)!r})):\n"
         "    print('held', flush=True); sys.stdin.readline()\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         waits = []
-        with pytest.raises(LockHeld) as info:
-            with environment_lock(env.lock_file, timeout=0.5, on_wait=waits.append):
+        with pytest.raises(ProcessLockHeld) as info:
+            with process_lock(env.process_lock_file, timeout=0.5, on_wait=waits.append):
                 pass
         assert f"pid {holder.pid}" in info.value.message
         assert waits and f"pid {holder.pid}" in waits[0]
@@ -141,7 +141,7 @@ def test_second_process_waits_for_the_lock_and_names_the_holder(env, tmp_path):
         holder.stdin.write("\n")
         holder.stdin.flush()
         holder.wait(10)
-    with environment_lock(env.lock_file, timeout=2):  # free again once the holder exits
+    with process_lock(env.process_lock_file, timeout=2):  # free again once the holder exits
         pass
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from comfydock import dependencies, manifest, torch_family
+from comfydock import manifest, pydeps, torch_family
 from comfydock.nodes.spec import NodeSpec, drop_node, set_node, tracked_node, tracked_nodes
 
 
@@ -14,8 +14,8 @@ def _edited_manifest():
     set_node(
         doc, NodeSpec(id="my-node", source="git", directory="my-node", url="file:///x/my-node.git", ref="v1", commit="b" * 40)
     )
-    dependencies.add_requirements(doc, ["tinyutil>=1"])
-    dependencies.add_constraints(doc, ["numpy<2"])
+    pydeps.add_requirements(doc, ["tinyutil>=1"])
+    pydeps.add_constraints(doc, ["numpy<2"])
     torch_family.record_release(doc, (2, 5))
     manifest.set_workflows(doc, {"wf": {"path": "wf.json", "state": "ok"}}, {"abc": {"filename": "m.safetensors"}})
     manifest.set_node_type_choice(doc, "KSamplerX", "my-node")
@@ -29,7 +29,7 @@ def test_every_section_edit_reads_back_after_a_save(tmp_path):
     assert list(tracked_nodes(doc)) == ["my-node"]
     assert tracked_node(doc, "file:///x/my-node.git").id == "my-node"
     assert "tinyutil>=1" in manifest.user_requirements(doc)
-    assert "numpy<2" in dependencies.constraints(doc)
+    assert "numpy<2" in pydeps.constraints(doc)
     assert torch_family.recorded_release(doc) == (2, 5)
     assert manifest.workflow_entries(doc)["wf"]["path"] == "wf.json"
     assert manifest.required_models(doc) == {"abc": {"filename": "m.safetensors"}}
@@ -52,4 +52,4 @@ def test_dropping_the_last_node_and_release_leaves_no_empty_sections_behind():
     assert tracked_nodes(doc) == {}
     assert manifest.section(doc, "torch") is None
     assert "node-my-node" not in manifest.dependency_groups(doc)
-    assert dependencies.constraints(doc) == ["numpy<2"]
+    assert pydeps.constraints(doc) == ["numpy<2"]

@@ -86,11 +86,11 @@ def test_unreachable_registry_says_which_setting_to_fix(env, run_cli):
 
 
 def test_cut_off_download_leaves_nothing_and_a_retry_works(env, registry, run_cli, workspace):
-    before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes()
+    before = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()
     registry.mode = "truncate"
     result = run_cli("node", "add", "comfyui-fixture-pack")
     assert result.code == 1 and ("cut off" in result.err or "was interrupted" in result.err)
-    assert (env.pyproject_path.read_bytes(), env.lock_path.read_bytes()) == before
+    assert (env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()) == before
     assert not (env.custom_nodes_dir / "ComfyUI-Fixture-Pack").exists()
     assert not any((workspace.node_cache_dir / "store").iterdir())  # no half entry in the cache
     registry.mode = None
@@ -348,12 +348,12 @@ def test_requirements_txt_and_pyproject_are_scanned_options_reported(env, run_cl
 
 def test_conflicting_node_requirements_change_nothing(env, run_cli, workspace):
     make_dev_node(env, "bad-node", requirements="cdfix-alpha<1\n")
-    before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes()
+    before = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()
     result = run_cli("node", "add", "bad-node", "--dev")
     assert result.code == 1
     assert "No solution found" in result.err
     assert "--no-test" in result.err or "pyproject" in result.err
-    assert (env.pyproject_path.read_bytes(), env.lock_path.read_bytes()) == before
+    assert (env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()) == before
     assert (env.custom_nodes_dir / "bad-node").is_dir()  # the user's directory is untouched
     assert venv_has(env, "cdfix_alpha") == "2.0"
 
@@ -424,7 +424,7 @@ def test_ctrl_c_midway_through_node_add_puts_everything_back(env, registry, work
     from comfydock.workspace import Workspace
 
     env = Environment.open(Workspace.open(workspace.root), "main")  # sees the registry-url set after `env` was made
-    before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes()
+    before = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()
 
     def listener(kind, task):
         if kind == "start" and task == "lock_deps":  # node fetched, installed and scanned by now
@@ -432,7 +432,7 @@ def test_ctrl_c_midway_through_node_add_puts_everything_back(env, registry, work
 
     with pytest.raises(KeyboardInterrupt):
         add_nodes(env, ["comfyui-fixture-pack"], listener=listener)
-    assert (env.pyproject_path.read_bytes(), env.lock_path.read_bytes()) == before
+    assert (env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()) == before
     assert not (env.custom_nodes_dir / "ComfyUI-Fixture-Pack").exists()
     assert venv_has(env, "cdfix_beta") is None
     # and the next attempt simply works, from the cache
@@ -453,7 +453,7 @@ def everything(env) -> dict:
 
     return {
         "pyproject.toml": env.pyproject_path.read_bytes(),
-        "uv.lock": env.lock_path.read_bytes(),
+        "uv.lock": env.uv_lock_path.read_bytes(),
         "custom_nodes": tree(env.custom_nodes_dir),
         "records": {d: tree(env.state_dir / d) for d in ("nodes", "reqs", "scripts")},
         "venv": venv_distributions(env.venv_dir),
@@ -553,10 +553,10 @@ def test_failed_update_puts_the_old_version_back(env, registry, run_cli):
     registry.nodes["comfyui-fixture-pack"]["versions"]["2.0.0"] = node_zip_bytes("fixture-pack", "cdfix-alpha<1\n")
     assert run_cli("node", "add", "comfyui-fixture-pack@1.0.0").code == 0
     node_dir = env.custom_nodes_dir / "ComfyUI-Fixture-Pack"
-    before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes(), (node_dir / "requirements.txt").read_text()
+    before = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes(), (node_dir / "requirements.txt").read_text()
     result = run_cli("node", "update", "comfyui-fixture-pack", "--version", "2.0.0")
     assert result.code == 1 and "No solution found" in result.err
-    after = env.pyproject_path.read_bytes(), env.lock_path.read_bytes(), (node_dir / "requirements.txt").read_text()
+    after = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes(), (node_dir / "requirements.txt").read_text()
     assert after == before
     assert venv_has(env, "cdfix_beta") == "1.0"
     assert statuses_of(run_cli("build", "--dry-run", "--json").json) == {"up-to-date"}
@@ -567,9 +567,9 @@ def statuses_of(plan):
 
 
 def test_a_busy_environment_names_its_holder(env, registry):
-    from comfydock.locking import environment_lock
+    from comfydock.process_lock import process_lock
 
-    with environment_lock(env.lock_file):  # this test process plays the other comfydock
+    with process_lock(env.process_lock_file):  # this test process plays the other comfydock
         proc = subprocess.run(
             [sys.executable, "-m", "comfydock", "node", "add", "comfyui-plain", "-e", "main"],
             capture_output=True,
@@ -614,7 +614,7 @@ def test_build_rebuilds_nodes_from_a_copied_manifest(env, registry, node_repo, r
     assert run_cli("create", "colleague", "--torch-backend", "cpu").code == 0
     other = Environment.open(workspace, "colleague")
     shutil.copy(env.pyproject_path, other.pyproject_path)
-    shutil.copy(env.lock_path, other.lock_path)
+    shutil.copy(env.uv_lock_path, other.uv_lock_path)
     result = run_cli("build", "-e", "colleague", "--json")
     assert result.code == 0, result.err
     ran = {t["task"] for t in result.json["tasks"] if t["status"] == "ran"}
@@ -624,7 +624,7 @@ def test_build_rebuilds_nodes_from_a_copied_manifest(env, registry, node_repo, r
         git.Repo(other.custom_nodes_dir / "ComfyUI-Git-Node").head.commit.hexsha == git.Repo(node_repo).tags["v1.0"].commit.hexsha
     )
     assert venv_has(other, "cdfix_beta") == "1.0" and venv_has(other, "cdfix_gamma") == "0.1"
-    assert other.lock_path.read_bytes() == env.lock_path.read_bytes()
+    assert other.uv_lock_path.read_bytes() == env.uv_lock_path.read_bytes()
 
 
 # --- annotated tags, refs that are not commits ------------------------------------------------------
@@ -775,7 +775,7 @@ def hostile_answer(registry, case):
 )
 def test_malformed_registry_answers_are_one_line_errors_and_install_nothing(env, registry, run_cli, case, says, tmp_path):
     ident = hostile_answer(registry, case)
-    before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes()
+    before = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()
     result = run_cli("node", "add", ident)
     assert result.code == 1, result.err
     assert says in result.err and "Traceback" not in result.err
@@ -783,7 +783,7 @@ def test_malformed_registry_answers_are_one_line_errors_and_install_nothing(env,
     assert says in error_line
     if case not in ("empty-zip", "file-and-directory"):  # an archive error names the archive
         assert registry.url in error_line
-    assert (env.pyproject_path.read_bytes(), env.lock_path.read_bytes()) == before
+    assert (env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()) == before
     assert sorted(p.name for p in env.custom_nodes_dir.iterdir()) == ["example_node.py.example"]
     assert not os.path.exists("/tmp/comfydock-evil")
     assert not list((env.state_dir / "nodes").glob("*")) if (env.state_dir / "nodes").exists() else True

@@ -27,7 +27,7 @@ def test_add_then_remove_round_trip(env, run_cli):
     assert run_cli("py", "remove", "cdfix-beta").code == 0
     assert venv_has(env, "cdfix_beta") is None
     assert "cdfix-beta" not in {r["name"] for r in run_cli("py", "list", "--json").json}
-    assert 'name = "cdfix-beta"' not in env.lock_path.read_text()
+    assert 'name = "cdfix-beta"' not in env.uv_lock_path.read_text()
 
 
 def test_second_identical_add_does_no_work(env, run_cli):
@@ -59,11 +59,11 @@ def test_add_to_a_named_group(env, run_cli):
 
 
 def test_conflict_with_core_is_refused_and_changes_nothing(env, run_cli):
-    before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes()
+    before = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()
     result = run_cli("py", "add", "cdfix-alpha<1")
     assert result.code == 1
     assert "No solution found" in result.err  # uv's explanation
-    assert (env.pyproject_path.read_bytes(), env.lock_path.read_bytes()) == before
+    assert (env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()) == before
     assert venv_has(env, "cdfix_alpha") == "2.0"
     assert run_cli("build", "--dry-run", "sync_venv", "--json").json == [
         {"task": "lock_deps", "status": "up-to-date"},
@@ -94,18 +94,18 @@ def test_constraint_forces_an_older_version_a_group_asks_for(env, run_cli):
     assert run_cli("constraint", "list", "--json").json == [{"constraint": "cdfix-alpha<2", "locked": "1.5"}]
     doc = tomlkit.parse(env.pyproject_path.read_text())
     assert list(doc["tool"]["uv"]["constraint-dependencies"]) == ["cdfix-alpha<2"]
-    assert "constraints = [" in env.lock_path.read_text()
+    assert "constraints = [" in env.uv_lock_path.read_text()
     assert run_cli("constraint", "remove", "cdfix-alpha").code == 0
     assert run_cli("constraint", "list", "--json").json == []
     # like 'uv remove', uv keeps the locked versions that still fit; the bound itself is gone
-    assert "constraints = [" not in env.lock_path.read_text()
+    assert "constraints = [" not in env.uv_lock_path.read_text()
 
 
 def test_impossible_constraint_is_refused_and_changes_nothing(env, run_cli):
-    before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes()
+    before = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()
     result = run_cli("constraint", "add", "cdfix-alpha<0.5")
     assert result.code == 1 and "No solution found" in result.err
-    assert (env.pyproject_path.read_bytes(), env.lock_path.read_bytes()) == before
+    assert (env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()) == before
 
 
 def test_constraint_without_a_bound_is_refused(env, run_cli):
@@ -152,11 +152,11 @@ def test_a_user_pin_never_replaces_comfyuis_requirement(env, run_cli):
 
 
 def test_a_pin_contradicting_comfyui_is_refused_with_uvs_reason(env, run_cli):
-    before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes()
+    before = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()
     result = run_cli("py", "add", "cdfix-alpha<1")  # 0.9 exists: only ComfyUI's >=1.0 forbids it
     assert result.code == 1
     assert "No solution found" in result.err and "cdfix-alpha" in result.err
-    assert (env.pyproject_path.read_bytes(), env.lock_path.read_bytes()) == before
+    assert (env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()) == before
     assert venv_has(env, "cdfix_alpha") == "2.0"
 
 
@@ -234,7 +234,7 @@ def test_py_list_shows_the_version_locked_for_this_platform_not_another_fork(env
     )
     env.pyproject_path.write_text(text)
     assert run_cli("build").code == 0
-    assert {p["version"] for p in tomllib.loads(env.lock_path.read_text())["package"] if p["name"] == "cdfix-alpha"} == {
+    assert {p["version"] for p in tomllib.loads(env.uv_lock_path.read_text())["package"] if p["name"] == "cdfix-alpha"} == {
         "1.5",
         "2.0",
     }
@@ -265,8 +265,8 @@ version = "11.0"
 
 
 def test_locked_versions_pick_the_fork_of_the_environments_python():
-    from comfydock.dependencies import locked_versions
-    from comfydock.python_env import marker_environment
+    from comfydock.pydeps import locked_versions
+    from comfydock.uv_runner import marker_environment
 
     py311 = marker_environment(Path("/nonexistent"), "3.11")
     py312 = marker_environment(Path("/nonexistent"), "3.12.1")
@@ -297,7 +297,7 @@ def test_two_distributions_installing_one_module_are_warned_with_the_fix(env, ru
 
 
 def test_provided_modules_ignore_namespace_packages_and_stray_test_folders():
-    from comfydock.python_env import provided_modules
+    from comfydock.uv_runner import provided_modules
 
     assert provided_modules(["cv2/__init__.py", "cv2/data/x.xml", "opencv_python-4.dist-info/RECORD"]) == {"cv2"}
     assert provided_modules(["google/protobuf/__init__.py", "google/protobuf/x.py"]) == {"google.protobuf"}
@@ -307,7 +307,7 @@ def test_provided_modules_ignore_namespace_packages_and_stray_test_folders():
 
 
 def test_record_files_are_read_as_csv_where_a_path_needs_quoting(tmp_path):
-    from comfydock.python_env import _record_paths
+    from comfydock.uv_runner import _record_paths
 
     (tmp_path / "RECORD").write_text('a/__init__.py,sha256=x,1\n"b,c/__init__.py",sha256=y,2\nd/e/f/g.py,,\n')
     assert _record_paths(tmp_path) == ["a/__init__.py", "b,c/__init__.py"]  # deeper files are never needed
@@ -319,14 +319,14 @@ def test_record_files_are_read_as_csv_where_a_path_needs_quoting(tmp_path):
 @pytest.mark.parametrize("command", ["py add", "constraint add"])
 def test_ctrl_c_while_the_venv_syncs_puts_everything_back(env, command):
     """uv.lock has changed by then: it goes back, and the venv is synced to it again."""
-    from comfydock import dependencies
+    from comfydock import pydeps
     from comfydock.manifest_change import change_manifest
 
-    before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes()
+    before = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()
     if command == "py add":
-        mutate = lambda doc: dependencies.add_requirements(doc, ["cdfix-beta<2"])  # noqa: E731
+        mutate = lambda doc: pydeps.add_requirements(doc, ["cdfix-beta<2"])  # noqa: E731
     else:
-        mutate = lambda doc: dependencies.add_constraints(doc, ["cdfix-alpha<2"])  # noqa: E731
+        mutate = lambda doc: pydeps.add_constraints(doc, ["cdfix-alpha<2"])  # noqa: E731
 
     def listener(kind, task):
         if kind == "start" and task == "sync_venv":
@@ -334,7 +334,7 @@ def test_ctrl_c_while_the_venv_syncs_puts_everything_back(env, command):
 
     with pytest.raises(KeyboardInterrupt):
         change_manifest(env, mutate, listener=listener)
-    assert (env.pyproject_path.read_bytes(), env.lock_path.read_bytes()) == before
+    assert (env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()) == before
     assert venv_has(env, "cdfix_beta") is None and venv_has(env, "cdfix_alpha") == "2.0"
     assert env.venv_in_sync()
     # and the same change then simply works
@@ -350,7 +350,7 @@ def test_ctrl_c_of_the_cli_while_uv_locks_restores_everything(env, run_cli, stal
     url, asked = stalling_index
     assert run_cli("config", "python-index", url).code == 0
     assert run_cli("config", "no-index", "false").code == 0
-    before = env.pyproject_path.read_bytes(), env.lock_path.read_bytes()
+    before = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()
     # like a terminal's Ctrl-C: SIGINT to the whole process group (comfydock and uv)
     proc = subprocess.Popen(
         [sys.executable, "-m", "comfydock", *command],
@@ -369,7 +369,7 @@ def test_ctrl_c_of_the_cli_while_uv_locks_restores_everything(env, run_cli, stal
             proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    assert (env.pyproject_path.read_bytes(), env.lock_path.read_bytes()) == before
+    assert (env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()) == before
     assert venv_has(env, "cdfix_beta") is None and venv_has(env, "cdfix_alpha") == "2.0"
     assert run_cli("status", "--json").json["venv_in_sync"] is True
 
@@ -425,7 +425,7 @@ python_version = "3.12"
 
 
 def test_migrating_a_manifest_without_user_additions_moves_every_line_to_comfyui_core():
-    from comfydock.dependencies import dependency_snapshot, is_legacy_layout, migrate_layout
+    from comfydock.pydeps import dependency_snapshot, is_legacy_layout, migrate_layout
 
     doc = tomlkit.parse(LEGACY)
     before = dependency_snapshot(doc)

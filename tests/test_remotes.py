@@ -91,7 +91,7 @@ def test_team_round_trip_create_from_push_pull(env, workspace, run_cli, node_rep
     assert venv_has(env_b, "cdfix_gamma") == "0.1" and venv_has(env_b, "cdfix_beta") == "2.0"
     assert (env_b.workflows_dir / "sdxl_simple_example.json").read_bytes() == SDXL.read_bytes()
     assert [v["version"] for v in b("log", "--json").json] == ["v2", "v1"]
-    assert env_b.lock_path.read_bytes() == env.lock_path.read_bytes()
+    assert env_b.uv_lock_path.read_bytes() == env.uv_lock_path.read_bytes()
     assert sorted(p.name for p in env_b.root.iterdir() if p.name.startswith(".cec")) == [".cec"]
     assert b("status", "--json").json["uncommitted_changes"] == []
 
@@ -218,8 +218,8 @@ def test_clean_merge_renumbers_unpushed_versions_and_relocks(two_machines, run_c
     log = {v["version"]: v["message"] for v in b("log", "--json").json}
     assert log["v3"] == "A adds beta" and log["v4"] == "B adds upscaler" and log["v5"] == "B adds a second upscaler"
     assert log["v6"].startswith("Merge")
-    assert "cdfix-beta" in env_b.pyproject_path.read_text() and "cdfix-beta" in env_b.lock_path.read_text()
-    assert "<<<<<<<" not in env_b.lock_path.read_text()
+    assert "cdfix-beta" in env_b.pyproject_path.read_text() and "cdfix-beta" in env_b.uv_lock_path.read_text()
+    assert "<<<<<<<" not in env_b.uv_lock_path.read_text()
     assert venv_has(env_b, "cdfix_beta") == "2.0"
     assert (env_b.workflows_dir / "utility-gan_upscaler.json").exists()
     assert b("status", "--json").json["uncommitted_changes"] == []

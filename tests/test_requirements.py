@@ -3,7 +3,7 @@
 import pytest
 
 from comfydock.errors import UsageError
-from comfydock.requirements import parse_requirement, scan_requirements_file
+from comfydock.requirements_txt import parse_requirement, scan_requirements_file
 
 
 def test_comments_markers_continuations_and_includes(tmp_path):

@@ -55,7 +55,7 @@ WRONG_TYPES = {
 
 def test_damaged_manifest_is_refused_and_the_venv_and_lock_are_untouched(env, run_cli):
     good = env.pyproject_path.read_bytes()
-    lock = env.lock_path.read_bytes()
+    lock = env.uv_lock_path.read_bytes()
     cases = {kind: damage(good) for kind, damage in DAMAGE.items()}
     cases |= {kind: _toml_edit(env.pyproject_path, change) for kind, change in WRONG_TYPES.items()}
     for kind, data in cases.items():
@@ -63,7 +63,7 @@ def test_damaged_manifest_is_refused_and_the_venv_and_lock_are_untouched(env, ru
         for argv in (["status"], ["build"], ["py", "add", "cdfix-beta"], ["node", "list"]):
             result = run_cli(*argv)
             assert_one_line_error(result, 1, "pyproject.toml", f"git -C {env.cec_dir} checkout -- pyproject.toml")
-        assert env.lock_path.read_bytes() == lock, kind  # no empty lock written
+        assert env.uv_lock_path.read_bytes() == lock, kind  # no empty lock written
         assert venv_has(env, "cdfix_alpha") == "2.0", kind  # nothing uninstalled
         assert env.pyproject_path.read_bytes() == data, kind  # and the user's file is left for them to fix
         # the hint's command brings it back, and the next command works
@@ -73,9 +73,9 @@ def test_damaged_manifest_is_refused_and_the_venv_and_lock_are_untouched(env, ru
 
 
 def test_damaged_uv_lock_is_refused_before_anything_is_synced(env, run_cli):
-    good = env.lock_path.read_bytes()
+    good = env.uv_lock_path.read_bytes()
     for kind, damage in DAMAGE.items():
-        env.lock_path.write_bytes(damage(good))
+        env.uv_lock_path.write_bytes(damage(good))
         for argv in (["build"], ["status"], ["run", "--", "--quick-test-for-ci"]):
             result = run_cli(*argv)
             assert_one_line_error(result, 1, "uv.lock", "checkout -- uv.lock")
@@ -232,10 +232,10 @@ def _hold_lock(lock: Path, holder: str) -> subprocess.Popen:
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from comfydock.locking import environment_lock\n"
+        "from comfydock.process_lock import process_lock\n"
         "lock = Path(sys.argv[1])\n"
         "sys.argv = sys.argv[2].split()  # the command line the holder names itself by\n"
-        "with environment_lock(lock):\n"
+        "with process_lock(lock):\n"
         "    print('held', flush=True)\n"
         "    time.sleep(120)\n"
     )
@@ -247,7 +247,7 @@ def _hold_lock(lock: Path, holder: str) -> subprocess.Popen:
 def test_delete_leaves_a_create_that_is_still_running_alone(workspace, run_cli):
     root = workspace.environments_dir / "busy"
     root.mkdir(parents=True)
-    lock = workspace.create_lock_file("busy")
+    lock = workspace.create_process_lock_file("busy")
     lock.parent.mkdir(parents=True, exist_ok=True)
     holder = _hold_lock(lock, "comfydock create busy")
     try:

@@ -53,7 +53,7 @@ def torch_ws(workspace_path, torch_indexes, run_cli):
 
 
 def installed(env) -> dict[str, str]:
-    from comfydock.python_env import site_packages
+    from comfydock.uv_runner import site_packages
 
     found = {}
     for dist in site_packages(env.venv_dir).glob("torch*.dist-info"):

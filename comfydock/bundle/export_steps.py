@@ -50,7 +50,7 @@ def source_file(env, model_hash: str) -> Path:
     return export_dir(env) / "sources" / f"{model_hash}.json"
 
 
-def lock_file(env) -> Path:
+def comfydock_lock_path(env) -> Path:
     return export_dir(env) / "comfydock.lock"
 
 
@@ -372,8 +372,8 @@ def bundle_members(env) -> tuple[dict[str, Path], list[str]]:
 
     members: dict[str, Path] = {
         "pyproject.toml": env.pyproject_path,
-        "uv.lock": env.lock_path,
-        "comfydock.lock": lock_file(env),
+        "uv.lock": env.uv_lock_path,
+        "comfydock.lock": comfydock_lock_path(env),
     }
     for name, path in selected_workflows(env).items():
         members[f"workflows/{name}.json"] = path

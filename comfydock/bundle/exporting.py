@@ -14,9 +14,9 @@ from comfydock import manifest
 from comfydock.bundle.export_steps import (
     EXPORT_TARGET,
     bundle_file,
+    comfydock_lock_path,
     export_dir,
     full_hashes_computed,
-    lock_file,
     record_sources,
     selected_workflows,
     set_selection,
@@ -165,7 +165,7 @@ def export_environment(
     report = build_export(env, workflows, listener=listener, on_wait=on_wait)
     if not report.ok:
         raise build_failure(report)
-    lock = lockfile.read_lock(lock_file(env))
+    lock = lockfile.read_lock(comfydock_lock_path(env))
     missing = [m for m in lock.models if not m.urls]
     if missing and ask_url is not None:
         answered = False
@@ -187,7 +187,7 @@ def export_environment(
             report = _merge([report, again])
             if not again.ok:
                 raise build_failure(again)
-            lock = lockfile.read_lock(lock_file(env))
+            lock = lockfile.read_lock(comfydock_lock_path(env))
     bundle = bundle_file(env)
     sha = file_digest(bundle)
     dest = Path(output) if output else default_output(env, sha)

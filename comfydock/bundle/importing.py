@@ -333,14 +333,14 @@ def import_bundle(
     the index nor in `models_from` (a path: a local substitute put at the recorded place, not
     verified). Without it: download when the bundle has a URL, else the model is listed missing.
     `progress(model)` returns a download progress callback (or None)."""
-    from comfydock import comfyui, engine, history, python_env
+    from comfydock import comfyui, engine, history, uv_runner
     from comfydock.bundle import lockfile
     from comfydock.bundle.archive import ArchiveLimits, check_bundle, extract_bundle
     from comfydock.engine import build_failure
     from comfydock.environment import Environment
     from comfydock.fsutil import remove_tree
     from comfydock.hashing import file_digest
-    from comfydock.locking import environment_lock
+    from comfydock.process_lock import process_lock
     from comfydock.workspace import validate_name
 
     bundle = Path(bundle).expanduser()
@@ -393,7 +393,7 @@ def import_bundle(
         raise
 
     root = ws.environments_dir / name
-    with environment_lock(ws.metadata_file.parent / "locks" / f"{name}.lock"):
+    with process_lock(ws.metadata_file.parent / "locks" / f"{name}.lock"):
         _refuse_existing(ws, name)
         ws.environments_dir.mkdir(parents=True, exist_ok=True)
         root.mkdir()
@@ -410,7 +410,7 @@ def import_bundle(
 
             env.cec_dir.mkdir()
             (env.pyproject_path).write_bytes(pyproject_bytes)
-            shutil.copyfile(extracted / "uv.lock", env.lock_path)
+            shutil.copyfile(extracted / "uv.lock", env.uv_lock_path)
             note = adopt_machine_backend(env, torch_backend, "bundle")
             recorded, backend = note is None, env.torch_backend()
             if note:
@@ -440,7 +440,7 @@ def import_bundle(
                 node_rows.append(row)
 
             step(f"Creating Python {python} venv")
-            python_env.create_venv(ws, env.venv_dir, python)
+            uv_runner.create_venv(ws, env.venv_dir, python)
 
             if not skip_nodes:  # nodes first: fetched into the node cache, a rerun does not fetch them again
                 from comfydock.tasks.nodes import scan_task_names
@@ -473,7 +473,7 @@ def import_bundle(
                     from comfydock.tasks.python import lock_coherent
 
                     lock_coherent(env)
-                python_env.sync(ws, env.cec_dir, env.venv_dir, env.torch_extra())
+                uv_runner.uv_sync(ws, env.cec_dir, env.venv_dir, env.torch_extra())
                 env.record_venv_synced(env.torch_extra())
                 if any(n.method != "development" for n in lock.nodes):
                     _warn("registry and git nodes were not installed (--skip-nodes): 'comfydock build' installs them")
@@ -482,7 +482,7 @@ def import_bundle(
                 report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"])
                 if not report.ok:
                     raise build_failure(report)
-                if recorded and env.lock_path.read_bytes() != (extracted / "uv.lock").read_bytes():
+                if recorded and env.uv_lock_path.read_bytes() != (extracted / "uv.lock").read_bytes():
                     _warn("uv.lock was re-resolved on this machine: it differs from the bundle's")
 
             repo = history.init_repo(env.cec_dir)

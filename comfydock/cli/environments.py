@@ -42,7 +42,7 @@ def cmd_init(app: App) -> int:
 
 
 def cmd_create(app: App) -> int:
-    from comfydock import python_env
+    from comfydock import uv_runner
     from comfydock.lifecycle import create_environment
 
     args = app.args
@@ -52,7 +52,7 @@ def cmd_create(app: App) -> int:
     with app.status(f"Creating environment {args.name}") as spinner:
         step = app.step_reporter(spinner, f"create {args.name}")
 
-        with python_env.reporting(app.uv_reporter(spinner, "Installing dependencies")):
+        with uv_runner.reporting(app.uv_reporter(spinner, "Installing dependencies")):
             result = create_environment(
                 ws,
                 args.name,
@@ -76,7 +76,7 @@ def cmd_create(app: App) -> int:
 
 
 def _create_from(app: App, ws) -> int:
-    from comfydock import python_env
+    from comfydock import uv_runner
     from comfydock.cli.remotes import render_clone
     from comfydock.remotes import create_from_remote
 
@@ -86,7 +86,7 @@ def _create_from(app: App, ws) -> int:
     with app.status(escape(f"Creating environment {args.name} from {args.from_url}")) as spinner:
         step = app.step_reporter(spinner, f"create {args.name}")
 
-        with python_env.reporting(app.uv_reporter(spinner, "Installing dependencies")):
+        with uv_runner.reporting(app.uv_reporter(spinner, "Installing dependencies")):
             result = create_from_remote(
                 ws,
                 args.name,
@@ -313,7 +313,7 @@ def _short(path: str, env) -> str:
 
 
 def cmd_build(app: App) -> int:
-    from comfydock import engine, python_env
+    from comfydock import engine, uv_runner
     from comfydock.engine import build_failure
 
     args = app.args
@@ -351,7 +351,7 @@ def cmd_build(app: App) -> int:
         if extra:  # installed behind comfydock's back (pip, ComfyUI-Manager): say so before uv removes them
             app.warn(f"syncing the venv to uv.lock removes what it does not list: {', '.join(extra)}")
             app.say("(keep them as requirements first with 'comfydock adopt --here')")
-    with app.status("Building") as spinner, python_env.reporting(app.uv_reporter(spinner, "Building")):
+    with app.status("Building") as spinner, uv_runner.reporting(app.uv_reporter(spinner, "Building")):
         report = engine.build(
             env,
             args.targets,

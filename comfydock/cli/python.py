@@ -29,7 +29,7 @@ def warn_module_clashes(app: App, clashes: list[dict]) -> None:
     """One warning per module that several installed distributions provide, with the fix."""
     from rich.markup import escape
 
-    from comfydock.python_env import clash_warning
+    from comfydock.uv_runner import clash_warning
 
     for clash in clashes:
         message, fix = clash_warning(clash)
@@ -38,7 +38,7 @@ def warn_module_clashes(app: App, clashes: list[dict]) -> None:
 
 
 def _removed_names(removed: list[str]) -> list[str]:
-    from comfydock.requirements import parse_requirement
+    from comfydock.requirements_txt import parse_requirement
 
     return [parse_requirement(r).name for r in removed]
 
@@ -51,8 +51,8 @@ def _locked(env, names) -> str:
 
 
 def cmd_py_add(app: App) -> int:
-    from comfydock import dependencies
-    from comfydock.requirements import parse_requirement
+    from comfydock import pydeps
+    from comfydock.requirements_txt import parse_requirement
 
     env = app.env()
     specs, group = app.args.packages, app.args.group
@@ -64,25 +64,25 @@ def cmd_py_add(app: App) -> int:
         where = f"group {group}" if group else "the environment"
         return f"Added {', '.join(specs)} to {where}; locked: {_locked(env, names)}"
 
-    return _apply_change(app, env, lambda doc: dependencies.add_requirements(doc, specs, group), describe)
+    return _apply_change(app, env, lambda doc: pydeps.add_requirements(doc, specs, group), describe)
 
 
 def cmd_py_remove(app: App) -> int:
-    from comfydock import dependencies
+    from comfydock import pydeps
 
     env = app.env()
     group = app.args.group
     return _apply_change(
         app,
         env,
-        lambda doc: dependencies.remove_requirements(doc, app.args.packages, group),
+        lambda doc: pydeps.remove_requirements(doc, app.args.packages, group),
         lambda change: f"Removed {', '.join(change.result)}; locked now: {_locked(env, _removed_names(change.result))}",
         upgrade=_removed_names,  # what the removed pin held back moves to the newest allowed version
     )
 
 
 def cmd_py_list(app: App) -> int:
-    from comfydock.dependencies import CORE_GROUP
+    from comfydock.pydeps import CORE_GROUP
     from comfydock.status import python_requirements
 
     env = app.env()
@@ -110,8 +110,8 @@ def cmd_py_list(app: App) -> int:
 
 
 def cmd_constraint_add(app: App) -> int:
-    from comfydock import dependencies
-    from comfydock.requirements import parse_requirement
+    from comfydock import pydeps
+    from comfydock.requirements_txt import parse_requirement
 
     env = app.env()
     specs = app.args.specs
@@ -122,17 +122,17 @@ def cmd_constraint_add(app: App) -> int:
             return f"Already constrained: {', '.join(specs)} (nothing to do)"
         return f"Constrained {', '.join(specs)}; locked: {_locked(env, names)}"
 
-    return _apply_change(app, env, lambda doc: dependencies.add_constraints(doc, specs), describe)
+    return _apply_change(app, env, lambda doc: pydeps.add_constraints(doc, specs), describe)
 
 
 def cmd_constraint_remove(app: App) -> int:
-    from comfydock import dependencies
+    from comfydock import pydeps
 
     env = app.env()
     return _apply_change(
         app,
         env,
-        lambda doc: dependencies.remove_constraints(doc, app.args.packages),
+        lambda doc: pydeps.remove_constraints(doc, app.args.packages),
         lambda change: (
             f"Removed constraint {', '.join(change.result)}; locked now: {_locked(env, _removed_names(change.result))}"
         ),

@@ -24,7 +24,7 @@ from comfydock.fsutil import atomic_write_json, inside, remove_tree
 from comfydock.gitutil import git_reason
 from comfydock.hashing import file_digest
 from comfydock.limits import ArchiveLimits, ArchiveTooLarge
-from comfydock.locking import environment_lock
+from comfydock.process_lock import process_lock
 
 
 class UnsafeArchive(ComfydockError):
@@ -72,7 +72,7 @@ class NodeCache:
         removed = []
         if not self.store.is_dir():
             return removed
-        with environment_lock(self.root / ".lock"):
+        with process_lock(self.root / ".lock"):
             index = self.index()
             for path in sorted(self.store.iterdir()):
                 if path.name.startswith(".") or path.name in keep:
@@ -89,7 +89,7 @@ class NodeCache:
         entry = self.entry(identity)
         metadata = {**metadata, "identity": identity, "key": entry.key, "cached_at": time.time()}
         atomic_write_json(build_dir / "metadata.json", metadata)
-        with environment_lock(self.root / ".lock"):
+        with process_lock(self.root / ".lock"):
             if not entry.exists():
                 if entry.path.exists():
                     remove_tree(entry.path)  # a leftover of an interrupted publish

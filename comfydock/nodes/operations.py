@@ -98,7 +98,7 @@ def add_nodes(
     change = NodeChange()
     if name is not None and len(identifiers) != 1:
         raise UsageError("--name applies to one node at a time", hint="add the nodes in separate commands")
-    with env.lock(on_wait):
+    with env.process_lock(on_wait):
         doc = env.manifest()
         tracked = tracked_nodes(doc)
         plans: list[NodeSpec] = []
@@ -205,7 +205,7 @@ def add_nodes(
 
 def remove_nodes(env, names: list[str], *, force=False, listener=None, on_wait=None) -> NodeChange:
     change = NodeChange()
-    with env.lock(on_wait):
+    with env.process_lock(on_wait):
         doc = env.manifest()
         specs = []
         for name in names:
@@ -256,7 +256,7 @@ def remove_nodes(env, names: list[str], *, force=False, listener=None, on_wait=N
 
 def update_node(env, name: str, version: str | None, *, force=False, listener=None, on_wait=None) -> NodeChange:
     change = NodeChange()
-    with env.lock(on_wait):
+    with env.process_lock(on_wait):
         doc = env.manifest()
         old = tracked_node(doc, name)
         if old.source == "development":

@@ -24,7 +24,7 @@ def scan_node(node_dir: Path) -> tuple[list[str], list[tuple[str, str]]]:
     """(requirements, skipped lines) of a node: requirements.txt, then [project] dependencies."""
     from packaging.requirements import InvalidRequirement, Requirement
 
-    from comfydock.requirements import scan_requirements_file
+    from comfydock.requirements_txt import scan_requirements_file
 
     reqs: list[str] = []
     skipped: list[tuple[str, str]] = []

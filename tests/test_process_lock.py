@@ -8,16 +8,16 @@ import threading
 
 import pytest
 
-from comfydock.errors import LockHeld
-from comfydock.locking import environment_lock, holder_file
+from comfydock.errors import ProcessLockHeld
+from comfydock.process_lock import holder_file, process_lock
 
 HOLD = (
     "import sys, time\n"
     "from pathlib import Path\n"
-    "from comfydock.locking import environment_lock\n"
+    "from comfydock.process_lock import process_lock\n"
     "lock = Path(sys.argv[1])\n"
     "sys.argv = ['comfydock', 'node', 'add', 'x']\n"
-    "with environment_lock(lock):\n"
+    "with process_lock(lock):\n"
     "    print('held', flush=True)\n"
     "    time.sleep(120)\n"
 )
@@ -33,8 +33,8 @@ def test_busy_lock_names_the_holders_pid_command_and_start_time(tmp_path):
     lock = tmp_path / "locks" / "main.lock"
     proc = _holder(lock)
     try:
-        with pytest.raises(LockHeld) as info:
-            with environment_lock(lock, timeout=0):
+        with pytest.raises(ProcessLockHeld) as info:
+            with process_lock(lock, timeout=0):
                 pass
     finally:
         proc.kill()
@@ -47,7 +47,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     proc = _holder(lock)
     proc.kill()  # no cleanup runs: the OS drops the lock with the process
     proc.wait()
-    with environment_lock(lock, timeout=0):
+    with process_lock(lock, timeout=0):
         assert f"pid {proc.pid}" not in holder_file(lock).read_text()
     assert not holder_file(lock).exists()
 
@@ -58,16 +58,16 @@ def test_nested_use_in_one_thread_proceeds_and_another_thread_waits(tmp_path):
 
     def other():
         try:
-            with environment_lock(lock, timeout=0):
+            with process_lock(lock, timeout=0):
                 outcome.append("got it")
-        except LockHeld:
+        except ProcessLockHeld:
             outcome.append("busy")
 
-    with environment_lock(lock, timeout=0):
-        with environment_lock(lock, timeout=0):  # an operation calling another
+    with process_lock(lock, timeout=0):
+        with process_lock(lock, timeout=0):  # an operation calling another
             thread = threading.Thread(target=other)
             thread.start()
             thread.join()
     assert outcome == ["busy"]
-    with environment_lock(lock, timeout=0):  # released once the outer block ends
+    with process_lock(lock, timeout=0):  # released once the outer block ends
         pass

@@ -11,7 +11,7 @@ from packaging.utils import canonicalize_name
 
 from comfydock import manifest
 from comfydock.errors import ComfydockError, UsageError
-from comfydock.requirements import parse_requirement
+from comfydock.requirements_txt import parse_requirement
 
 _GROUP_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
@@ -250,17 +250,17 @@ def _marker_matches(marker: str, environment: dict) -> bool:
         return False
 
 
-def locked_versions(lock_text: str | None, environment: dict | None = None) -> dict[str, str]:
+def locked_versions(uv_lock_text: str | None, environment: dict | None = None) -> dict[str, str]:
     """Package -> version in uv.lock. uv.lock is universal: a package can be locked at several
     versions, each for a fork named by its `resolution-markers` (another Python, another
-    platform). Given `environment` (marker values, see python_env.marker_environment), the
+    platform). Given `environment` (marker values, see uv_runner.marker_environment), the
     version is the one this environment installs."""
     import tomllib
 
-    if not lock_text:
+    if not uv_lock_text:
         return {}
     try:
-        lock = tomllib.loads(lock_text)
+        lock = tomllib.loads(uv_lock_text)
     except tomllib.TOMLDecodeError:
         return {}
     versions: dict[str, str] = {}

@@ -188,12 +188,12 @@ def _no_index_args(workspace) -> list[str]:
     return ["--no-index"] if (workspace.setting("no-index") or "").lower() in {"1", "true", "yes"} else []
 
 
-def lock(workspace, project_dir: Path, upgrade: list[str] = ()) -> None:
+def uv_lock(workspace, project_dir: Path, upgrade: list[str] = ()) -> None:
     args = ["lock", *_no_index_args(workspace)] + [arg for name in upgrade for arg in ("--upgrade-package", name)]
     run_uv(args, env=uv_environ(workspace), cwd=project_dir, what="resolve the environment's dependencies")
 
 
-def sync(workspace, project_dir: Path, venv_dir: Path, extra: str | None = None) -> None:
+def uv_sync(workspace, project_dir: Path, venv_dir: Path, extra: str | None = None) -> None:
     # --frozen: install exactly what uv.lock says; lock_deps keeps the lock current.
     # --extra: this machine's torch backend (see torch_family.ensure_backend)
     args = ["sync", "--frozen", *_no_index_args(workspace)] + (["--extra", extra] if extra else [])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from comfydock.errors import LockHeld
+from comfydock.errors import ProcessLockHeld
 from comfydock.fsutil import atomic_write_text
 
 POLL = 0.1  # seconds between attempts while waiting
@@ -49,10 +49,10 @@ def read_holder(lock_file: Path) -> str:
 
 
 @contextmanager
-def environment_lock(lock_file: Path, timeout: float | None = None, on_wait=None):
+def process_lock(lock_file: Path, timeout: float | None = None, on_wait=None):
     """Hold `lock_file` exclusively; wait up to `timeout` seconds (env COMFYDOCK_LOCK_TIMEOUT).
 
-    `on_wait(holder)` is called once if the lock is busy; past the timeout LockHeld names the holder.
+    `on_wait(holder)` is called once if the lock is busy; past the timeout ProcessLockHeld names the holder.
     Re-entrant within a thread: a nested call for the same file just proceeds.
     """
     key = str(lock_file.resolve())
@@ -72,7 +72,7 @@ def environment_lock(lock_file: Path, timeout: float | None = None, on_wait=None
         except Timeout:
             holder = read_holder(lock_file)
             if time.monotonic() >= deadline:
-                raise LockHeld(
+                raise ProcessLockHeld(
                     f"environment is busy: {holder}",
                     hint="wait for it to finish, or raise COMFYDOCK_LOCK_TIMEOUT (seconds)",
                 ) from None
