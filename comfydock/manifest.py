@@ -339,19 +339,6 @@ def project_name(doc) -> str:
     return str((section(doc, "project") or {}).get("name") or "")
 
 
-def table_at(doc, *keys: str, create: bool = False, super_last: bool = False):
-    """The table at doc[k1][k2]... of any TOML document (made on the way when `create`)."""
-    table = doc
-    for i, key in enumerate(keys):
-        inner = table.get(key)
-        if inner is None:
-            if not create:
-                return None
-            table[key] = inner = tomlkit.table(is_super_table=super_last or i < len(keys) - 1)
-        table = inner
-    return table
-
-
 def _plain(value):
     """tomlkit items -> plain Python values (for comparing and for JSON)."""
     if hasattr(value, "unwrap"):

@@ -113,9 +113,6 @@ class Transaction:
     def on_undo(self, fn, what: str = "a step") -> None:
         self._undo.append((what, fn))
 
-    def on_success(self, fn) -> None:
-        self._on_commit.append(fn)
-
     # --- ending -----------------------------------------------------------------------
     def rollback(self) -> None:
         for what, undo in reversed(self._undo):
