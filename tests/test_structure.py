@@ -97,3 +97,15 @@ def test_no_module_imports_itself_back_through_others():
 
 def test_the_cycle_finder_sees_a_circle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_cli_starts_without_loading_the_heavy_libraries():
+    """Every command pays for what `comfydock` imports before parsing its arguments: doit, git,
+    tomlkit, requests, filelock and SQLite load only when a command needs them."""
+    import subprocess
+    import sys
+
+    heavy = ["doit", "git", "tomlkit", "requests", "filelock", "blake3", "yaml", "sqlite3", "urllib3"]
+    code = f"import sys, comfydock.cli.main; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"

@@ -8,7 +8,6 @@ from pathlib import Path
 from rich.markup import escape
 
 from comfydock.cli.app import App, count, env_option, json_option, log, log_to, render_events
-from comfydock.environment import Environment
 from comfydock.errors import ComfydockError, UsageError
 
 
@@ -101,6 +100,8 @@ def _create_from(app: App, ws) -> int:
 
 
 def cmd_list(app: App) -> int:
+    from comfydock.environment import Environment
+
     ws = app.workspace()
     rows = []
     for name, state in ws.environment_states():
@@ -148,6 +149,8 @@ def cmd_list(app: App) -> int:
 
 
 def cmd_use(app: App) -> int:
+    from comfydock.environment import Environment
+
     ws = app.workspace()
     env = Environment.open(ws, app.args.name)
     ws.set_active(env.name)
@@ -156,6 +159,7 @@ def cmd_use(app: App) -> int:
 
 
 def cmd_delete(app: App) -> int:
+    from comfydock.environment import Environment
     from comfydock.lifecycle import delete_environment
 
     ws = app.workspace()
