@@ -501,9 +501,9 @@ def guard_manifest(env, tx, resync: bool = True) -> None:
 
 def resync_venv(env) -> None:
     """Sync the venv to uv.lock again, even if doit thinks it is (a failed sync may have
-    half-changed it). Best effort: on failure 'comfydock build' finishes the job."""
+    half-changed it). As an undo step its failure is reported ('could not restore: the venv'),
+    and 'comfydock build' finishes the job."""
     env.venv_marker.unlink(missing_ok=True)
-    try:
-        build(env, ["sync_venv"])
-    except Exception:
-        pass
+    report = build(env, ["sync_venv"])
+    if not report.ok:
+        raise build_failure(report)

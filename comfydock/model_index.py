@@ -316,20 +316,22 @@ def _tree_stamp(root: Path, entries: list[FileEntry], directories: list, walk_st
 
 def index_is_current(db_path: Path, root: Path) -> bool:
     """True when the last completed index run of `root` saw the tree as it is now: no directory
-    in it gained, lost or renamed an entry since, and no file written within ten minutes before
-    that run changed (one stat per directory and per such file; nothing is listed or read).
-
-    An older file rewritten in place under the same name keeps its directory's times: an
-    explicit `comfydock models index` walks every file and sees it."""
+    in it gained, lost or renamed an entry since, no file written within ten minutes before that
+    run changed, and every indexed file still has the size and mtime it was indexed with (one
+    stat per directory and per file; nothing is listed or read). A model rewritten in place,
+    which its directory's times do not show, is seen by that last comparison."""
     root = root.expanduser().absolute()
     if not db_path.exists():
         return False
-    stamp = None
+    stamp, files = None, []
     for query in ("mode=ro", "immutable=1"):  # immutable: a read-only WAL index without its -shm
         try:
             conn = sqlite3.connect(f"{db_path.absolute().as_uri()}?{query}", uri=True, timeout=30)
             try:
                 row = conn.execute("SELECT stamp FROM index_stamps WHERE base_dir = ?", (str(root),)).fetchone()
+                files = conn.execute(
+                    "SELECT relative_path, file_size, mtime FROM model_locations WHERE base_dir = ?", (str(root),)
+                ).fetchall()
             finally:
                 conn.close()
             stamp = json.loads(row[0]) if row else None
@@ -348,6 +350,11 @@ def index_is_current(db_path: Path, root: Path) -> bool:
         for path, size, mtime in stamp["files"]:
             st = os.stat(path)
             if (st.st_size, st.st_mtime_ns) != (size, mtime):
+                return False
+        prefix = str(root) + os.sep
+        for rel, size, mtime in files:
+            st = os.stat(prefix + rel)
+            if st.st_size != size or st.st_mtime_ns != mtime:
                 return False
     except (OSError, TypeError, ValueError, KeyError):
         return False  # a directory or file gone, or a stamp this comfydock cannot read

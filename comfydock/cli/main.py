@@ -115,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s: %s", type(exc).__name__, exc.message)
         _print_error(app, exc)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         app.err.print("[red]error:[/] interrupted")
+        from rich.markup import escape
+
+        for note in getattr(exc, "__notes__", []):  # what an undo could not put back
+            app.err.print(f"[bold cyan]hint:[/] {escape(note)}")
         return EXIT_INTERRUPTED
     except OSError as exc:
         if exc.errno not in _ENVIRONMENTAL_ERRNOS:
@@ -210,4 +214,6 @@ def _internal_error(app: App) -> int:
     app.err.print(f"[bold red]error:[/] internal error in comfydock: {escape(repr(sys.exc_info()[1]))}")
     where = f"the traceback is in {escape(str(crash))}" if crash else "run again with --verbose to see the traceback"
     app.err.print(f"[bold cyan]hint:[/] {where}; please report it")
+    for note in getattr(sys.exc_info()[1], "__notes__", []):  # what an undo could not put back
+        app.err.print(f"[bold cyan]hint:[/] {escape(note)}")
     return EXIT_INTERNAL
