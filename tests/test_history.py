@@ -327,3 +327,16 @@ def test_status_and_workflow_show_agree_on_the_comfyui_a_workflow_needs(env, run
         assert run_cli("workflow", "show", "future", "--json").json["comfyui_version"] == "0.22.0"
     finally:
         (env.workflows_dir / "future.json").unlink()
+
+
+def test_commit_with_a_damaged_model_index_refuses_instead_of_dropping_every_resolution(env, workspace, run_cli):
+    _save_workflow(env, SDXL)
+    assert run_cli("commit", "-m", "sdxl", "--no-interactive").code == 0
+    before = env.pyproject_path.read_bytes()
+    workspace.models_db.write_bytes(b"\x07garbage" * 400)
+    _save_workflow(env, UPSCALER)
+    result = run_cli("commit", "-m", "with a damaged index", "--no-interactive")
+    assert result.code == 1
+    assert "is not a comfydock model index" in result.err and "models index --rebuild" in result.err
+    assert env.pyproject_path.read_bytes() == before
+    assert [v["version"] for v in run_cli("log", "--json").json][0] == "v2"
