@@ -152,3 +152,19 @@ def test_run_syncs_the_venv_first_unless_told_not_to(env, run_cli):
     assert venv_has(env, "cdfix_beta") == "1.0"
     record = json.loads((env.comfyui_dir / "user" / "fixture_last_run.json").read_text())
     assert record["argv"] == ["--port", "1"]
+
+
+def test_ctrl_c_while_comfydock_is_still_loading_ends_quietly_with_130():
+    """A Ctrl-C that lands while Python imports comfydock (the first tenth of a second)."""
+    code = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'comfydock.cli.main':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from comfydock.__main__ import entry\n"
+        "sys.exit(entry())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr
