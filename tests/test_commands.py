@@ -168,3 +168,15 @@ def test_ctrl_c_while_comfydock_is_still_loading_ends_quietly_with_130():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 130 and "Traceback" not in proc.stderr
+
+
+def test_refused_requests_exit_1_not_the_usage_code(env, run_cli, tmp_path):
+    result = run_cli("delete", "main")  # no terminal to confirm on
+    assert result.code == 1 and "--yes" in result.err
+    plain = tmp_path / "ComfyUI"  # an install that is neither a git checkout nor versioned
+    (plain / "custom_nodes").mkdir(parents=True)
+    (plain / "comfy").mkdir()
+    (plain / "main.py").write_text("print('ComfyUI')\n")
+    (plain / "nodes.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    result = run_cli("adopt", str(plain), "--no-interactive")
+    assert result.code == 1 and "not a git checkout" in result.err, result.err
