@@ -37,7 +37,7 @@ def test_delete_with_yes_removes_everything_and_clears_active(env, run_cli, work
 
 def test_delete_without_confirmation_refuses_when_not_interactive(env, run_cli):
     result = run_cli("delete", "main")
-    assert result.code == 2 and "--yes" in result.err
+    assert result.code == 1 and "--yes" in result.err  # refused, as rollback without --yes is
     assert env.root.exists()
 
 
@@ -81,6 +81,8 @@ def test_verbose_is_accepted_after_the_command_but_run_passes_it_to_comfyui():
     assert parser.parse_args(["node", "add", "x", "-v"]).verbose is True
     assert parser.parse_args(["-v", "status"]).verbose is True
     assert parser.parse_args(["status"]).verbose is False
+    assert parser.parse_args(["status", "-w", "/ws"]).workspace == "/ws"
+    assert parser.parse_args(["-w", "/ws", "status"]).workspace == "/ws"
     assert _split_run(parser, ["run", "--verbose", "DEBUG"]) == (["run"], ["--verbose", "DEBUG"])
 
 
@@ -170,9 +172,7 @@ def test_ctrl_c_while_comfydock_is_still_loading_ends_quietly_with_130():
     assert proc.returncode == 130 and "Traceback" not in proc.stderr
 
 
-def test_refused_requests_exit_1_not_the_usage_code(env, run_cli, tmp_path):
-    result = run_cli("delete", "main")  # no terminal to confirm on
-    assert result.code == 1 and "--yes" in result.err
+def test_adopt_of_an_install_neither_in_git_nor_versioned_is_refused_with_1(env, run_cli, tmp_path):
     plain = tmp_path / "ComfyUI"  # an install that is neither a git checkout nor versioned
     (plain / "custom_nodes").mkdir(parents=True)
     (plain / "comfy").mkdir()
