@@ -106,6 +106,9 @@ def test_second_commit_without_changes_makes_no_version_and_redoes_nothing(env, 
     ran = {t["task"] for t in again.json["build"]["tasks"] if t["status"] == "ran"}
     assert not any(t.startswith(("copy_workflow", "analyze_workflow")) for t in ran)
     assert [v["version"] for v in run_cli("log", "--json").json] == ["v2", "v1"]
+    text = run_cli("commit", "--no-interactive")  # the unresolved models were warned about at v2: a summary now
+    assert "Nothing to commit" in text.out and "is not in the model index" not in text.err
+    assert "Still open: 3 unresolved model references" in text.err  # demo + the two SDXL checkpoints
 
 
 def test_unreadable_workflow_is_named_and_still_versioned(env, run_cli):
