@@ -293,7 +293,7 @@ def inspect_python(path: Path, python_from: str | None) -> PythonFinding:
     finding = PythonFinding()
     location = next((c for c in candidates if c.is_dir() and _site_packages(c) is not None), None)
     if location is None:
-        finding.note = "no venv or embedded Python found beside the install (give one with --python-from)"
+        finding.note = "no venv or embedded Python found beside the install; give one with --python-from"
         return finding
     site = _site_packages(location)
     finding.location, finding.site_packages, finding.version = str(location), str(site), _python_version(location)
