@@ -113,7 +113,7 @@ def open_reader(path: Path) -> sqlite3.Connection:
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if "schema_info" not in tables:
-                raise _corrupt(path, "it is an SQLite file of something else")
+                raise corrupt_index(path, "it is an SQLite file of something else")
             (version,) = conn.execute("SELECT version FROM schema_info").fetchone() or (0,)
             if not _READABLE_FROM <= version <= SCHEMA_VERSION:
                 raise ComfydockError(
@@ -127,7 +127,7 @@ def open_reader(path: Path) -> sqlite3.Connection:
         except BaseException:
             conn.close()
             raise
-    raise _corrupt(path, str(last))
+    raise corrupt_index(path, str(last))
 
 
 def open_index(path: Path) -> sqlite3.Connection:
@@ -146,7 +146,7 @@ def open_index(path: Path) -> sqlite3.Connection:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "schema_info" not in tables:
             if tables:
-                raise _corrupt(path, "it is an SQLite file of something else")
+                raise corrupt_index(path, "it is an SQLite file of something else")
             current = 0
         else:
             row = conn.execute("SELECT version FROM schema_info").fetchone()
@@ -175,7 +175,7 @@ def open_index(path: Path) -> sqlite3.Connection:
         conn.close()
         if _cannot_write(exc):
             raise _CannotWrite(path, str(exc)) from None
-        raise _corrupt(path, str(exc)) from None
+        raise corrupt_index(path, str(exc)) from None
     except BaseException:
         conn.close()
         raise
@@ -186,7 +186,7 @@ def _has_schema_info(conn) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_info'").fetchone() is not None
 
 
-def _corrupt(path: Path, why: str) -> CorruptFile:
+def corrupt_index(path: Path, why: str) -> CorruptFile:
     return CorruptFile(
         f"{path} is not a comfydock model index ({why})",
         hint="run 'comfydock models index --rebuild' (the old file is kept beside it)",

@@ -107,9 +107,11 @@ class PythonRequirements:
 
 def python_requirements(env: Environment) -> PythonRequirements:
     """What 'py list' shows, reading pyproject.toml and uv.lock once each."""
+    from comfydock.manifest import check_uv_lock
     from comfydock.pydeps import requirement_rows
 
     doc = env.manifest_data()
+    check_uv_lock(env.uv_lock_path)  # a damaged lock is an error here too, never a column of '-'
     text = env.uv_lock_text()
     versions = env.locked_versions(doc, text)
     family = torch_status(env, doc, text, versions)["torch_family"]
@@ -120,9 +122,11 @@ def constraint_rows(env: Environment) -> list[dict]:
     """'constraint list': each constraint with the version uv.lock installs of its package."""
     from packaging.utils import canonicalize_name
 
+    from comfydock.manifest import check_uv_lock
     from comfydock.pydeps import constraints
     from comfydock.requirements_txt import parse_requirement
 
     doc = env.manifest_data()
+    check_uv_lock(env.uv_lock_path)
     versions = env.locked_versions(doc)
     return [{"constraint": c, "locked": versions.get(canonicalize_name(parse_requirement(c).name))} for c in constraints(doc)]

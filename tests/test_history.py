@@ -106,6 +106,9 @@ def test_second_commit_without_changes_makes_no_version_and_redoes_nothing(env, 
     ran = {t["task"] for t in again.json["build"]["tasks"] if t["status"] == "ran"}
     assert not any(t.startswith(("copy_workflow", "analyze_workflow")) for t in ran)
     assert [v["version"] for v in run_cli("log", "--json").json] == ["v2", "v1"]
+    text = run_cli("commit", "--no-interactive")  # the unresolved models were warned about at v2: a summary now
+    assert "Nothing to commit" in text.out and "is not in the model index" not in text.err
+    assert "Still open: 3 unresolved model references" in text.err  # demo + the two SDXL checkpoints
 
 
 def test_unreadable_workflow_is_named_and_still_versioned(env, run_cli):
@@ -327,3 +330,16 @@ def test_status_and_workflow_show_agree_on_the_comfyui_a_workflow_needs(env, run
         assert run_cli("workflow", "show", "future", "--json").json["comfyui_version"] == "0.22.0"
     finally:
         (env.workflows_dir / "future.json").unlink()
+
+
+def test_commit_with_a_damaged_model_index_refuses_instead_of_dropping_every_resolution(env, workspace, run_cli):
+    _save_workflow(env, SDXL)
+    assert run_cli("commit", "-m", "sdxl", "--no-interactive").code == 0
+    before = env.pyproject_path.read_bytes()
+    workspace.models_db.write_bytes(b"\x07garbage" * 400)
+    _save_workflow(env, UPSCALER)
+    result = run_cli("commit", "-m", "with a damaged index", "--no-interactive")
+    assert result.code == 1
+    assert "is not a comfydock model index" in result.err and "models index --rebuild" in result.err
+    assert env.pyproject_path.read_bytes() == before
+    assert [v["version"] for v in run_cli("log", "--json").json][0] == "v2"
