@@ -392,7 +392,7 @@ def plan(env, targets: list[str] | None = None, skip: set[str] = frozenset()) ->
     order: list[str] = []
 
     def visit(name, stack=()):
-        if name in order or name in stack:
+        if name in order or name in stack or name in skip:  # skipped: not even checked (status)
             return
         for upstream in by_name[name].task_dep:
             visit(upstream, stack + (name,))

@@ -688,7 +688,7 @@ def list_models(db_path: Path, pattern: str | None = None) -> list[ModelRecord]:
 
 
 def find_models(db_path: Path, query: str) -> list[ModelRecord]:
-    """By hash prefix (quick, sha256 or blake3), else by file name."""
+    """By hash prefix (quick, sha256 or blake3), else by file name or path, else by part of one."""
     conn = open_reader(db_path)
     try:
         q = query.lower()
@@ -709,6 +709,9 @@ def find_models(db_path: Path, query: str) -> list[ModelRecord]:
                     (query, query),
                 )
             ]
+        if not hashes:  # part of a name ('demo' finds demo_model.safetensors), or a wildcard pattern
+            rows = conn.execute("SELECT model_hash, filename, relative_path FROM model_locations").fetchall()
+            hashes = sorted({h for h, f, rel in rows if _matches(query, {"filename": f, "relative_path": rel})})
         return _records(conn, hashes)
     finally:
         conn.close()

@@ -473,6 +473,7 @@ def test_cli_index_list_find_info_add_source(ws, models, run_cli):
     h = quick_hash(models / "checkpoints" / "model.ckpt")[0]
     assert [r["hash"] for r in run_cli("models", "find", h[:6], "--json").json] == [h]
     assert [r["hash"] for r in run_cli("models", "find", "model.ckpt", "--json").json] == [h]
+    assert [r["hash"] for r in run_cli("models", "find", "MODEL.ck", "--json").json] == [h]  # part of a name, any case
     assert run_cli("models", "find", "nothing-like-this").code == 1
     url = "https://civitai.com/api/download/models/4384"
     assert run_cli("models", "add-source", h[:8], url).code == 0
