@@ -47,10 +47,13 @@ def status(env: Environment) -> dict:
         and not (env.custom_nodes_dir / f"{spec.directory}.disabled").is_dir()
     ]
     git = comfyui._git()
-    head = None
+    head, edited = None, []
     try:
-        head = git.Repo(env.comfyui_dir).head.commit.hexsha
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError, OSError):
+        repo = git.Repo(env.comfyui_dir)
+        head = repo.head.commit.hexsha
+        # ComfyUI's own tracked files changed by hand (untracked ones, like custom_nodes/, are not ComfyUI's)
+        edited = [line[3:] for line in repo.git.status("--porcelain", "--untracked-files=no").splitlines()]
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandError, ValueError, OSError):
         pass  # ComfyUI's checkout is gone or broken: status says so (comfyui_missing / not matching)
     return {
         "environment": env.name,
@@ -59,6 +62,7 @@ def status(env: Environment) -> dict:
         "comfyui_commit": info.get("comfyui_commit"),
         "comfyui_checkout_matches": head == info.get("comfyui_commit") if head else False,
         "comfyui_missing": not (env.comfyui_dir / "main.py").is_file(),
+        "comfyui_local_edits": edited,  # ComfyUI files changed by hand: not versioned, kept by run
         "python_version": info.get("python_version"),
         **torch_status(env),
         "venv_in_sync": env.venv_in_sync() and not venv_pending,

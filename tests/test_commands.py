@@ -180,3 +180,16 @@ def test_adopt_of_an_install_neither_in_git_nor_versioned_is_refused_with_1(env,
     (plain / "nodes.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
     result = run_cli("adopt", str(plain), "--no-interactive")
     assert result.code == 1 and "not a git checkout" in result.err, result.err
+
+
+def test_status_names_local_edits_to_comfyuis_own_files(env, run_cli):
+    main_py = env.comfyui_dir / "main.py"
+    original = main_py.read_bytes()
+    try:
+        main_py.write_bytes(original + b"\n# my tweak\n")
+        data = run_cli("status", "--json").json
+        assert data["comfyui_local_edits"] == ["main.py"]
+        assert "local edits to ComfyUI's files: main.py" in run_cli("status").out
+    finally:
+        main_py.write_bytes(original)
+    assert run_cli("status", "--json").json["comfyui_local_edits"] == []

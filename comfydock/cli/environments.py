@@ -248,6 +248,13 @@ def cmd_status(app: App) -> int:
     else:
         ref_note = "" if data["comfyui_checkout_matches"] else "  [yellow](checkout differs from the manifest)[/]"
     out.print(f"ComfyUI: {escape(str(data['comfyui_version']))} ({escape((data['comfyui_commit'] or '?')[:12])}){ref_note}")
+    edits = data.get("comfyui_local_edits") or []
+    if edits:
+        shown = ", ".join(edits[:5]) + (f" and {len(edits) - 5} more" if len(edits) > 5 else "")
+        out.print(
+            f"  [yellow]local edits to ComfyUI's files:[/] {escape(shown)} "
+            "(not versioned: an export or a colleague will not have them; 'comfyui update' refuses over them)"
+        )
     requested = data["torch_backend_requested"]
     detected = f", detected {data['torch_backend_detected']}" if data.get("torch_backend_detected") else ""
     out.print(
