@@ -293,7 +293,7 @@ def inspect_python(path: Path, python_from: str | None) -> PythonFinding:
     finding = PythonFinding()
     location = next((c for c in candidates if c.is_dir() and _site_packages(c) is not None), None)
     if location is None:
-        finding.note = "no venv or embedded Python found beside the install (give one with --python-from)"
+        finding.note = "no venv or embedded Python found beside the install; give one with --python-from"
         return finding
     site = _site_packages(location)
     finding.location, finding.site_packages, finding.version = str(location), str(site), _python_version(location)
@@ -724,7 +724,7 @@ def adopt_install(
 
 def _release_tag(ws, version: str | None) -> str:
     if not version:
-        raise UsageError(
+        raise ComfydockError(
             "the install is not a git checkout and has no comfyui_version.py",
             hint="adopt a git checkout of ComfyUI, or create an environment with 'comfydock create'",
         )
@@ -734,7 +734,7 @@ def _release_tag(ws, version: str | None) -> str:
     for tag in (f"v{version}", version):
         if tag in comfyui.release_tags(repo):
             return tag
-    raise UsageError(
+    raise ComfydockError(
         f"no ComfyUI release {version} (the install's comfyui_version.py) in {ws.setting('comfyui-source')}",
         hint="create an environment with 'comfydock create --comfyui-version REF' and add the nodes",
     )

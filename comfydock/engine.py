@@ -392,7 +392,7 @@ def plan(env, targets: list[str] | None = None, skip: set[str] = frozenset()) ->
     order: list[str] = []
 
     def visit(name, stack=()):
-        if name in order or name in stack:
+        if name in order or name in stack or name in skip:  # skipped: not even checked (status)
             return
         for upstream in by_name[name].task_dep:
             visit(upstream, stack + (name,))
@@ -501,9 +501,9 @@ def guard_manifest(env, tx, resync: bool = True) -> None:
 
 def resync_venv(env) -> None:
     """Sync the venv to uv.lock again, even if doit thinks it is (a failed sync may have
-    half-changed it). Best effort: on failure 'comfydock build' finishes the job."""
+    half-changed it). As an undo step its failure is reported ('could not restore: the venv'),
+    and 'comfydock build' finishes the job."""
     env.venv_marker.unlink(missing_ok=True)
-    try:
-        build(env, ["sync_venv"])
-    except Exception:
-        pass
+    report = build(env, ["sync_venv"])
+    if not report.ok:
+        raise build_failure(report)

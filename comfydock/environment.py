@@ -4,6 +4,7 @@ reporting status.py)."""
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -92,7 +93,7 @@ class Environment:
         hit = _tracked_cache.get(self.pyproject_path)
         if hit is None or hit[0] is not data:
             hit = _tracked_cache[self.pyproject_path] = (data, tracked_nodes(data))
-        return dict(hit[1])
+        return {k: copy.copy(v) for k, v in hit[1].items()}  # callers may change a spec; the cache stays
 
     def marker_environment(self, doc=None) -> dict[str, str]:
         """Marker values of this environment (its venv's Python, this machine's platform)."""

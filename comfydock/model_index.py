@@ -113,7 +113,7 @@ def open_reader(path: Path) -> sqlite3.Connection:
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if "schema_info" not in tables:
-                raise _corrupt(path, "it is an SQLite file of something else")
+                raise corrupt_index(path, "it is an SQLite file of something else")
             (version,) = conn.execute("SELECT version FROM schema_info").fetchone() or (0,)
             if not _READABLE_FROM <= version <= SCHEMA_VERSION:
                 raise ComfydockError(
@@ -127,7 +127,7 @@ def open_reader(path: Path) -> sqlite3.Connection:
         except BaseException:
             conn.close()
             raise
-    raise _corrupt(path, str(last))
+    raise corrupt_index(path, str(last))
 
 
 def open_index(path: Path) -> sqlite3.Connection:
@@ -146,7 +146,7 @@ def open_index(path: Path) -> sqlite3.Connection:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "schema_info" not in tables:
             if tables:
-                raise _corrupt(path, "it is an SQLite file of something else")
+                raise corrupt_index(path, "it is an SQLite file of something else")
             current = 0
         else:
             row = conn.execute("SELECT version FROM schema_info").fetchone()
@@ -175,7 +175,7 @@ def open_index(path: Path) -> sqlite3.Connection:
         conn.close()
         if _cannot_write(exc):
             raise _CannotWrite(path, str(exc)) from None
-        raise _corrupt(path, str(exc)) from None
+        raise corrupt_index(path, str(exc)) from None
     except BaseException:
         conn.close()
         raise
@@ -186,7 +186,7 @@ def _has_schema_info(conn) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_info'").fetchone() is not None
 
 
-def _corrupt(path: Path, why: str) -> CorruptFile:
+def corrupt_index(path: Path, why: str) -> CorruptFile:
     return CorruptFile(
         f"{path} is not a comfydock model index ({why})",
         hint="run 'comfydock models index --rebuild' (the old file is kept beside it)",
@@ -316,20 +316,22 @@ def _tree_stamp(root: Path, entries: list[FileEntry], directories: list, walk_st
 
 def index_is_current(db_path: Path, root: Path) -> bool:
     """True when the last completed index run of `root` saw the tree as it is now: no directory
-    in it gained, lost or renamed an entry since, and no file written within ten minutes before
-    that run changed (one stat per directory and per such file; nothing is listed or read).
-
-    An older file rewritten in place under the same name keeps its directory's times: an
-    explicit `comfydock models index` walks every file and sees it."""
+    in it gained, lost or renamed an entry since, no file written within ten minutes before that
+    run changed, and every indexed file still has the size and mtime it was indexed with (one
+    stat per directory and per file; nothing is listed or read). A model rewritten in place,
+    which its directory's times do not show, is seen by that last comparison."""
     root = root.expanduser().absolute()
     if not db_path.exists():
         return False
-    stamp = None
+    stamp, files = None, []
     for query in ("mode=ro", "immutable=1"):  # immutable: a read-only WAL index without its -shm
         try:
             conn = sqlite3.connect(f"{db_path.absolute().as_uri()}?{query}", uri=True, timeout=30)
             try:
                 row = conn.execute("SELECT stamp FROM index_stamps WHERE base_dir = ?", (str(root),)).fetchone()
+                files = conn.execute(
+                    "SELECT relative_path, file_size, mtime FROM model_locations WHERE base_dir = ?", (str(root),)
+                ).fetchall()
             finally:
                 conn.close()
             stamp = json.loads(row[0]) if row else None
@@ -348,6 +350,11 @@ def index_is_current(db_path: Path, root: Path) -> bool:
         for path, size, mtime in stamp["files"]:
             st = os.stat(path)
             if (st.st_size, st.st_mtime_ns) != (size, mtime):
+                return False
+        prefix = str(root) + os.sep
+        for rel, size, mtime in files:
+            st = os.stat(prefix + rel)
+            if st.st_size != size or st.st_mtime_ns != mtime:
                 return False
     except (OSError, TypeError, ValueError, KeyError):
         return False  # a directory or file gone, or a stamp this comfydock cannot read
@@ -681,7 +688,7 @@ def list_models(db_path: Path, pattern: str | None = None) -> list[ModelRecord]:
 
 
 def find_models(db_path: Path, query: str) -> list[ModelRecord]:
-    """By hash prefix (quick, sha256 or blake3), else by file name."""
+    """By hash prefix (quick, sha256 or blake3), else by file name or path, else by part of one."""
     conn = open_reader(db_path)
     try:
         q = query.lower()
@@ -702,6 +709,9 @@ def find_models(db_path: Path, query: str) -> list[ModelRecord]:
                     (query, query),
                 )
             ]
+        if not hashes:  # part of a name ('demo' finds demo_model.safetensors), or a wildcard pattern
+            rows = conn.execute("SELECT model_hash, filename, relative_path FROM model_locations").fetchall()
+            hashes = sorted({h for h, f, rel in rows if _matches(query, {"filename": f, "relative_path": rel})})
         return _records(conn, hashes)
     finally:
         conn.close()

@@ -184,6 +184,16 @@ def _remove(arr, asked: list[Requirement], where: str, command: str = "py remove
 def add_requirements(doc, specs: list[str], group: str | None = None) -> bool:
     reqs = [user_requirement(s) for s in specs]
     group = normalize_group(group) if group else None
+    if group is not None and (group == CORE_GROUP or group.startswith("node-")):
+        owner = (
+            "ComfyUI's requirements (changed by 'comfydock comfyui update')"
+            if group == CORE_GROUP
+            else "a custom node's requirements (scanned from the node)"
+        )
+        raise ComfydockError(
+            f"dependency group {group!r} is reserved: it holds {owner}",
+            hint="add to your own requirements (no --group), or pick another group name",
+        )
     changed = migrate_layout(doc)
     return _upsert(_requirement_array(doc, group, create=True), reqs) or changed
 

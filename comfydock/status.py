@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from comfydock import comfyui, engine, history
 from comfydock.environment import Environment
+from comfydock.errors import ComfydockError
 from comfydock.torch_backend import detect_torch_backend, resolve_torch_backend
 from comfydock.versioning import manifest_changes
 
@@ -35,11 +36,12 @@ def status(env: Environment) -> dict:
         for spec in env.tracked_nodes().values()
         if spec.source != "development" and not (env.custom_nodes_dir / spec.directory).is_dir()
     )
+    git = comfyui._git()
     head = None
     try:
-        head = comfyui._git().Repo(env.comfyui_dir).head.commit.hexsha
-    except Exception:
-        pass
+        head = git.Repo(env.comfyui_dir).head.commit.hexsha
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError, OSError):
+        pass  # ComfyUI's checkout is gone or broken: status says so (comfyui_missing / not matching)
     return {
         "environment": env.name,
         "path": str(env.root),
@@ -72,7 +74,7 @@ def torch_status(env: Environment, doc=None, uv_lock_text: str | None = None, ve
     try:
         backend = resolve_torch_backend(requested)
         backend_error = None
-    except Exception as exc:  # an unknown name in $COMFYDOCK_TORCH_BACKEND: shown, not fatal
+    except ComfydockError as exc:  # an unknown name in $COMFYDOCK_TORCH_BACKEND: shown, not fatal
         backend, backend_error = None, str(exc)
     doc = env.manifest_data() if doc is None else doc
     text = env.uv_lock_text() if uv_lock_text is None else uv_lock_text
@@ -105,9 +107,11 @@ class PythonRequirements:
 
 def python_requirements(env: Environment) -> PythonRequirements:
     """What 'py list' shows, reading pyproject.toml and uv.lock once each."""
+    from comfydock.manifest import check_uv_lock
     from comfydock.pydeps import requirement_rows
 
     doc = env.manifest_data()
+    check_uv_lock(env.uv_lock_path)  # a damaged lock is an error here too, never a column of '-'
     text = env.uv_lock_text()
     versions = env.locked_versions(doc, text)
     family = torch_status(env, doc, text, versions)["torch_family"]
@@ -118,9 +122,11 @@ def constraint_rows(env: Environment) -> list[dict]:
     """'constraint list': each constraint with the version uv.lock installs of its package."""
     from packaging.utils import canonicalize_name
 
+    from comfydock.manifest import check_uv_lock
     from comfydock.pydeps import constraints
     from comfydock.requirements_txt import parse_requirement
 
     doc = env.manifest_data()
+    check_uv_lock(env.uv_lock_path)
     versions = env.locked_versions(doc)
     return [{"constraint": c, "locked": versions.get(canonicalize_name(parse_requirement(c).name))} for c in constraints(doc)]

@@ -105,7 +105,7 @@ def requested_torch_backend(env) -> tuple[str, str]:
     except OSError:
         own = ""
     if own:
-        return own, "this environment (create --torch-backend)"
+        return own, "this environment's own choice (made by create, adopt or import)"
     configured = env.workspace.config.get("torch_backend")
     if configured:
         return str(configured), "comfydock config torch-backend"

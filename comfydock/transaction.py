@@ -75,15 +75,17 @@ class Transaction:
         if not (path.exists() or path.is_symlink()):
             return None
         kept = self._scratch() / f"aside-{len(self._undo)}-{path.name}"
-        os.replace(path, kept) if _same_device(path, kept.parent) else shutil.move(str(path), str(kept))
 
-        def undo():
+        def undo():  # recorded first: a Ctrl-C during the move still puts back what was moved
+            if not (kept.exists() or kept.is_symlink()):
+                return  # the move never happened
             if path.exists() or path.is_symlink():
                 remove_tree(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(kept), str(path))
 
         self._undo.append((str(path), undo))
+        os.replace(path, kept) if _same_device(path, kept.parent) else shutil.move(str(path), str(kept))
         self._on_commit.append(lambda: remove_tree(kept) if kept.exists() or kept.is_symlink() else None)
         return kept
 
@@ -118,9 +120,14 @@ class Transaction:
         for what, undo in reversed(self._undo):
             try:
                 undo()
-            except BaseException as exc:  # keep undoing the rest; report this one
-                self.not_restored.append(f"{what}: {exc}")
+            except BaseException as exc:  # keep undoing the rest (a second Ctrl-C too); report this one
+                self.not_restored.append(f"{what}: {exc or type(exc).__name__}")
         self._undo.clear()
+        if self.not_restored and self._dir is not None and self._dir.exists():
+            # the scratch area may hold the only copy of what could not be put back: keep it
+            self.not_restored.append(f"what was moved aside is kept in {self._dir}")
+            self._dir = None
+            return
         self._cleanup()
 
     def commit(self) -> None:
@@ -148,8 +155,12 @@ class Transaction:
             self.commit()
             return False
         self.rollback()
-        if self.not_restored and exc is not None and hasattr(exc, "hint"):
-            exc.hint = ((exc.hint or "") + "; could not restore: " + "; ".join(self.not_restored)).lstrip("; ")
+        if self.not_restored and exc is not None:
+            note = "could not restore: " + "; ".join(self.not_restored)
+            if hasattr(exc, "hint"):
+                exc.hint = ((exc.hint or "") + "; " + note).lstrip("; ")
+            else:  # Ctrl-C or a bug: the CLI prints the exception's notes
+                exc.add_note(note)
         return False
 
 

@@ -231,13 +231,16 @@ def task_analyze_workflow(env):
 
 
 def task_resolve_models(env):
-    """Map a workflow's model references to files in the model index (never prompts)."""
+    """Map a workflow's model references to files in the model index (never prompts); the
+    index is brought up to date first (index_models), so a commit sees the models as they are."""
+    models_dir = env.workspace.models_dir
+    index_first = ["index_models"] if models_dir is not None and models_dir.is_dir() else []
     for name in sorted(tracking.comfyui_workflows(env)):
         key = tracking.task_key(name)
         yield {
             "basename": "resolve_models",
             "name": key,
-            "task_dep": [f"analyze_workflow:{key}"],
+            "task_dep": [f"analyze_workflow:{key}", *index_first],
             "file_dep": [analysis_file(env, name)],
             "targets": [resolved_file(env, name)],
             "uptodate": [(_resolve_uptodate, [env, name])],

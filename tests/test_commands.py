@@ -37,7 +37,7 @@ def test_delete_with_yes_removes_everything_and_clears_active(env, run_cli, work
 
 def test_delete_without_confirmation_refuses_when_not_interactive(env, run_cli):
     result = run_cli("delete", "main")
-    assert result.code == 2 and "--yes" in result.err
+    assert result.code == 1 and "--yes" in result.err  # refused, as rollback without --yes is
     assert env.root.exists()
 
 
@@ -81,6 +81,8 @@ def test_verbose_is_accepted_after_the_command_but_run_passes_it_to_comfyui():
     assert parser.parse_args(["node", "add", "x", "-v"]).verbose is True
     assert parser.parse_args(["-v", "status"]).verbose is True
     assert parser.parse_args(["status"]).verbose is False
+    assert parser.parse_args(["status", "-w", "/ws"]).workspace == "/ws"
+    assert parser.parse_args(["-w", "/ws", "status"]).workspace == "/ws"
     assert _split_run(parser, ["run", "--verbose", "DEBUG"]) == (["run"], ["--verbose", "DEBUG"])
 
 
@@ -152,3 +154,29 @@ def test_run_syncs_the_venv_first_unless_told_not_to(env, run_cli):
     assert venv_has(env, "cdfix_beta") == "1.0"
     record = json.loads((env.comfyui_dir / "user" / "fixture_last_run.json").read_text())
     assert record["argv"] == ["--port", "1"]
+
+
+def test_ctrl_c_while_comfydock_is_still_loading_ends_quietly_with_130():
+    """A Ctrl-C that lands while Python imports comfydock (the first tenth of a second)."""
+    code = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'comfydock.cli.main':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from comfydock.__main__ import entry\n"
+        "sys.exit(entry())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr
+
+
+def test_adopt_of_an_install_neither_in_git_nor_versioned_is_refused_with_1(env, run_cli, tmp_path):
+    plain = tmp_path / "ComfyUI"  # an install that is neither a git checkout nor versioned
+    (plain / "custom_nodes").mkdir(parents=True)
+    (plain / "comfy").mkdir()
+    (plain / "main.py").write_text("print('ComfyUI')\n")
+    (plain / "nodes.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    result = run_cli("adopt", str(plain), "--no-interactive")
+    assert result.code == 1 and "not a git checkout" in result.err, result.err

@@ -164,7 +164,7 @@ def test_create_torch_backend_is_kept_outside_the_shared_manifest(workspace, run
     assert "torch_backend" not in doc["tool"]["comfydock"]["environment"]
     status = run_cli("status", "--json").json
     assert status["torch_backend"] == "cu126" and status["torch_backend_requested"] == "cu126"
-    assert "create --torch-backend" in status["torch_backend_source"]
+    assert "own choice" in status["torch_backend_source"]
     assert ".comfydock" in str(env.state_dir) and (env.state_dir / "torch-backend").read_text().strip() == "cu126"
 
 

@@ -1,5 +1,6 @@
 """The README's first command: the offline demo runs end to end."""
 
+import os
 import subprocess
 import sys
 
@@ -8,12 +9,19 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_demo_runs_end_to_end(tmp_path):
+def test_demo_runs_end_to_end_whatever_the_users_comfydock_variables_say(tmp_path):
+    # a user's own settings (another environment, a CivitAI that cannot be reached) stay out of the demo
+    users = {
+        "COMFYDOCK_ENV": "not-a-demo-env",
+        "COMFYDOCK_CIVITAI_URL": "http://127.0.0.1:9",
+        "COMFYDOCK_HOME": str(tmp_path / "mine"),
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "comfydock", "demo", "--dir", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
         timeout=300,
+        env=dict(os.environ, **users),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Demo complete" in proc.stderr

@@ -67,8 +67,7 @@ def test_workflow_list_shows_new_modified_committed_and_deleted(env, run_cli):
 
 def test_commit_versions_workflow_and_records_its_resolved_models(env, workspace, run_cli):
     model = _model(workspace, "checkpoints/sd_xl_base_1.0.safetensors", b"base-model" * 1000)
-    assert run_cli("models", "index").code == 0
-    _save_workflow(env, SDXL)
+    _save_workflow(env, SDXL)  # no 'models index' first: commit brings the index up to date itself
 
     result = run_cli("commit", "-m", "sdxl", "--no-interactive", "--json")
     assert result.code == 0, result.err
@@ -106,6 +105,9 @@ def test_second_commit_without_changes_makes_no_version_and_redoes_nothing(env, 
     ran = {t["task"] for t in again.json["build"]["tasks"] if t["status"] == "ran"}
     assert not any(t.startswith(("copy_workflow", "analyze_workflow")) for t in ran)
     assert [v["version"] for v in run_cli("log", "--json").json] == ["v2", "v1"]
+    text = run_cli("commit", "--no-interactive")  # the unresolved models were warned about at v2: a summary now
+    assert "Nothing to commit" in text.out and "is not in the model index" not in text.err
+    assert "Still open: 3 unresolved model references" in text.err  # demo + the two SDXL checkpoints
 
 
 def test_unreadable_workflow_is_named_and_still_versioned(env, run_cli):
@@ -360,3 +362,16 @@ def test_ctrl_c_at_the_which_package_prompt_stages_nothing_and_makes_no_version(
         assert [w["state"] for w in run_cli("workflow", "list", "--json").json if w["name"] == "openai"] == ["new"]
     finally:
         server.close()
+
+
+def test_commit_with_a_damaged_model_index_refuses_instead_of_dropping_every_resolution(env, workspace, run_cli):
+    _save_workflow(env, SDXL)
+    assert run_cli("commit", "-m", "sdxl", "--no-interactive").code == 0
+    before = env.pyproject_path.read_bytes()
+    workspace.models_db.write_bytes(b"\x07garbage" * 400)
+    _save_workflow(env, UPSCALER)
+    result = run_cli("commit", "-m", "with a damaged index", "--no-interactive")
+    assert result.code == 1
+    assert "is not a comfydock model index" in result.err and "models index --rebuild" in result.err
+    assert env.pyproject_path.read_bytes() == before
+    assert [v["version"] for v in run_cli("log", "--json").json][0] == "v2"

@@ -401,6 +401,23 @@ def test_a_recent_file_growing_in_place_is_seen(models, db):
     assert not model_index.index_is_current(db, models)
 
 
+def test_an_old_model_rewritten_in_place_with_an_older_mtime_is_seen(models, db):
+    """`cp -p` or `curl -R -o` over an existing model: same name, same size, the directory's
+    times untouched, the file's mtime set to an old date."""
+    import os
+
+    target = models / "loras" / "lora1.safetensors"
+    old = target.stat()
+    os.utime(target, ns=(old.st_atime_ns, old.st_mtime_ns - 86400 * 10**9))  # indexed as a day-old file
+    index_directory(db, models)
+    directory_times = (target.parent.stat().st_mtime_ns, target.parent.stat().st_ctime_ns)
+    assert model_index.index_is_current(db, models)
+    target.write_bytes(bytes(reversed(target.read_bytes())))  # new bytes, same size, in place
+    os.utime(target, ns=(old.st_atime_ns, old.st_mtime_ns - 2 * 86400 * 10**9))
+    assert (target.parent.stat().st_mtime_ns, target.parent.stat().st_ctime_ns) == directory_times
+    assert not model_index.index_is_current(db, models)
+
+
 def test_index_is_not_current_without_a_completed_run_of_that_tree(tmp_path, models, db):
     assert not model_index.index_is_current(db, models)
     other = tmp_path / "other-models"
@@ -456,6 +473,7 @@ def test_cli_index_list_find_info_add_source(ws, models, run_cli):
     h = quick_hash(models / "checkpoints" / "model.ckpt")[0]
     assert [r["hash"] for r in run_cli("models", "find", h[:6], "--json").json] == [h]
     assert [r["hash"] for r in run_cli("models", "find", "model.ckpt", "--json").json] == [h]
+    assert [r["hash"] for r in run_cli("models", "find", "MODEL.ck", "--json").json] == [h]  # part of a name, any case
     assert run_cli("models", "find", "nothing-like-this").code == 1
     url = "https://civitai.com/api/download/models/4384"
     assert run_cli("models", "add-source", h[:8], url).code == 0

@@ -58,6 +58,14 @@ def test_add_to_a_named_group(env, run_cli):
     assert "extras" not in tomlkit.parse(env.pyproject_path.read_text()).get("dependency-groups", {})
 
 
+def test_the_groups_comfydock_manages_are_refused_for_py_add(env, run_cli):
+    before = env.pyproject_path.read_bytes()
+    for group in ("comfyui-core", "ComfyUI_Core", "node-my-node"):
+        result = run_cli("py", "add", "cdfix-beta", "--group", group)
+        assert result.code == 1 and "is reserved" in result.err, result.err
+    assert env.pyproject_path.read_bytes() == before
+
+
 def test_conflict_with_core_is_refused_and_changes_nothing(env, run_cli):
     before = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()
     result = run_cli("py", "add", "cdfix-alpha<1")

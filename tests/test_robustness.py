@@ -76,7 +76,7 @@ def test_damaged_uv_lock_is_refused_before_anything_is_synced(env, run_cli):
     good = env.uv_lock_path.read_bytes()
     for kind, damage in DAMAGE.items():
         env.uv_lock_path.write_bytes(damage(good))
-        for argv in (["build"], ["status"], ["run", "--", "--quick-test-for-ci"]):
+        for argv in (["build"], ["status"], ["py", "list"], ["constraint", "list"], ["run", "--", "--quick-test-for-ci"]):
             result = run_cli(*argv)
             assert_one_line_error(result, 1, "uv.lock", "checkout -- uv.lock")
             assert "removes what it does not list" not in result.err, (kind, argv)  # no scare before the refusal

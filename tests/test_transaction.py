@@ -1,5 +1,7 @@
 """The one undo mechanism: what a failed or interrupted command puts back, and what a finished one keeps."""
 
+import shutil
+
 import pytest
 
 from comfydock.errors import BuildFailed, ComfydockError
@@ -111,3 +113,30 @@ def test_a_failed_build_names_its_task_as_data():
     assert isinstance(error, BuildFailed) and error.task == "lock_deps"
     assert (error.message, error.hint) == ("lock_deps: uv could not resolve", "loosen a pin")
     assert build_failure(BuildReport([], exit_code=1)).task is None
+
+
+def test_an_undo_that_fails_keeps_what_was_moved_aside_and_says_where(tmp_path):
+    root = tmp_path / "place"
+    (root / "nodes" / "my-node").mkdir(parents=True)
+    (root / "nodes" / "my-node" / "work.py").write_text("hours of work\n")
+    scratch = tmp_path / "undo"
+    with pytest.raises(ComfydockError) as info:
+        with Transaction(scratch) as tx:
+            tx.move_aside(root / "nodes" / "my-node")
+            shutil.rmtree(root / "nodes")
+            (root / "nodes").write_text("a file where the directory was")  # the undo cannot move it back
+            raise ComfydockError("the change failed", hint="try again")
+    kept = [p for p in scratch.rglob("work.py")]
+    assert [p.read_text() for p in kept] == ["hours of work\n"]  # not deleted with the scratch area
+    assert "could not restore" in info.value.hint and str(kept[0].parent.parent) in info.value.hint
+
+
+def test_ctrl_c_carries_what_could_not_be_restored_as_a_note(tmp_path):
+    def broken_undo():
+        raise OSError("disk on fire")
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        with Transaction(tmp_path / "undo") as tx:
+            tx.on_undo(broken_undo, "the venv")
+            raise KeyboardInterrupt
+    assert any("could not restore: the venv: disk on fire" in n for n in info.value.__notes__)

@@ -168,7 +168,7 @@ def cmd_delete(app: App) -> int:
     root = ws.environment_path(name) if half_made else Environment.open(ws, name).root
     if not app.args.yes:
         if not sys.stdin.isatty():
-            raise UsageError(f"refusing to delete {name!r} without confirmation", hint=f"run 'comfydock delete {name} --yes'")
+            raise ComfydockError(f"refusing to delete {name!r} without confirmation", hint=f"run 'comfydock delete {name} --yes'")
         from rich.prompt import Confirm
 
         what = "the remains of an interrupted create" if half_made else "its venv, nodes and history go"

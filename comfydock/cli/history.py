@@ -175,11 +175,16 @@ def cmd_commit(app: App) -> int:
         app.warn(
             f"workflow {escape(name)} could not be analysed (its copy is still versioned); see 'comfydock workflow show {escape(name)}'"
         )
+    if result.version is None:  # the warnings were given when this version was made: a summary
+        app.out.print(f"Nothing to commit: {escape(result.message)}")
+        left = len({(m["workflow"], m["filename"]) for m in result.unresolved})
+        if left or result.missing_nodes:
+            parts = [f"{left} unresolved model reference{'s' if left != 1 else ''}"] if left else []
+            parts += [f"{len(result.missing_nodes)} node type(s) no installed package provides"] if result.missing_nodes else []
+            app.say(f"Still open: {', '.join(parts)} (see 'comfydock status')")
+        return 0
     _warn_unresolved(app, result.unresolved)
     _warn_missing_nodes(app, result.missing_nodes)
-    if result.version is None:
-        app.out.print(f"Nothing to commit: {escape(result.message)}")
-        return 0
     app.out.print(f"[green]✓[/] {result.version}: {escape(result.message)}")
     return 0
 

@@ -34,22 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (environments, adopt, history, remotes, comfyui, python, nodes, models, bundle):
         module.register(sub)
-    _accept_verbose_anywhere(parser)
+    _accept_globals_anywhere(parser)
     return parser
 
 
-def _accept_verbose_anywhere(parser: argparse.ArgumentParser) -> None:
-    """`-v` after the command too (`comfydock node add X -v`), as git and uv take it; the
-    subcommands' copies leave the value alone unless given (SUPPRESS). Not `run`: what follows
-    it is ComfyUI's (which has a --verbose of its own)."""
+def _accept_globals_anywhere(parser: argparse.ArgumentParser) -> None:
+    """`-v` and `-w PATH` after the command too (`comfydock node add X -v`), as git and uv take
+    them; the subcommands' copies leave the value alone unless given (SUPPRESS). `-v` not after
+    `run`: what follows it is ComfyUI's (which has a --verbose of its own)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, child in action.choices.items():
-                if name == "run":
-                    continue
-                if "--verbose" not in child._option_string_actions:
+                if name != "run" and "--verbose" not in child._option_string_actions:
                     child.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-                _accept_verbose_anywhere(child)
+                if "--workspace" not in child._option_string_actions:
+                    child.add_argument("-w", "--workspace", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                _accept_globals_anywhere(child)
 
 
 def _options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str]]:
@@ -115,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s: %s", type(exc).__name__, exc.message)
         _print_error(app, exc)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         app.err.print("[red]error:[/] interrupted")
+        from rich.markup import escape
+
+        for note in getattr(exc, "__notes__", []):  # what an undo could not put back
+            app.err.print(f"[bold cyan]hint:[/] {escape(note)}")
         return EXIT_INTERRUPTED
     except OSError as exc:
         if exc.errno not in _ENVIRONMENTAL_ERRNOS:
@@ -210,4 +214,6 @@ def _internal_error(app: App) -> int:
     app.err.print(f"[bold red]error:[/] internal error in comfydock: {escape(repr(sys.exc_info()[1]))}")
     where = f"the traceback is in {escape(str(crash))}" if crash else "run again with --verbose to see the traceback"
     app.err.print(f"[bold cyan]hint:[/] {where}; please report it")
+    for note in getattr(sys.exc_info()[1], "__notes__", []):  # what an undo could not put back
+        app.err.print(f"[bold cyan]hint:[/] {escape(note)}")
     return EXIT_INTERNAL

@@ -12,7 +12,7 @@ def _print_node_change(app: App, change, verb: str) -> None:
         app.say(escape(note))
     for info in change.added if verb != "removed" else change.removed:
         what = info.get("version") or (info.get("commit") or "")[:10] or ""
-        line = escape(f"{verb} {info['id']} {what} ({info['source']}) → custom_nodes/{info['directory']}")
+        line = escape(f"{verb} {info['id']} {what + ' ' if what else ''}({info['source']}) → custom_nodes/{info['directory']}")
         line = f"[green]✓[/] {line}"
         if verb == "removed":
             where = info.get("disabled_as") or info.get("deleted")

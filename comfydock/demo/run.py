@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from comfydock.demo.fixtures import build_comfyui_repo, build_node_repo, build_wheels
 from comfydock.demo.model_server import ModelServer
 from comfydock.errors import ComfydockError
+
+
+@contextmanager
+def _own_settings_only():
+    """The demo is offline and self-contained: the user's COMFYDOCK_* variables (another
+    workspace, environment, registry or CivitAI) must not reach its steps."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("COMFYDOCK_") and k not in _KEPT}
+    for key in saved:
+        del os.environ[key]
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+_KEPT = {"COMFYDOCK_HTTP_RETRIES", "COMFYDOCK_HTTP_BACKOFF"}  # how to talk, not where to
 
 
 def run_demo(app, base: Path | None) -> int:
@@ -58,7 +76,7 @@ def run_demo(app, base: Path | None) -> int:
         ["run", "-e", "demo-copy", "--quick-test-for-ci"],
         ["list"],
     ]
-    with server:
+    with server, _own_settings_only():
         for argv in steps:
             app.say(f"\n[bold cyan]$ comfydock {shlex.join(argv)}[/]")
             code = app.run_command(["--workspace", str(ws), *argv])

@@ -83,13 +83,24 @@ class _Index:
     """The few queries resolution needs, against one open model index."""
 
     def __init__(self, db_path: Path):
+        """No index yet: nothing resolves. A file that is not a readable index is an error, never
+        an empty index (a commit would record every model as unresolved)."""
+        from comfydock.model_index import corrupt_index
+
         self.conn = None
-        if db_path.exists():
+        if not db_path.exists():
+            return
+        why = "it cannot be read"
+        for query in ("mode=ro", "immutable=1"):  # immutable: a read-only WAL index without its -shm
+            conn = sqlite3.connect(f"{db_path.absolute().as_uri()}?{query}", uri=True, timeout=30)
             try:
-                self.conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
-                self.conn.execute("SELECT 1 FROM model_locations LIMIT 1")
-            except sqlite3.Error:
-                self.conn = None
+                conn.execute("SELECT 1 FROM model_locations LIMIT 1")
+                self.conn = conn
+                return
+            except sqlite3.Error as exc:
+                conn.close()
+                why = str(exc)
+        raise corrupt_index(db_path, why)
 
     def close(self):
         if self.conn is not None:
