@@ -320,6 +320,8 @@ class PullResult:
     versions: list[str] = field(default_factory=list)  # version tags new to this machine
     renamed: dict[str, str] = field(default_factory=dict)  # local unpushed vN -> new name
     applied: dict | None = None  # the rollback-style report of what changed on the machine
+    dev_nodes_missing: list[str] = field(default_factory=list)  # tracked, not on this machine (not in git)
+    dev_nodes_hint: str | None = None  # how to get them
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -488,14 +490,7 @@ def pull(env, remote: str | None = None, *, listener=None, on_wait=None) -> Pull
         if how != "up-to-date":
             check_tree(repo, theirs, f"{remote}'s {branch}")
             check_history(repo, [theirs, f"^{head}"], f"{remote}'s {branch}")
-            incoming = _parse_manifest(repo.git.show(f"{theirs}:pyproject.toml"), f"{remote}'s {branch}")
-            missing = missing_dev_nodes(env, incoming)
-            if missing:
-                raise ComfydockError(
-                    f"pull refused: {remote}'s version needs development node(s) {', '.join(missing)} "
-                    "that this machine never had; nothing was changed",
-                    hint=dev_node_hint(env, incoming, missing) + ", then pull again",
-                )
+            _parse_manifest(repo.git.show(f"{theirs}:pyproject.toml"), f"{remote}'s {branch}")
             if how == "merge":
                 target = _merge(env, repo, head, theirs, remote)
         result = PullResult(remote, branch, how, head, target)
@@ -510,6 +505,12 @@ def pull(env, remote: str | None = None, *, listener=None, on_wait=None) -> Pull
             tx.on_undo(lambda: _restore_tags(repo, saved_tags), "the version tags")
             _adopt_tags(repo, target, f"{TAG_NAMESPACE}/{remote}/", saved_tags, result, merge=how == "merge")
             _set_upstream(repo, remote, branch)
+        # development nodes never travel through git, so one this machine lacks is named, never a
+        # refusal: the rest of the version applies ('build' scans it once its directory is there)
+        doc = env.manifest_data()
+        result.dev_nodes_missing = missing_dev_nodes(env, doc)
+        if result.dev_nodes_missing:
+            result.dev_nodes_hint = dev_node_hint(env, doc, result.dev_nodes_missing) + "; then 'comfydock build'"
         return result
 
 

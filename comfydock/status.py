@@ -31,11 +31,21 @@ def status(env: Environment) -> dict:
 
     workflows = workflows_status(env, repo)
 
+    tracked = env.tracked_nodes()
     missing_node_dirs = sorted(
         spec.id
-        for spec in env.tracked_nodes().values()
+        for spec in tracked.values()
         if spec.source != "development" and not (env.custom_nodes_dir / spec.directory).is_dir()
     )
+    # a development node's source is the user's directory: 'build' cannot bring it back, and one
+    # renamed NAME.disabled (node remove, rollback) is kept on purpose, not missing
+    missing_dev_nodes = [
+        {"id": spec.id, "path": (env.custom_nodes_dir / spec.directory).relative_to(env.root).as_posix()}
+        for _, spec in sorted(tracked.items())
+        if spec.source == "development"
+        and not (env.custom_nodes_dir / spec.directory).is_dir()
+        and not (env.custom_nodes_dir / f"{spec.directory}.disabled").is_dir()
+    ]
     git = comfyui._git()
     head = None
     try:
@@ -53,6 +63,7 @@ def status(env: Environment) -> dict:
         **torch_status(env),
         "venv_in_sync": env.venv_in_sync() and not venv_pending,
         "missing_node_dirs": missing_node_dirs,  # tracked nodes whose directory is gone ('build' restores them)
+        "missing_dev_nodes": missing_dev_nodes,  # development nodes whose directory is gone ({id, path})
         "pending_tasks": pending,
         "uncommitted_changes": changes,
         "dependency_changes": dep_changes,

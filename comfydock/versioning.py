@@ -261,6 +261,7 @@ class RollbackResult:
     nodes_installed: list[str] = field(default_factory=list)
     nodes_enabled: list[str] = field(default_factory=list)
     dev_nodes: list[str] = field(default_factory=list)  # not versioned: their source stays as it is
+    dev_nodes_missing: list[str] = field(default_factory=list)  # tracked, but no directory here (not in git)
     workflows_restored: list[str] = field(default_factory=list)
     workflows_removed: list[str] = field(default_factory=list)
     workflows_kept: list[str] = field(default_factory=list)  # never committed: kept in ComfyUI
@@ -312,7 +313,7 @@ def apply_commit(env, repo, commit: str, tx: Transaction, result: RollbackResult
         new_doc = manifest.parse(repo.git.show(f"{commit}:pyproject.toml"))
     except Exception as exc:
         raise ComfydockError(f"version {result.target} has no readable pyproject.toml ({exc})") from None
-    old_nodes = env.tracked_nodes()
+    old_nodes = _current_nodes(env, repo, result)
     new_nodes = tracked_nodes(new_doc)
     head_files = _tree_files(repo, "HEAD") if repo.head.is_valid() else set()
     target_files = _tree_files(repo, commit)
@@ -380,7 +381,11 @@ def apply_commit(env, repo, commit: str, tx: Transaction, result: RollbackResult
             tx.created(env.custom_nodes_dir / spec.directory)
 
     # 3. the venv, to the restored lock (and restored nodes' requirements)
-    result.build = _build(env, targets + ["sync_venv"], listener).to_json()
+    result.dev_nodes_missing = [n for n in result.dev_nodes if not (env.custom_nodes_dir / new_nodes[n].directory).is_dir()]
+    if not result.dev_nodes_missing:
+        result.build = _build(env, targets + ["sync_venv"], listener).to_json()
+    else:  # like create --from: the lock cannot be checked without their source; the venv gets what uv.lock says
+        _sync_without_lock_check(env, targets, result, listener)
 
     # 4. workflows back into ComfyUI
     tx.save_tree(env.workflows_dir)
@@ -401,6 +406,37 @@ def apply_commit(env, repo, commit: str, tx: Transaction, result: RollbackResult
             result.workflows_removed.append(name)
         else:
             result.workflows_kept.append(name)
+
+
+def _current_nodes(env, repo, result: RollbackResult) -> dict:
+    """The nodes the machine has now: the manifest's; from a damaged manifest (an uncommitted change
+    that the rollback discards) the last version's, since nothing else says which nodes it listed."""
+    from comfydock.errors import CorruptFile
+    from comfydock.nodes.spec import tracked_nodes
+
+    try:
+        return env.tracked_nodes()
+    except CorruptFile as exc:
+        try:
+            committed = manifest.parse(repo.git.show("HEAD:pyproject.toml")) if repo.head.is_valid() else {}
+            nodes = tracked_nodes(committed)
+        except Exception:  # nothing readable to go by: the target's nodes are installed as they are
+            nodes = {}
+        result.notes.append(f"discarded a damaged pyproject.toml ({exc.message})")
+        return nodes
+
+
+def _sync_without_lock_check(env, targets: list[str], result: RollbackResult, listener) -> None:
+    from comfydock import uv_runner
+    from comfydock.tasks.python import lock_coherent, machine_backend_in_manifest
+
+    if targets:
+        result.build = _build(env, targets, listener).to_json()
+    if not machine_backend_in_manifest(env):
+        lock_coherent(env)  # this machine's torch extra, as a build would add it
+    extra = env.torch_extra()
+    uv_runner.uv_sync(env.workspace, env.cec_dir, env.venv_dir, extra)
+    env.record_venv_synced(extra)
 
 
 def resolve_workflow_models(env, workflow: str, *, choose=None, listener=None, on_wait=None) -> list[dict]:

@@ -232,6 +232,24 @@ def test_rollback_without_target_discards_uncommitted_changes(env, run_cli):
     assert run_cli("status", "--json").json["uncommitted_changes"] == []
 
 
+def test_rollback_discards_a_damaged_manifest_and_lock(env, run_cli):
+    manifest_bytes, lock_bytes = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()
+    env.pyproject_path.write_text(env.pyproject_path.read_text() + "\n[broken\n")
+    env.uv_lock_path.write_text("not a lock = = =\n")
+    assert run_cli("status").code == 1  # the damage is named (status needs the manifest)
+    asked = run_cli("rollback")  # not a terminal: refused, naming what would be discarded
+    assert asked.code == 1 and "pyproject.toml" in asked.err and "rollback --yes" in asked.err
+    result = run_cli("rollback", "--yes")
+    assert result.code == 0, result.err
+    assert "discarded a damaged pyproject.toml" in result.err
+    assert env.pyproject_path.read_bytes() == manifest_bytes and env.uv_lock_path.read_bytes() == lock_bytes
+    status = run_cli("status", "--json").json
+    assert status["uncommitted_changes"] == [] and status["venv_in_sync"]
+    env.pyproject_path.write_text("[broken\n")  # a named version works too
+    assert run_cli("rollback", "v1", "--yes").code == 0
+    assert env.pyproject_path.read_bytes() == manifest_bytes
+
+
 def test_failed_rollback_leaves_everything_as_it_was(env, workspace, run_cli, node_repo):
     assert run_cli("node", "add", f"{node_repo.as_uri()}@v1.0").code == 0
     assert run_cli("commit", "-m", "with node", "--no-interactive").code == 0

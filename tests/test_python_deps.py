@@ -94,7 +94,7 @@ def test_remove_of_something_not_required_is_an_error(env, run_cli):
 
 
 def test_constraint_forces_an_older_version_a_group_asks_for(env, run_cli):
-    assert run_cli("py", "add", "cdfix-beta", "--group", "node-fixture").code == 0
+    assert run_cli("py", "add", "cdfix-beta", "--group", "fixture").code == 0
     assert venv_has(env, "cdfix_beta") == "2.0" and venv_has(env, "cdfix_alpha") == "2.0"
     assert run_cli("constraint", "add", "cdfix-alpha<2").code == 0
     assert venv_has(env, "cdfix_alpha") == "1.5"

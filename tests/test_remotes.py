@@ -106,21 +106,24 @@ def test_team_round_trip_create_from_push_pull(env, workspace, run_cli, node_rep
     assert "1 commit(s) ahead of origin/main" in run_cli("status").out
     assert run_cli("push").code == 0
     assert b("status", "--json").json["upstream"]["behind"] == 0  # no network in status: not fetched yet
-    before_b = _state(env_b)
-    refused = b("pull")  # B never had the development node: its source is not in git
-    assert refused.code == 1 and "my-dev-node" in refused.err and "custom_nodes" in refused.err
-    assert _state(env_b) == before_b
-    assert b("status", "--json").json["upstream"]["behind"] == 1  # the refused pull did fetch
-    shutil.copytree(env.custom_nodes_dir / "my-dev-node", env_b.custom_nodes_dir / "my-dev-node")  # as the hint says
+    assert b("status", "--json").json["missing_dev_nodes"] == [{"id": "my-dev-node", "path": "ComfyUI/custom_nodes/my-dev-node"}]
+    # B never had the development node (its source is not in git): the pull applies the rest and says so
     pulled = b("pull", "--json")
     assert pulled.code == 0, pulled.err
     assert pulled.json["how"] == "fast-forward" and pulled.json["versions"] == ["v3"]
     assert pulled.json["applied"]["nodes_installed"] == ["comfyui-fixture-pack"]
+    assert pulled.json["dev_nodes_missing"] == ["my-dev-node"] and "custom_nodes/my-dev-node" in pulled.json["dev_nodes_hint"]
     assert (env_b.workflows_dir / "sdxl_simple_example.json").read_bytes() == wf.read_bytes()
     assert venv_has(env_b, "cdfix_beta") == "1.0"  # the pack pins cdfix-beta<2
     status_b = b("status", "--json").json
     assert status_b["venv_in_sync"] and status_b["uncommitted_changes"] == []
     assert status_b["upstream"]["behind"] == 0
+    assert [n["id"] for n in status_b["missing_dev_nodes"]] == ["my-dev-node"]
+    again = b("pull")
+    assert again.code == 0 and "my-dev-node are not on this machine" in again.err
+    shutil.copytree(env.custom_nodes_dir / "my-dev-node", env_b.custom_nodes_dir / "my-dev-node")  # as the hint says
+    assert b("status", "--json").json["missing_dev_nodes"] == []
+    assert b("pull", "--json").json["dev_nodes_missing"] == []
 
     # B removes the development node and pushes; A pulls: disabled, never deleted
     assert b("node", "remove", "my-dev-node").code == 0

@@ -259,6 +259,30 @@ def test_delete_leaves_a_create_that_is_still_running_alone(workspace, run_cli):
     assert root.is_dir()
 
 
+def test_a_missing_development_node_is_named_in_status_with_how_to_get_it_back(env, run_cli):
+    dev = env.custom_nodes_dir / "my-dev-node"
+    dev.mkdir(parents=True)
+    (dev / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    assert run_cli("node", "add", "my-dev-node", "--dev").code == 0
+    assert run_cli("status", "--json").json["missing_dev_nodes"] == []
+    moved = env.root / "moved-away"
+    dev.rename(moved)
+    out = run_cli("status").out
+    assert "Development node my-dev-node missing on disk" in out
+    assert "ComfyUI/custom_nodes/my-dev-node" in out and "comfydock node remove my-dev-node" in out
+    assert "build restores it" not in out and "out of sync" not in out
+    data = run_cli("status", "--json").json
+    assert data["missing_dev_nodes"] == [{"id": "my-dev-node", "path": "ComfyUI/custom_nodes/my-dev-node"}]
+    assert data["missing_node_dirs"] == []
+    moved.rename(env.custom_nodes_dir / "my-dev-node.disabled")  # kept disabled on purpose: not missing
+    assert run_cli("status", "--json").json["missing_dev_nodes"] == []
+    assert "missing on disk" not in run_cli("status").out
+    shutil.rmtree(env.custom_nodes_dir / "my-dev-node.disabled")  # gone for good: the hint's other way out
+    removed = run_cli("node", "remove", "my-dev-node")
+    assert removed.code == 0, removed.err
+    assert run_cli("status", "--json").json["missing_dev_nodes"] == []
+
+
 def test_temp_files_of_an_interrupted_write_are_not_changes(env, run_cli):
     (env.cec_dir / ".pyproject.toml.k2j4h5.tmp").write_text("half a manifest")
     data = run_cli("status", "--json").json

@@ -75,7 +75,9 @@ def render_report(app: App, report: dict) -> None:
         out.print(f"  {e(r['name'])} {e(r['version'])}: {_MARK['not']} ({e(r['why'])})")
     m = report["models"]
     if m.get("directory"):
-        out.print(f"Models: {m['files']} file{'' if m['files'] == 1 else 's'}, {human_size(m['bytes'])} in {e(m['directory'])}, not copied: {e(m['how'])}")
+        out.print(
+            f"Models: {m['files']} file{'' if m['files'] == 1 else 's'}, {human_size(m['bytes'])} in {e(m['directory'])}, not copied: {e(m['how'])}"
+        )
     else:
         out.print("Models: the install has no models/ folder")
     if m.get("extra_paths"):

@@ -260,13 +260,18 @@ def cmd_status(app: App) -> int:
         out.print(f"Torch family: [{colour}]{escape(family['summary'])}[/]")
     for node in data["missing_node_dirs"]:
         out.print(f"Custom node {escape(node)} [yellow]missing on disk[/] (comfydock build restores it)")
+    for node in data["missing_dev_nodes"]:
+        out.print(
+            f"Development node {escape(node['id'])} [yellow]missing on disk[/] (not in git, 'comfydock build' cannot "
+            f"restore it: put its directory back at {escape(node['path'])}, or 'comfydock node remove {escape(node['id'])}')"
+        )
     node_tasks = {
         f"{kind}:{n}" for n in data["missing_node_dirs"] for kind in ("fetch_node", "install_node", "scan_requirements")
-    }
+    } | {f"scan_requirements:{node['id']}" for node in data["missing_dev_nodes"]}
     pending = [t for t in data["pending_tasks"] if t not in node_tasks and t != "checkout_comfyui"]
     if data["venv_in_sync"]:
         out.print("Venv: [green]in sync[/] with uv.lock")
-    elif pending or not (data["missing_node_dirs"] or data["comfyui_missing"]):
+    elif pending or not (data["missing_node_dirs"] or data["missing_dev_nodes"] or data["comfyui_missing"]):
         out.print(f"Venv: [yellow]out of sync[/] (pending: {escape(', '.join(pending) or 'sync_venv')}); run 'comfydock build'")
     nodes = data["node_changes"]
     for kind in ("added", "removed", "changed"):

@@ -265,11 +265,19 @@ def cmd_rollback(app: App) -> int:
     ):
         for item in items:
             app.say(f"[green]✓[/] {label}: {escape(item)}")
+    for note in result.notes:
+        app.say(escape(note))
     for name in result.workflows_kept:
         app.say(f"kept workflow {escape(name)}: it is not in the last version, and rollback never deletes uncommitted work")
-    if result.dev_nodes:
+    if result.dev_nodes_missing:
+        app.warn(
+            f"development node(s) {escape(', '.join(result.dev_nodes_missing))} are not on this machine (not in git): "
+            "put each directory back into ComfyUI/custom_nodes/, then 'comfydock build'"
+        )
+    present_dev_nodes = [n for n in result.dev_nodes if n not in result.dev_nodes_missing]
+    if present_dev_nodes:
         app.warn("development nodes are not version controlled:")
-        for node in result.dev_nodes:
+        for node in present_dev_nodes:
             app.say(f"   - {escape(node)} (dependencies may have changed): comfydock node update {escape(node)}")
     if result.comfyui:
         app.say(f"[green]✓[/] ComfyUI checkout moved {result.comfyui['from'][:10]} → {result.comfyui['to'][:10]}")

@@ -91,6 +91,11 @@ def cmd_pull(app: App) -> int:
         app.out.print(
             f"[green]✓[/] {what} {escape(result.remote)}/{escape(result.branch)}: {result.old[:10]} → {result.new[:10]}"
         )
+    if result.dev_nodes_missing:
+        app.warn(
+            f"development node(s) {escape(', '.join(result.dev_nodes_missing))} are not on this machine "
+            f"(not in git): {escape(result.dev_nodes_hint or '')}"
+        )
     for old, new in sorted(result.renamed.items()):
         app.warn(f"your unpushed version {old} is now {new} ({escape(result.remote)} has another {old})")
     if result.versions:

@@ -401,8 +401,8 @@ def fetch_node_map(workspace, *, refresh: bool = False, ttl: float | None = None
 
     hint = "check your network, or point 'comfydock config node-map-url' / $COMFYDOCK_NODE_MAP_URL elsewhere"
     try:
-        with make_session(retries=1) as session:  # asked during commit, under the process lock: fail soon
-            resp = session.get(url, timeout=(10, 60))
+        with make_session() as session:  # asked during commit, under the process lock: a short read timeout
+            resp = session.get(url, timeout=(10, 20))
         if resp.status_code != 200:
             raise ComfydockError(f"the node map at {url} answered HTTP {resp.status_code}", hint=hint)
         try:
