@@ -87,24 +87,25 @@ def inside(root: Path, path: Path | str) -> Path:
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 
 
-def relative_path_problem(name: str) -> str | None:
+def relative_path_problem(name: str, root: str = "its folder") -> str | None:
     """Why `name` (from a bundle, a lock file) cannot be a relative path inside its root, or None:
-    a plain 'a/b/c' that stays inside."""
+    a plain 'a/b/c' that stays inside. The reason is a predicate for the caller's subject
+    ("model[0].path points outside its folder ('..')"); `root` names what '..' would leave."""
     if not name:
-        return "it has an empty name"
+        return "is empty"
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "its name holds control characters"
+        return "holds control characters"
     if "\\" in name:
-        return "its name holds a backslash"
+        return "holds a backslash"
     if name.startswith("/"):
-        return "its name is an absolute path"
+        return "is an absolute path"
     if _DRIVE_RE.match(name) or ":" in name:
-        return "its name holds a drive letter or ':'"
+        return "holds a drive letter or ':'"
     parts = name.split("/")
     if ".." in parts:
-        return "its name points outside the bundle ('..')"
+        return f"points outside {root} ('..')"
     if any(p in ("", ".") for p in parts):
-        return "its name is not a plain relative path"
+        return "is not a plain relative path"
     if len(name) > 4096 or any(len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):
-        return "its name is too long"
+        return "is too long"
     return None

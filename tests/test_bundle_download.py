@@ -204,15 +204,21 @@ def test_civitai_answer_pointing_elsewhere_is_ignored(server):
     assert civitai_lookup(sha, server.url) is None
 
 
-def test_civitai_failure_is_a_clear_error():
+def test_civitai_without_an_answer_is_unavailable_but_a_garbage_answer_is_refused():
+    from comfydock.bundle.sources import LookupUnavailable
+
     with ModelServer() as s:
         base = s.url
-    with pytest.raises(ComfydockError, match="CivitAI lookup at .* failed: could not connect"):
+    with pytest.raises(LookupUnavailable, match="CivitAI lookup at .* failed: could not connect"):
         civitai_lookup("0" * 64, base)
     with ModelServer() as s:
+        s.misbehave(f"/api/v1/model-versions/by-hash/{'2' * 64}", "503")  # an outage, after the retries
+        with pytest.raises(LookupUnavailable, match="failed: HTTP 503"):
+            civitai_lookup("2" * 64, s.url)
         s.civitai["1" * 64] = b"<html>Just a moment...</html>"  # a CDN challenge page instead of JSON
-        with pytest.raises(ComfydockError, match="not a model version"):
+        with pytest.raises(ComfydockError, match="not a model version") as refused:
             civitai_lookup("1" * 64, s.url)
+        assert not isinstance(refused.value, LookupUnavailable)
 
 
 def test_huggingface_urls_round_trip_and_refuse_escapes():

@@ -265,6 +265,54 @@ def test_changed_workflow_reruns_only_its_chain_and_the_bundle_and_a_failed_look
         assert unknown.code == 1 and "comfydock workflow list" in unknown.err  # well-formed, refused
 
 
+def test_export_without_network_warns_exports_the_model_without_url_and_looks_it_up_again_next_time(
+    env, workspace, run_cli, tmp_path
+):
+    with ModelServer() as server:
+        exported_env(env, workspace, run_cli, server)
+        assert run_cli("config", "civitai-url", "http://127.0.0.1:9").code == 0  # offline: nothing listens there
+        offline = run_cli("export", "--no-interactive", "--output", tmp_path / "a.tar.gz")
+        assert offline.code == 0, offline.err
+        assert "warning: CivitAI lookup at http://127.0.0.1:9 failed: could not connect" in offline.err
+        assert "1 model(s) have no download URL" in offline.err and MODEL in offline.err
+        with tarfile.open(tmp_path / "a.tar.gz") as tar:
+            assert "url =" not in tar.extractfile("comfydock.lock").read().decode()
+
+        # the failure is not remembered as "no source": the next run asks again
+        again = run_cli("build", "export", "--json")
+        assert again.code == 0, again.err
+        assert [e["status"] for e in again.json["tasks"] if e["task"].startswith("lookup_source:")] == ["ran"]
+        assert [f["path"] for f in again.json["lookup_failures"]] == [MODEL]
+
+        # a CivitAI outage (HTTP 503 after the retries): the same; once it is back, the URL is found and kept
+        assert run_cli("config", "civitai-url", server.url).code == 0
+        sha = hashlib.sha256((workspace.models_dir / MODEL).read_bytes()).hexdigest()
+        server.misbehave(f"/api/v1/model-versions/by-hash/{sha}", "503")
+        outage = run_cli("export", "--no-interactive", "--json", "--output", tmp_path / "b.tar.gz")
+        assert outage.code == 0, outage.err
+        assert [f["error"] for f in outage.json["lookup_failures"]] == [f"CivitAI lookup at {server.url} failed: HTTP 503"]
+        assert [m["path"] for m in outage.json["without_url"]] == [MODEL]
+        server.behave(f"/api/v1/model-versions/by-hash/{sha}")
+        back = run_cli("export", "--no-interactive", "--json", "--output", tmp_path / "c.tar.gz")
+        assert back.code == 0, back.err
+        assert back.json["lookup_failures"] == [] and back.json["without_url"] == []
+        assert [m["url"] for m in back.json["models"]] == [f"{server.url}/api/download/models/4384"]
+        cached = run_cli("build", "export", "--json")
+        assert not [e for e in cached.json["tasks"] if e["task"].startswith("lookup_source:") and e["status"] == "ran"]
+
+
+def test_export_says_when_it_updated_pyproject_toml(env, workspace, run_cli, tmp_path):
+    (env.workflows_dir / "other.json").write_text((env.workflows_dir / "demo.json").read_text())
+    changed = run_cli("export", "--no-interactive", "--output", tmp_path / "a.tar.gz")
+    assert changed.code == 0, changed.err
+    line = "export updated pyproject.toml with the workflows' current models: 'comfydock commit' records it"
+    assert line in changed.err
+    assert run_cli("commit", "-m", "other workflow", "--no-interactive").code == 0
+    same = run_cli("export", "--no-interactive", "--output", tmp_path / "a.tar.gz")
+    assert same.code == 0 and "export updated pyproject.toml" not in same.err
+    assert run_cli("export", "--no-interactive", "--json", "--output", tmp_path / "a.tar.gz").json["manifest_updated"] is False
+
+
 def test_import_adds_this_machines_backend_keeping_the_exporters_and_other_indexes():
     import tomlkit
 

@@ -58,9 +58,9 @@ def write_bundle(members: Mapping[str, Path | bytes], out: Path) -> None:
     without a file name and with mtime 0; written to a temp file beside `out`, then renamed.
     """
     for name in members:
-        reason = relative_path_problem(name)
+        reason = relative_path_problem(name, "the bundle")
         if reason:
-            raise ComfydockError(f"cannot bundle {name!r}: {reason}")
+            raise ComfydockError(f"cannot bundle {name!r}: its name {reason}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
@@ -235,9 +235,9 @@ def _scan(path: Path, limits: ArchiveLimits, on_file: Callable[[BundleMember, ta
                     if len(members) >= limits.max_members:
                         raise _Refused(f"it holds more than {limits.max_members} members (setting archive-max-members)")
                     name = info.name
-                    reason = relative_path_problem(name)
+                    reason = relative_path_problem(name, "the bundle")
                     if reason:
-                        raise _Refused(f"member {_quote(name)}: {reason}")
+                        raise _Refused(f"member {_quote(name)}: its name {reason}")
                     if info.issym() or info.islnk():
                         raise _Refused(f"member {_quote(name)} is a {'symbolic' if info.issym() else 'hard'} link")
                     if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):  # also no sparse/contiguous

@@ -238,9 +238,13 @@ def record_sources(env, model_hash: str, urls: list[tuple[str, str]]) -> None:
 
 def lookup_source(env, model_hash: str, full: Path, target: Path) -> dict:
     """Where a model can be downloaded. In order: sources already in the index, URLs the workflow
-    declares, CivitAI by SHA256, Hugging Face URLs recorded earlier. Results go into the index."""
+    declares, CivitAI by SHA256, Hugging Face URLs recorded earlier. Results go into the index.
+
+    A lookup that gets no answer (offline, an outage) does not stop the export: the model goes
+    without a URL, the reason is kept in the target ("failed", see failed_lookups), and nothing
+    is returned for lookup_uptodate to match, so the next export asks again."""
     from comfydock.bundle.download import tokens_from_env
-    from comfydock.bundle.sources import civitai_lookup, url_problem
+    from comfydock.bundle.sources import LookupUnavailable, civitai_lookup, url_problem
     from comfydock.model_index import source_type
 
     ws = env.workspace
@@ -251,12 +255,16 @@ def lookup_source(env, model_hash: str, full: Path, target: Path) -> dict:
     declared = [u for u in (required_hashes(env).get(model_hash) or {}).get("urls") or [] if url_problem(u) is None]
     urls: list[str] = []
     via = None
+    failed = None
     first = [u for t, u in known if t != "huggingface"] + declared
     if first:
         urls, via = first, "index" if known else "workflow"
     else:
         token = tokens_from_env(civitai_base, hf_base).get(_host(civitai_base))
-        found = civitai_lookup(sha256, civitai_base, token=token)
+        try:
+            found = civitai_lookup(sha256, civitai_base, token=token)
+        except LookupUnavailable as e:
+            found, failed = None, e.message
         if found:
             urls, via = found, "civitai"
     if not urls:
@@ -265,8 +273,26 @@ def lookup_source(env, model_hash: str, full: Path, target: Path) -> dict:
     urls = list(dict.fromkeys(urls))
     new = [(("civitai" if via == "civitai" else source_type(u)), u) for u in urls if u not in {k for _, k in known}]
     record_sources(env, model_hash, new)
+    if failed and not urls:
+        atomic_write_json(target, {"hash": model_hash, "urls": [], "via": None, "failed": failed})
+        return {"failed": failed}  # no "inputs": not up to date, the next export retries
     atomic_write_json(target, {"hash": model_hash, "urls": urls, "via": via})
     return {"inputs": _lookup_inputs(env, model_hash)}
+
+
+def failed_lookups(env) -> list[dict]:
+    """Exported models whose source lookup got no answer this time: hash, name, path, error."""
+    out = []
+    for h, req in selected_hashes(env).items():
+        try:
+            recorded = json.loads(source_file(env, h).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(recorded, dict) and isinstance(recorded.get("failed"), str):
+            rel = str(req.get("relative_path") or "")
+            name = str(req.get("filename") or rel.rsplit("/", 1)[-1])
+            out.append({"hash": h, "name": name, "path": rel, "error": recorded["failed"]})
+    return out
 
 
 def _host(url: str) -> str:
@@ -276,7 +302,7 @@ def _host(url: str) -> str:
 
 
 def lookup_uptodate(task, values, env, model_hash: str) -> bool:
-    return values.get("inputs") == _lookup_inputs(env, model_hash)
+    return "inputs" in values and values["inputs"] == _lookup_inputs(env, model_hash)
 
 
 # --- write_lock ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from comfydock.bundle.export_steps import (
     bundle_file,
     comfydock_lock_path,
     export_dir,
+    failed_lookups,
     full_hashes_computed,
     record_sources,
     selected_workflows,
@@ -39,6 +40,8 @@ class ExportResult:
     unresolved: list[dict] = field(default_factory=list)  # references no indexed file matched: not in the bundle
     nodes: list[dict] = field(default_factory=list)
     skipped_links: list[str] = field(default_factory=list)
+    lookup_failures: list[dict] = field(default_factory=list)  # hash, name, path, error: no answer, retried next time
+    manifest_updated: bool = False  # the workflow chain rewrote pyproject.toml (uncommitted until 'comfydock commit')
     full_hashes_computed: int = 0
     tasks: list[dict] = field(default_factory=list)
 
@@ -97,6 +100,14 @@ def build_export(env, workflows: list[str] | None = None, *, listener=None, on_w
         if not reports[-1].ok or index_fingerprint(env.workspace.models_db) == before:
             break
     return _merge(reports)
+
+
+def manifest_bytes(env) -> bytes | None:
+    """pyproject.toml as it is now (compared before and after an export: did the chain change it?)."""
+    try:
+        return env.pyproject_path.read_bytes()
+    except OSError:
+        return None
 
 
 def unresolved_references(env) -> list[dict]:
@@ -162,6 +173,7 @@ def export_environment(
     from comfydock.engine import build_failure
 
     start = full_hashes_computed()
+    manifest_before = manifest_bytes(env)
     report = build_export(env, workflows, listener=listener, on_wait=on_wait)
     if not report.ok:
         raise build_failure(report)
@@ -207,6 +219,8 @@ def export_environment(
         unresolved=unresolved_references(env),
         nodes=[{"id": n.id, "method": n.method} for n in lock.nodes],
         skipped_links=skipped,
+        lookup_failures=failed_lookups(env),
+        manifest_updated=manifest_bytes(env) != manifest_before,
         full_hashes_computed=full_hashes_computed() - start,
         tasks=[asdict(e) for e in report.events],
     )

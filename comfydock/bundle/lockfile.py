@@ -166,7 +166,7 @@ def _relative_path(table: dict, key: str, where: str) -> str:
     value = _str(table, key, where)
     problem = relative_path_problem(value)
     if problem:
-        _fail(f"{where}.{key}", problem.replace("its name", "the path"))
+        _fail(f"{where}.{key}", problem)
     return value
 
 
@@ -176,7 +176,7 @@ def _segment(table: dict, key: str, where: str, *, required: bool = True) -> str
         return None
     problem = relative_path_problem(value) or ("holds '/'" if "/" in value else None)
     if problem:
-        _fail(f"{where}.{key}", problem.replace("its name", "the name"))
+        _fail(f"{where}.{key}", problem)
     return value
 
 

@@ -27,6 +27,12 @@ _HF_REPO = re.compile(rf"(?:{_HF_PART}/)?{_HF_PART}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+class LookupUnavailable(ComfydockError):
+    """A lookup that could not get an answer: no connection, a timeout, a dropped transfer, or
+    the service failing (HTTP 429/5xx). Not a verdict on the model: export goes on without a
+    URL and the next export asks again. (An answer that came but is not valid is refused.)"""
+
+
 def url_problem(url: object, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
     """Why `url` is not acceptable as a model or node source (None: it is)."""
     if not isinstance(url, str) or not url:
@@ -96,7 +102,8 @@ def civitai_lookup(
     """Download URLs CivitAI has for the file with this SHA256; None when CivitAI does not know it.
 
     Asks `<base>/api/v1/model-versions/by-hash/<sha256>` and keeps the `downloadUrl` of each file
-    whose `hashes.SHA256` is ours. Network failures and unexpected answers raise ComfydockError.
+    whose `hashes.SHA256` is ours. No answer (network, HTTP 429/5xx) raises LookupUnavailable;
+    a refusal (401/403) or an answer that is not a model version raises ComfydockError.
     """
     sha256 = sha256.lower()
     if not _SHA256.fullmatch(sha256):
@@ -112,7 +119,7 @@ def civitai_lookup(
         try:
             resp = session.get(url, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
         except requests.RequestException as e:
-            raise ComfydockError(
+            raise LookupUnavailable(
                 f"CivitAI lookup at {redact_url(base)} failed: {_short_reason(e)}",
                 hint="check the network or the civitai-url setting; run again to retry",
             ) from None
@@ -124,14 +131,24 @@ def civitai_lookup(
                     f"CivitAI lookup at {redact_url(base)} refused: HTTP {resp.status_code}",
                     hint="set CIVITAI_API_TOKEN to an API key from your CivitAI account settings",
                 )
+            if resp.status_code == 429 or resp.status_code >= 500:
+                raise LookupUnavailable(
+                    f"CivitAI lookup at {redact_url(base)} failed: HTTP {resp.status_code}", hint="run again later to retry"
+                )
             if resp.status_code != 200:
                 raise ComfydockError(
                     f"CivitAI lookup at {redact_url(base)} failed: HTTP {resp.status_code}", hint="run again later to retry"
                 )
             try:
                 body = resp.raw.read(MAX_ANSWER + 1, decode_content=True)
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
+                raise LookupUnavailable(
+                    f"CivitAI lookup at {redact_url(base)} failed: {_short_reason(e)}",
+                    hint="check the network or the civitai-url setting; run again to retry",
+                ) from None
+            try:
                 data = json.loads(body) if len(body) <= MAX_ANSWER else None
-            except (ValueError, requests.RequestException, urllib3.exceptions.HTTPError):
+            except ValueError:
                 data = None
     finally:
         if own:

@@ -32,7 +32,19 @@ def _ask_url(app: App, spinner):
     return ask
 
 
+MANIFEST_UPDATED = "export updated pyproject.toml with the workflows' current models: 'comfydock commit' records it"
+
+
+def warn_failed_lookups(app: App, failures: list[dict]) -> None:
+    for f in failures:
+        app.warn(
+            f"{escape(f['error'])}: {escape(f['path'] or f['name'])} is exported without a download URL "
+            "(the next export looks it up again)"
+        )
+
+
 def render_export(app: App, result) -> None:
+    warn_failed_lookups(app, result.lookup_failures)
     for path in result.skipped_links:
         app.warn(f"{escape(path)} is a symbolic link or special file: not bundled")
     for ref in result.unresolved:
@@ -50,6 +62,8 @@ def render_export(app: App, result) -> None:
     )
     app.out.print(f"[green]✓[/] Exported to {escape(result.output)}")
     app.out.print(f"  sha256 {result.sha256}  ({human_size(result.size)})")
+    if result.manifest_updated:
+        app.say(MANIFEST_UPDATED)
 
 
 def cmd_export(app: App) -> int:
@@ -82,12 +96,15 @@ def build_export(app: App, env) -> int:
     from comfydock.hashing import file_digest
 
     args = app.args
+    manifest_before = exporting.manifest_bytes(env)
     with app.status("Building") as spinner:
         report = exporting.build_export(
             env, listener=app.task_listener(spinner, plain=True), on_wait=app.lock_wait_note, keep_going=args.keep_going
         )
     log.info("build %s export: %s", env.name, report.to_json())
     data = report.to_json()
+    data["lookup_failures"] = exporting.failed_lookups(env) if report.ok else []  # else: may be an older run's
+    data["manifest_updated"] = exporting.manifest_bytes(env) != manifest_before
     if report.ok:
         bundle = exporting.bundle_file(env)
         data["bundle"] = str(bundle)
@@ -100,10 +117,13 @@ def build_export(app: App, env) -> int:
         app.print_json(data)
     else:
         render_events(app, report.events)
+        warn_failed_lookups(app, data["lookup_failures"])
     if not report.ok:
         raise build_failure(report)
     if not app.json:
         app.out.print(f"Bundle: {escape(data.get('output') or data['bundle'])}  sha256 {data['sha256']}")
+        if data["manifest_updated"]:
+            app.say(MANIFEST_UPDATED)
     return 0
 
 
