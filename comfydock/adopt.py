@@ -501,7 +501,6 @@ def adopt_install(
     from comfydock.engine import build_failure
     from comfydock.lifecycle import create_environment
     from comfydock.nodes.spec import drop_node, node_path, reqs_file, set_node
-    from comfydock.transaction import Transaction
     from comfydock.workflows.tracking import copy_path
     from comfydock.workspace import validate_name
 
@@ -697,7 +696,7 @@ def adopt_install(
         report["workflows"] = inspection.workflows
         report["settings"] = copied_settings
 
-    with Transaction(ws.metadata_file.parent / "undo") as tx:  # any failure, Ctrl-C included, undoes it
+    with ws.transaction() as tx:  # any failure, Ctrl-C included, undoes it
         if adopt_models_dir:
             tx.on_undo(lambda: ws.set_setting("models-dir", models_setting_before), "the models-dir setting")
             ws.set_models_dir(inspection.models_dir)

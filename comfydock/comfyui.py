@@ -182,6 +182,18 @@ def checkout_commit(cache_repo, comfyui_dir: Path, commit: str, force: bool = Fa
     return old
 
 
+def undo_checkout(cache_repo, comfyui_dir: Path, commit: str | None):
+    """The undo step for a `checkout_commit` away from `commit`, to register BEFORE it runs: puts
+    the checkout back at `commit` only if HEAD moved away from it. A checkout that was refused, or
+    never started, left HEAD (and the user's own edits to ComfyUI's files) alone: so does this."""
+
+    def undo() -> None:
+        if commit and head_commit(comfyui_dir) not in (None, commit):
+            checkout_commit(cache_repo, comfyui_dir, commit, force=True)
+
+    return undo
+
+
 def mirror_with(workspace, commit: str | None, warn=lambda msg: None):
     """The workspace's cached mirror of the ComfyUI source, fetched only when it lacks `commit`."""
     git = _git()

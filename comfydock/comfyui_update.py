@@ -61,11 +61,10 @@ def update_comfyui(env, ref: str | None = None, *, force: bool = False, listener
         with env.transaction() as tx:
             engine.guard_manifest(env, tx)  # the venv is re-synced last, after the files are back
             if current != target.commit:
+                # registered first (a Ctrl-C during the checkout still puts it back); a no-op
+                # unless HEAD moved, so a refused checkout leaves the user's ComfyUI edits alone
+                tx.on_undo(comfyui.undo_checkout(mirror, env.comfyui_dir, current), "ComfyUI's checkout")
                 comfyui.checkout_commit(mirror, env.comfyui_dir, target.commit, force=force)
-                if current:
-                    tx.on_undo(
-                        lambda: comfyui.checkout_commit(mirror, env.comfyui_dir, current, force=True), "ComfyUI's checkout"
-                    )
             scanned = scan_requirements_file(env.comfyui_dir / "requirements.txt")
             for line, why in scanned.skipped:
                 warn(f"ComfyUI requirements.txt: skipped {line!r} ({why})")

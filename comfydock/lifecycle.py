@@ -3,6 +3,8 @@ directory behind; an existing environment is never touched)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -13,6 +15,7 @@ from comfydock.errors import ComfydockError
 from comfydock.fsutil import remove_tree
 from comfydock.process_lock import process_lock
 from comfydock.torch_backend import resolve_torch_backend, set_environment_torch_backend
+from comfydock.transaction import Transaction
 from comfydock.workspace import Workspace, validate_name
 
 INITIAL_MESSAGE = "Initial environment setup"
@@ -54,75 +57,83 @@ def create_environment(
     validate_name(name)
     if torch_backend is not None:
         resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
-    root = ws.environments_dir / name
-    with process_lock(ws.create_process_lock_file(name)):
-        reserve_directory(ws, name)
-        env = Environment(ws, name)
-        with env.transaction() as tx:
-            tx.created(root)  # any failure, Ctrl-C included, removes the half-made directory
-            source = comfyui_source or ws.setting("comfyui-source")
-            step(f"Fetching ComfyUI from {source}")
-            cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=warn)
-            ref = comfyui.resolve_ref(cache, comfyui_ref)
-            step(f"Checking out ComfyUI {ref.name}")
-            comfyui.checkout(cache, env.comfyui_dir, ref, source)
+    with creating(ws, name) as (env, tx):  # any failure, Ctrl-C included, removes the half-made directory
+        source = comfyui_source or ws.setting("comfyui-source")
+        step(f"Fetching ComfyUI from {source}")
+        cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=warn)
+        ref = comfyui.resolve_ref(cache, comfyui_ref)
+        step(f"Checking out ComfyUI {ref.name}")
+        comfyui.checkout(cache, env.comfyui_dir, ref, source)
 
-            scanned = scan_requirements_file(env.comfyui_dir / "requirements.txt")
-            for line, why in scanned.skipped:
-                warn(f"ComfyUI requirements.txt: skipped {line!r} ({why})")
-            doc = manifest.new_manifest(
-                name,
-                python,
-                scanned.requirements,
-                ref.name,
-                ref.commit,
-            )
-            env.cec_dir.mkdir()
-            manifest.save(env.pyproject_path, doc)
-            (env.cec_dir / ".python-version").write_text(python + "\n")
-            (env.cec_dir / "workflows").mkdir()
-            (env.cec_dir / "workflows" / ".gitkeep").touch()
-            comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
-            if torch_backend is not None:  # this machine's choice for this environment, not shared
-                set_environment_torch_backend(env, torch_backend)
-            backend = env.torch_backend()
+        scanned = scan_requirements_file(env.comfyui_dir / "requirements.txt")
+        for line, why in scanned.skipped:
+            warn(f"ComfyUI requirements.txt: skipped {line!r} ({why})")
+        doc = manifest.new_manifest(
+            name,
+            python,
+            scanned.requirements,
+            ref.name,
+            ref.commit,
+        )
+        env.cec_dir.mkdir()
+        manifest.save(env.pyproject_path, doc)
+        (env.cec_dir / ".python-version").write_text(python + "\n")
+        (env.cec_dir / "workflows").mkdir()
+        (env.cec_dir / "workflows" / ".gitkeep").touch()
+        comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
+        if torch_backend is not None:  # this machine's choice for this environment, not shared
+            set_environment_torch_backend(env, torch_backend)
+        backend = env.torch_backend()
 
-            step(f"Creating Python {python} venv")
-            uv_runner.create_venv(ws, env.venv_dir, python)
+        step(f"Creating Python {python} venv")
+        uv_runner.create_venv(ws, env.venv_dir, python)
 
-            step("Resolving and installing dependencies")
-            report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv", "core_node_types"])
-            if not report.ok:
-                raise build_failure(report)
+        step("Resolving and installing dependencies")
+        report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv", "core_node_types"])
+        if not report.ok:
+            raise build_failure(report)
 
-            if populate is not None:
-                populate(env)
+        if populate is not None:
+            populate(env)
 
-            repo = history.init_repo(env.cec_dir)
-            history.commit_version(repo, message)
-            if use or not ws.active_environment:
-                tx.on_undo(partial(ws.set_active, ws.active_environment), "the active environment")
-                ws.set_active(name)
+        repo = history.init_repo(env.cec_dir)
+        history.commit_version(repo, message)
+        if use or not ws.active_environment:
+            tx.on_undo(partial(ws.set_active, ws.active_environment), "the active environment")
+            ws.set_active(name)
     return CreateResult(env, ref.name, ref.commit, python, backend)
 
 
-def reserve_directory(ws: Workspace, name: str):
-    """Under the environment's create lock: refuse a half-made or existing environment of that
-    name, then make its (empty) directory. Shared by create, create --from and import."""
+@contextmanager
+def creating(ws: Workspace, name: str) -> Iterator[tuple[Environment, Transaction]]:
+    """The one way to start making an environment (create, create --from, import):
+
+        with creating(ws, name) as (env, tx):
+            ... fill env.root ...
+
+    Under the environment's create lock a half-made or existing environment of that name is
+    refused, then its (empty) directory is made inside a Transaction that removes it again on any
+    failure, Ctrl-C included: a create that does not finish leaves nothing behind."""
     root = ws.environments_dir / name
-    if ws.half_made(name):
-        raise ComfydockError(
-            f"environment {name!r} is half-made at {root} (an earlier 'create' did not finish)",
-            hint=f"remove it with 'comfydock delete {name}', then create it again",
-        )
-    if root.exists():
-        raise ComfydockError(
-            f"environment {name!r} already exists at {root}",
-            hint=f"pick another name, or remove it first with 'comfydock delete {name}'",
-        )
-    ws.environments_dir.mkdir(parents=True, exist_ok=True)
-    root.mkdir()
-    return root
+    with process_lock(ws.create_process_lock_file(name)):
+        if ws.half_made(name):
+            raise ComfydockError(
+                f"environment {name!r} is half-made at {root} (an earlier 'create' did not finish)",
+                hint=f"remove it with 'comfydock delete {name}', then create it again",
+            )
+        if root.exists() or root.is_symlink():
+            raise ComfydockError(
+                f"environment {name!r} already exists at {root}",
+                hint=f"pick another name, or remove it first with 'comfydock delete {name}'",
+            )
+        env = Environment(ws, name)
+        with env.transaction() as tx:
+            # registered before the directory is made (a Ctrl-C right after still removes it);
+            # nothing else makes it meanwhile: every creator holds this name's create lock
+            tx.created(root)
+            ws.environments_dir.mkdir(parents=True, exist_ok=True)
+            root.mkdir()
+            yield env, tx
 
 
 def delete_environment(ws: Workspace, name: str) -> None:

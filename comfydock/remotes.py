@@ -463,7 +463,6 @@ def _restore_tags(repo, saved: dict[str, str]) -> None:
 
 
 def pull(env, remote: str | None = None, *, listener=None, on_wait=None) -> PullResult:
-    from comfydock.transaction import Transaction
     from comfydock.versioning import RollbackResult, apply_commit
 
     with env.process_lock(on_wait):
@@ -496,12 +495,12 @@ def pull(env, remote: str | None = None, *, listener=None, on_wait=None) -> Pull
                 target = _merge(env, repo, head, theirs, remote)
         result = PullResult(remote, branch, how, head, target)
         saved_tags = _version_tags(repo)
-        with Transaction(env.state_dir / "undo") as tx:
+        with env.transaction() as tx:
             if how != "up-to-date":
                 applied = RollbackResult(f"{remote}/{branch}", target)
                 apply_commit(env, repo, target, tx, applied, listener=listener)
+                tx.on_undo(partial(_reset_branch, repo, head), "the branch")  # registered before the move
                 repo.git.reset("-q", target)  # the branch moves; the files already match it
-                tx.on_undo(lambda: repo.git.reset("-q", head), "the branch")
                 result.applied = applied.to_json()
             tx.on_undo(lambda: _restore_tags(repo, saved_tags), "the version tags")
             _adopt_tags(repo, target, f"{TAG_NAMESPACE}/{remote}/", saved_tags, result, merge=how == "merge")
@@ -513,6 +512,12 @@ def pull(env, remote: str | None = None, *, listener=None, on_wait=None) -> Pull
         if result.dev_nodes_missing:
             result.dev_nodes_hint = dev_node_hint(env, doc, result.dev_nodes_missing) + "; then 'comfydock build'"
         return result
+
+
+def _reset_branch(repo, head: str) -> None:
+    """Undo of moving the branch: back to `head` (index too), only if it is not there already."""
+    if repo.head.commit.hexsha != head:
+        repo.git.reset("-q", head)
 
 
 def _adopt_tags(repo, target: str, prefix: str, local: dict, result: PullResult, merge: bool) -> None:
@@ -586,10 +591,8 @@ def create_from_remote(
     """
     from comfydock import comfyui, engine, manifest, uv_runner
     from comfydock.engine import build_failure
-    from comfydock.environment import Environment
     from comfydock.fsutil import remove_tree
-    from comfydock.lifecycle import reserve_directory
-    from comfydock.process_lock import process_lock
+    from comfydock.lifecycle import creating
     from comfydock.workflows import tracking
     from comfydock.workspace import validate_name
 
@@ -605,102 +608,98 @@ def create_from_remote(
         warn(msg)
 
     root = ws.environments_dir / name
-    with process_lock(ws.create_process_lock_file(name)):
-        reserve_directory(ws, name)
-        env = Environment(ws, name)
-        with env.transaction() as tx:
-            tx.created(root)  # any failure, Ctrl-C included, removes the half-made environment
-            step(f"Cloning the history from {url}")
-            # cloned beside .cec/, its git directory moved in last: until then the environment has
-            # no commit, so an interrupted (even killed) create leaves a half-made one, as create does
-            incoming = root / ".cec-clone"
-            try:
-                repo = git.Repo.clone_from(url, incoming, no_checkout=True, multi_options=["--origin=origin"])
-            except git.GitCommandError as exc:
-                raise ExternalToolError(f"cannot clone {url}: {git_reason(exc)}") from None
-            if not repo.head.is_valid():
-                # a bare repository made by 'git init --bare' may name a default branch ('master')
-                # that was never pushed while 'main' was: take main, or the only branch there is
-                branches = {r.remote_head: r for r in repo.remotes.origin.refs if r.remote_head != "HEAD"}
-                pick = branches.get("main") or (next(iter(branches.values())) if len(branches) == 1 else None)
-                if pick is None:
-                    raise ComfydockError(f"{url} has no versions yet", hint="push an environment there first: 'comfydock push'")
-                repo.git.symbolic_ref("HEAD", f"refs/heads/{pick.remote_head}")
-                repo.git.update_ref(f"refs/heads/{pick.remote_head}", pick.commit.hexsha)
-                repo.git.branch(f"--set-upstream-to={pick.name}", pick.remote_head)
-            commit = repo.head.commit.hexsha
-            check_tree(repo, commit, url)
-            check_history(repo, ["--all"], url)
-            doc = _parse_manifest(repo.git.show(f"{commit}:pyproject.toml"), url)
-            env.cec_dir.mkdir()
-            repo.git.execute(["git", f"--work-tree={env.cec_dir}", "checkout", "--quiet", commit, "--", "."])
-            info = manifest.environment_info(doc)
-            python = str(info.get("python_version") or "3.11")
-            wanted = str(info.get("comfyui_commit") or "")
-            if not wanted:
-                raise ComfydockError(f"{url}'s manifest does not say which ComfyUI commit it needs")
+    with creating(ws, name) as (env, tx):  # any failure, Ctrl-C included, removes the half-made environment
+        step(f"Cloning the history from {url}")
+        # cloned beside .cec/, its git directory moved in last: until then the environment has
+        # no commit, so an interrupted (even killed) create leaves a half-made one, as create does
+        incoming = root / ".cec-clone"
+        try:
+            repo = git.Repo.clone_from(url, incoming, no_checkout=True, multi_options=["--origin=origin"])
+        except git.GitCommandError as exc:
+            raise ExternalToolError(f"cannot clone {url}: {git_reason(exc)}") from None
+        if not repo.head.is_valid():
+            # a bare repository made by 'git init --bare' may name a default branch ('master')
+            # that was never pushed while 'main' was: take main, or the only branch there is
+            branches = {r.remote_head: r for r in repo.remotes.origin.refs if r.remote_head != "HEAD"}
+            pick = branches.get("main") or (next(iter(branches.values())) if len(branches) == 1 else None)
+            if pick is None:
+                raise ComfydockError(f"{url} has no versions yet", hint="push an environment there first: 'comfydock push'")
+            repo.git.symbolic_ref("HEAD", f"refs/heads/{pick.remote_head}")
+            repo.git.update_ref(f"refs/heads/{pick.remote_head}", pick.commit.hexsha)
+            repo.git.branch(f"--set-upstream-to={pick.name}", pick.remote_head)
+        commit = repo.head.commit.hexsha
+        check_tree(repo, commit, url)
+        check_history(repo, ["--all"], url)
+        doc = _parse_manifest(repo.git.show(f"{commit}:pyproject.toml"), url)
+        env.cec_dir.mkdir()
+        repo.git.execute(["git", f"--work-tree={env.cec_dir}", "checkout", "--quiet", commit, "--", "."])
+        info = manifest.environment_info(doc)
+        python = str(info.get("python_version") or "3.11")
+        wanted = str(info.get("comfyui_commit") or "")
+        if not wanted:
+            raise ComfydockError(f"{url}'s manifest does not say which ComfyUI commit it needs")
 
-            source = ws.setting("comfyui-source")
-            step(f"Fetching ComfyUI from {source}")
-            cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=_warn)
-            resolved = comfyui.resolve_ref(cache, wanted)
-            ref = comfyui.ResolvedRef(str(info.get("comfyui_version") or wanted[:12]), resolved.commit)
-            step(f"Checking out ComfyUI {ref.name} ({ref.commit[:10]})")
-            comfyui.checkout(cache, env.comfyui_dir, ref, source)
-            comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
+        source = ws.setting("comfyui-source")
+        step(f"Fetching ComfyUI from {source}")
+        cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=_warn)
+        resolved = comfyui.resolve_ref(cache, wanted)
+        ref = comfyui.ResolvedRef(str(info.get("comfyui_version") or wanted[:12]), resolved.commit)
+        step(f"Checking out ComfyUI {ref.name} ({ref.commit[:10]})")
+        comfyui.checkout(cache, env.comfyui_dir, ref, source)
+        comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
 
-            note = adopt_machine_backend(env, torch_backend, "history")
-            recorded, backend = note is None, env.torch_backend()
-            if note:
-                _warn(note + ", an uncommitted change ('comfydock commit' + 'push' shares it)")
+        note = adopt_machine_backend(env, torch_backend, "history")
+        recorded, backend = note is None, env.torch_backend()
+        if note:
+            _warn(note + ", an uncommitted change ('comfydock commit' + 'push' shares it)")
 
-            step(f"Creating Python {python} venv")
-            uv_runner.create_venv(ws, env.venv_dir, python)
+        step(f"Creating Python {python} venv")
+        uv_runner.create_venv(ws, env.venv_dir, python)
 
-            missing = missing_dev_nodes(env, doc)
-            from comfydock.nodes.spec import tracked_nodes
+        missing = missing_dev_nodes(env, doc)
+        from comfydock.nodes.spec import tracked_nodes
 
-            specs = tracked_nodes(doc)
-            step("Installing nodes and dependencies")
-            if not missing:
-                from comfydock.tasks.nodes import scan_task_names
+        specs = tracked_nodes(doc)
+        step("Installing nodes and dependencies")
+        if not missing:
+            from comfydock.tasks.nodes import scan_task_names
 
-                report = engine.build(env, scan_task_names(env))
-                if report.ok:
-                    report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"])
-                if not report.ok:
-                    raise build_failure(report)
-            else:  # the lock cannot be checked without their source: install what uv.lock says
-                targets = [f"install_node:{n}" for n, s in sorted(specs.items()) if s.source != "development"]
-                report = engine.build(env, targets) if targets else None
-                if report is not None and not report.ok:
-                    raise build_failure(report)
-                if not recorded:
-                    from comfydock.tasks.python import lock_coherent
+            report = engine.build(env, scan_task_names(env))
+            if report.ok:
+                report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"])
+            if not report.ok:
+                raise build_failure(report)
+        else:  # the lock cannot be checked without their source: install what uv.lock says
+            targets = [f"install_node:{n}" for n, s in sorted(specs.items()) if s.source != "development"]
+            report = engine.build(env, targets) if targets else None
+            if report is not None and not report.ok:
+                raise build_failure(report)
+            if not recorded:
+                from comfydock.tasks.python import lock_coherent
 
-                    lock_coherent(env)
-                uv_runner.uv_sync(ws, env.cec_dir, env.venv_dir, env.torch_extra())
-                env.record_venv_synced(env.torch_extra())
-                _warn(
-                    f"development node(s) {', '.join(missing)} are not in git and were not installed: "
-                    + dev_node_hint(env, doc, missing)
-                    + "; then 'comfydock build'"
-                )
+                lock_coherent(env)
+            uv_runner.uv_sync(ws, env.cec_dir, env.venv_dir, env.torch_extra())
+            env.record_venv_synced(env.torch_extra())
+            _warn(
+                f"development node(s) {', '.join(missing)} are not in git and were not installed: "
+                + dev_node_hint(env, doc, missing)
+                + "; then 'comfydock build'"
+            )
 
-            workflows = []
-            for wf_name, copy in sorted(tracking.versioned_copies(env).items()):
-                dest = env.workflows_dir / f"{wf_name}{tracking.SUFFIX}"
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(copy.read_bytes())
-                workflows.append(wf_name)
-            fetch(repo, "origin")
-            os.rename(incoming / ".git", env.cec_dir / ".git")
-            remove_tree(incoming)
-            repo = history.open_repo(env.cec_dir)
-            repo.git.reset("-q")  # the index, re-read against the files where they now are
-            if use or not ws.active_environment:
-                tx.on_undo(partial(ws.set_active, ws.active_environment), "the active environment")
-                ws.set_active(name)
+        workflows = []
+        for wf_name, copy in sorted(tracking.versioned_copies(env).items()):
+            dest = env.workflows_dir / f"{wf_name}{tracking.SUFFIX}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(copy.read_bytes())
+            workflows.append(wf_name)
+        fetch(repo, "origin")
+        os.rename(incoming / ".git", env.cec_dir / ".git")
+        remove_tree(incoming)
+        repo = history.open_repo(env.cec_dir)
+        repo.git.reset("-q")  # the index, re-read against the files where they now are
+        if use or not ws.active_environment:
+            tx.on_undo(partial(ws.set_active, ws.active_environment), "the active environment")
+            ws.set_active(name)
     versions = history.versions(repo)
     at = next((v.version for v in versions if v.commit == commit), None)
     return CloneResult(

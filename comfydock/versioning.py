@@ -150,7 +150,7 @@ def commit_environment(
     with env.process_lock(on_wait):
         repo = history.open_repo(env.cec_dir)
         changes = _changes(env, repo)
-        with Transaction(env.state_dir / "undo") as tx:
+        with env.transaction() as tx:
             for path in (env.pyproject_path, env.uv_lock_path):
                 tx.save_file(path)
             tx.save_tree(env.cec_dir / "workflows")
@@ -172,8 +172,10 @@ def commit_environment(
                 if m["status"] != "resolved" and not m.get("optional")
             ]
             unreadable = sorted(name for name, data in files.items() if not data.get("ok"))
-            repo.git.add(A=True)
             has_head = repo.head.is_valid()
+            before = repo.head.commit.hexsha if has_head else None
+            tx.on_undo(partial(_unstage, repo), "the .cec index")  # before 'git add': no staged leftovers
+            repo.git.add(A=True)
             missing = _missing_nodes(env, repo)
             if choose_package is not None and _ask_packages(env, repo, missing, choose_package):
                 missing = _missing_nodes(env, repo)
@@ -190,8 +192,8 @@ def commit_environment(
                     missing,
                 )
             text = message or _default_message(changes)
+            tx.on_undo(partial(_undo_commit, repo, before, history.next_version(repo)), "the new version")
             version = history.commit_version(repo, text)
-            tx.on_undo(lambda: _undo_commit(repo, version), "the new version")
         return CommitResult(version.version, text, changes, unresolved, unreadable, report.to_json(), missing)
 
 
@@ -226,9 +228,25 @@ def _missing_nodes(env, repo) -> list[dict]:
     return workflows_status(env, repo)["missing_nodes"]
 
 
-def _undo_commit(repo, version) -> None:
-    repo.git.tag("-d", version.version)
-    repo.git.reset("--soft", "HEAD~1")
+def _unstage(repo) -> None:
+    if repo.head.is_valid():
+        repo.git.reset("-q")
+    else:  # no commit yet: nothing to compare the index with, empty it
+        repo.git.rm("-r", "-q", "--cached", "--ignore-unmatch", ".")
+
+
+def _undo_commit(repo, before: str | None, tag: str) -> None:
+    """The undo step for `commit_version`, registered BEFORE it runs: deletes the new version's tag
+    if it was made and moves the branch back to `before` if it moved (nothing when the commit
+    never happened). The tag is the next version number: it did not exist before."""
+    if repo.git.tag("--list", tag):
+        repo.git.tag("-d", tag)
+    head = repo.head.commit.hexsha if repo.head.is_valid() else None
+    if head != before:
+        if before is None:
+            repo.git.update_ref("-d", "HEAD")
+        else:
+            repo.git.reset("--soft", before)
 
 
 # --- rollback ----------------------------------------------------------------------------------
@@ -278,7 +296,7 @@ def rollback_environment(env, target: str | None = None, *, listener=None, on_wa
         repo = history.open_repo(env.cec_dir)
         commit = resolve_target(repo, target)
         result = RollbackResult(target or "HEAD", commit)
-        with Transaction(env.state_dir / "undo") as tx:
+        with env.transaction() as tx:
             apply_commit(env, repo, commit, tx, result, listener=listener)
         return result
 
@@ -307,6 +325,7 @@ def apply_commit(env, repo, commit: str, tx: Transaction, result: RollbackResult
         tx.save_file(env.cec_dir / rel)
     for rel in sorted(present - target_files):
         (env.cec_dir / rel).unlink(missing_ok=True)
+    tx.on_undo(partial(_unstage, repo), "the .cec index")  # 'git checkout' stages what it writes
     repo.git.checkout(commit, "--", ".")
     repo.git.reset("-q")  # leave them unstaged, like any edit
 
@@ -315,8 +334,8 @@ def apply_commit(env, repo, commit: str, tx: Transaction, result: RollbackResult
     current = comfyui.head_commit(env.comfyui_dir)
     if wanted and current and wanted != current:
         mirror = comfyui.mirror_with(env.workspace, wanted)
+        tx.on_undo(comfyui.undo_checkout(mirror, env.comfyui_dir, current), "ComfyUI's checkout")
         comfyui.checkout_commit(mirror, env.comfyui_dir, wanted)
-        tx.on_undo(lambda: comfyui.checkout_commit(mirror, env.comfyui_dir, current, force=True), "ComfyUI's checkout")
         result.comfyui = {"from": current, "to": wanted}
 
     # 2. nodes, knowing both states

@@ -198,6 +198,11 @@ class Workspace:
         return self.root / ".metadata" / "workspace.json"
 
     @property
+    def undo_dir(self) -> Path:
+        """The scratch area of workspace-level Transactions (changes not inside one environment)."""
+        return self.metadata_file.parent / "undo"
+
+    @property
     def cache_dir(self) -> Path:
         return self.root / "comfydock_cache"
 
@@ -401,6 +406,12 @@ class Workspace:
 
     def create_process_lock_file(self, name: str) -> Path:
         return self.metadata_file.parent / "locks" / f"{name}.lock"
+
+    def transaction(self):
+        """A Transaction whose scratch area is the workspace's undo_dir (see comfydock/transaction.py)."""
+        from comfydock.transaction import Transaction
+
+        return Transaction(self.undo_dir)
 
     def environment_path(self, name: str) -> Path:
         return self.environments_dir / validate_name(name)

@@ -56,11 +56,11 @@ def lock_coherent(env, upgrade=()) -> None:
 
     from comfydock import manifest, torch_family
     from comfydock.errors import ComfydockError, ExternalToolError
-    from comfydock.fsutil import atomic_write_bytes
 
     ws = env.workspace
-    saved = {path: (path.read_bytes() if path.exists() else None) for path in (env.pyproject_path, env.uv_lock_path)}
-    try:
+    with env.transaction() as tx:  # any failure, Ctrl-C included, puts both files back
+        tx.save_file(env.pyproject_path)
+        tx.save_file(env.uv_lock_path)
         doc = manifest.load(env.pyproject_path)
         if not torch_family.backend_ready(doc, env.torch_backend()):
             torch_family.ensure_backend(doc, env.torch_backend(), ws.setting("torch-index"))
@@ -97,13 +97,6 @@ def lock_coherent(env, upgrade=()) -> None:
         left = torch_family.lock_problems(env.uv_lock_path.read_text(encoding="utf-8"))
         if left:
             raise ComfydockError(f"no coherent torch family: {'; '.join(left)}", hint="pin one PyTorch release of torch")
-    except BaseException:
-        for path, data in saved.items():
-            if data is None:
-                path.unlink(missing_ok=True)
-            elif not path.exists() or path.read_bytes() != data:
-                atomic_write_bytes(path, data)
-        raise
 
 
 def _save_if_changed(env, doc) -> None:

@@ -59,6 +59,16 @@ def test_failed_update_puts_the_old_checkout_and_manifest_back(old_env, run_cli,
     assert (_head(env), env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()) == before
 
 
+def test_update_refused_for_local_comfyui_edits_keeps_them(old_env, run_cli):
+    env = old_env
+    tracked = next(p for p in sorted(env.comfyui_dir.iterdir()) if p.suffix == ".py")
+    tracked.write_text(tracked.read_text() + "# my local fix\n")
+    before = (_head(env), tracked.read_bytes(), env.pyproject_path.read_bytes())
+    result = run_cli("comfyui", "update", "v0.2.0")
+    assert result.code == 1 and "--force" in result.err
+    assert (_head(env), tracked.read_bytes(), env.pyproject_path.read_bytes()) == before
+
+
 def test_unknown_ref_lists_release_tags(old_env, run_cli):
     result = run_cli("comfyui", "update", "v9.9.9")
     assert result.code != 0 and "v0.2.0" in result.err

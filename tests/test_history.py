@@ -349,6 +349,39 @@ def test_status_and_workflow_show_agree_on_the_comfyui_a_workflow_needs(env, run
         (env.workflows_dir / "future.json").unlink()
 
 
+def test_ctrl_c_at_the_which_package_prompt_stages_nothing_and_makes_no_version(env, run_cli):
+    """The prompt comes after 'git add': the undo un-stages .cec/ again, the workflow stays new."""
+    import gzip
+    import json
+
+    import git
+    from test_node_types import MapServer
+
+    from comfydock.environment import Environment
+    from comfydock.versioning import commit_environment
+    from comfydock.workspace import Workspace
+
+    server = MapServer(gzip.decompress((Path(__file__).parent / "data" / "extension-node-map.json.gz").read_bytes()))
+    try:
+        assert run_cli("config", "node-map-url", server.url).code == 0
+        env = Environment.open(Workspace.open(env.workspace.root), env.name)  # sees the node-map-url just set
+        env.workflows_dir.mkdir(parents=True, exist_ok=True)
+        (env.workflows_dir / "openai.json").write_text(json.dumps({"nodes": [{"id": 1, "type": "OpenAI Image API"}]}))
+        repo = git.Repo(env.cec_dir)
+        head = repo.head.commit.hexsha
+
+        def ctrl_c(node_type, candidates, reason):
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            commit_environment(env, "openai", choose_package=ctrl_c)
+        assert repo.head.commit.hexsha == head and repo.git.diff("--cached", "--name-only") == ""
+        assert [v["version"] for v in run_cli("log", "--json").json] == ["v1"]
+        assert [w["state"] for w in run_cli("workflow", "list", "--json").json if w["name"] == "openai"] == ["new"]
+    finally:
+        server.close()
+
+
 def test_commit_with_a_damaged_model_index_refuses_instead_of_dropping_every_resolution(env, workspace, run_cli):
     _save_workflow(env, SDXL)
     assert run_cli("commit", "-m", "sdxl", "--no-interactive").code == 0

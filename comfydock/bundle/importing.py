@@ -337,10 +337,9 @@ def import_bundle(
     from comfydock.bundle import lockfile
     from comfydock.bundle.archive import ArchiveLimits, check_bundle, extract_bundle
     from comfydock.engine import build_failure
-    from comfydock.environment import Environment
     from comfydock.fsutil import remove_tree
     from comfydock.hashing import file_digest
-    from comfydock.process_lock import process_lock
+    from comfydock.lifecycle import creating
     from comfydock.workspace import validate_name
 
     bundle = Path(bundle).expanduser()
@@ -364,9 +363,10 @@ def import_bundle(
     work = import_dir(ws, sha)
     extracted = work / "bundle"
     fresh = not extracted.is_dir()
-    if fresh:  # a rerun of an interrupted import reuses the earlier extraction
-        extract_bundle(bundle, extracted, limits)
-    try:
+    with ws.transaction() as tx:  # refused before anything was made: leave nothing behind
+        if fresh:  # a rerun of an interrupted import reuses the earlier extraction
+            tx.created(work)
+            extract_bundle(bundle, extracted, limits)
         lock = lockfile.read_lock(extracted / "comfydock.lock")
         pyproject_bytes = (extracted / "pyproject.toml").read_bytes()
         data = tomllib.loads(pyproject_bytes.decode("utf-8"))
@@ -387,109 +387,99 @@ def import_bundle(
             )
         if torch_backend is not None:
             resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
-    except BaseException:
-        if fresh:  # refused before anything was made: leave nothing behind
-            remove_tree(work)
-        raise
 
     root = ws.environments_dir / name
-    with process_lock(ws.metadata_file.parent / "locks" / f"{name}.lock"):
-        _refuse_existing(ws, name)
-        ws.environments_dir.mkdir(parents=True, exist_ok=True)
-        root.mkdir()
-        env = Environment(ws, name)
-        with env.transaction() as tx:
-            tx.created(root)  # any failure, Ctrl-C included, removes the half-made environment
-            source = ws.setting("comfyui-source")
-            step(f"Fetching ComfyUI from {source}")
-            cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=_warn)
-            resolved = comfyui.resolve_ref(cache, commit)
-            ref = comfyui.ResolvedRef(str(info.get("comfyui_version") or commit[:12]), resolved.commit)
-            step(f"Checking out ComfyUI {ref.name} ({ref.commit[:10]})")
-            comfyui.checkout(cache, env.comfyui_dir, ref, source)
+    with creating(ws, name) as (env, tx):  # any failure, Ctrl-C included, removes the half-made environment
+        source = ws.setting("comfyui-source")
+        step(f"Fetching ComfyUI from {source}")
+        cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=_warn)
+        resolved = comfyui.resolve_ref(cache, commit)
+        ref = comfyui.ResolvedRef(str(info.get("comfyui_version") or commit[:12]), resolved.commit)
+        step(f"Checking out ComfyUI {ref.name} ({ref.commit[:10]})")
+        comfyui.checkout(cache, env.comfyui_dir, ref, source)
 
-            env.cec_dir.mkdir()
-            (env.pyproject_path).write_bytes(pyproject_bytes)
-            shutil.copyfile(extracted / "uv.lock", env.uv_lock_path)
-            note = adopt_machine_backend(env, torch_backend, "bundle")
-            recorded, backend = note is None, env.torch_backend()
-            if note:
-                _warn(note)
-            (env.cec_dir / ".python-version").write_text(python + "\n")
-            (env.cec_dir / "workflows").mkdir()
-            (env.cec_dir / "workflows" / ".gitkeep").touch()
-            workflows = _copy_workflows(extracted / "workflows", env.cec_dir / "workflows", env.workflows_dir)
-            comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
+        env.cec_dir.mkdir()
+        (env.pyproject_path).write_bytes(pyproject_bytes)
+        shutil.copyfile(extracted / "uv.lock", env.uv_lock_path)
+        note = adopt_machine_backend(env, torch_backend, "bundle")
+        recorded, backend = note is None, env.torch_backend()
+        if note:
+            _warn(note)
+        (env.cec_dir / ".python-version").write_text(python + "\n")
+        (env.cec_dir / "workflows").mkdir()
+        (env.cec_dir / "workflows" / ".gitkeep").touch()
+        workflows = _copy_workflows(extracted / "workflows", env.cec_dir / "workflows", env.workflows_dir)
+        comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
 
-            node_rows = []
-            for node in lock.nodes:
-                row = {"id": node.id, "method": node.method, "directory": node.directory}
-                if node.method == "development":
-                    src = extracted / "dev_nodes" / node.directory
-                    dest = env.custom_nodes_dir / node.directory
-                    if src.is_dir():
-                        shutil.copytree(src, dest)
-                        row["installed"] = True
-                    else:
-                        dest.mkdir(parents=True)
-                        _warn(f"development node {node.id}: the bundle has no files for it (an empty directory was made)")
-                        row["installed"] = False
+        node_rows = []
+        for node in lock.nodes:
+            row = {"id": node.id, "method": node.method, "directory": node.directory}
+            if node.method == "development":
+                src = extracted / "dev_nodes" / node.directory
+                dest = env.custom_nodes_dir / node.directory
+                if src.is_dir():
+                    shutil.copytree(src, dest)
+                    row["installed"] = True
                 else:
-                    row["installed"] = not skip_nodes
-                    row["version"] = node.version or (node.commit or "")[:10]
-                node_rows.append(row)
-
-            step(f"Creating Python {python} venv")
-            uv_runner.create_venv(ws, env.venv_dir, python)
-
-            if not skip_nodes:  # nodes first: fetched into the node cache, a rerun does not fetch them again
-                from comfydock.tasks.nodes import scan_task_names
-
-                step("Installing nodes")
-                report = engine.build(env, scan_task_names(env))
-                if not report.ok:
-                    raise build_failure(report)
-
-            models: list[ImportedModel] = []
-            if skip_models:
-                models = [ImportedModel(m.name, m.path, m.size, "skipped") for m in lock.models]
+                    dest.mkdir(parents=True)
+                    _warn(f"development node {node.id}: the bundle has no files for it (an empty directory was made)")
+                    row["installed"] = False
             else:
-                models = _models(ws, lock, models_from=models_from, progress=progress, warn=_warn, step=step, choose=choose)
+                row["installed"] = not skip_nodes
+                row["version"] = node.version or (node.commit or "")[:10]
+            node_rows.append(row)
 
-            moved = {}
-            for m, done in zip(lock.models, models):
-                if done.how == "indexed" and done.location:
-                    local = Path(done.location).relative_to(ws.models_dir.expanduser().absolute()).as_posix()
-                    if local != m.path:
-                        moved[m.hash] = (m.path, local)
-            if moved:
-                entries = manifest.workflow_entries(data)
-                for note in rewrite_model_paths(workflows, entries, moved, env.cec_dir / "workflows", env.workflows_dir):
-                    _warn(f"model path rewritten: {note}")
+        step(f"Creating Python {python} venv")
+        uv_runner.create_venv(ws, env.venv_dir, python)
 
-            if skip_nodes:
-                step("Installing dependencies from uv.lock (nodes skipped)")
-                if not recorded:
-                    from comfydock.tasks.python import lock_coherent
+        if not skip_nodes:  # nodes first: fetched into the node cache, a rerun does not fetch them again
+            from comfydock.tasks.nodes import scan_task_names
 
-                    lock_coherent(env)
-                uv_runner.uv_sync(ws, env.cec_dir, env.venv_dir, env.torch_extra())
-                env.record_venv_synced(env.torch_extra())
-                if any(n.method != "development" for n in lock.nodes):
-                    _warn("registry and git nodes were not installed (--skip-nodes): 'comfydock build' installs them")
-            else:
-                step("Installing dependencies (uv sync --frozen)")
-                report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"])
-                if not report.ok:
-                    raise build_failure(report)
-                if recorded and env.uv_lock_path.read_bytes() != (extracted / "uv.lock").read_bytes():
-                    _warn("uv.lock was re-resolved on this machine: it differs from the bundle's")
+            step("Installing nodes")
+            report = engine.build(env, scan_task_names(env))
+            if not report.ok:
+                raise build_failure(report)
 
-            repo = history.init_repo(env.cec_dir)
-            version = history.commit_version(repo, f"Imported from {bundle.name}")
-            if use or not ws.active_environment:
-                tx.on_undo(partial(ws.set_active, ws.active_environment), "the active environment")
-                ws.set_active(name)
+        models: list[ImportedModel] = []
+        if skip_models:
+            models = [ImportedModel(m.name, m.path, m.size, "skipped") for m in lock.models]
+        else:
+            models = _models(ws, lock, models_from=models_from, progress=progress, warn=_warn, step=step, choose=choose)
+
+        moved = {}
+        for m, done in zip(lock.models, models):
+            if done.how == "indexed" and done.location:
+                local = Path(done.location).relative_to(ws.models_dir.expanduser().absolute()).as_posix()
+                if local != m.path:
+                    moved[m.hash] = (m.path, local)
+        if moved:
+            entries = manifest.workflow_entries(data)
+            for note in rewrite_model_paths(workflows, entries, moved, env.cec_dir / "workflows", env.workflows_dir):
+                _warn(f"model path rewritten: {note}")
+
+        if skip_nodes:
+            step("Installing dependencies from uv.lock (nodes skipped)")
+            if not recorded:
+                from comfydock.tasks.python import lock_coherent
+
+                lock_coherent(env)
+            uv_runner.uv_sync(ws, env.cec_dir, env.venv_dir, env.torch_extra())
+            env.record_venv_synced(env.torch_extra())
+            if any(n.method != "development" for n in lock.nodes):
+                _warn("registry and git nodes were not installed (--skip-nodes): 'comfydock build' installs them")
+        else:
+            step("Installing dependencies (uv sync --frozen)")
+            report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"])
+            if not report.ok:
+                raise build_failure(report)
+            if recorded and env.uv_lock_path.read_bytes() != (extracted / "uv.lock").read_bytes():
+                _warn("uv.lock was re-resolved on this machine: it differs from the bundle's")
+
+        repo = history.init_repo(env.cec_dir)
+        version = history.commit_version(repo, f"Imported from {bundle.name}")
+        if use or not ws.active_environment:
+            tx.on_undo(partial(ws.set_active, ws.active_environment), "the active environment")
+            ws.set_active(name)
     remove_tree(work)
     return ImportResult(
         environment=name,

@@ -265,7 +265,6 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
                     "development nodes have no version: comfydock only rescans their requirements",
                     hint=f"comfydock node update {old.id}",
                 )
-            reqs_file(env, old.id).unlink(missing_ok=True)  # forces the scan task to run
             new = old
         else:
             if old.source == "registry":
@@ -285,6 +284,8 @@ def update_node(env, name: str, version: str | None, *, force=False, listener=No
         with env.transaction() as tx:  # any failure, Ctrl-C included, puts everything back
             engine.guard_manifest(env, tx)
             guard_node_records(tx, env, [old.id])
+            if new is old:  # a development node: its scan record goes, so the scan task runs again
+                reqs_file(env, old.id).unlink(missing_ok=True)
             if new is not old and new.identity() != old.identity() and path.exists():
                 tx.move_aside(path)  # the old version: back on failure, deleted on success
                 install_marker(env, old.id).unlink(missing_ok=True)
