@@ -123,6 +123,20 @@ def _uv_lock_closure_problem(packages: list[dict]) -> str | None:
     return None
 
 
+def uv_lock_packages(uv_lock_text: str | None) -> list[dict]:
+    """The [[package]] tables of uv.lock text, for reading (a lock that does not parse has none:
+    check_uv_lock is where a damaged lock is an error)."""
+    import tomllib
+
+    if not uv_lock_text:
+        return []
+    try:
+        packages = tomllib.loads(uv_lock_text).get("package", [])
+    except (tomllib.TOMLDecodeError, AttributeError):
+        return []
+    return [p for p in packages if isinstance(p, dict)] if isinstance(packages, list) else []
+
+
 def check_uv_lock(path: Path) -> None:
     """uv.lock is versioned: a file uv cannot read is an error with the way back, never relocked blindly."""
     import tomllib

@@ -265,17 +265,9 @@ def locked_versions(uv_lock_text: str | None, environment: dict | None = None) -
     versions, each for a fork named by its `resolution-markers` (another Python, another
     platform). Given `environment` (marker values, see uv_runner.marker_environment), the
     version is the one this environment installs."""
-    import tomllib
-
-    if not uv_lock_text:
-        return {}
-    try:
-        lock = tomllib.loads(uv_lock_text)
-    except tomllib.TOMLDecodeError:
-        return {}
     versions: dict[str, str] = {}
-    for package in lock.get("package", []):
-        if not isinstance(package, dict) or "name" not in package:
+    for package in manifest.uv_lock_packages(uv_lock_text):
+        if "name" not in package:
             continue
         markers = package.get("resolution-markers")
         if environment is not None and markers and not any(_marker_matches(m, environment) for m in markers):

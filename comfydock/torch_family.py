@@ -111,17 +111,9 @@ class FamilyReport:
 
 def locked_family_versions(uv_lock_text: str | None) -> dict[str, list[str]]:
     """Every version of each family member in uv.lock (one per backend build and platform fork)."""
-    import tomllib
-
-    if not uv_lock_text:
-        return {}
-    try:
-        lock = tomllib.loads(uv_lock_text)
-    except tomllib.TOMLDecodeError:
-        return {}
     found: dict[str, list[str]] = {}
-    for package in lock.get("package", []):
-        if isinstance(package, dict) and package.get("name") in FAMILY and package.get("version"):
+    for package in manifest.uv_lock_packages(uv_lock_text):
+        if package.get("name") in FAMILY and package.get("version"):
             found.setdefault(package["name"], []).append(str(package["version"]))
     return found
 
