@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -183,3 +184,29 @@ def stalling_index():
     release.set()
     server.shutdown()
     server.server_close()
+
+
+def interrupt_when_uv_asks(asked, argv: list[str], cwd, check=lambda: None) -> tuple[int, str]:
+    """Run `comfydock ARGV` in its own process group and, once uv asks the stalling index
+    (`asked`), send SIGINT to the whole group, as a terminal's Ctrl-C does (comfydock and uv).
+    `check()` runs just before the signal. Returns (exit code, stderr)."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "comfydock", *argv],
+        cwd=cwd,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert asked.wait(60), "uv never asked the index"
+        check()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err

@@ -10,7 +10,7 @@ import zipfile
 import git
 import pytest
 import tomlkit
-from conftest import venv_has
+from conftest import interrupt_when_uv_asks, venv_has
 
 from comfydock.environment import Environment
 
@@ -507,30 +507,19 @@ def test_ctrl_c_after_the_venv_changed_puts_everything_back(env, registry, works
 
 def test_ctrl_c_of_the_cli_while_uv_locks_a_new_node_restores_everything(env, registry, run_cli, stalling_index, tmp_path):
     """A terminal's Ctrl-C (SIGINT to comfydock and uv) once the node is fetched and installed."""
-    import signal
 
     url, asked = stalling_index
     assert run_cli("node", "add", "comfyui-plain").code == 0
     assert run_cli("config", "python-index", url).code == 0
     assert run_cli("config", "no-index", "false").code == 0
     before = everything(env)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "comfydock", "node", "add", "comfyui-fixture-pack"],
-        cwd=tmp_path,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    code, err = interrupt_when_uv_asks(
+        asked,
+        ["node", "add", "comfyui-fixture-pack"],
+        tmp_path,
+        check=lambda: (env.custom_nodes_dir / "ComfyUI-Fixture-Pack").is_dir() or pytest.fail("not installed before uv lock"),
     )
-    try:
-        assert asked.wait(60), "uv never asked the index"
-        assert (env.custom_nodes_dir / "ComfyUI-Fixture-Pack").is_dir()  # installed, waiting for uv lock
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    assert code == 130, err
     assert "Traceback" not in err
     assert everything(env) == before
     assert run_cli("status", "--json").json["venv_in_sync"] is True

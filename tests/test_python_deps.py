@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import tomlkit
-from conftest import venv_has
+from conftest import interrupt_when_uv_asks, venv_has
 from packaging.requirements import Requirement
 
 pytestmark = pytest.mark.slow
@@ -351,31 +351,13 @@ def test_ctrl_c_while_the_venv_syncs_puts_everything_back(env, command):
 
 @pytest.mark.parametrize("command", [["py", "add", "cdfix-beta<2"], ["constraint", "add", "cdfix-alpha<2"]])
 def test_ctrl_c_of_the_cli_while_uv_locks_restores_everything(env, run_cli, stalling_index, command, tmp_path):
-    import os
-    import signal
-    import subprocess
 
     url, asked = stalling_index
     assert run_cli("config", "python-index", url).code == 0
     assert run_cli("config", "no-index", "false").code == 0
     before = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()
-    # like a terminal's Ctrl-C: SIGINT to the whole process group (comfydock and uv)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "comfydock", *command],
-        cwd=tmp_path,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert asked.wait(60), "uv never asked the index"
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    code, err = interrupt_when_uv_asks(asked, command, tmp_path)
+    assert code == 130, err
     assert "Traceback" not in err
     assert (env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()) == before
     assert venv_has(env, "cdfix_beta") is None and venv_has(env, "cdfix_alpha") == "2.0"
