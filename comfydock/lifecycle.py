@@ -149,3 +149,18 @@ def delete_environment(ws: Workspace, name: str) -> None:
             remove_tree(env.root)
     if ws.active_environment == name:
         ws.set_active(None)
+
+
+def checkout_recorded_comfyui(
+    ws: Workspace, env: Environment, commit: str, version: str | None, step, warn
+) -> comfyui.ResolvedRef:
+    """Check out the ComfyUI commit a manifest records (import, create --from), named by the
+    version it records, from the workspace's ComfyUI source."""
+    source = ws.setting("comfyui-source")
+    step(f"Fetching ComfyUI from {source}")
+    cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=warn)
+    resolved = comfyui.resolve_ref(cache, commit)
+    ref = comfyui.ResolvedRef(str(version or commit[:12]), resolved.commit)
+    step(f"Checking out ComfyUI {ref.name} ({ref.commit[:10]})")
+    comfyui.checkout(cache, env.comfyui_dir, ref, source)
+    return ref

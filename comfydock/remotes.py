@@ -592,7 +592,7 @@ def create_from_remote(
     from comfydock import comfyui, engine, manifest, uv_runner
     from comfydock.engine import build_failure
     from comfydock.fsutil import remove_tree
-    from comfydock.lifecycle import creating
+    from comfydock.lifecycle import checkout_recorded_comfyui, creating
     from comfydock.workflows import tracking
     from comfydock.workspace import validate_name
 
@@ -639,13 +639,7 @@ def create_from_remote(
         if not wanted:
             raise ComfydockError(f"{url}'s manifest does not say which ComfyUI commit it needs")
 
-        source = ws.setting("comfyui-source")
-        step(f"Fetching ComfyUI from {source}")
-        cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=_warn)
-        resolved = comfyui.resolve_ref(cache, wanted)
-        ref = comfyui.ResolvedRef(str(info.get("comfyui_version") or wanted[:12]), resolved.commit)
-        step(f"Checking out ComfyUI {ref.name} ({ref.commit[:10]})")
-        comfyui.checkout(cache, env.comfyui_dir, ref, source)
+        ref = checkout_recorded_comfyui(ws, env, wanted, info.get("comfyui_version"), step, _warn)
         comfyui.write_extra_model_paths(env.comfyui_dir, ws.models_dir)
 
         note = adopt_machine_backend(env, torch_backend, "history")

@@ -339,7 +339,7 @@ def import_bundle(
     from comfydock.engine import build_failure
     from comfydock.fsutil import remove_tree
     from comfydock.hashing import file_digest
-    from comfydock.lifecycle import creating
+    from comfydock.lifecycle import checkout_recorded_comfyui, creating
     from comfydock.workspace import validate_name
 
     bundle = Path(bundle).expanduser()
@@ -390,13 +390,7 @@ def import_bundle(
 
     root = ws.environments_dir / name
     with creating(ws, name) as (env, tx):  # any failure, Ctrl-C included, removes the half-made environment
-        source = ws.setting("comfyui-source")
-        step(f"Fetching ComfyUI from {source}")
-        cache = comfyui.update_cache(ws.comfyui_cache_dir, source, warn=_warn)
-        resolved = comfyui.resolve_ref(cache, commit)
-        ref = comfyui.ResolvedRef(str(info.get("comfyui_version") or commit[:12]), resolved.commit)
-        step(f"Checking out ComfyUI {ref.name} ({ref.commit[:10]})")
-        comfyui.checkout(cache, env.comfyui_dir, ref, source)
+        ref = checkout_recorded_comfyui(ws, env, commit, info.get("comfyui_version"), step, _warn)
 
         env.cec_dir.mkdir()
         (env.pyproject_path).write_bytes(pyproject_bytes)
