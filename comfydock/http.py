@@ -1,9 +1,9 @@
 """One way to talk HTTP: a `requests.Session` whose adapter retries what is safe to retry.
 
 Every HTTP client in comfydock (the registry and its node downloads, the node map, CivitAI
-lookups, model downloads) gets its session from `make_session`: refused or dropped connections,
-read timeouts and 429/5xx answers to GET/HEAD are retried by urllib3's `Retry` with exponential
-backoff, and a server's Retry-After is honoured (capped, so a hostile server cannot park us).
+lookups, model downloads) gets its session from `make_session`: dropped connections, read
+timeouts and 429/5xx answers to GET/HEAD are retried by urllib3's `Retry` with exponential
+backoff (a refused connection is not: nothing listens there, so it fails at once), and a server's Retry-After is honoured (capped, so a hostile server cannot park us).
 A model download's resume-from-where-it-stopped logic sits above this (bundle/download.py).
 
 `COMFYDOCK_HTTP_RETRIES` and `COMFYDOCK_HTTP_BACKOFF` (seconds) change the defaults.
@@ -15,6 +15,7 @@ import os
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 RETRIES = 3
@@ -29,6 +30,23 @@ class _Retry(Retry):
     def get_retry_after(self, response) -> float | None:
         seconds = super().get_retry_after(response)
         return None if seconds is None else min(seconds, RETRY_AFTER_MAX)
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        # a refused connection means nothing listens there (an offline machine, a wrong port):
+        # waiting and asking again only makes the user wait, so it fails at once
+        if error is not None and _refused(error):
+            raise MaxRetryError(_pool, url, error) from error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+def _refused(error: BaseException) -> bool:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ConnectionRefusedError):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _env_number(name: str, default: float, kind=float):

@@ -72,11 +72,39 @@ def test_civitai_lookup_succeeds_after_503s():
             civitai_lookup(sha, server.url)
 
 
-def test_refused_connections_are_retried_then_reported():
+def test_a_refused_connection_fails_at_once_but_a_dropped_one_is_retried(monkeypatch):
     import socket
+    import threading
+    import time
 
-    with socket.socket() as s:  # a port nobody listens on
+    monkeypatch.setenv("COMFYDOCK_HTTP_BACKOFF", "2")  # a retry would make this test wait seconds
+    with socket.socket() as s:  # a port nobody listens on: an offline machine, a wrong port
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    start = time.monotonic()
     with pytest.raises(RegistryError, match="cannot reach the Comfy Registry"):
         RegistryClient(f"http://127.0.0.1:{port}").node("comfyui-plain")
+    assert time.monotonic() - start < 1.5
+
+    monkeypatch.setenv("COMFYDOCK_HTTP_BACKOFF", "0.01")
+    accepts = []
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def hang_up():  # accepts and closes at once, every time
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepts.append(1)
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        with pytest.raises(RegistryError):
+            RegistryClient(f"http://127.0.0.1:{server.getsockname()[1]}").node("comfyui-plain")
+    finally:
+        server.close()
+    assert len(accepts) == 1 + 3  # the first try and COMFYDOCK_HTTP_RETRIES' default 3
