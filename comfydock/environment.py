@@ -12,7 +12,6 @@ from comfydock import manifest, uv_runner
 from comfydock.errors import EnvironmentNotFound
 from comfydock.fsutil import atomic_write_json, read_json_state
 from comfydock.hashing import file_digest
-from comfydock.process_lock import process_lock
 from comfydock.torch_backend import (
     requested_torch_backend,
     resolve_torch_backend,
@@ -120,6 +119,9 @@ class Environment:
         return versions | torch_family.family_in_lock(text, versions, backend)
 
     def process_lock(self, on_wait=None):
+        """One comfydock process at a time changes this environment (readers never take it)."""
+        from comfydock.process_lock import process_lock  # filelock: loaded by the commands that change things
+
         return process_lock(self.process_lock_file, on_wait=on_wait)
 
     # --- undoing a change (see comfydock/transaction.py) --------------------------------

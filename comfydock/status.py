@@ -8,12 +8,12 @@ from comfydock import comfyui, engine, history
 from comfydock.environment import Environment
 from comfydock.errors import ComfydockError
 from comfydock.torch_backend import detect_torch_backend, resolve_torch_backend
-from comfydock.versioning import manifest_changes
 
 
 def status(env: Environment) -> dict:
     from comfydock.adopt import drift
     from comfydock.pydeps import group_counts
+    from comfydock.versioning import manifest_changes  # commit's module: only this function of it
 
     info = env.info()
     from comfydock.tasks import WORKSPACE_TASKS

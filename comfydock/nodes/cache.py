@@ -24,7 +24,6 @@ from comfydock.fsutil import atomic_write_json, inside, remove_tree
 from comfydock.gitutil import git_reason
 from comfydock.hashing import file_digest
 from comfydock.limits import ArchiveLimits, ArchiveTooLarge
-from comfydock.process_lock import process_lock
 
 
 class UnsafeArchive(ComfydockError):
@@ -68,6 +67,8 @@ class NodeCache:
 
     def prune(self, referenced: set[str]) -> list[dict]:
         """Delete the entries whose identity is not in `referenced`; what was removed."""
+        from comfydock.process_lock import process_lock
+
         keep = {cache_key(i) for i in referenced}
         removed = []
         if not self.store.is_dir():
@@ -86,6 +87,8 @@ class NodeCache:
 
     def _publish(self, identity: str, build_dir: Path, metadata: dict) -> CacheEntry:
         """Move a finished build into the store and record it in index.json."""
+        from comfydock.process_lock import process_lock
+
         entry = self.entry(identity)
         metadata = {**metadata, "identity": identity, "key": entry.key, "cached_at": time.time()}
         atomic_write_json(build_dir / "metadata.json", metadata)
