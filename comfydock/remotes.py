@@ -232,13 +232,21 @@ class PushResult:
         return asdict(self)
 
 
+def _start_exchange(env, remote: str | None, command: str, hint: str):
+    """push and pull begin alike: .cec's repository, the remote (named or the upstream's), the
+    branch, and a refusal when anything is uncommitted."""
+    repo = history.open_repo(env.cec_dir)
+    remote = _choose_remote(repo, remote)
+    branch = _branch(repo)
+    _refuse_uncommitted(env, command, hint)
+    return repo, remote, branch
+
+
 def push(env, remote: str | None = None, *, on_wait=None) -> PushResult:
     with env.process_lock(on_wait):
-        repo = history.open_repo(env.cec_dir)
-        remote = _choose_remote(repo, remote)
-        branch = _branch(repo)
-        _refuse_uncommitted(
+        repo, remote, branch = _start_exchange(
             env,
+            remote,
             "push",
             "keep them as a version with 'comfydock commit' first (or discard them: 'comfydock rollback --yes'; workflows never committed are kept by rollback: move them out of ComfyUI's workflows folder)",
         )
@@ -466,11 +474,9 @@ def pull(env, remote: str | None = None, *, listener=None, on_wait=None) -> Pull
     from comfydock.versioning import RollbackResult, apply_commit
 
     with env.process_lock(on_wait):
-        repo = history.open_repo(env.cec_dir)
-        remote = _choose_remote(repo, remote)
-        branch = _branch(repo)
-        _refuse_uncommitted(
+        repo, remote, branch = _start_exchange(
             env,
+            remote,
             "pull",
             "keep them with 'comfydock commit' (pull then merges), or discard them with 'comfydock rollback --yes' (workflows never committed are kept: move them out of ComfyUI's workflows folder)",
         )
