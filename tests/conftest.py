@@ -210,3 +210,28 @@ def interrupt_when_uv_asks(asked, argv: list[str], cwd, check=lambda: None) -> t
         if proc.poll() is None:
             proc.kill()
     return proc.returncode, err
+
+
+def in_child_as_nobody(work):
+    """Run `work()` in a forked child that, as root, drops to 'nobody' first (so file
+    permissions apply to it as to any user); returns what it returned, through JSON."""
+    import json
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(read_fd)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            os.write(write_fd, json.dumps(work()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    data = b""
+    while chunk := os.read(read_fd, 65536):
+        data += chunk
+    os.waitpid(pid, 0)
+    return json.loads(data)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from blake3 import blake3
+from conftest import in_child_as_nobody
 
 from comfydock import model_index
 from comfydock.hashing import MIB, full_hashes, quick_hash
@@ -216,24 +217,13 @@ def _index_as_nobody(db, models, locked, tmp_path):
         os.chmod(parent, os.stat(parent).st_mode | 0o011)
     model_index.open_index(db).close()
     os.chmod(db, 0o666)
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        try:
-            os.close(read_fd)
-            os.setgid(65534)
-            os.setuid(65534)
-            warnings = []
-            result = index_directory(db, models, warn=warnings.append, workers=2)
-            os.write(write_fd, json.dumps([result.to_json(), warnings]).encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    data = b""
-    while chunk := os.read(read_fd, 65536):
-        data += chunk
-    os.waitpid(pid, 0)
-    result, warnings = json.loads(data)
+
+    def index():
+        warnings = []
+        result = index_directory(db, models, warn=warnings.append, workers=2)
+        return [result.to_json(), warnings]
+
+    result, warnings = in_child_as_nobody(index)
     return result, warnings
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import tomlkit
-from conftest import venv_has
+from conftest import in_child_as_nobody, venv_has
 
 
 def assert_one_line_error(result, code: int = 1, *words: str) -> None:
@@ -361,33 +361,19 @@ def _run_in_child(commands: list[list[str]]) -> list[dict]:
     workspace's permissions apply to it as they would to any user."""
     from comfydock.cli import main
 
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        try:
-            os.close(read_fd)
-            if os.geteuid() == 0:
-                os.setgroups([])
-                os.setgid(65534)
-                os.setuid(65534)
-            results = []
-            for argv in commands:
-                out, err = io.StringIO(), io.StringIO()
-                sys.stdout, sys.stderr = out, err
-                try:
-                    code = main(argv)
-                finally:
-                    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-                results.append({"argv": argv, "code": code, "out": out.getvalue(), "err": err.getvalue()})
-            os.write(write_fd, json.dumps(results).encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    data = b""
-    while chunk := os.read(read_fd, 65536):
-        data += chunk
-    os.waitpid(pid, 0)
-    return json.loads(data)
+    def run_all():
+        results = []
+        for argv in commands:
+            out, err = io.StringIO(), io.StringIO()
+            sys.stdout, sys.stderr = out, err
+            try:
+                code = main(argv)
+            finally:
+                sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            results.append({"argv": argv, "code": code, "out": out.getvalue(), "err": err.getvalue()})
+        return results
+
+    return in_child_as_nobody(run_all)
 
 
 def test_read_only_workspace_reading_commands_work_and_writing_ones_fail_in_one_line(env, workspace, run_cli, tmp_path):
