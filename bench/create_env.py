@@ -7,7 +7,6 @@ Each figure is the wall time of a fresh `comfydock` process, as a user would see
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from comfydock.demo.fixtures import build_comfyui_repo, build_wheels
+from offline_workspace import offline_workspace
 
 
 def timed(argv: list[str], env: dict) -> float:
@@ -29,14 +28,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="comfydock-bench-") as tmp:
-        base = Path(tmp)
-        wheels = build_wheels(base / "wheels")
-        source = build_comfyui_repo(base / "ComfyUI")
-        ws = base / "ws"
-        env = dict(os.environ, COMFYDOCK_HOME=str(ws), UV_PYTHON_DOWNLOADS="never")
-        timed(["init", "--no-interactive"], env)
-        for key, value in (("comfyui-source", source.as_uri()), ("find-links", str(wheels)), ("no-index", "true")):
-            timed(["config", key, value], env)
+        ws, env = offline_workspace(Path(tmp), timed, models_dir=False)
         py = f"{sys.version_info.major}.{sys.version_info.minor}"
         cold = timed(["create", "e0", "--python", py, "--torch-backend", "cpu"], env)
         warm = [timed(["create", f"e{i}", "--python", py, "--torch-backend", "cpu"], env) for i in range(1, opts.repeat + 1)]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import requests
 from blake3 import blake3
+from offline_workspace import offline_workspace
 
 from comfydock.bundle.download import CHUNK, download, make_session
 from comfydock.demo.model_server import ModelServer, write_model_file
@@ -91,24 +91,12 @@ def comfydock(argv: list[str], env: dict) -> tuple[float, str]:
 
 
 def bench_export_import(model_mib: int, models: int, rounds: int) -> None:
-    from comfydock.demo.fixtures import DEMO_WORKFLOW, build_comfyui_repo, build_wheels
+    from comfydock.demo.fixtures import DEMO_WORKFLOW
 
     with tempfile.TemporaryDirectory(prefix="comfydock-bench-") as tmp, ModelServer() as server:
         base = Path(tmp)
-        wheels = build_wheels(base / "wheels")
-        source = build_comfyui_repo(base / "ComfyUI")
-        ws = base / "ws"
-        env = dict(os.environ, COMFYDOCK_HOME=str(ws), UV_PYTHON_DOWNLOADS="never")
-        env.pop("PYTHONDONTWRITEBYTECODE", None)  # users' installs have .pyc files
-        comfydock(["init", "--no-interactive", "--models-dir", str(base / "models")], env)
-        for key, value in (
-            ("comfyui-source", source.as_uri()),
-            ("find-links", str(wheels)),
-            ("no-index", "true"),
-            ("node-map-url", "http://127.0.0.1:9/none.json"),
-            ("civitai-url", server.url),  # loopback CivitAI: every lookup answers "not found"
-        ):
-            comfydock(["config", key, value], env)
+        # loopback CivitAI: every lookup answers "not found"
+        ws, env = offline_workspace(base, comfydock, settings=[("civitai-url", server.url)])
         py = f"{sys.version_info.major}.{sys.version_info.minor}"
         comfydock(["create", "e", "--python", py, "--torch-backend", "cpu"], env)
         workflows = ws / "environments" / "e" / "ComfyUI" / "user" / "default" / "workflows"

@@ -8,7 +8,6 @@ Each figure is the wall time of a fresh `comfydock` process, as a user would see
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -17,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from comfydock.demo.fixtures import build_comfyui_repo, build_wheels
+from offline_workspace import offline_workspace
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path("/work/shared/corpus/workflows")
@@ -37,19 +36,7 @@ def main() -> None:
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="comfydock-bench-") as tmp:
         base = Path(tmp)
-        wheels = build_wheels(base / "wheels")
-        source = build_comfyui_repo(base / "ComfyUI")
-        ws = base / "ws"
-        env = dict(os.environ, COMFYDOCK_HOME=str(ws), UV_PYTHON_DOWNLOADS="never")
-        env.pop("PYTHONDONTWRITEBYTECODE", None)  # users' installs have .pyc files
-        timed(["init", "--no-interactive", "--models-dir", str(base / "models")], env)
-        for key, value in (
-            ("comfyui-source", source.as_uri()),
-            ("find-links", str(wheels)),
-            ("no-index", "true"),
-            ("node-map-url", "http://127.0.0.1:9/none.json"),
-        ):
-            timed(["config", key, value], env)
+        ws, env = offline_workspace(base, timed)
         py = f"{sys.version_info.major}.{sys.version_info.minor}"
         timed(["create", "e", "--python", py, "--torch-backend", "cpu"], env)
         workflows = ws / "environments" / "e" / "ComfyUI" / "user" / "default" / "workflows"

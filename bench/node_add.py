@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from comfydock.demo.fixtures import build_comfyui_repo, build_wheels, node_zip_bytes
+from offline_workspace import offline_workspace
+
+from comfydock.demo.fixtures import node_zip_bytes
 from comfydock.demo.registry_server import FakeRegistry
 
 
@@ -43,18 +44,9 @@ def main() -> None:
     for i in range(10):
         registry.add_node(f"bench-node-{i}", {"1.0.0": node_zip_bytes(f"bench-{i}", "cdfix-gamma\n")})
     with tempfile.TemporaryDirectory(prefix="comfydock-bench-") as tmp:
-        base = Path(tmp)
-        wheels = build_wheels(base / "wheels")
-        source = build_comfyui_repo(base / "ComfyUI")
-        env = dict(os.environ, COMFYDOCK_HOME=str(base / "ws"), UV_PYTHON_DOWNLOADS="never")
-        cli(env, "init", "--no-interactive")
-        for key, value in (
-            ("comfyui-source", source.as_uri()),
-            ("find-links", str(wheels)),
-            ("no-index", "true"),
-            ("registry-url", registry.url),
-        ):
-            cli(env, "config", key, value)
+        _, env = offline_workspace(
+            Path(tmp), lambda argv, env: cli(env, *argv), settings=[("registry-url", registry.url)], models_dir=False
+        )
         py = f"{sys.version_info.major}.{sys.version_info.minor}"
         for name in ("one", "seq", "par", "hit"):
             cli(env, "create", name, "--python", py, "--torch-backend", "cpu")
