@@ -21,6 +21,20 @@ from comfydock.workspace import Workspace
 _tracked_cache: dict[Path, tuple[dict, dict]] = {}
 
 
+def closest_name(name: str, names) -> str | None:
+    """The one of `names` the user most likely meant by `name` (case aside, a typo, a prefix)."""
+    import difflib
+
+    lowered = {n.lower(): n for n in names}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    prefixed = [n for n in names if n.lower().startswith(name.lower())]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[close[0]] if close else None
+
+
 class Environment:
     """A ComfyUI checkout, its venv, and the versioned `.cec/` directory describing both."""
 
@@ -48,11 +62,13 @@ class Environment:
                 hint=f"remove it with 'comfydock delete {name}', then create it again",
             )
         if not path.is_dir():
-            known = ", ".join(ws.environment_names()) or "none yet"
-            raise EnvironmentNotFound(
-                f"no environment named {name!r} in {ws.root}",
-                hint=f"existing environments: {known}; create one with 'comfydock create {name}'",
-            )
+            names = ws.environment_names()
+            close = closest_name(name, names)
+            if close is not None:
+                hint = f"did you mean {close!r}? (environments: {', '.join(names)})"
+            else:
+                hint = f"existing environments: {', '.join(names) or 'none yet'}; create one with 'comfydock create {name}'"
+            raise EnvironmentNotFound(f"no environment named {name!r} in {ws.root}", hint=hint)
         return cls(ws, name)
 
     def __repr__(self) -> str:

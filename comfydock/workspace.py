@@ -171,7 +171,7 @@ def _config_problem(config: dict) -> str | None:
 
 
 def resolve_workspace_path(explicit: str | os.PathLike | None = None) -> Path:
-    """--workspace, then $COMFYDOCK_HOME, then ~/comfydock_workspace."""
+    """--workspace, then $COMFYDOCK_HOME, then ~/comfydock_workspace (where `init` creates one)."""
     if explicit:
         raw = Path(explicit)
     elif os.environ.get(HOME_ENV_VAR):
@@ -179,6 +179,43 @@ def resolve_workspace_path(explicit: str | os.PathLike | None = None) -> Path:
     else:
         raw = DEFAULT_WORKSPACE
     return raw.expanduser().absolute()
+
+
+@dataclass(frozen=True)
+class WorkspaceLocation:
+    """Which workspace a command uses, why, and the environment the current directory is in."""
+
+    path: Path
+    source: str  # '--workspace', 'current directory', '$COMFYDOCK_HOME', 'default'
+    env_here: str | None = None  # set when the current directory is inside environments/NAME/
+
+
+def enclosing_workspace(start: Path) -> WorkspaceLocation | None:
+    """The workspace holding `start`, found by walking up as git does (None: not inside one).
+    Inside environments/NAME/ that environment is named too."""
+    start = start.absolute()
+    for root in (start, *start.parents):
+        if (root / ".metadata" / "workspace.json").is_file():
+            parts = start.relative_to(root).parts
+            env = parts[1] if len(parts) > 1 and parts[0] == "environments" else None
+            return WorkspaceLocation(root, "current directory", env)
+    return None
+
+
+def locate_workspace(explicit: str | os.PathLike | None = None, cwd: Path | None = None) -> WorkspaceLocation:
+    """--workspace, then the workspace the current directory is in, then $COMFYDOCK_HOME, then
+    ~/comfydock_workspace (a path that is no workspace: Workspace.open says which one holds it)."""
+    if explicit:
+        return WorkspaceLocation(Path(explicit).expanduser().absolute(), "--workspace")
+    try:
+        here = enclosing_workspace(cwd or Path.cwd())
+    except OSError:  # the current directory was removed
+        here = None
+    if here is not None:
+        return here
+    if os.environ.get(HOME_ENV_VAR):
+        return WorkspaceLocation(Path(os.environ[HOME_ENV_VAR]).expanduser().absolute(), f"${HOME_ENV_VAR}")
+    return WorkspaceLocation(DEFAULT_WORKSPACE.expanduser().absolute(), "default")
 
 
 def _now() -> str:
@@ -255,6 +292,13 @@ class Workspace:
     def open(cls, path: Path) -> "Workspace":
         meta = path / ".metadata" / "workspace.json"
         if not meta.is_file():
+            inside = enclosing_workspace(path)
+            if inside is not None:
+                where = f" (environment {inside.env_here!r})" if inside.env_here else ""
+                raise WorkspaceNotFound(
+                    f"{path} is not a workspace: it is inside the workspace {inside.path}{where}",
+                    hint=f"use '-w {inside.path}', or leave -w out: commands find the workspace from the current directory",
+                )
             raise WorkspaceNotFound(
                 f"no comfydock workspace at {path}",
                 hint=f"run 'comfydock init {path}', or point {HOME_ENV_VAR} / --workspace at one",

@@ -141,3 +141,38 @@ def test_a_setting_says_where_its_value_comes_from(workspace, monkeypatch):
     assert workspace.setting_with_source("registry-url") == ("http://127.0.0.1:2", "env")
     row = next(r for r in workspace.settings() if r["key"] == "registry-url")
     assert row == {**row, "value": "http://127.0.0.1:2", "source": "env", "env_var": "COMFYDOCK_REGISTRY_URL"}
+
+
+def test_commands_find_the_workspace_and_environment_from_the_current_directory(env, run_cli, monkeypatch):
+    ws = env.workspace.root
+    config = json.loads((ws / ".metadata/workspace.json").read_text())
+    config["active_environment"] = None
+    (ws / ".metadata/workspace.json").write_text(json.dumps(config))
+    monkeypatch.setenv("COMFYDOCK_HOME", str(ws.parent / "elsewhere"))  # the directory beats it
+    monkeypatch.chdir(env.custom_nodes_dir)
+    result = run_cli("status", "--json")
+    assert result.code == 0, result.err
+    assert result.json["environment"] == "main"
+    assert result.json["workspace"] == {"path": str(ws), "found_by": "current directory"}
+    text = run_cli("status").out
+    assert f"Workspace: {ws} (from current directory)" in text
+    monkeypatch.chdir(ws)  # in the workspace but no environment: the active one (none) is asked for
+    assert "comfydock use" in run_cli("status").err
+
+
+def test_workspace_flag_inside_an_environment_points_at_the_real_workspace(env, run_cli, monkeypatch):
+    ws = env.workspace.root
+    monkeypatch.chdir(env.root)
+    result = run_cli("-w", ".", "status")
+    assert result.code == 1
+    assert f"inside the workspace {ws} (environment 'main')" in result.err
+    assert "comfydock init" not in result.err  # never a workspace inside an environment
+    assert run_cli("status").code == 0  # the hint followed: -w left out
+
+
+def test_a_mistyped_environment_name_gets_the_close_one(env, run_cli):
+    for typed in ("MAIN", "mian", "ma"):
+        result = run_cli("status", "-e", typed)
+        assert result.code == 1
+        assert "did you mean 'main'?" in result.err, typed
+    assert "did you mean" not in run_cli("use", "zzzz").err

@@ -28,6 +28,7 @@ class App:
             # piped or captured: never truncate table cells (paths) to an assumed 80 columns
             self.out = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=250)
         self._workspace = None
+        self.location = None  # where the workspace was found (WorkspaceLocation), once opened
         self.printed_json = False
 
     @property
@@ -40,10 +41,11 @@ class App:
         return self._workspace
 
     def workspace(self):
-        from comfydock.workspace import Workspace, resolve_workspace_path
+        from comfydock.workspace import Workspace, locate_workspace
 
         if self._workspace is None:
-            self._workspace = Workspace.open(resolve_workspace_path(self.args.workspace))
+            self.location = locate_workspace(self.args.workspace)
+            self._workspace = Workspace.open(self.location.path)
             log_to(self._workspace.logs_dir / "workspace" / "workspace.log")
         return self._workspace
 
@@ -51,7 +53,10 @@ class App:
         from comfydock import engine
         from comfydock.environment import Environment
 
-        env = Environment.open(self.workspace(), getattr(self.args, "env", None))
+        ws = self.workspace()
+        # -e, then the environment the current directory is in, then $COMFYDOCK_ENV / the active one
+        name = getattr(self.args, "env", None) or self.location.env_here
+        env = Environment.open(ws, name)
         log_to(env.log_file)
         for note in engine.repair_state(env):
             log.warning("%s", note)

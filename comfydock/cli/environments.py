@@ -238,10 +238,12 @@ def cmd_status(app: App) -> int:
 
     env = app.env()
     data = status(env)
+    data["workspace"] = {"path": str(app.location.path), "found_by": app.location.source}
     if app.json:
         app.print_json(data)
         return 0
     out = app.out
+    out.print(f"Workspace: {escape(data['workspace']['path'])} [dim](from {escape(app.location.source)})[/]")
     out.print(f"Environment: [bold]{escape(data['environment'])}[/] ({escape(data['path'])})")
     if data["comfyui_missing"]:
         ref_note = "  [red](missing on disk: 'comfydock build' restores it)[/]"
