@@ -251,3 +251,20 @@ def test_archive_limits_come_from_settings():
     with pytest.raises(ComfydockError, match="archive-max-members") as refused:
         ArchiveLimits.from_settings({"archive-max-members": "lots"}.get)
     assert refused.value.exit_code == 1  # a setting, not the command line: a refused request
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_a_bundle_gets_the_mode_the_umask_gives_not_a_private_one(tmp_path, umask):
+    from comfydock.fsutil import atomic_write_text
+
+    old = os.umask(umask)
+    try:
+        write_bundle({"pyproject.toml": b"[project]\n"}, tmp_path / "shared.tar.gz")
+        atomic_write_text(tmp_path / "new.toml", "x = 1\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.tar.gz").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "new.toml").stat().st_mode & 0o777 == 0o666 & ~umask
+    (tmp_path / "new.toml").chmod(0o604)  # a file that exists keeps its own mode when rewritten
+    atomic_write_text(tmp_path / "new.toml", "x = 2\n")
+    assert (tmp_path / "new.toml").stat().st_mode & 0o777 == 0o604

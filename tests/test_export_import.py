@@ -397,3 +397,18 @@ def test_rewrite_skips_a_model_found_in_another_folder(tmp_path):
     assert rewrite_model_paths(["w"], entries, {"h1": ("loras/a.safetensors", "checkpoints/a.safetensors")}, tmp_path) == []
     notes = rewrite_model_paths(["w"], entries, {"h1": ("loras/a.safetensors", "loras/x/a.safetensors")}, tmp_path)
     assert notes and json.loads((tmp_path / "w.json").read_text())["nodes"][0]["widgets_values"] == ["x/a.safetensors", 1.0]
+
+
+def test_export_names_a_model_indexed_twice_as_ambiguous_not_as_missing(env, workspace, run_cli, tmp_path):
+    # the demo workflow loads demo_model.safetensors; two different files of that name are indexed
+    write_model_file(workspace.models_dir / "other" / "demo_model.safetensors", 4096, seed=1)
+    write_model_file(workspace.models_dir / "more" / "demo_model.safetensors", 4096, seed=2)
+    assert run_cli("models", "index").code == 0
+    assert run_cli("commit", "-m", "two candidates", "--no-interactive").code == 0
+    result = run_cli("export", "--no-interactive", "--output", tmp_path / "x.tar.gz")
+    assert result.code == 0, result.err
+    assert "several indexed files match model demo_model.safetensors" in result.err
+    assert "comfydock models resolve demo" in result.err
+    assert "is not in the model index" not in result.err
+    shared = (tmp_path / "x.tar.gz").stat().st_mode & 0o777
+    assert shared & 0o044 == 0o044  # readable by others under the usual umask: it is meant to be shared

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from comfydock.bundle import lockfile
 from comfydock.errors import ComfydockError
-from comfydock.fsutil import relative_path_problem
+from comfydock.fsutil import relative_path_problem, temp_beside
 
 GIB = 1 << 30
 # A fixed timestamp for every member (1980-01-01, the zip epoch): tools warn about 1970.
@@ -63,7 +63,7 @@ def write_bundle(members: Mapping[str, Path | bytes], out: Path) -> None:
             raise ComfydockError(f"cannot bundle {name!r}: its name {reason}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    fd, tmp = temp_beside(out)
     try:
         with os.fdopen(fd, "wb") as raw:
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:

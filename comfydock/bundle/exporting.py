@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from comfydock.bundle.export_steps import (
     set_selection,
 )
 from comfydock.errors import ComfydockError
+from comfydock.fsutil import temp_beside
 from comfydock.hashing import file_digest
 
 # --- the whole export ----------------------------------------------------------------------
@@ -116,7 +116,14 @@ def unresolved_references(env) -> list[dict]:
     out = []
     for name in sorted(selected_workflows(env)):
         for ref in (entries.get(name) or {}).get("unresolved") or []:
-            out.append({"workflow": name, "filename": ref.get("filename"), "directory": ref.get("directory")})
+            out.append(
+                {
+                    "workflow": name,
+                    "filename": ref.get("filename"),
+                    "directory": ref.get("directory"),
+                    "status": ref.get("status") or "unresolved",  # 'ambiguous': several indexed files match
+                }
+            )
     return out
 
 
@@ -134,7 +141,7 @@ def copy_out(src: Path, dest: Path) -> None:
     if dest.is_file() and dest.stat().st_size == src.stat().st_size and file_digest(dest) == file_digest(src):
         return  # the same bundle is already there: rewrite nothing (CI caches key on it)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = temp_beside(dest)
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
             shutil.copyfileobj(f, out, 1 << 20)

@@ -48,6 +48,12 @@ def render_export(app: App, result) -> None:
     for path in result.skipped_links:
         app.warn(f"{escape(path)} is a symbolic link or special file: not bundled")
     for ref in result.unresolved:
+        if ref.get("status") == "ambiguous":
+            app.warn(
+                f"{escape(ref['workflow'])}: several indexed files match model {escape(str(ref['filename']))}, so it is "
+                f"not in the bundle (choose one: 'comfydock models resolve {escape(ref['workflow'])}')"
+            )
+            continue
         app.warn(
             f"{escape(ref['workflow'])}: model {escape(str(ref['filename']))} is not in the model index, so not in the bundle "
             f"(index it, or resolve it: 'comfydock models resolve {escape(ref['workflow'])}')"
