@@ -14,7 +14,7 @@ from comfydock.environment import Environment
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import remove_tree
 from comfydock.process_lock import process_lock
-from comfydock.torch_backend import resolve_torch_backend, set_environment_torch_backend
+from comfydock.torch_backend import pypi_without_gpu_note, resolve_torch_backend, set_environment_torch_backend
 from comfydock.transaction import Transaction
 from comfydock.workspace import Workspace, validate_name
 
@@ -84,6 +84,9 @@ def create_environment(
         if torch_backend is not None:  # this machine's choice for this environment, not shared
             set_environment_torch_backend(env, torch_backend)
         backend = env.torch_backend()
+        note = pypi_without_gpu_note(backend)
+        if note:
+            warn(note)
 
         step(f"Creating Python {python} venv")
         uv_runner.create_venv(ws, env.venv_dir, python)

@@ -65,6 +65,20 @@ def _detect() -> str:
     return rocm or "cpu"
 
 
+def pypi_without_gpu_note(backend: str | None) -> str | None:
+    """A word before a long download: PyPI's Linux torch is a CUDA build (~3 GB of nvidia-* wheels
+    come with it) even where no GPU is found. None when it does not apply (backend None = pypi)."""
+    import platform
+
+    if backend is not None or platform.system() != "Linux" or detect_torch_backend() != "cpu":
+        return None
+    return (
+        "the pypi torch backend on Linux is PyPI's CUDA build: it downloads about 3 GB of nvidia-* wheels, "
+        "and no GPU was found here; '--torch-backend cpu' (or 'comfydock config torch-backend cpu') installs "
+        "the CPU build instead"
+    )
+
+
 def rocm_backend(rocm_root: Path) -> str | None:
     """The newest PyTorch ROCm build not newer than the installed ROCm (from .info/version)."""
     try:

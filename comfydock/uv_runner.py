@@ -22,7 +22,8 @@ def uv_bin() -> str:
 def uv_environ(workspace, project_env: Path | None = None) -> dict[str, str]:
     """uv's environment: workspace caches, configured indexes, and the venv to act on."""
     env = dict(os.environ)
-    env.setdefault("UV_CACHE_DIR", str(workspace.uv_cache_dir))
+    if workspace.uv_cache_dir is not None:  # else uv's own user cache (or the caller's $UV_CACHE_DIR)
+        env.setdefault("UV_CACHE_DIR", str(workspace.uv_cache_dir))
     env.setdefault("UV_PYTHON_INSTALL_DIR", str(workspace.uv_python_dir))
     env["UV_NO_PROGRESS"] = "1"
     index = workspace.setting("python-index")
@@ -197,7 +198,46 @@ def uv_sync(workspace, project_dir: Path, venv_dir: Path, extra: str | None = No
     # --frozen: install exactly what uv.lock says; lock_deps keeps the lock current.
     # --extra: this machine's torch backend (see torch_family.ensure_backend)
     args = ["sync", "--frozen", *_no_index_args(workspace)] + (["--extra", extra] if extra else [])
-    run_uv(args, env=uv_environ(workspace, venv_dir), cwd=project_dir, what="sync the venv to uv.lock")
+    env = uv_environ(workspace, venv_dir)
+    if "UV_LINK_MODE" not in env and not same_filesystem(cache_dir(env), venv_dir.parent):
+        # hard links cannot cross file systems: copy at once instead of uv failing first, and say so
+        env["UV_LINK_MODE"] = "copy"
+        if _reporter is not None:
+            _reporter(f"note: the uv cache ({cache_dir(env)}) is on another file system: packages are copied, not hard-linked")
+    run_uv(args, env=env, cwd=project_dir, what="sync the venv to uv.lock")
+
+
+def prune_cache(workspace) -> dict:
+    """`uv cache prune` on the cache this workspace's environments use: what uv removed, in its words."""
+    env = uv_environ(workspace)
+    out = run_uv(["cache", "prune"], env=env, what="prune its cache")
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    return {"cache": str(cache_dir(env)), "said": lines[-1] if lines else ""}
+
+
+def cache_dir(env: dict[str, str]) -> Path:
+    """The cache uv uses with `env` ($UV_CACHE_DIR, else what uv itself says: its user cache)."""
+    if env.get("UV_CACHE_DIR"):
+        return Path(env["UV_CACHE_DIR"])
+    try:
+        out = subprocess.run([uv_bin(), "cache", "dir"], env=env, capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    return Path(out.strip() or "~/.cache/uv").expanduser()
+
+
+def same_filesystem(a: Path, b: Path) -> bool:
+    """Whether a and b (or their nearest existing parents) are on one file system."""
+
+    def device(path: Path):
+        for p in (path, *path.parents):
+            try:
+                return os.stat(p).st_dev
+            except OSError:
+                continue
+        return None
+
+    return device(a) == device(b)
 
 
 # --- torch backends ------------------------------------------------------------------------

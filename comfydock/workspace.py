@@ -130,6 +130,13 @@ SETTINGS: dict[str, Setting] = {
             "CivitAI base URL: model lookups by SHA256 on export (token: $CIVITAI_API_TOKEN)",
         ),
         Setting(
+            "uv-cache",
+            "uv_cache",
+            "COMFYDOCK_UV_CACHE",
+            None,
+            "uv's package cache (default: uv's own user cache, shared by every workspace; $UV_CACHE_DIR wins)",
+        ),
+        Setting(
             "huggingface-url",
             "huggingface_url",
             "COMFYDOCK_HUGGINGFACE_URL",
@@ -268,8 +275,12 @@ class Workspace:
         return self.root / "logs"
 
     @property
-    def uv_cache_dir(self) -> Path:
-        return self.root / "uv_cache"
+    def uv_cache_dir(self) -> Path | None:
+        """The uv cache this workspace asked for ('uv-cache' setting), else None: uv's own user
+        cache, which every workspace and uv outside comfydock share (one copy of torch, not one
+        per workspace)."""
+        value = self.setting("uv-cache")
+        return (self.root / Path(value).expanduser()).absolute() if value else None
 
     @property
     def uv_python_dir(self) -> Path:
@@ -283,7 +294,6 @@ class Workspace:
             self.comfyui_cache_dir,
             self.environments_dir,
             self.logs_dir / "workspace",
-            self.uv_cache_dir,
             self.uv_python_dir,
         ]
 

@@ -197,3 +197,17 @@ def test_use_flag_switches_the_active_environment(env, workspace, run_cli):
 def test_created_venv_python_runs(env):
     out = subprocess.run([str(env.python), "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True).stdout
     assert out.strip() == str(env.venv_dir)
+
+
+def test_create_with_the_pypi_backend_on_linux_without_gpu_points_at_cpu(workspace_path, run_cli):
+    import platform
+
+    from comfydock.torch_backend import detect_torch_backend
+
+    if platform.system() != "Linux" or detect_torch_backend() != "cpu":
+        pytest.skip("only a Linux machine without a GPU gets the note")
+    result = run_cli("create", "p", "--torch-backend", "pypi")
+    assert result.code == 0, result.err
+    assert "about 3 GB of nvidia-* wheels" in result.err and "--torch-backend cpu" in result.err
+    quiet = run_cli("create", "c", "--torch-backend", "cpu")
+    assert quiet.code == 0 and "nvidia" not in quiet.err

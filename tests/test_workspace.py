@@ -15,7 +15,6 @@ def test_init_creates_the_spec_layout(tmp_path, run_cli):
         "comfydock_cache/api_cache",
         "environments",
         "logs/workspace",
-        "uv_cache",
     ):
         assert (ws / rel).exists(), rel
     config = json.loads((ws / ".metadata/workspace.json").read_text())
@@ -176,3 +175,21 @@ def test_a_mistyped_environment_name_gets_the_close_one(env, run_cli):
         assert result.code == 1
         assert "did you mean 'main'?" in result.err, typed
     assert "did you mean" not in run_cli("use", "zzzz").err
+
+
+def test_uv_cache_is_uvs_own_unless_the_workspace_asks_for_one(workspace_path, run_cli, monkeypatch, tmp_path):
+    from comfydock import uv_runner
+
+    monkeypatch.delenv("UV_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    ws = Workspace.open(workspace_path)
+    assert ws.uv_cache_dir is None and "UV_CACHE_DIR" not in uv_runner.uv_environ(ws)
+    assert uv_runner.cache_dir(uv_runner.uv_environ(ws)) == tmp_path / "xdg" / "uv"  # uv's own rule
+    assert not (workspace_path / "uv_cache").exists()
+    assert run_cli("config", "uv-cache", "my-uv-cache").code == 0
+    ws = Workspace.open(workspace_path)
+    assert uv_runner.uv_environ(ws)["UV_CACHE_DIR"] == str(workspace_path / "my-uv-cache")
+    result = run_cli("cache", "prune", "--uv", "--json")
+    assert result.code == 0, result.err
+    assert result.json["uv"]["cache"] == str(workspace_path / "my-uv-cache")
+    assert "Removed" in result.json["uv"]["said"] or "No cache" in result.json["uv"]["said"]

@@ -178,9 +178,16 @@ def cmd_cache_prune(app: App) -> int:
 
     ws = app.workspace()
     removed = prune_cache(ws)
+    uv = None
+    if app.args.uv:
+        from comfydock.uv_runner import prune_cache as prune_uv_cache
+
+        uv = prune_uv_cache(ws)
     if app.json:
-        app.print_json({"removed": removed, "bytes": sum(r["bytes"] for r in removed)})
+        app.print_json({"removed": removed, "bytes": sum(r["bytes"] for r in removed), "uv": uv})
         return 0
+    if uv is not None:
+        app.say(f"uv cache {escape(uv['cache'])}: {escape(uv['said'])}")
     if not removed:
         app.say("Nothing to prune: every node-cache entry is used by an environment.")
         return 0
@@ -266,5 +273,6 @@ def register(sub) -> None:
         description="Remove the cached node downloads and clones that no environment's manifest references "
         "(node remove keeps them, so a re-add needs no download).",
     )
+    p.add_argument("--uv", action="store_true", help="also run 'uv cache prune' on the uv cache the environments use")
     json_option(p)
     p.set_defaults(func=cmd_cache_prune)
