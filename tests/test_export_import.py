@@ -119,6 +119,9 @@ def test_export_import_round_trip_rebuilds_the_environment_in_another_workspace(
 
     twice = run_cli("-w", ws_b, "import", tmp_path / "a.tar.gz", "--no-interactive")
     assert twice.code == 1 and "already exists" in twice.err
+    shown = run_cli("-w", ws_b, "import", tmp_path / "a.tar.gz", "--env", "shown", "--no-interactive")
+    assert shown.code == 0, shown.err
+    assert "uv: Installed" in shown.err  # uv's progress is shown while the venv is made, as create does
     assert not (ws_b / "comfydock_cache" / "imports" / info["sha256"]).exists()
 
 

@@ -218,7 +218,11 @@ def cmd_import(app: App) -> int:
         if not app.json:
             app.say(escape(message))
 
-    with bars if bars is not None else nullcontext():
+    from comfydock import uv_runner
+
+    # uv's downloads and installs as they happen (minutes for torch), like create shows them
+    uv_lines = nullcontext() if app.json else uv_runner.reporting(app.uv_reporter(None))
+    with bars if bars is not None else nullcontext(), uv_lines:
         result = import_bundle(
             ws,
             Path(args.bundle),
