@@ -9,7 +9,7 @@ what ComfyUI said. Downloads GBs on a cold uv cache (PyPI's Linux torch pulls nv
 
 Run, e.g. with copies fetched into /work/.mirror:
     python bench/real_trial.py --comfyui /work/.mirror/Comfy-Org+ComfyUI/repo \\
-        --node /work/.mirror/rgthree+rgthree-comfy/repo --node-name rgthree-comfy \\
+        --node /work/.mirror/rgthree+rgthree-comfy/repo \\
         --workdir /tmp/real-trial --uv-cache /tmp/uv-cache --backend pypi
 `--comfyui` is a git directory (bare or not); its HEAD is used. Blobs missing from the copy are
 left out of the checkout and named.

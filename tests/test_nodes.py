@@ -955,3 +955,24 @@ def test_registry_node_in_a_directory_of_the_users_choosing(env, registry, run_c
     assert (env.custom_nodes_dir / "Plain-Node" / "__init__.py").exists()
     two = run_cli("node", "add", "comfyui-plain", "comfyui-fixture-pack", "--name", "X")
     assert two.code == 2 and "one node at a time" in two.err
+
+
+def test_a_node_from_a_mirror_url_ending_in_repo_is_named_after_its_package(env, run_cli, tmp_path):
+    from comfydock.demo.fixtures import build_node_repo
+
+    named = build_node_repo(
+        tmp_path / "mirrors" / "owner+cool-node" / "repo",
+        "cool",
+        {"v1": "cdfix-gamma\n"},
+        files={"pyproject.toml": '[project]\nname = "comfyui-cool-node"\nversion = "1.0"\n'},
+    )
+    result = run_cli("node", "add", named.as_uri())
+    assert result.code == 0, result.err
+    assert (env.custom_nodes_dir / "comfyui-cool-node" / "__init__.py").is_file()
+    assert not (env.custom_nodes_dir / "repo").exists()
+    assert "after its pyproject.toml's [project].name" in result.err and "--name DIR" in result.err
+    plain = build_node_repo(tmp_path / "mirrors" / "plain-node" / "repo", "plain", {"v1": ""})
+    assert run_cli("node", "add", plain.as_uri() + "/.git").code == 0
+    assert (env.custom_nodes_dir / "plain-node").is_dir()  # no pyproject: the URL's last meaningful part
+    listed = {n["id"] for n in run_cli("node", "list", "--json").json}
+    assert {"comfyui-cool-node", "plain-node"} <= listed

@@ -17,6 +17,7 @@ from comfydock.nodes.spec import (
     install_marker,
     install_script_of,
     node_path,
+    repo_name,
     reqs_file,
     script_record,
     set_node,
@@ -140,6 +141,11 @@ def add_nodes(
                 if known is None:
                     check_conflict(env, spec, force)
                 spec.run_install_script = run_install_script or bool(known and known.run_install_script)
+            if spec.named_by:
+                change.notes.append(
+                    f"named custom_nodes/{spec.directory} after {spec.named_by} (its URL ends in "
+                    f"{repo_name(spec.url)!r}); --name DIR chooses another"
+                )
             plans.append(spec)
         if not plans and not script_only:
             return change

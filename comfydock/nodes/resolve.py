@@ -114,6 +114,40 @@ def resolve_git(url: str, ref: str | None, name: str | None = None) -> NodeSpec:
     return NodeSpec(directory, "git", directory, url=url, ref=ref, commit=commit)
 
 
+# Last parts of a URL that name a mirror's layout, not the node ('…/rgthree-comfy/repo', '…/repo.git')
+GENERIC_REPO_NAMES = frozenset({"repo", "repository", "repo.git", "git", "mirror", "src", "source", "code", "node"})
+
+
+def package_name(env, spec: NodeSpec) -> tuple[str | None, str]:
+    """A name for a git node whose URL ends in a generic part: its pyproject.toml [project].name
+    (read from the node cache, where the fetch that follows finds it), else the URL's last part
+    that is not generic. (None, '') when neither gives a valid name."""
+    import tomllib
+
+    from comfydock.limits import ArchiveLimits
+    from comfydock.nodes.cache import NodeCache
+
+    cache = NodeCache(env.workspace.node_cache_dir, ArchiveLimits.from_workspace(env.workspace))
+    entry = cache.entry(spec.identity())
+    if not entry.exists():
+        entry = cache.add_git(spec.identity(), spec.url, spec.commit, {"source": "git", "id": spec.id, "ref": spec.ref})
+    pyproject = entry.content / "pyproject.toml"
+    try:
+        if pyproject.is_file() and not pyproject.is_symlink():
+            project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project") or {}
+            name = project.get("name")
+            if isinstance(name, str) and is_valid_name(name):
+                return name, "its pyproject.toml's [project].name"
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        pass
+    parts = [p for p in re.split(r"[/:\\]+", spec.url.rstrip("/")) if p]
+    for part in reversed(parts):
+        part = part.removesuffix(".git")
+        if part and part.lower() not in GENERIC_REPO_NAMES and is_valid_name(part):
+            return part, "the last meaningful part of its URL"
+    return None, ""
+
+
 def resolve(env, identifier: str, dev: bool, name: str | None = None) -> NodeSpec:
     if dev:
         if name is not None:
@@ -124,6 +158,11 @@ def resolve(env, identifier: str, dev: bool, name: str | None = None) -> NodeSpe
     target, ref = split_ref(identifier)
     if is_git_url(target):
         spec = resolve_git(target, ref, name)
+        if name is None and spec.directory.lower() in GENERIC_REPO_NAMES:
+            better, why = package_name(env, spec)
+            if better and better != spec.directory:
+                spec.id = spec.directory = better
+                spec.named_by = why
     elif "/" in target or target.startswith("."):
         raise UsageError(
             f"{identifier!r} is neither a registry id nor a git URL",

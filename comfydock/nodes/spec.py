@@ -122,6 +122,7 @@ class NodeSpec:
     commit: str | None = None  # git commit it resolved to
     run_install_script: bool = False  # run its install.py (in the venv) after installing it
     asked: str | None = field(default=None, compare=False)  # what the user typed (for hints); not stored
+    named_by: str | None = field(default=None, compare=False)  # why its directory is not the URL's last part
 
     def same_node(self, other: "NodeSpec") -> bool:
         """Whether two specs name one node: git nodes by normalised URL, others by id."""
@@ -197,7 +198,7 @@ class NodeSpec:
         )
 
     def to_json(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None and k != "asked"} | {"group": self.group}
+        return {k: v for k, v in asdict(self).items() if v is not None and k not in ("asked", "named_by")} | {"group": self.group}
 
     def typed(self) -> str:
         """How to name this node again on the command line, with the '@ref' the user typed."""
