@@ -661,13 +661,14 @@ def adopt_install(
         if inspection.models_dir is not None:
             models["directory"] = str(inspection.models_dir)
             if adopt_models_dir:
-                models["how"] = "became the workspace's models directory"
+                models["how"] = "became the workspace's models directory, indexed"
             elif already_there:
-                models["how"] = "already the workspace's models directory"
+                models["how"] = "already the workspace's models directory, indexed"
             else:
-                step(f"Indexing the install's models in place ({inspection.model_files} files)")
-                model_index.index_directory(ws.models_db, inspection.models_dir)
                 models["how"] = "indexed in place, added to the environment's extra_model_paths.yaml"
+            # in every case: 'models list' and the first commit know the models at once
+            step(f"Indexing the install's models in place ({inspection.model_files} files)")
+            model_index.index_directory(ws.models_db, inspection.models_dir)
         models["extra_paths"] = _merge_extra_paths(env, inspection, add_models_dir=not (adopt_models_dir or already_there))
         report["models"] = models
 

@@ -164,8 +164,10 @@ def test_adopt_reproduces_an_install_and_leaves_it_untouched(workspace, existing
     downloads = registry.hits["/files/comfyui-adopt-pack/1.2.0.zip"]
     assert downloads == 1
     Workspace.open(workspace.root).set_setting("models-dir", None)
+    workspace.models_db.unlink()  # a workspace whose index knows none of the install's models
     again = run_cli("adopt", existing_install, "--name", "again", "--torch-backend", "cpu")
     assert again.code == 0, again.err
+    assert len(run_cli("models", "list", "--json").json) == 2  # the new models directory is indexed at once
     assert registry.hits["/files/comfyui-adopt-pack/1.2.0.zip"] == downloads
     assert "ComfyUI-Adopt-Pack (registry): exact" in again.out and "README.md" in again.out
     assert "cdfix-vision==1.0" in again.out and "2 files" in again.out
