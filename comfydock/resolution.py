@@ -224,7 +224,33 @@ def plan_moves(doc, uv_text: str, now: datetime, spent=frozenset()) -> list[Move
             moves.append(Move(f.name, utc_text(parse_date(newest[1])), f"up to {newest[1][:10]} ({whose} date)"))
         elif now > floor:
             moves.append(Move(f.name, utc_text(now), f"up to {utc_text(now)[:10]} (when it was needed: no part is newer)", True))
-    return moves
+    return moves or _companions(doc, uv_text, current)
+
+
+# "transformers>=4.54.0,<=4.56.2 depends on huggingface-hub>=0.34.0,<1.0": a package of the
+# cutoff's world holding a moved one back (uv gives no hint for it)
+_DEPENDS = re.compile(r"(?<![\w.-])(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:[<>=!~][^\s]*)? depends? on (?P<dep>[A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _companions(doc, uv_text: str, current: dict[str, dict]) -> list[Move]:
+    """When uv names nothing filtered: each package the failure says depends on a package already
+    allowed newer moves with it, to the same date (e.g. transformers with huggingface-hub: the
+    transformers of the cutoff's date require huggingface-hub<1.0)."""
+    from packaging.utils import canonicalize_name
+
+    text = re.sub(r"\s*\n\s*", " ", uv_text or "")
+    moves: dict[str, Move] = {}
+    for m in _DEPENDS.finditer(text):
+        name, dep = canonicalize_name(m.group("name")), canonicalize_name(m.group("dep"))
+        until = (current.get(dep) or {}).get("until")
+        if name in ("project", dep) or dep not in current or name in moves:
+            continue
+        had = (current.get(name) or {}).get("until")
+        if name in current and (had is None or until is None or parse_date(had) >= parse_date(until)):
+            continue  # already as far as the package it follows
+        reason = f"up to {until[:10]} (with {dep}, which it holds back)" if until else f"no cutoff (with {dep}, which it holds back)"
+        moves[name] = Move(name, until, reason, until is None)
+    return list(moves.values())
 
 
 def apply_moves(doc, moves: list[Move]) -> None:

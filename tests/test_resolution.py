@@ -233,3 +233,21 @@ def test_environment_without_a_date_resolves_as_before_and_status_says_none(env,
     assert "exclude-newer" not in tomllib.loads(env.uv_lock_path.read_text()).get("options", {})
     assert run_cli("status", "--json").json["resolution"] == {"as_of": None, "source": None, "packages": []}
     assert "Resolution date: none" in run_cli("status").out
+
+
+# uv 0.13.9 on PyPI, v0.3.64's requirements + huggingface-hub>=1.0 after hub moved: no hint names
+# transformers, whose versions of the cutoff's world require huggingface-hub<1.0
+UV_HELD_BACK = """error: No solution found when resolving dependencies
+  cause: Because transformers>=4.37.2,<=4.41.2 depends on huggingface-hub>=0.19.3,<1.0 and transformers>=4.54.0,<=4.56.2
+         depends on huggingface-hub>=0.34.0,<1.0, we can conclude that transformers>=4.37.2 depends on huggingface-hub>=0.19.3,<1.0.
+         And because your project depends on huggingface-hub>=1.0 and transformers>=4.37.2, we can conclude that your project's requirements are unsatisfiable."""
+
+
+def test_a_package_holding_a_moved_one_back_moves_with_it():
+    doc = _doc()
+    resolution.allow_package(doc, "huggingface-hub", NODE_DATE, "up to 2025-10-01 (late-node's date)")
+    (move,) = resolution.plan_moves(doc, UV_HELD_BACK, datetime.now(timezone.utc))
+    assert (move.name, move.until) == ("transformers", NODE_DATE)
+    assert move.describe() == "transformers may be newer than the resolution date: up to 2025-10-01 (with huggingface-hub, which it holds back)"
+    resolution.apply_moves(doc, [move])
+    assert resolution.plan_moves(doc, UV_HELD_BACK, datetime.now(timezone.utc)) == []  # nothing left: uv's error stands
