@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import tomlkit
 
-from comfydock import comfyui, manifest, pydeps
+from comfydock import comfyui, manifest, pydeps, resolution
 
 
 @dataclass
@@ -25,6 +25,7 @@ class ComfyUIUpdate:
     requirements_added: list[str]
     requirements_removed: list[str]
     build: dict | None = None
+    resolution: dict | None = None  # resolution.info() after the update (as_of None: no cutoff)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -73,9 +74,23 @@ def update_comfyui(env, ref: str | None = None, *, force: bool = False, listener
             section = manifest.section(doc, "environment")
             section["comfyui_version"] = target.name
             section["comfyui_commit"] = target.commit
+            _move_resolution_date(env, doc, target)
             manifest.save(env.pyproject_path, doc)
             report = engine.build(env, ["lock_deps", "sync_venv", "core_node_types"], listener=listener)
             if not report.ok:
                 raise build_failure(report)
             result.build = report.to_json()
+            result.resolution = resolution.info(env.manifest_data())
         return result
+
+
+def _move_resolution_date(env, doc, target) -> None:
+    """An environment with a resolution date moves to the new commit's date; per-package moves
+    the new date makes unnecessary are dropped (resolution.record). One without keeps none."""
+    from comfydock.gitutil import commit_date
+
+    if resolution.as_of(doc) is None:
+        return
+    date = commit_date(env.comfyui_dir, target.commit)
+    if date is not None:
+        resolution.record(doc, date, f"ComfyUI {target.name} commit", date)

@@ -12,3 +12,29 @@ def git_reason(exc) -> str:
     if fatal:
         return fatal[0]
     return (lines or ["git failed"])[-1]
+
+
+def commit_date(repo_dir, rev: str = "HEAD") -> str | None:
+    """The committer date of `rev` in the repository at `repo_dir`, as UTC RFC 3339 (None: no such
+    repository or commit). The committer date is when the commit became what it is (a rebase or
+    cherry-pick renews it), which is the world it was tested in."""
+    import os
+    import subprocess
+    from datetime import datetime, timezone
+
+    from comfydock.dates import utc_text
+
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(repo_dir), "show", "-s", "--format=%ct", f"{rev}^{{commit}}", "--"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = proc.stdout.strip()
+    if proc.returncode != 0 or not text.isdigit():
+        return None
+    return utc_text(datetime.fromtimestamp(int(text), timezone.utc))

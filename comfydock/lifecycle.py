@@ -8,11 +8,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
-from comfydock import comfyui, engine, history, manifest, uv_runner
+from comfydock import comfyui, engine, history, manifest, resolution, uv_runner
 from comfydock.engine import build_failure
 from comfydock.environment import Environment
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import remove_tree
+from comfydock.gitutil import commit_date
 from comfydock.process_lock import process_lock
 from comfydock.torch_backend import pypi_without_gpu_note, resolve_torch_backend, set_environment_torch_backend
 from comfydock.transaction import Transaction
@@ -28,6 +29,7 @@ class CreateResult:
     comfyui_commit: str
     python: str
     torch_backend: str | None
+    resolution: dict | None = None  # resolution.info(): the date, its source, packages allowed newer
 
 
 def create_environment(
@@ -43,18 +45,22 @@ def create_environment(
     comfyui_source: str | None = None,
     populate=None,
     message: str = INITIAL_MESSAGE,
+    as_of: str | None = None,
 ) -> CreateResult:
     """Clone ComfyUI, make the venv, write and lock the manifest, commit v1.
 
     `comfyui_source` replaces the workspace's comfyui-source for this checkout (adopt takes
     ComfyUI from the adopted install's origin); `populate(env)`, if given, runs after the first
     build and before v1 is committed (adopt adds nodes, packages and workflows there).
+    `as_of` (YYYY-MM-DD, RFC 3339 or 'now'): the resolution date, by default the ComfyUI
+    commit's committer date (see comfydock.resolution).
     All or nothing: on any failure (Ctrl-C included) the half-made directory is removed,
     and an existing environment of the same name is never touched.
     """
     from comfydock.requirements_txt import scan_requirements_file
 
     validate_name(name)
+    date = resolution.parse_as_of(as_of) if as_of is not None else None  # a bad value: refused before anything is made
     if torch_backend is not None:
         resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
     with creating(ws, name) as (env, tx):  # any failure, Ctrl-C included, removes the half-made directory
@@ -75,6 +81,13 @@ def create_environment(
             ref.name,
             ref.commit,
         )
+        comfyui_date = commit_date(env.comfyui_dir, ref.commit)
+        if date is not None:
+            resolution.record(doc, date, f"--as-of {as_of.strip()}", comfyui_date)
+        elif comfyui_date is not None:
+            resolution.record(doc, comfyui_date, f"ComfyUI {ref.name} commit", comfyui_date)
+        else:
+            warn(f"ComfyUI {ref.name}: its commit date is unreadable; the environment resolves without a date")
         env.cec_dir.mkdir()
         manifest.save(env.pyproject_path, doc)
         (env.cec_dir / ".python-version").write_text(python + "\n")
@@ -104,7 +117,7 @@ def create_environment(
         if use or not ws.active_environment:
             tx.on_undo(partial(ws.set_active, ws.active_environment), "the active environment")
             ws.set_active(name)
-    return CreateResult(env, ref.name, ref.commit, python, backend)
+    return CreateResult(env, ref.name, ref.commit, python, backend, resolution.info(env.manifest_data()))
 
 
 @contextmanager

@@ -7,6 +7,7 @@ from pathlib import Path
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
+from comfydock.dates import parse_date
 from comfydock.errors import CorruptFile
 from comfydock.fsutil import atomic_write_text
 
@@ -71,6 +72,9 @@ def shape_problem(doc) -> str | None:
     for key in ("constraint-dependencies", "override-dependencies"):
         if key in uv and not _is_str_list(uv[key]):
             return f"[tool.uv].{key} is not a list of requirement strings"
+    problem = _resolution_problem(uv)
+    if problem:
+        return problem
     comfydock = tool.get("comfydock")
     if not _is_table(comfydock):
         return "[tool.comfydock] is missing" if comfydock is None else "[tool.comfydock] is not a table"
@@ -94,6 +98,20 @@ def shape_problem(doc) -> str | None:
         return "[tool.comfydock.python] is not a table"
     if "user_added" in python and not _is_str_list(python["user_added"]):
         return "[tool.comfydock.python].user_added is not a list of requirement strings"
+    return None
+
+
+def _resolution_problem(uv) -> str | None:
+    """The resolution date and per-package dates (comfydock.resolution): only dates, or false for
+    a package, ever reach uv."""
+    if "exclude-newer" in uv and parse_date(uv["exclude-newer"]) is None:
+        return f"[tool.uv].exclude-newer is not a date ({str(uv['exclude-newer'])[:40]!r})"
+    per_package = uv.get("exclude-newer-package", {})
+    if not _is_table(per_package):
+        return "[tool.uv].exclude-newer-package is not a table"
+    for name, value in per_package.items():
+        if value is not False and parse_date(value) is None:
+            return f"[tool.uv].exclude-newer-package.{name} is neither a date nor false"
     return None
 
 
@@ -267,6 +285,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "environment": ("tool", "comfydock", "environment"),  # ComfyUI version/commit, Python
     "nodes": ("tool", "comfydock", "nodes"),  # one entry per custom node (nodes.spec.NodeSpec)
     "torch": ("tool", "comfydock", "torch"),  # the PyTorch release the family is kept to
+    "resolution": ("tool", "comfydock", "resolution"),  # the resolution date's source, parts' dates, moved packages
     "workflows": ("tool", "comfydock", "workflows"),  # each tracked workflow's resolution
     "models": ("tool", "comfydock", "models"),
     "required-models": ("tool", "comfydock", "models", "required"),

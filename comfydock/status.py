@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from comfydock import comfyui, engine, history
+from comfydock.resolution import info as resolution_info
 from comfydock.environment import Environment
 from comfydock.errors import ComfydockError
 from comfydock.torch_backend import detect_torch_backend, resolve_torch_backend
@@ -64,6 +65,7 @@ def status(env: Environment) -> dict:
         "comfyui_missing": not (env.comfyui_dir / "main.py").is_file(),
         "comfyui_local_edits": edited,  # ComfyUI files changed by hand: not versioned, kept by run
         "python_version": info.get("python_version"),
+        "resolution": resolution_info(env.manifest_data()),  # the date uv resolves as of (None: no cutoff)
         **torch_status(env),
         "venv_in_sync": env.venv_in_sync() and not venv_pending,
         "missing_node_dirs": missing_node_dirs,  # tracked nodes whose directory is gone ('build' restores them)

@@ -69,12 +69,12 @@ def lock_coherent(env, upgrade=()) -> None:
             torch_family.clear_release(doc)  # an upgrade of torch may move to a newer release
         _save_if_changed(env, doc)
         try:
-            _uv_lock(env, upgrade)
+            _uv_lock(env, upgrade, doc)
         except ExternalToolError:
             if not torch_family.clear_release(doc):
                 raise
             _save_if_changed(env, doc)  # a requirement moved past the recorded release: derive it anew
-            _uv_lock(env, upgrade)
+            _uv_lock(env, upgrade, doc)
         text = env.uv_lock_path.read_text(encoding="utf-8")
         release = torch_family.lock_release(text)
         if release is None or (release == torch_family.recorded_release(doc) and not torch_family.lock_problems(text)):
@@ -83,7 +83,7 @@ def lock_coherent(env, upgrade=()) -> None:
         torch_family.record_release(doc, release)
         _save_if_changed(env, doc)
         try:
-            _uv_lock(env, ())
+            _uv_lock(env, (), doc)
         except ExternalToolError as exc:
             pins = torch_family.explicit_pins(doc)
             pinned = f" (pinned: {', '.join(f'{k}=={v}' for k, v in sorted(pins.items()))})" if pins else ""
@@ -107,13 +107,89 @@ def _save_if_changed(env, doc) -> None:
         manifest.save(env.pyproject_path, doc)
 
 
-def _uv_lock(env, upgrade) -> None:
+def _uv_lock(env, upgrade, doc=None) -> None:
+    """uv lock under the environment's resolution date (comfydock.resolution; none: as before).
+
+    When uv refuses because the date filtered out what a requirement needs, the packages it
+    names may be newer (`plan_moves`: up to the newest part's date, then now; no cutoff for files
+    without an upload time), recorded in `doc` (lock_coherent's, saved to pyproject.toml), and uv
+    locks again: at most resolution.MAX_ROUNDS rounds, since uv names a transitive package only
+    once the one above it moved."""
+    from datetime import datetime, timezone
+
+    from comfydock import resolution
     from comfydock.errors import ExternalToolError
 
+    if doc is None:
+        doc = manifest.load(env.pyproject_path)
+    dated = resolution.as_of(doc) is not None
+    if dated and record_part_dates(env, doc):
+        _save_if_changed(env, doc)
+    spent: set[str] = set()  # moved to now in this run: not again
+    for round_ in range(1, resolution.MAX_ROUNDS + 1):
+        try:
+            uv_runner.uv_lock(env.workspace, env.cec_dir, list(upgrade))
+            return
+        except ExternalToolError as exc:
+            now = datetime.now(timezone.utc)
+            moves = resolution.plan_moves(doc, exc.details or "", now, spent) if dated else []
+            if not moves or round_ == resolution.MAX_ROUNDS:
+                raise torch_index_error(env, exc) or exc from None
+        resolution.apply_moves(doc, moves)
+        spent.update(m.name for m in moves if m.final)
+        _save_if_changed(env, doc)
+
+
+def record_part_dates(env, doc) -> bool:
+    """Record each tracked node's own date in the resolution section (the rule moves a package
+    up to the newest part's date): a git or development node's HEAD committer date, a registry
+    version's publication date; a development node outside git counts from now. Only nodes
+    whose recorded date is of another commit/version are looked at; True if anything changed."""
+    from datetime import datetime, timezone
+
+    from comfydock import resolution
+    from comfydock.dates import utc_text
+    from comfydock.gitutil import commit_date
+    from comfydock.nodes.spec import tracked_nodes
+
+    tracked = tracked_nodes(doc)
+    known = resolution.node_dates(doc)
+    changed = False
+    for node_id in set(known) - set(tracked):
+        resolution.drop_node_date(doc, node_id)
+        changed = True
+    for node_id, spec in sorted(tracked.items()):
+        of = spec.commit or spec.version or spec.source
+        path = env.custom_nodes_dir / spec.directory
+        if spec.source == "development":
+            head = commit_date(path) if (path / ".git").exists() else None
+            of = "HEAD" if head else "working tree"
+        if (known.get(node_id) or {}).get("of") == of:
+            continue
+        if spec.source == "registry":
+            date = _registry_version_date(env, spec)
+        elif spec.source == "development":
+            date = head or utc_text(datetime.now(timezone.utc))
+        else:
+            date = commit_date(path, spec.commit or "HEAD") if (path / ".git").exists() else None
+        if date:
+            resolution.set_node_date(doc, node_id, date, of)
+            changed = True
+    return changed
+
+
+def _registry_version_date(env, spec) -> str | None:
+    """When the registry published this node version (its answers are cached), None if unknown."""
+    from comfydock.dates import parse_date, utc_text
+    from comfydock.errors import ComfydockError
+    from comfydock.nodes.resolve import registry_client
+
     try:
-        uv_runner.uv_lock(env.workspace, env.cec_dir, list(upgrade))
-    except ExternalToolError as exc:
-        raise torch_index_error(env, exc) or exc from None
+        versions = registry_client(env.workspace).versions(spec.registry_id or spec.id)
+    except ComfydockError:
+        return None
+    moment = next((parse_date(v.get("createdAt")) for v in versions if v.get("version") == spec.version), None)
+    return utc_text(moment) if moment else None
 
 
 def torch_index_error(env, exc):

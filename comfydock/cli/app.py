@@ -30,6 +30,7 @@ class App:
         self._workspace = None
         self.location = None  # where the workspace was found (WorkspaceLocation), once opened
         self.printed_json = False
+        self._resolution_before = None  # (env, packages allowed newer) when the command opened an environment
 
     @property
     def json(self) -> bool:
@@ -58,10 +59,27 @@ class App:
         name = getattr(self.args, "env", None) or self.location.env_here
         env = Environment.open(ws, name)
         log_to(env.log_file)
+        self._resolution_before = (env, _allowed_newer(env))
         for note in engine.repair_state(env):
             log.warning("%s", note)
             self.warn_text(note)
         return env
+
+    def say_resolution_moves(self) -> None:
+        """After a command: name each package it allowed to be newer than the resolution date, and why
+        (the lock step moves them; see comfydock.resolution)."""
+        from rich.markup import escape
+
+        if self._resolution_before is None:
+            return
+        from comfydock.resolution import new_moves
+
+        env, before = self._resolution_before
+        after = _allowed_newer(env)
+        if before is None or after is None:
+            return
+        for line in new_moves(before, after):
+            self.say(f"[yellow]note:[/] {escape(line)}")
 
     def say(self, message: str) -> None:
         """Progress and notes go to stderr, so stdout stays clean for data and --json."""
@@ -136,6 +154,17 @@ class App:
         from contextlib import nullcontext
 
         return nullcontext()
+
+
+def _allowed_newer(env) -> dict | None:
+    """Packages the environment allows newer than its resolution date (None: manifest unreadable)."""
+    from comfydock.errors import ComfydockError
+    from comfydock.resolution import allowed_newer
+
+    try:
+        return allowed_newer(env.manifest_data())
+    except (ComfydockError, OSError):
+        return None
 
 
 _log_handlers: set[str] = set()

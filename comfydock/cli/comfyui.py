@@ -33,6 +33,8 @@ def cmd_comfyui_update(app: App) -> int:
         f"[green]✓[/] ComfyUI {escape(result.old_ref or '?')} → {escape(result.new_ref)} ({result.new_commit[:10]}); "
         "'comfydock commit' records it"
     )
+    if result.resolution and result.resolution["as_of"]:
+        app.say(f"Resolution date: {escape(result.resolution['as_of'])} (from {escape(result.resolution['source'] or '?')})")
     return 0
 
 

@@ -61,17 +61,35 @@ def cmd_create(app: App) -> int:
                 use=args.use,
                 step=step,
                 warn=app.warn_text,
+                as_of=args.as_of,
             )
     env = result.environment
     app.say(
         f"Created environment [bold]{escape(env.name)}[/] (ComfyUI {escape(result.comfyui_ref)}, Python {escape(result.python)}, "
         f"torch {escape(result.torch_backend or 'from PyPI')}) at {escape(str(env.root))}"
     )
+    render_resolution(app, result.resolution, say=True)
     if ws.active_environment == env.name:
         app.say(f"Active environment: {escape(env.name)}. Start it with: comfydock run")
     else:
         app.say(f"Make it active with: comfydock use {escape(env.name)}")
     return 0
+
+
+def render_resolution(app: App, info: dict | None, say: bool = False) -> None:
+    """The resolution date line (create, status): the date, where it came from, packages allowed newer."""
+    if info is None:
+        return
+    show = app.say if say else app.out.print
+    if info["as_of"] is None:
+        show("Resolution date: none (packages resolve as of the moment uv runs)")
+        return
+    source = f" (from {escape(info['source'])})" if info.get("source") else ""
+    show(f"Resolution date: {escape(info['as_of'])}{source}")
+    for entry in info["packages"]:
+        until = entry["until"] or "no cutoff"
+        reason = f": {escape(entry['reason'])}" if entry["reason"] else ""
+        show(f"  {escape(entry['name'])} may be newer, up to {escape(until)}{reason}")
 
 
 def _create_from(app: App, ws) -> int:
@@ -82,6 +100,8 @@ def _create_from(app: App, ws) -> int:
     args = app.args
     if args.comfyui_version:
         raise UsageError("--comfyui-version does not go with --from", hint="the remote's manifest records ComfyUI's commit")
+    if args.as_of:
+        raise UsageError("--as-of does not go with --from", hint="the remote's manifest records its resolution date")
     with app.status(escape(f"Creating environment {args.name} from {args.from_url}")) as spinner:
         step = app.step_reporter(spinner, f"create {args.name}")
 
@@ -291,6 +311,7 @@ def cmd_status(app: App) -> int:
     from comfydock.cli.python import warn_module_clashes
 
     warn_module_clashes(app, data["module_clashes"])
+    render_resolution(app, data["resolution"])
     deps = data["dependency_changes"]
     if deps["added"] or deps["removed"]:
         out.print("Dependencies changed since the last commit:")
@@ -452,6 +473,12 @@ def register(sub) -> None:
         "or pypi (default: the torch-backend setting, auto); kept outside .cec/ (with --from too)",
     )
     p.add_argument("--use", action="store_true", help="make it the active environment")
+    p.add_argument(
+        "--as-of",
+        metavar="DATE",
+        help="resolve packages as uploaded up to DATE (YYYY-MM-DD, RFC 3339, or 'now' for this moment, recorded); "
+        "default: the date of the ComfyUI commit checked out",
+    )
     p.add_argument(
         "--from",
         dest="from_url",

@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     app = App(args, run_command=main)
     try:
-        return args.func(app)
+        code = args.func(app)
+        app.say_resolution_moves()
+        return code
     except ComfydockError as exc:
         log.error("%s: %s", type(exc).__name__, exc.message)
         _print_error(app, exc)
