@@ -257,28 +257,34 @@ def site_packages(venv_dir: Path) -> Path | None:
     return next(iter(sorted((venv_dir / "lib").glob("python3*/site-packages"))), None)
 
 
-def _record_paths(dist_info: Path) -> list[str]:
-    """The installed files a RECORD lists, down to two directories deep (all provided_modules
-    needs: torch's RECORD has ~20,000 lines, nearly all deeper)."""
+def _record_entries(dist_info: Path) -> dict[str, str]:
+    """The installed files a RECORD lists, down to two directories deep, with their hashes (all
+    provided_modules and module_clashes need: torch's RECORD has ~20,000 lines, nearly all deeper)."""
     import csv
 
     try:
         text = (dist_info / "RECORD").read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        return []
-    paths = []
+        return {}
+    entries = {}
     for line in text.splitlines():
         if line.startswith('"'):  # a quoted path (it holds a comma): let csv read it
             try:
-                line = next(csv.reader([line]))[0]
-            except (csv.Error, StopIteration, IndexError):
+                fields = next(csv.reader([line]))
+            except (csv.Error, StopIteration):
                 continue
         else:
-            line = line.split(",", 1)[0]
-        line = line.replace("\\", "/")
-        if line.count("/") <= 2:
-            paths.append(line)
-    return paths
+            fields = line.split(",")
+        if not fields:
+            continue
+        path = fields[0].replace("\\", "/")
+        if path.count("/") <= 2:
+            entries[path] = fields[1] if len(fields) > 1 else ""
+    return entries
+
+
+def _record_paths(dist_info: Path) -> list[str]:
+    return list(_record_entries(dist_info))
 
 
 def _distribution_name(dist_info: Path) -> str:
@@ -330,11 +336,33 @@ def module_clashes(venv_dir: Path) -> list[dict]:
     if root is None:
         return []
     owners: dict[str, set[str]] = {}
+    records: dict[str, dict[str, str]] = {}
     for dist_info in root.glob("*.dist-info"):
         name = _distribution_name(dist_info)
-        for module in provided_modules(_record_paths(dist_info)):
+        records[name] = _record_entries(dist_info)
+        for module in provided_modules(list(records[name])):
             owners.setdefault(module, set()).add(name)
-    return [{"module": module, "distributions": sorted(dists)} for module, dists in sorted(owners.items()) if len(dists) > 1]
+    return [
+        {"module": module, "distributions": sorted(dists)}
+        for module, dists in sorted(owners.items())
+        if len(dists) > 1 and _overwrite(module, [records[d] for d in dists])
+    ]
+
+
+def _overwrite(module: str, records: list[dict[str, str]]) -> bool:
+    """Whether distributions providing `module` really overwrite each other's files: some file of
+    the module is installed by two of them, other than an identical __init__.py (the nvidia-*
+    wheels all ship the same empty nvidia/__init__.py beside their own subpackages: no clash)."""
+    prefix = module.replace(".", "/")
+    seen: dict[str, str] = {}
+    for entries in records:
+        for path, digest in entries.items():
+            if path != prefix and not path.startswith(prefix + "/") and not path.startswith(prefix + "."):
+                continue
+            if path in seen and not (path.endswith("/__init__.py") and seen[path] == digest and digest):
+                return True
+            seen[path] = digest
+    return False
 
 
 def clash_warning(clash: dict) -> tuple[str, str]:

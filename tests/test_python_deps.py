@@ -426,3 +426,28 @@ def test_migrating_a_manifest_without_user_additions_moves_every_line_to_comfyui
     assert doc["project"]["requires-python"] == "==3.12.*"
     assert dependency_snapshot(doc) == before  # status reports no change for the move itself
     assert not migrate_layout(doc)  # once
+
+
+def test_wheels_sharing_one_identical_empty_init_beside_their_own_subpackages_do_not_clash(tmp_path):
+    """PyPI's torch brings nvidia-cublas-cu12, nvidia-cudnn-cu12, ... which all ship the same empty
+    nvidia/__init__.py beside their own nvidia/<lib>/: dropping one of them (the clash fix) would
+    break torch. Two wheels shipping different cv2/ files do clash."""
+    from comfydock.uv_runner import module_clashes
+
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    empty = "sha256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU,0"
+
+    def dist(name, files):
+        info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        (info / "RECORD").write_text("".join(f"{path},{digest}\n" for path, digest in files.items()))
+
+    dist("nvidia-cublas-cu12", {"nvidia/__init__.py": empty, "nvidia/cublas/__init__.py": empty, "nvidia/cublas/lib/x.so": "sha256=a,1"})
+    dist("nvidia-cudnn-cu12", {"nvidia/__init__.py": empty, "nvidia/cudnn/__init__.py": empty, "nvidia/cudnn/lib/y.so": "sha256=b,1"})
+    assert module_clashes(tmp_path / "venv") == []
+    dist("opencv-python", {"cv2/__init__.py": "sha256=c,5", "cv2/cv2.abi3.so": "sha256=d,9"})
+    dist("opencv-python-headless", {"cv2/__init__.py": "sha256=c,5", "cv2/cv2.abi3.so": "sha256=e,9"})
+    assert module_clashes(tmp_path / "venv") == [
+        {"module": "cv2", "distributions": ["opencv-python", "opencv-python-headless"]}
+    ]
