@@ -82,6 +82,12 @@ def comfyui_command(env, comfyui_args: list[str]) -> list[str]:
     return [str(env.python), str(env.comfyui_dir / "main.py"), *comfyui_args]
 
 
+def comfyui_environ() -> dict[str, str]:
+    """The environment ComfyUI runs with (run and check): this process's, output unbuffered."""
+    # through a pipe Python would buffer ComfyUI's log for minutes: keep it line by line, as on a terminal
+    return dict(os.environ, PYTHONUNBUFFERED="1")
+
+
 def run_comfyui(env, comfyui_args: list[str], *, stdout=None, stderr=None) -> RunResult:
     """check_runnable, then ComfyUI in the foreground until it exits (Ctrl-C reaches it too)."""
     check_runnable(env)
@@ -94,9 +100,7 @@ def run_watching_imports(cmd: list[str], cwd, *, stdout=None, stderr=None) -> tu
     process's), noting the custom nodes its '(IMPORT FAILED)' lines name; (exit code, those node directories)."""
     from comfydock.nodes.check import import_failures
 
-    # through a pipe Python would buffer ComfyUI's log for minutes: keep it line by line, as on a terminal
-    child_env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=comfyui_environ())
     failed: list[str] = []
     guard = threading.Lock()
 

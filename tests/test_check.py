@@ -1,0 +1,100 @@
+"""`comfydock check`: ComfyUI's quick test, its record, --cpu where there is no GPU, status' line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def last_run_argv(env) -> list[str]:
+    return json.loads((env.comfyui_dir / "user" / "fixture_last_run.json").read_text())["argv"]
+
+
+def add_dev_node(env, run_cli, name: str, init: str):
+    path = env.custom_nodes_dir / name
+    path.mkdir()
+    (path / "__init__.py").write_text(init)
+    (path / "requirements.txt").write_text("")
+    assert run_cli("node", "add", name, "--dev").code == 0
+
+
+def test_check_passes_on_a_good_environment_and_answers_from_the_record_the_second_time(env, run_cli):
+    first = run_cli("check")
+    assert first.code == 0, first.err
+    assert "ComfyUI starts and imports every custom node" in first.err
+    assert last_run_argv(env)[0] == "--quick-test-for-ci"
+    (env.comfyui_dir / "user" / "fixture_last_run.json").unlink()
+
+    second = run_cli("check", "--json")
+    assert second.code == 0
+    assert second.json["ok"] is True and second.json["from_record"] is True
+    assert not (env.comfyui_dir / "user" / "fixture_last_run.json").exists()  # ComfyUI was not started again
+
+    assert run_cli("build", "check_comfyui").code == 0  # the same task, up to date
+    assert not (env.comfyui_dir / "user" / "fixture_last_run.json").exists()
+
+    rerun = run_cli("check", "--rerun")
+    assert rerun.code == 0
+    assert (env.comfyui_dir / "user" / "fixture_last_run.json").exists()
+
+
+def test_a_broken_node_fails_the_check_naming_the_node_and_its_error_line(env, run_cli):
+    add_dev_node(env, run_cli, "broken-node", "import cdfix_not_installed_anywhere\n")
+    result = run_cli("check")
+    assert result.code == 1
+    assert "custom node broken-node (custom_nodes/broken-node)" in result.out
+    assert "ModuleNotFoundError: No module named 'cdfix_not_installed_anywhere'" in result.out
+    record = run_cli("check", "--json").json  # a failed check is run again, and fails the same way
+    assert record["ok"] is False and record["from_record"] is False
+    assert record["failed_nodes"] == [
+        {"directory": "broken-node", "error": "ModuleNotFoundError: No module named 'cdfix_not_installed_anywhere'", "id": "broken-node"}
+    ]
+    build = run_cli("build", "check_comfyui")
+    assert build.code == 1 and "broken-node" in build.err
+
+    (env.custom_nodes_dir / "broken-node" / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    assert run_cli("check").code == 0  # fixed: passes, and the record says so
+
+
+def test_a_comfyui_import_error_is_reported_as_comfyuis_own(env, run_cli):
+    main = env.comfyui_dir / "main.py"
+    main.write_text("import cdfix_server_dependency  # undeclared, like requests in server.py\n" + main.read_text())
+    result = run_cli("check", "--json")
+    assert result.code == 1
+    assert result.json["comfyui_error"] == "ModuleNotFoundError: No module named 'cdfix_server_dependency'"
+    assert result.json["failed_nodes"] == []
+    text = run_cli("check")
+    assert "ComfyUI itself failed to start: ModuleNotFoundError: No module named 'cdfix_server_dependency'" in text.out
+
+
+def test_check_passes_cpu_where_there_is_no_gpu_and_not_when_the_user_chose_a_device(env, run_cli, monkeypatch):
+    monkeypatch.setenv("COMFYDOCK_FIXTURE_NO_GPU", "1")  # the fixture ComfyUI then fails without --cpu, as CUDA torch does
+    result = run_cli("check")
+    assert result.code == 0, result.out + result.err
+    assert last_run_argv(env) == ["--quick-test-for-ci", "--cpu"]
+
+    result = run_cli("check", "--json", "--", "--lowvram")
+    assert result.json["command_args"] == ["--quick-test-for-ci", "--lowvram"]  # the user's choice, no --cpu beside it
+    assert result.code == 1  # and on this GPU-less machine ComfyUI says why
+    assert result.json["comfyui_error"].startswith("RuntimeError: Found no NVIDIA driver on your system")
+
+
+def test_status_shows_the_last_check_and_for_which_version(env, run_cli):
+    assert "Check: not run ('comfydock check'" in run_cli("status").out
+    assert run_cli("check").code == 0
+    status = run_cli("status")
+    assert "Check: passed for v1 (uv.lock " in status.out
+    assert "changed since" not in status.out
+    data = run_cli("status", "--json").json["comfyui_check"]
+    assert data["state"] == "passed" and data["current"] is True and data["environment_version"] == "v1"
+
+    add_dev_node(env, run_cli, "broken-node", "raise ImportError('cannot load its weights table')\n")
+    status = run_cli("status")
+    assert "Check: passed for v1" in status.out and "the environment changed since: run 'comfydock check'" in status.out
+    assert run_cli("check").code == 1
+    status = run_cli("status")
+    assert "Check: failed for v1 + uncommitted changes" in status.out
+    assert "broken-node: ImportError: cannot load its weights table" in status.out
