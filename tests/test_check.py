@@ -98,3 +98,37 @@ def test_status_shows_the_last_check_and_for_which_version(env, run_cli):
     status = run_cli("status")
     assert "Check: failed for v1 + uncommitted changes" in status.out
     assert "broken-node: ImportError: cannot load its weights table" in status.out
+
+
+# --- node check: ComfyUI's options, and a hint that matches the error ------------------------------
+
+
+def test_node_check_hint_for_a_missing_module_is_a_command_that_makes_it_pass(env, run_cli):
+    import shlex
+
+    add_dev_node(env, run_cli, "needs-beta", "import cdfix_beta\nNODE_CLASS_MAPPINGS = {}\n")
+    # an install script that has nothing to do with the error: no "run its install script" hint
+    (env.custom_nodes_dir / "needs-beta" / "install.py").write_text("open('weights.txt', 'w').close()\n")
+    result = run_cli("node", "check", "--json")
+    assert result.code == 1
+    row = result.json[0]
+    assert row["error"] == "ModuleNotFoundError: No module named 'cdfix_beta'"
+    assert "'cdfix_beta'" in row["hint"] and "install script" not in row["hint"]
+    command = row["hint"].split("'comfydock ", 1)[1].rstrip("'")
+    assert run_cli(*shlex.split(command)).code == 0  # the hint, run as given
+    assert run_cli("node", "check").code == 0
+
+
+def test_node_check_passes_cpu_where_there_is_no_gpu_and_points_at_it_otherwise(env, run_cli, monkeypatch):
+    monkeypatch.setenv("COMFYDOCK_FIXTURE_NO_GPU", "1")
+    add_dev_node(env, run_cli, "gpu-node", "import comfy.model_management\nNODE_CLASS_MAPPINGS = {}\n")
+    result = run_cli("node", "check")
+    assert result.code == 0, result.out
+    assert "started with --cpu" in result.err
+
+    result = run_cli("node", "check", "--json", "gpu-node", "--", "--lowvram")
+    assert result.code == 1
+    row = result.json[0]
+    assert row["comfyui_args"] == ["--lowvram"]
+    assert row["error"].startswith("RuntimeError: Found no NVIDIA driver on your system")
+    assert "-- --cpu" in row["hint"] and "install script" not in row["hint"]

@@ -94,9 +94,9 @@ def register(sub) -> None:
         "import, with its first error line. Exit 1 if anything failed. The result is kept: a passed check is not "
         "run again until uv.lock, the custom nodes, ComfyUI's commit or the arguments change. Arguments after "
         "'--' go to ComfyUI.",
+        usage="comfydock check [-e NAME] [--rerun] [--json] [-- COMFYUI_ARGS ...]",
     )
     env_option(p)
     p.add_argument("--rerun", action="store_true", help="run ComfyUI again even when the last check still holds")
     json_option(p)
-    p.add_argument("comfyui_args", nargs="*", metavar="COMFYUI_ARGS", help="after '--': arguments for ComfyUI")
-    p.set_defaults(func=cmd_check)
+    p.set_defaults(func=cmd_check, comfyui_args=[])  # what follows '--' (split off before parsing: cli.main)

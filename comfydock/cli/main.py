@@ -95,10 +95,25 @@ def _split_run(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[s
     return head, rest[j:]
 
 
+# commands that pass what follows '--' to ComfyUI (as comfyui_args)
+_COMFYUI_ARGS_AFTER_DASHES = (["check"], ["node", "check"])
+
+
+def _split_comfyui_args(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`comfydock [globals] check ... -- ARGS` and `node check ... -- ARGS`: ARGS are ComfyUI's."""
+    i = _skip_options(argv, parser)
+    if "--" in argv and any(argv[i : i + len(words)] == words for words in _COMFYUI_ARGS_AFTER_DASHES):
+        j = argv.index("--")
+        return argv[:j], argv[j + 1 :]
+    return argv, None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     head, passthrough = _split_run(parser, argv)
+    if passthrough is None:
+        head, passthrough = _split_comfyui_args(parser, argv)
     try:
         args = parser.parse_args(head)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
