@@ -122,9 +122,12 @@ def nodes_digest(env) -> str:
 
 
 def _comfyui_head(env) -> str | None:
-    from comfydock.tasks.node_types import _comfyui_commit
+    from comfydock import comfyui
 
-    return _comfyui_commit(env)
+    try:
+        return comfyui._git().Repo(env.comfyui_dir).head.commit.hexsha
+    except Exception:  # no checkout, not a git repo, a broken HEAD: the record names no commit
+        return None
 
 
 def current_inputs(env, comfyui_args: list[str]) -> dict:
@@ -256,21 +259,33 @@ def _environment_version(env) -> tuple[str | None, bool]:
     return (max(tags, key=lambda t: int(t[1:])) if tags else None), dirty
 
 
+def _check_startable(env) -> None:
+    """A checkout and a venv to start. (No separate torch pre-check: a torch family that does
+    not import is what ComfyUI itself then reports, as its own import error.)"""
+    if not (env.comfyui_dir / "main.py").is_file():
+        raise ComfydockError(
+            f"ComfyUI is missing from environment {env.name!r} ({env.comfyui_dir / 'main.py'} not found)",
+            hint=f"run 'comfydock build -e {env.name}' to check it out again",
+        )
+    if not env.python.exists():
+        raise ComfydockError(f"environment {env.name!r} has no venv", hint=f"run 'comfydock build -e {env.name}' to create it")
+
+
 def run_check(env, comfyui_args: list[str]) -> dict:
     """Start ComfyUI with --quick-test-for-ci (+ --cpu where needed), write and return the record."""
-    from comfydock import launch
+    from comfydock.comfyui_process import comfyui_command, comfyui_environ
     from comfydock.nodes.spec import tracked_nodes
 
-    launch.check_runnable(env)
+    _check_startable(env)
     args, cpu_why = with_cpu(env, comfyui_args)
-    command = launch.comfyui_command(env, ["--quick-test-for-ci", *args])
+    command = comfyui_command(env, ["--quick-test-for-ci", *args])
     started = time.time()
     t0 = time.monotonic()
     try:
         proc = subprocess.run(
             command,
             cwd=env.comfyui_dir,
-            env=launch.comfyui_environ(),
+            env=comfyui_environ(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,  # one stream keeps each traceback next to its "Cannot import" line
             stdin=subprocess.DEVNULL,

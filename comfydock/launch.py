@@ -13,6 +13,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
+from comfydock.comfyui_process import comfyui_command, comfyui_environ  # noqa: F401  (also launch's API)
 from comfydock.errors import ComfydockError
 
 SYNC_TASKS = ("checkout_comfyui", "sync_venv")  # plus each node's install_node/install_script tasks
@@ -76,16 +77,6 @@ def check_runnable(env) -> None:
             f"the torch family in {env.name}'s venv is broken: {wrong}",
             hint=f"run 'comfydock build -e {env.name}' to install the locked torch, torchvision and torchaudio",
         )
-
-
-def comfyui_command(env, comfyui_args: list[str]) -> list[str]:
-    return [str(env.python), str(env.comfyui_dir / "main.py"), *comfyui_args]
-
-
-def comfyui_environ() -> dict[str, str]:
-    """The environment ComfyUI runs with (run and check): this process's, output unbuffered."""
-    # through a pipe Python would buffer ComfyUI's log for minutes: keep it line by line, as on a terminal
-    return dict(os.environ, PYTHONUNBUFFERED="1")
 
 
 def run_comfyui(env, comfyui_args: list[str], *, stdout=None, stderr=None) -> RunResult:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from comfydock import comfyui_check
-from comfydock.launch import SYNC_TASKS
 
 
 def task_check_comfyui(env):
@@ -12,7 +11,8 @@ def task_check_comfyui(env):
 
     yield {
         "basename": "check_comfyui",
-        "task_dep": [*SYNC_TASKS, *install_script_task_names(env)],  # synced first, as `run` is
+        # synced first, as `run` is (launch.SYNC_TASKS; launch itself runs builds, so it is not imported here)
+        "task_dep": ["checkout_comfyui", "sync_venv", *install_script_task_names(env)],
         "targets": [comfyui_check.record_file(env)],
         "uptodate": [(comfyui_check.check_uptodate, [env])],
         "actions": [(comfyui_check.check_task_action, [env])],

@@ -132,3 +132,43 @@ def test_node_check_passes_cpu_where_there_is_no_gpu_and_points_at_it_otherwise(
     assert row["comfyui_args"] == ["--lowvram"]
     assert row["error"].startswith("RuntimeError: Found no NVIDIA driver on your system")
     assert "-- --cpu" in row["hint"] and "install script" not in row["hint"]
+
+
+# --- the core node-type listing: ComfyUI imported as main.py does, a static fallback said out loud --
+
+
+def test_core_node_types_are_asked_of_comfyui_with_cpu_where_there_is_no_gpu(env, run_cli, monkeypatch):
+    from comfydock.tasks.node_types import load_core_types
+
+    monkeypatch.setenv("COMFYDOCK_FIXTURE_NO_GPU", "1")  # nodes.py picks the device at import, as ComfyUI's does
+    (env.state_dir / "core-node-types.json").unlink()
+    assert run_cli("build", "core_node_types").code == 0
+    record = load_core_types(env)
+    assert record["method"] == "probe", record["error"]
+    assert "FixtureLatentBlend" in record["types"]
+
+
+def test_the_probe_works_on_a_comfyui_without_comfy_options_or_utils(env, tmp_path):
+    import shutil
+
+    from comfydock.workflows.node_types import probe_core_types
+
+    old = tmp_path / "OldComfyUI"
+    shutil.copytree(env.comfyui_dir, old, ignore=shutil.ignore_patterns(".git", "comfy", "utils"))
+    nodes_py = old / "nodes.py"
+    nodes_py.write_text(nodes_py.read_text().replace("import comfy.model_management", "pass  # an older ComfyUI"))
+    assert probe_core_types(env.python, old, comfyui_args=["--cpu"]) == {"CheckpointLoaderSimple", "SaveImage", "FixtureLatentBlend"}
+
+
+def test_a_static_fallback_for_core_types_is_shown_with_its_reason(env, run_cli):
+    nodes_py = env.comfyui_dir / "nodes.py"
+    nodes_py.write_text("import cdfix_torch_stand_in_missing\n" + nodes_py.read_text())
+    (env.state_dir / "core-node-types.json").unlink()
+    assert run_cli("build", "core_node_types").code == 0
+    said = "Core node types: read from ComfyUI's source (static scan), not asked of ComfyUI: ComfyUI could not list"
+    status = run_cli("status")
+    assert said in status.out and "cdfix_torch_stand_in_missing" in status.out
+    show = run_cli("workflow", "show", "demo")
+    assert said in show.out
+    data = run_cli("workflow", "show", "demo", "--json").json
+    assert data["core_types"]["method"] == "static" and "cdfix_torch_stand_in_missing" in data["core_types"]["reason"]
