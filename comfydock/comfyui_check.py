@@ -167,10 +167,27 @@ def request_check(env, comfyui_args: list[str], rerun: bool = False) -> None:
     atomic_write_json(request_file(env), {"comfyui_args": list(comfyui_args), "rerun": rerun})
 
 
+def _rows_of_strings(value, keys: tuple[str, ...]) -> bool:
+    return isinstance(value, list) and all(isinstance(r, dict) and all(isinstance(r.get(k), str) for k in keys) for r in value)
+
+
 def load_record(env) -> dict | None:
+    """The last check's record; None when missing or not of the shape run_check writes (derived
+    state: a damaged one is as good as none, and the next check writes it again)."""
     data = read_json_state(record_file(env))
     if not isinstance(data, dict) or not isinstance(data.get("ok"), bool) or not isinstance(data.get("inputs"), dict):
         return None
+    if not (
+        _rows_of_strings(data.get("failed_nodes"), ("directory", "error"))
+        and _rows_of_strings(data.get("comfyui_import_failures"), ("module", "error"))
+        and isinstance(data.get("comfyui_error"), (str, type(None)))
+    ):
+        return None
+    for key in ("environment_version", "comfyui_version"):
+        if not isinstance(data.get(key), (str, type(None))):
+            data[key] = None
+    if not isinstance(data["inputs"].get("uv_lock_sha256"), (str, type(None))):
+        data["inputs"]["uv_lock_sha256"] = None
     return data
 
 

@@ -172,3 +172,44 @@ def test_a_static_fallback_for_core_types_is_shown_with_its_reason(env, run_cli)
     assert said in show.out
     data = run_cli("workflow", "show", "demo", "--json").json
     assert data["core_types"]["method"] == "static" and "cdfix_torch_stand_in_missing" in data["core_types"]["reason"]
+
+
+def test_comfyui_output_is_read_as_real_comfyui_prints_it():
+    """The shape of ComfyUI v0.3.64's log: a node's traceback, then its 'Cannot import' line, the
+    import-times table; a comfy_extras module listed as 'IMPORT FAILED: name'."""
+    from comfydock.comfyui_check import parse_output
+
+    log = """Traceback (most recent call last):
+  File "/env/ComfyUI/nodes.py", line 2131, in load_custom_node
+    module_spec.loader.exec_module(module)
+ModuleNotFoundError: No module named 'onnxruntime'
+
+Cannot import /env/ComfyUI/custom_nodes/comfyui-rembg module for custom nodes: No module named 'onnxruntime'
+Traceback (most recent call last):
+  File "/env/ComfyUI/nodes.py", line 2131, in load_custom_node
+ImportError: cannot import name 'x' from 'av'
+Cannot import /env/ComfyUI/comfy_extras/nodes_video.py module for custom nodes: cannot import name 'x' from 'av'
+WARNING: some comfy_extras/ nodes did not import correctly. This may be because they are missing some dependencies.
+
+IMPORT FAILED: nodes_video.py
+
+Import times for custom nodes:
+   0.0 seconds: /env/ComfyUI/custom_nodes/websocket_image_save.py
+   0.4 seconds (IMPORT FAILED): /env/ComfyUI/custom_nodes/comfyui-rembg
+"""
+    found = parse_output(log, 0)
+    assert found["failed_nodes"] == [{"directory": "comfyui-rembg", "error": "ModuleNotFoundError: No module named 'onnxruntime'"}]
+    assert found["comfyui_import_failures"] == [
+        {"module": "comfy_extras/nodes_video.py", "error": "ImportError: cannot import name 'x' from 'av'"}
+    ]
+    assert found["comfyui_error"] is None
+
+
+def test_a_damaged_check_record_reads_as_not_run_and_the_next_check_writes_it_again(env, run_cli):
+    from comfydock.comfyui_check import record_file
+
+    assert run_cli("check").code == 0
+    record_file(env).write_text('{"ok": true, "inputs": {}, "failed_nodes": [3], "comfyui_import_failures": []}')
+    assert "Check: not run" in run_cli("status").out
+    assert run_cli("check", "--json").json["from_record"] is False
+    assert "Check: passed for v1" in run_cli("status").out

@@ -15,14 +15,16 @@ def cmd_check(app: App) -> int:
 
     env = app.env()
     comfyui_check.request_check(env, app.args.comfyui_args, rerun=app.args.rerun)
+    started = time.time()
     with app.status("Checking that ComfyUI starts (--quick-test-for-ci)") as spinner, uv_runner.reporting(
         app.uv_reporter(spinner, "Syncing")
     ):
         report = engine.build(env, ["check_comfyui"], listener=app.task_listener(spinner), on_wait=app.lock_wait_note)
     event = next((e for e in report.events if e.task == "check_comfyui"), None)
     record = comfyui_check.load_record(env)
-    if not report.ok and (event is None or event.status != "failed" or record is None):
-        raise build_failure(report)  # the sync before it failed (or the check could not start ComfyUI)
+    ran_now = record is not None and isinstance(record.get("checked_at"), (int, float)) and record["checked_at"] >= started
+    if not report.ok and (event is None or event.status != "failed" or not ran_now):
+        raise build_failure(report)  # the sync before it failed, or ComfyUI could not be started at all
     from_record = event is not None and event.status == "up-to-date"
     log.info("check %s: %s", env.name, "from the record" if from_record else record)
     if app.json:
