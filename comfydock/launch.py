@@ -13,6 +13,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
+from comfydock.comfyui_process import comfyui_command, comfyui_environ  # noqa: F401  (also launch's API)
 from comfydock.errors import ComfydockError
 
 SYNC_TASKS = ("checkout_comfyui", "sync_venv")  # plus each node's install_node/install_script tasks
@@ -78,10 +79,6 @@ def check_runnable(env) -> None:
         )
 
 
-def comfyui_command(env, comfyui_args: list[str]) -> list[str]:
-    return [str(env.python), str(env.comfyui_dir / "main.py"), *comfyui_args]
-
-
 def run_comfyui(env, comfyui_args: list[str], *, stdout=None, stderr=None) -> RunResult:
     """check_runnable, then ComfyUI in the foreground until it exits (Ctrl-C reaches it too)."""
     check_runnable(env)
@@ -94,9 +91,7 @@ def run_watching_imports(cmd: list[str], cwd, *, stdout=None, stderr=None) -> tu
     process's), noting the custom nodes its '(IMPORT FAILED)' lines name; (exit code, those node directories)."""
     from comfydock.nodes.check import import_failures
 
-    # through a pipe Python would buffer ComfyUI's log for minutes: keep it line by line, as on a terminal
-    child_env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=comfyui_environ())
     failed: list[str] = []
     guard = threading.Lock()
 

@@ -79,7 +79,15 @@ def status(env: Environment) -> dict:
         "upstream": upstream_status(env),  # ahead/behind as of the last fetch (no network)
         "drift": drift(env),
         **workflows,
+        **comfyui_check_status(env),
     }
+
+
+def comfyui_check_status(env: Environment) -> dict:
+    """The last `comfydock check` (comfyui_check.check_status) under its own key."""
+    from comfydock.comfyui_check import check_status
+
+    return {"comfyui_check": check_status(env)}
 
 
 def torch_status(env: Environment, doc=None, uv_lock_text: str | None = None, versions: dict[str, str] | None = None) -> dict:

@@ -5,6 +5,7 @@ with `basename` (and `name` for one task of a family), `file_dep`, `targets`, `u
 """
 
 from comfydock.tasks.bundle import task_bundle, task_full_hash, task_lookup_source, task_write_lock
+from comfydock.tasks.check import task_check_comfyui
 from comfydock.tasks.comfyui import task_checkout_comfyui
 from comfydock.tasks.models import task_index_models
 from comfydock.tasks.node_types import task_core_node_types
@@ -30,6 +31,7 @@ TASK_CREATORS = [
     task_lookup_source,
     task_write_lock,
     task_bundle,
+    task_check_comfyui,
 ]
 
 # Run only when named (by `commit`, `export`, `status`, or `comfydock build TARGET`): a plain
@@ -46,6 +48,7 @@ ON_REQUEST = frozenset(
         "write_lock",
         "bundle",
         "export",
+        "check_comfyui",  # starts ComfyUI (a minute on a real one): `comfydock check`
     }
 )
 

@@ -30,10 +30,14 @@ def _venv_stamp(env) -> float | None:
 
 
 def compute_core_types(env) -> dict:
-    """Ask the environment's ComfyUI; when it cannot answer (no torch yet), read its source."""
+    """Ask the environment's ComfyUI (imported as main.py does, --cpu where there is no GPU); when
+    it cannot answer (no torch yet), read its source and record why (shown by status and workflow show)."""
+    from comfydock.comfyui_check import with_cpu
+
     record = {"comfyui_commit": _comfyui_commit(env), "venv_synced": _venv_stamp(env)}
+    args, _ = with_cpu(env, [])
     try:
-        types = node_types.probe_core_types(env.python, env.comfyui_dir)
+        types = node_types.probe_core_types(env.python, env.comfyui_dir, comfyui_args=args)
         record.update(method="probe", error=None)
     except ComfydockError as exc:
         types = node_types.static_core_types(env.comfyui_dir)

@@ -323,6 +323,9 @@ def cmd_status(app: App) -> int:
     from comfydock.cli.adopt import render_drift
 
     render_drift(app, data["drift"])
+    from comfydock.cli.check import render_check_status
+
+    render_check_status(app, data)
     up = data.get("upstream")
     if up and up["ahead"] is not None:
         where = f"{up['remote']}/{up['branch']}"

@@ -53,6 +53,7 @@ def render_status_workflows(app: App, data: dict) -> None:
             f"Workflow {escape(name)} needs ComfyUI {escape(str(version) + ' or newer' if version else 'newer than this one')}: "
             "it uses core nodes this ComfyUI lacks (see 'comfydock comfyui update')"
         )
+    render_core_types_origin(app, data.get("core_types_method"), data.get("core_types_static_reason"))
     missing = data.get("missing_nodes") or []
     if missing:
         out.print("Missing custom nodes:")
@@ -64,6 +65,15 @@ def render_status_workflows(app: App, data: dict) -> None:
                 )
             else:
                 out.print(f"  {escape(m['type'])} ({escape(where)}): {escape(m.get('reason') or 'no known package')}")
+
+
+def render_core_types_origin(app: App, method: str | None, reason: str | None) -> None:
+    """Say so when ComfyUI's core node types were read from its source instead of asked of it."""
+    if method == "static":
+        app.out.print(
+            "[yellow]Core node types: read from ComfyUI's source (static scan), not asked of ComfyUI[/]"
+            + (f": {escape(reason)}" if reason else "")
+        )
 
 
 def cmd_workflow_show(app: App) -> int:
@@ -80,6 +90,8 @@ def cmd_workflow_show(app: App) -> int:
         return 0
     if info.get("comfyui_version"):
         app.out.print(f"  saved by ComfyUI {escape(info['comfyui_version'])}")
+    origin = info.get("core_types") or {}
+    render_core_types_origin(app, origin.get("method"), origin.get("reason"))
     app.out.print("  Node types:")
     for t in info["node_types"]:
         extra = f" ({escape(t['package'])})" if t.get("package") else ""

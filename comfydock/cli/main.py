@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 
 from comfydock import __version__
-from comfydock.cli import adopt, bundle, comfyui, environments, history, models, nodes, python, remotes
+from comfydock.cli import adopt, bundle, check, comfyui, environments, history, models, nodes, python, remotes
 from comfydock.cli.app import App, log
 from comfydock.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_USER_ERROR, ComfydockError
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and tools' full output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (environments, adopt, history, remotes, comfyui, python, nodes, models, bundle):
+    for module in (environments, adopt, history, remotes, comfyui, python, nodes, models, bundle, check):
         module.register(sub)
     _accept_globals_anywhere(parser)
     return parser
@@ -95,10 +95,25 @@ def _split_run(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[s
     return head, rest[j:]
 
 
+# commands that pass what follows '--' to ComfyUI (as comfyui_args)
+_COMFYUI_ARGS_AFTER_DASHES = (["check"], ["node", "check"])
+
+
+def _split_comfyui_args(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`comfydock [globals] check ... -- ARGS` and `node check ... -- ARGS`: ARGS are ComfyUI's."""
+    i = _skip_options(argv, parser)
+    if "--" in argv and any(argv[i : i + len(words)] == words for words in _COMFYUI_ARGS_AFTER_DASHES):
+        j = argv.index("--")
+        return argv[:j], argv[j + 1 :]
+    return argv, None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     head, passthrough = _split_run(parser, argv)
+    if passthrough is None:
+        head, passthrough = _split_comfyui_args(parser, argv)
     try:
         args = parser.parse_args(head)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)

@@ -149,7 +149,7 @@ def cmd_node_check(app: App) -> int:
 
     env = app.env()
     with app.status("Importing custom nodes as ComfyUI does"):
-        rows = check_nodes(env, app.args.names or None)
+        rows = check_nodes(env, app.args.names or None, app.args.comfyui_args)
     failed = [r for r in rows if not r["ok"]]
     if app.json:
         app.print_json(rows)
@@ -163,14 +163,21 @@ def cmd_node_check(app: App) -> int:
             app.out.print(f"[green]✓[/] {escape(r['id'])} (custom_nodes/{escape(r['directory'])}){note}")
         else:
             app.out.print(f"[red]✗[/] {escape(r['id'])} (custom_nodes/{escape(r['directory'])}): {escape(r['error'] or '')}")
+            if r.get("hint"):
+                app.out.print(f"    [dim]hint:[/] {escape(r['hint'])}")
+    render_node_check_device(app, rows)
     if failed:
-        app.say(
-            f"{len(failed)} of {len(rows)} custom nodes fail to import; ComfyUI will list them as IMPORT FAILED "
-            "(a missing module: does the node need its install script? 'comfydock node add ID --run-install-script')"
-        )
+        app.say(f"{len(failed)} of {len(rows)} custom nodes fail to import; ComfyUI will list them as IMPORT FAILED")
         return 1
     app.say(f"All {len(rows)} custom nodes import.")
     return 0
+
+
+def render_node_check_device(app: App, rows: list[dict]) -> None:
+    """How ComfyUI's options were set for the import (--cpu added, and why)."""
+    why = rows[0].get("cpu_added") if rows else None
+    if why:
+        app.say(escape(f"(imported as ComfyUI started with --cpu: {why})"))
 
 
 def cmd_cache_prune(app: App) -> int:
@@ -258,10 +265,14 @@ def register(sub) -> None:
         "check",
         help="import custom nodes as ComfyUI does",
         description="Import each custom node (or the ones named) the way ComfyUI does, in the environment's venv from "
-        "ComfyUI's directory, and report the ones that fail with their error line. Exit 1 if any fails.",
+        "ComfyUI's directory with ComfyUI's options parsed as main.py does (--cpu added where no GPU is found, unless "
+        "a device option is given after '--'), and report the ones that fail with their error line and a hint that "
+        "matches it. Exit 1 if any fails.",
+        usage="comfydock node check [-e NAME] [--json] [ID ...] [-- COMFYUI_ARGS ...]",
     )
     env_option(p)
     p.add_argument("names", nargs="*", metavar="ID")
+    p.set_defaults(comfyui_args=[])  # what follows '--' (split off before parsing: cli.main)
     json_option(p)
     p.set_defaults(func=cmd_node_check)
 

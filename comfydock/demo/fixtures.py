@@ -87,6 +87,20 @@ def _commit_all(repo, message: str):
     return repo.index.commit(message, author=actor, committer=actor)
 
 
+FIXTURE_COMFYUI_FILES = (
+    "main.py",
+    "folder_paths.py",
+    "nodes.py",
+    "comfy_extras/nodes_fixture.py",
+    "comfy/__init__.py",
+    "comfy/options.py",
+    "comfy/cli_args.py",
+    "comfy/model_management.py",
+    "utils/__init__.py",
+    "utils/extra_config.py",
+)
+
+
 def build_comfyui_repo(dest: Path) -> Path:
     """A git repo shaped like ComfyUI with releases v0.1.0, v0.2.0 and one commit after them."""
     import json
@@ -95,7 +109,7 @@ def build_comfyui_repo(dest: Path) -> Path:
 
     dest.mkdir(parents=True)
     repo = git.Repo.init(dest, initial_branch="master")
-    for name in ("main.py", "folder_paths.py", "nodes.py", "comfy_extras/nodes_fixture.py"):
+    for name in FIXTURE_COMFYUI_FILES:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(_HERE / "comfyui" / name, dest / name)
     (dest / "custom_nodes").mkdir()

@@ -155,12 +155,21 @@ def static_node_types(node_dir: Path) -> set[str]:
 _PROBE = r"""
 import asyncio, inspect, json, os, sys
 comfyui_dir, node_dir = sys.argv[1], sys.argv[2]
-sys.argv = [sys.argv[0]]
+# ComfyUI's options as its main.py would see them (--cpu where there is no GPU)
+sys.argv = [os.path.join(comfyui_dir, "main.py"), *json.loads(sys.argv[3])]
 os.chdir(comfyui_dir)
 sys.path.insert(0, comfyui_dir)
 
 def run(result):
     return asyncio.run(result) if inspect.iscoroutine(result) else result
+
+# as main.py does, where this ComfyUI has them: options parsed from sys.argv before comfy.cli_args
+# is imported, and ComfyUI's utils package imported before comfy/utils.py can shadow it
+if os.path.isfile(os.path.join(comfyui_dir, "comfy", "options.py")):
+    import comfy.options
+    comfy.options.enable_args_parsing()
+if os.path.isfile(os.path.join(comfyui_dir, "utils", "extra_config.py")):
+    import utils.extra_config
 
 import nodes
 if node_dir:
@@ -180,13 +189,20 @@ sys.stdout.write("\n__MARKER__" + json.dumps(sorted(types)) + "\n")
 """.replace("__MARKER__", _MARKER)
 
 
-def _probe(python: Path, comfyui_dir: Path, node_dir: Path | None, timeout: float) -> set[str]:
+def _probe(python: Path, comfyui_dir: Path, node_dir: Path | None, timeout: float, comfyui_args=()) -> set[str]:
     python, comfyui_dir = Path(python), Path(comfyui_dir)
     if not python.exists():
         raise ComfydockError(f"cannot ask ComfyUI for its node types: no Python at {python}", hint="build the environment first")
     try:
         proc = subprocess.run(
-            [str(python), "-c", _PROBE, str(comfyui_dir.absolute()), str(node_dir.absolute()) if node_dir else ""],
+            [
+                str(python),
+                "-c",
+                _PROBE,
+                str(comfyui_dir.absolute()),
+                str(node_dir.absolute()) if node_dir else "",
+                json.dumps(list(comfyui_args)),
+            ],
             cwd=comfyui_dir,
             capture_output=True,
             text=True,
@@ -215,15 +231,18 @@ def _probe(python: Path, comfyui_dir: Path, node_dir: Path | None, timeout: floa
     )
 
 
-def probe_core_types(python: Path, comfyui_dir: Path, timeout: float = 120) -> set[str]:
-    """Core node types as the environment's ComfyUI registers them (extra nodes loaded, no custom nodes)."""
-    return _probe(python, comfyui_dir, None, timeout)
+def probe_core_types(python: Path, comfyui_dir: Path, timeout: float = 120, comfyui_args=()) -> set[str]:
+    """Core node types as the environment's ComfyUI registers them (extra nodes loaded, no custom
+    nodes); `comfyui_args`: ComfyUI's options (["--cpu"] where there is no GPU)."""
+    return _probe(python, comfyui_dir, None, timeout, comfyui_args)
 
 
-def probe_custom_node_types(python: Path, comfyui_dir: Path, node_dir: Path, timeout: float = 120) -> set[str]:
+def probe_custom_node_types(
+    python: Path, comfyui_dir: Path, node_dir: Path, timeout: float = 120, comfyui_args=()
+) -> set[str]:
     """Node types one custom node registers when ComfyUI loads it; its source is read if that fails."""
     try:
-        return _probe(python, comfyui_dir, Path(node_dir), timeout)
+        return _probe(python, comfyui_dir, Path(node_dir), timeout, comfyui_args)
     except ComfydockError:
         return static_node_types(node_dir)
 

@@ -13,18 +13,28 @@ from comfydock.workflows import tracking
 def core_types(env) -> tuple[set[str] | None, str | None]:
     """ComfyUI's own node types for this checkout, from the core_node_types task's file if it ran
     (else a static scan of the checkout); with how they were found."""
+    types, origin = core_types_with_origin(env)
+    return types, origin["method"]
+
+
+def core_types_with_origin(env) -> tuple[set[str] | None, dict]:
+    """core_types, with where they came from: {"method": "probe" | "static" | None, "reason": why
+    a static scan stood in for asking ComfyUI (None for a probe)}."""
     from comfydock.workflows import node_types
 
     cached = env.state_dir / "core-node-types.json"
     try:
         data = json.loads(cached.read_text())
-        return set(data["types"]), data.get("method")
-    except (OSError, ValueError, KeyError, TypeError):
+        method = data.get("method")
+        reason = data.get("error") if method == "static" else None
+        return set(data["types"]), {"method": method, "reason": reason if isinstance(reason, str) else None}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     try:
-        return node_types.static_core_types(env.comfyui_dir), "static"
+        types = node_types.static_core_types(env.comfyui_dir)
     except Exception:
-        return None, None
+        return None, {"method": None, "reason": None}
+    return types, {"method": "static", "reason": "ComfyUI was not asked yet ('comfydock build core_node_types' asks it)"}
 
 
 def _read_cache(path) -> dict:
@@ -88,7 +98,8 @@ def classify(env, analysis, context: dict | None = None) -> list[dict]:
 
     context = context if context is not None else {}
     if "core" not in context:
-        context["core"], context["core_method"] = core_types(env)
+        context["core"], context["core_origin"] = core_types_with_origin(env)
+        context["core_method"] = context["core_origin"]["method"]
         context["installed"] = installed_types(env)
         context["map"] = node_map(env)
         context["choices"] = manifest.node_type_choices(env.manifest_data())
@@ -122,8 +133,10 @@ def describe_workflow(env, name: str, context: dict | None = None) -> dict:
         return info
     info["format"] = analysis.format
     info["comfyui_version"] = analysis.comfyui_version
+    context = context if context is not None else {}
     try:
         info["node_types"] = classify(env, analysis, context)
+        info["core_types"] = context.get("core_origin")  # {"method", "reason"}: a static scan says why
     except ImportError:
         info["node_types"] = [
             {"type": u.type, "provider": u.kind, "package": None, "candidates": []} for u in analysis.node_types
@@ -241,4 +254,5 @@ def workflows_status(env, repo=None) -> dict:
         "missing_nodes": sorted(missing.values(), key=lambda m: m["type"]),
         "needs_comfyui": newer,
         "core_types_method": context.get("core_method"),
+        "core_types_static_reason": (context.get("core_origin") or {}).get("reason"),  # why not asked of ComfyUI
     }

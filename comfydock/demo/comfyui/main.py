@@ -1,29 +1,28 @@
 """A stand-in for ComfyUI's main.py, used by comfydock's demo and tests.
 
-It parses a few of ComfyUI's real options, imports the packages its requirements name (so a
+It parses a few of ComfyUI's real options (comfy/cli_args.py, read once main.py enabled parsing),
+picks the device like comfy/model_management.py (failing without --cpu where a test says there is
+no GPU), imports the packages its requirements name (so a
 broken venv shows), loads custom_nodes/ the way ComfyUI's nodes.py does (printing its
 "Cannot import ... module for custom nodes" and "(IMPORT FAILED)" lines), records how it was
 started in user/fixture_last_run.json, and exits with --exit-code (default 0).
 """
 
-import argparse
-import importlib.util
-import json
-import os
-import sys
-import time
-import traceback
+import comfy.options
 
-import folder_paths
+comfy.options.enable_args_parsing()
 
-parser = argparse.ArgumentParser(prog="main.py", description="Fixture ComfyUI (comfydock demo)")
-parser.add_argument("--listen", nargs="?", const="0.0.0.0", default="127.0.0.1")
-parser.add_argument("--port", type=int, default=8188)
-parser.add_argument("--cpu", action="store_true")
-parser.add_argument("--quick-test-for-ci", action="store_true")
-parser.add_argument("--exit-code", type=int, default=0, help="exit with this code (tests)")
-args = parser.parse_args()
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
 
+import folder_paths  # noqa: E402
+from comfy.cli_args import args  # noqa: E402
+
+import comfy.model_management  # noqa: E402,F401  (as in ComfyUI: fails without --cpu where there is no GPU)
 import cdfix_alpha  # noqa: E402  (a requirement: fails if the venv is not synced)
 
 

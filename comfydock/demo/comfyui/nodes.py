@@ -8,6 +8,7 @@ import importlib.util
 import os
 
 import cdfix_alpha  # noqa: F401  (the real nodes.py imports torch here)
+import comfy.model_management  # noqa: F401  (the device, as the real nodes.py picks it)
 
 
 class CheckpointLoaderSimple:
