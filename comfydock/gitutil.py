@@ -1,6 +1,60 @@
-"""Small helpers around GitPython."""
+"""The one way comfydock runs git: GitPython is imported here only, and every git command it
+starts (through a `Repo`, `repo.git.*` or a bare `Git`) runs with hooks and fsmonitor off.
+
+comfydock opens trees it did not make (an install `adopt` only reads, a node's checkout, a
+remote's history): their `.git/config` could name an fsmonitor program or a hooks directory,
+which git would run. `core.fsmonitor=false` and `core.hooksPath=/dev/null` are passed as
+command-line configuration (`GIT_CONFIG_PARAMETERS`, what `git -c` uses), which outranks a
+repository's own config; no `safe.directory` is ever loosened.
+"""
 
 from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+SAFE_CONFIG = (("core.fsmonitor", "false"), ("core.hooksPath", "/dev/null"))
+
+_loaded: SimpleNamespace | None = None
+
+
+def safe_config_parameters(prior: str | None = None) -> str:
+    """`GIT_CONFIG_PARAMETERS` with our settings after the caller's own (later entries win)."""
+    ours = " ".join(f"'{key}={value}'" for key, value in SAFE_CONFIG)
+    prior = os.environ.get("GIT_CONFIG_PARAMETERS", "") if prior is None else prior
+    return f"{prior} {ours}".strip()
+
+
+def git() -> SimpleNamespace:
+    """GitPython's names comfydock uses, with `Repo` and `Git` replaced by ones that run git
+    safely. Imported lazily: GitPython costs ~50 ms at start-up."""
+    global _loaded
+    if _loaded is None:
+        import git as gitpython
+
+        class Git(gitpython.Git):
+            def __init__(self, working_dir=None):
+                super().__init__(working_dir)
+                self.update_environment(GIT_CONFIG_PARAMETERS=safe_config_parameters())
+
+            def execute(self, command, *args, env=None, **kwargs):
+                if env is not None:  # a caller's own environment must not drop our settings
+                    env = {**env, "GIT_CONFIG_PARAMETERS": safe_config_parameters(env.get("GIT_CONFIG_PARAMETERS", ""))}
+                return super().execute(command, *args, env=env, **kwargs)
+
+        class Repo(gitpython.Repo):
+            GitCommandWrapperType = Git
+
+        _loaded = SimpleNamespace(
+            Repo=Repo,
+            Git=Git,
+            Actor=gitpython.Actor,
+            GitCommandError=gitpython.GitCommandError,
+            InvalidGitRepositoryError=gitpython.InvalidGitRepositoryError,
+            NoSuchPathError=gitpython.NoSuchPathError,
+            BadName=gitpython.BadName,
+        )
+    return _loaded
 
 
 def git_reason(exc) -> str:
