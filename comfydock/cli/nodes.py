@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
+from comfydock.cli.text import escape
 
 from comfydock.cli.app import App, env_option, json_option, log
 
