@@ -14,13 +14,24 @@ from comfydock.environment import Environment
 
 
 def arm(repo_dir, marker):
-    """A checkout whose git config names an fsmonitor program and whose hooks each write
-    `marker`: any git command that honours them leaves the file behind."""
+    """A checkout whose git config names an fsmonitor program and a content filter for every
+    file, and whose hooks each write `marker`: any git command that honours them leaves the file
+    behind. Its .gitignore or requirements.txt is changed in place (same size, old mtime): 'git status' must
+    run the clean filter on it to compare."""
     script = repo_dir.parent / f"{repo_dir.name}-evil.sh"
-    script.write_text(f"#!/bin/sh\necho \"$0 $*\" >> {marker}\n")
+    script.write_text(f"#!/bin/sh\necho \"$0 $*\" >> {marker}\ncat\n")
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    with git.Repo(repo_dir).config_writer() as config:
+    repo = git.Repo(repo_dir)
+    tracked = repo.git.ls_files().splitlines()  # before arming: plain git would run it
+    with repo.config_writer() as config:
         config.set_value("core", "fsmonitor", str(script))
+        config.set_value('filter "ev\'il"', "clean", str(script))
+        config.set_value('filter "ev\'il"', "smudge", str(script))
+    (repo_dir / ".git" / "info").mkdir(exist_ok=True)
+    (repo_dir / ".git" / "info" / "attributes").write_text("* filter=ev'il\n")
+    name = next(n for n in (".gitignore", "requirements.txt") if n in tracked)
+    (repo_dir / name).write_bytes((repo_dir / name).read_bytes().swapcase())  # same size, same meaning
+    os.utime(repo_dir / name, (1e9, 1e9))
     hooks = repo_dir / ".git" / "hooks"
     hooks.mkdir(exist_ok=True)
     for hook in ("post-checkout", "pre-commit", "post-commit", "post-index-change", "reference-transaction", "pre-auto-gc"):
@@ -35,6 +46,9 @@ def test_the_armed_fixture_does_run_under_plain_git(tmp_path, node_repo):
     arm(node_repo, marker)
     git.Repo(node_repo).git.status()
     assert marker.exists()
+    marker.unlink()
+    git.Repo(node_repo).git.execute(["git", "-c", "core.fsmonitor=false", "status"])
+    assert marker.exists()  # the clean filter alone
 
 
 @pytest.fixture
