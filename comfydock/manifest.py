@@ -118,7 +118,9 @@ def shape_problem(doc) -> str | None:
         if key in env and not isinstance(env[key], str):
             return f"[tool.comfydock.environment].{key} is not a string"
     if "python_version" in env and not PYTHON_VERSION.fullmatch(env["python_version"]):
-        return f"[tool.comfydock.environment].python_version {str(env['python_version'])[:80]!r} is not a Python version like 3.12"
+        return (
+            f"[tool.comfydock.environment].python_version {str(env['python_version'])[:80]!r} is not a Python version like 3.12"
+        )
     nodes = comfydock.get("nodes", {})
     if not _is_table(nodes):
         return "[tool.comfydock.nodes] is not a table"

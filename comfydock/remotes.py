@@ -362,7 +362,9 @@ def check_tree(repo, commit: str, what: str, need_manifest: bool = True) -> None
         try:
             manifest.check_python_version_text(text, ".python-version")
         except ComfydockError as exc:
-            raise ComfydockError(f"{what} refused: {exc.message}", hint="the remote may be damaged or hostile; nothing was changed") from None
+            raise ComfydockError(
+                f"{what} refused: {exc.message}", hint="the remote may be damaged or hostile; nothing was changed"
+            ) from None
 
 
 def _parse_manifest(text: str, what: str):

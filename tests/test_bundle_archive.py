@@ -157,7 +157,10 @@ def hostile_cases():
         "oversized": ([(member("dev_nodes/n/big.bin"), big)], "more than"),
         "member-count": ([(member(f"dev_nodes/n/f{i}.py"), b"") for i in range(60)], "more than 50 members"),
         # a dev node's working .git: the user's next 'git status' there would run its fsmonitor
-        "git-dir": ([(member("dev_nodes/n/.git", tarfile.DIRTYPE), None), (member("dev_nodes/n/.git/config"), FSMONITOR)], ".git"),
+        "git-dir": (
+            [(member("dev_nodes/n/.git", tarfile.DIRTYPE), None), (member("dev_nodes/n/.git/config"), FSMONITOR)],
+            ".git",
+        ),
         "git-file": ([(member("dev_nodes/n/.git"), b"gitdir: /tmp/elsewhere\n")], ".git"),
         "git-dir-nested-upper": ([(member("dev_nodes/n/sub/.GIT/config"), FSMONITOR)], ".git"),
     }

@@ -19,7 +19,7 @@ def arm(repo_dir, marker):
     behind. Its .gitignore or requirements.txt is changed in place (same size, old mtime): 'git status' must
     run the clean filter on it to compare."""
     script = repo_dir.parent / f"{repo_dir.name}-evil.sh"
-    script.write_text(f"#!/bin/sh\necho \"$0 $*\" >> {marker}\ncat\n")
+    script.write_text(f'#!/bin/sh\necho "$0 $*" >> {marker}\ncat\n')
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     repo = git.Repo(repo_dir)
     tracked = repo.git.ls_files().splitlines()  # before arming: plain git would run it

@@ -42,8 +42,8 @@ from pathlib import Path
 import tomlkit
 
 from comfydock.errors import CorruptFile
-from comfydock.manifest import PYTHON_VERSION
 from comfydock.fsutil import atomic_write_text, relative_path_problem
+from comfydock.manifest import PYTHON_VERSION
 
 LOCK_VERSION = 1
 METHODS = ("registry", "git", "development")
@@ -51,7 +51,9 @@ URL_SCHEMES = ("http", "https", "file")  # a git node may come from a local repo
 # A model is downloaded from a bundle over http(s) only: a file:// URL would copy any local file
 # (with its real hash, /etc/passwd passes the check) into the models directory.
 MODEL_URL_SCHEMES = ("http", "https")
-_MODEL_URL_HINT = "a bundle's models download over http(s) only; to take model files from this machine, import with --models-from DIR"
+_MODEL_URL_HINT = (
+    "a bundle's models download over http(s) only; to take model files from this machine, import with --models-from DIR"
+)
 
 _HEX = re.compile(r"[0-9a-f]+")
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")

@@ -90,9 +90,8 @@ def render_report(app: App, report: dict) -> None:
 
 
 def _adopt_here(app: App) -> int:
-    from comfydock.cli.text import escape as e
-
     from comfydock.adopt import adopt_here
+    from comfydock.cli.text import escape as e
 
     env = app.env()
     with app.status(f"Adopting the drift of {env.name}") as spinner:

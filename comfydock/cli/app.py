@@ -196,8 +196,9 @@ def human_size(n: int | None) -> str:
 
 
 def render_events(app: App, events) -> None:
-    from comfydock.cli.text import escape
     from rich.table import Table
+
+    from comfydock.cli.text import escape
 
     styles = {"ran": "green", "up-to-date": "dim", "failed": "red", "not-run": "yellow", "run": "cyan", "after-upstream": "cyan"}
     table = Table(box=None, pad_edge=False, show_header=False)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from comfydock.cli.text import escape
-
 from comfydock.cli.app import App, count, env_option, json_option, log, log_to, render_events
+from comfydock.cli.text import escape
 from comfydock.errors import ComfydockError, UsageError
 
 
@@ -233,7 +232,6 @@ def cmd_log(app: App) -> int:
 
 def cmd_status(app: App) -> int:
     from comfydock.cli.text import escape
-
     from comfydock.status import status
 
     env = app.env()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from comfydock.cli.text import escape
-
 from comfydock.cli.app import App, env_option, human_size, json_option, log
+from comfydock.cli.text import escape
 
 _STATE_MARK = {"committed": "[green]✓[/]", "modified": "[yellow]⚠[/]", "new": "[cyan]○[/]", "deleted": "[red]✗[/]"}
 _STATE_TEXT = {"committed": "committed", "modified": "modified since commit", "new": "not committed", "deleted": "deleted"}

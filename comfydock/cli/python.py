@@ -28,7 +28,6 @@ def _apply_change(app: App, env, mutate, describe, upgrade=None) -> int:
 def warn_module_clashes(app: App, clashes: list[dict]) -> None:
     """One warning per module that several installed distributions provide, with the fix."""
     from comfydock.cli.text import escape
-
     from comfydock.uv_runner import clash_warning
 
     for clash in clashes:
@@ -91,8 +90,9 @@ def cmd_py_list(app: App) -> int:
     if app.json:
         app.print_json([r.to_json() for r in rows])
     else:
-        from comfydock.cli.text import escape
         from rich.table import Table
+
+        from comfydock.cli.text import escape
 
         table = Table(box=None, pad_edge=False)
         for col in ("group", "requirement", "locked"):

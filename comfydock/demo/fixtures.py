@@ -95,7 +95,6 @@ def build_comfyui_repo(dest: Path) -> Path:
 
     from comfydock.gitutil import git as _git
 
-
     git = _git()
 
     dest.mkdir(parents=True)
