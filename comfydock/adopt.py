@@ -72,7 +72,9 @@ class Inspection:
 def _git_repo(path: Path):
     """The git repository whose work tree is exactly `path`, or None. Git runs without optional
     locks, so even 'status' never rewrites the install's index."""
-    import git
+    from comfydock.gitutil import git as _git
+
+    git = _git()
 
     try:
         repo = git.Repo(path)
@@ -119,7 +121,9 @@ def check_install(path: Path) -> Path:
 
 def inspect_comfyui(path: Path) -> dict:
     """The install's ComfyUI: commit, origin and local edits (a git checkout), or its version."""
-    import git
+    from comfydock.gitutil import git as _git
+
+    git = _git()
 
     repo = _git_repo(path)
     if repo is None:
@@ -675,10 +679,16 @@ def adopt_install(
         # workflows and user settings: copied (the workflows versioned in .cec/ too)
         user = path / "user"
         copied_settings = []
-        if user.is_dir():
-            for item in sorted(user.rglob("*")):
+        links: list[str] = []  # never followed: a workflow linked to /etc/passwd would be versioned and shared
+        if user.is_dir() and not user.is_symlink():
+            for item in sorted(user.rglob("*")):  # rglob never descends into a linked folder
                 rel = item.relative_to(user)
-                if not item.is_file() or item.is_symlink() or rel.parts[:2] == ("default", "workflows"):
+                if rel.parts[:2] == ("default", "workflows"):
+                    continue
+                if item.is_symlink():
+                    links.append(f"user/{rel.as_posix()}")
+                    continue
+                if not item.is_file():
                     continue
                 if rel.suffix not in (".json", ".yaml", ".yml", ".css", ".txt") or rel.name.startswith("."):
                     continue
@@ -687,14 +697,20 @@ def adopt_install(
                 shutil.copy2(item, dest)
                 copied_settings.append(str(rel))
         src_workflows = path / "user" / "default" / "workflows"
-        from comfydock.workflows.tracking import _walk_json, workflow_name
+        from comfydock.workflows.tracking import _walk_json, read_workflow, workflow_name
 
-        for rel_name, wf_path in _walk_json(src_workflows).items():
+        linked_workflows: list[str] = []
+        for rel_name, wf_path in _walk_json(src_workflows, linked_workflows).items():
             rel, wf_name = wf_path.relative_to(src_workflows), workflow_name(rel_name)
+            data = read_workflow(wf_path)
             for dest in (env.workflows_dir / rel, copy_path(env, wf_name)):
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(wf_path, dest)
+                dest.write_bytes(data)
+        links += [f"user/default/workflows/{rel}" for rel in linked_workflows]
+        for link in sorted(links):
+            _warn(f"{link} is a symbolic link: not copied (adopt never follows a link)")
         report["workflows"] = inspection.workflows
+        report["skipped_links"] = sorted(links)
         report["settings"] = copied_settings
 
     with ws.transaction() as tx:  # any failure, Ctrl-C included, undoes it

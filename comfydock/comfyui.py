@@ -10,6 +10,7 @@ from pathlib import Path
 
 from comfydock.errors import ComfydockError, ExternalToolError
 from comfydock.fsutil import atomic_write_text, remove_tree
+from comfydock.gitutil import git as _git
 from comfydock.gitutil import git_reason
 from comfydock.pep440 import version_sort_key
 
@@ -45,12 +46,6 @@ MODEL_FOLDERS = (
 class ResolvedRef:
     name: str  # what the user asked for, or the chosen default
     commit: str
-
-
-def _git():
-    import git  # GitPython: imported lazily, it costs ~50 ms
-
-    return git
 
 
 def cache_path(cache_root: Path, url: str) -> Path:

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from comfydock.errors import ComfydockError
+from comfydock.gitutil import git as _git
 
 _VERSION_TAG = re.compile(r"^v(\d+)$")
 DEFAULT_AUTHOR = ("comfydock", "comfydock@localhost")
@@ -56,12 +57,6 @@ class Version:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-def _git():
-    import git
-
-    return git
 
 
 def _actor(repo):
@@ -127,7 +122,7 @@ def commit_version(repo, message: str) -> Version:
     """Stage everything in .cec, commit, and tag the next version."""
     repo.git.add(A=True)
     actor = _actor(repo)
-    commit = repo.index.commit(message, author=actor, committer=actor)
+    commit = repo.index.commit(message, author=actor, committer=actor, skip_hooks=True)
     tag = next_version(repo)
     repo.create_tag(tag, ref=commit)
     return Version(

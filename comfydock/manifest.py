@@ -2,14 +2,51 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
 from comfydock.dates import parse_date
-from comfydock.errors import CorruptFile
+from comfydock.errors import ComfydockError, CorruptFile
 from comfydock.fsutil import atomic_write_text
+
+# What a manifest, a bundle's comfydock.lock or a `.python-version` may name as the Python: uv
+# also takes a path there, and would run it, so nothing else reaches uv from a file.
+PYTHON_VERSION = re.compile(r"3\.\d{1,2}(\.\d{1,3})?")
+
+
+def check_python_version(value, where: str) -> str:
+    """`value` if it is a Python version like 3.12 (or 3.12.4); else a one-line refusal naming `where`."""
+    if not isinstance(value, str) or not PYTHON_VERSION.fullmatch(value):
+        shown = value[:80] if isinstance(value, str) else value
+        raise ComfydockError(
+            f"{where}: python_version {shown!r} is not a Python version like 3.12; nothing was run",
+            hint="the file may be damaged or hostile; ask for a fresh copy (a Python version, never a path)",
+        )
+    return value
+
+
+def check_python_version_file(project_dir: Path) -> None:
+    """Refuse a `.python-version` in `project_dir` that names anything but versions: uv reads it
+    (lock, sync) and runs what it names."""
+    path = Path(project_dir) / ".python-version"
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise ComfydockError(f"cannot read {path}: {exc.strerror}", hint=f"check {path}") from None
+    check_python_version_text(text, str(path))
+
+
+def check_python_version_text(text: str, where: str) -> None:
+    """Every request in a `.python-version`'s text is a Python version (see check_python_version)."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            check_python_version(line, where)
 
 
 def restore_hint(path: Path) -> str:
@@ -84,6 +121,10 @@ def shape_problem(doc) -> str | None:
     for key in ("comfyui_version", "comfyui_commit", "python_version", "torch_backend"):
         if key in env and not isinstance(env[key], str):
             return f"[tool.comfydock.environment].{key} is not a string"
+    if "python_version" in env and not PYTHON_VERSION.fullmatch(env["python_version"]):
+        return (
+            f"[tool.comfydock.environment].python_version {str(env['python_version'])[:80]!r} is not a Python version like 3.12"
+        )
     nodes = comfydock.get("nodes", {})
     if not _is_table(nodes):
         return "[tool.comfydock.nodes] is not a table"

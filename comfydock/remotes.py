@@ -23,6 +23,7 @@ from pathlib import Path
 
 from comfydock import history
 from comfydock.errors import ComfydockError, ExternalToolError, UsageError
+from comfydock.gitutil import git as _git
 from comfydock.gitutil import git_reason
 from comfydock.torch_backend import adopt_machine_backend, resolve_torch_backend
 
@@ -30,12 +31,6 @@ _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _VERSION = re.compile(r"^v(\d+)$")
 TAG_NAMESPACE = "refs/remote-tags"
 _BAD_MODES = {"120000": "a symbolic link", "160000": "a submodule"}
-
-
-def _git():
-    import git
-
-    return git
 
 
 def validate_remote_name(name: str) -> str:
@@ -360,6 +355,16 @@ def check_tree(repo, commit: str, what: str, need_manifest: bool = True) -> None
             )
     if need_manifest and "pyproject.toml" not in names:
         raise ComfydockError(f"{what} refused: it has no pyproject.toml", hint="is this a comfydock environment's history?")
+    if need_manifest and ".python-version" in names:  # uv reads it and runs what it names
+        from comfydock import manifest
+
+        text = repo.git.execute(["git", "cat-file", "blob", f"{commit}:.python-version"], strip_newline_in_stdout=False)
+        try:
+            manifest.check_python_version_text(text, ".python-version")
+        except ComfydockError as exc:
+            raise ComfydockError(
+                f"{what} refused: {exc.message}", hint="the remote may be damaged or hostile; nothing was changed"
+            ) from None
 
 
 def _parse_manifest(text: str, what: str):
@@ -369,6 +374,9 @@ def _parse_manifest(text: str, what: str):
     try:
         doc = manifest.parse(text)
         tracked_nodes(doc)  # names and directories validated
+        python = manifest.environment_info(doc).get("python_version")
+        if python is not None:
+            manifest.check_python_version(python, "pyproject.toml")
     except ComfydockError as exc:
         raise ComfydockError(f"{what} refused: {exc.message}", hint="nothing was changed") from None
     except Exception as exc:
@@ -446,13 +454,12 @@ def _merge(env, repo, head: str, theirs: str, remote: str) -> str:
         uv_runner.uv_lock(env.workspace, work)  # ours as the starting point: unchanged pins stay
         blob = repo.git.hash_object("-w", str(work / "uv.lock"))
         index = work / "index"
-        genv = {**os.environ, "GIT_INDEX_FILE": str(index)}
+        genv = {"GIT_INDEX_FILE": str(index)}  # added to the process environment by GitPython
         repo.git.execute(["git", "read-tree", tree], env=genv)
         repo.git.execute(["git", "update-index", "--add", "--cacheinfo", f"100644,{blob},uv.lock"], env=genv)
         merged_tree = repo.git.execute(["git", "write-tree"], env=genv)
     actor = history._actor(repo)
     cenv = {
-        **os.environ,
         "GIT_AUTHOR_NAME": actor.name,
         "GIT_AUTHOR_EMAIL": actor.email,
         "GIT_COMMITTER_NAME": actor.name,
@@ -640,7 +647,7 @@ def create_from_remote(
         env.cec_dir.mkdir()
         repo.git.execute(["git", f"--work-tree={env.cec_dir}", "checkout", "--quiet", commit, "--", "."])
         info = manifest.environment_info(doc)
-        python = str(info.get("python_version") or "3.11")
+        python = manifest.check_python_version(info.get("python_version") or "3.11", url)
         wanted = str(info.get("comfyui_commit") or "")
         if not wanted:
             raise ComfydockError(f"{url}'s manifest does not say which ComfyUI commit it needs")

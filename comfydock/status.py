@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from comfydock import comfyui, engine, history
+from comfydock import engine, history
 from comfydock.resolution import info as resolution_info
 from comfydock.environment import Environment
 from comfydock.errors import ComfydockError
@@ -47,7 +47,9 @@ def status(env: Environment) -> dict:
         and not (env.custom_nodes_dir / spec.directory).is_dir()
         and not (env.custom_nodes_dir / f"{spec.directory}.disabled").is_dir()
     ]
-    git = comfyui._git()
+    from comfydock.gitutil import git as _git
+
+    git = _git()
     head, edited = None, []
     try:
         repo = git.Repo(env.comfyui_dir)

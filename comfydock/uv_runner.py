@@ -190,6 +190,9 @@ def _no_index_args(workspace) -> list[str]:
 
 
 def uv_lock(workspace, project_dir: Path, upgrade: list[str] = ()) -> None:
+    from comfydock.manifest import check_python_version_file
+
+    check_python_version_file(project_dir)  # uv would run a path named there as "Python"
     args = ["lock", *_no_index_args(workspace)] + [arg for name in upgrade for arg in ("--upgrade-package", name)]
     run_uv(args, env=uv_environ(workspace), cwd=project_dir, what="resolve the environment's dependencies")
 
@@ -197,6 +200,9 @@ def uv_lock(workspace, project_dir: Path, upgrade: list[str] = ()) -> None:
 def uv_sync(workspace, project_dir: Path, venv_dir: Path, extra: str | None = None) -> None:
     # --frozen: install exactly what uv.lock says; lock_deps keeps the lock current.
     # --extra: this machine's torch backend (see torch_family.ensure_backend)
+    from comfydock.manifest import check_python_version_file
+
+    check_python_version_file(project_dir)  # uv would run a path named there as "Python"
     args = ["sync", "--frozen", *_no_index_args(workspace)] + (["--extra", extra] if extra else [])
     env = uv_environ(workspace, venv_dir)
     if "UV_LINK_MODE" not in env and not same_filesystem(cache_dir(env), venv_dir.parent):

@@ -24,6 +24,7 @@ class CommitResult:
     unreadable: list[str] = field(default_factory=list)  # workflows whose analysis failed
     build: dict | None = None
     missing_nodes: list[dict] = field(default_factory=list)  # node types no installed package provides
+    skipped_links: list[str] = field(default_factory=list)  # workflows that are symbolic links: never followed
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -172,6 +173,7 @@ def commit_environment(
                 if m["status"] != "resolved" and not m.get("optional")
             ]
             unreadable = sorted(name for name, data in files.items() if not data.get("ok"))
+            linked = [f"user/default/workflows/{rel}" for rel in tracking.linked_workflows(env.workflows_dir)]
             has_head = repo.head.is_valid()
             before = repo.head.commit.hexsha if has_head else None
             tx.on_undo(partial(_unstage, repo), "the .cec index")  # before 'git add': no staged leftovers
@@ -190,11 +192,12 @@ def commit_environment(
                     unreadable,
                     report.to_json(),
                     missing,
+                    linked,
                 )
             text = message or _default_message(changes)
             tx.on_undo(partial(_undo_commit, repo, before, history.next_version(repo)), "the new version")
             version = history.commit_version(repo, text)
-        return CommitResult(version.version, text, changes, unresolved, unreadable, report.to_json(), missing)
+        return CommitResult(version.version, text, changes, unresolved, unreadable, report.to_json(), missing, linked)
 
 
 def _missing_nodes(env, repo) -> list[dict]:

@@ -14,10 +14,10 @@ def core_types_file(env):
 
 
 def _comfyui_commit(env) -> str | None:
-    from comfydock import comfyui
+    from comfydock.gitutil import git
 
     try:
-        return comfyui._git().Repo(env.comfyui_dir).head.commit.hexsha
+        return git().Repo(env.comfyui_dir).head.commit.hexsha
     except Exception:  # no checkout, not a git repo, a broken HEAD: nothing to key the cache on
         return None
 

@@ -27,7 +27,7 @@ def manifest_marker(env):
 
 
 def _copy(src, dst) -> None:
-    atomic_write_bytes(dst, src.read_bytes())
+    atomic_write_bytes(dst, tracking.read_workflow(src))  # never through a link
 
 
 def _copy_uptodate(src, dst) -> bool:

@@ -137,6 +137,9 @@ def test_dev_node_files_leave_out_git_pycache_and_gitignored_files(tmp_path):
 # --- hostile bundles -------------------------------------------------------------------------
 
 
+FSMONITOR = b"[core]\n\tfsmonitor = touch /tmp/comfydock-fsmonitor-ran\n"
+
+
 def hostile_cases():
     big = b"\0" * (2 << 20)
     return {
@@ -153,6 +156,13 @@ def hostile_cases():
         "file-and-dir": ([(member("workflows"), b"1"), (member("workflows/a.json"), b"2")], "both a file and a directory"),
         "oversized": ([(member("dev_nodes/n/big.bin"), big)], "more than"),
         "member-count": ([(member(f"dev_nodes/n/f{i}.py"), b"") for i in range(60)], "more than 50 members"),
+        # a dev node's working .git: the user's next 'git status' there would run its fsmonitor
+        "git-dir": (
+            [(member("dev_nodes/n/.git", tarfile.DIRTYPE), None), (member("dev_nodes/n/.git/config"), FSMONITOR)],
+            ".git",
+        ),
+        "git-file": ([(member("dev_nodes/n/.git"), b"gitdir: /tmp/elsewhere\n")], ".git"),
+        "git-dir-nested-upper": ([(member("dev_nodes/n/sub/.GIT/config"), FSMONITOR)], ".git"),
     }
 
 

@@ -181,8 +181,11 @@ def test_url_with_a_token_in_its_query_is_refused_without_echoing_it(tmp_path):
 def test_file_url_is_copied_and_verified(model, tmp_path):
     src = tmp_path / "src.bin"
     src.write_bytes(model["data"])
-    download(src.as_uri(), tmp_path / "out" / "m.bin", sha256=model["sha256"], blake3=model["blake3"], size=model["size"])
-    assert (tmp_path / "out" / "m.bin").read_bytes() == model["data"]
+    out = tmp_path / "out" / "m.bin"
+    with pytest.raises(ComfydockError, match="scheme 'file'"):  # a bundle's URL: http(s) only
+        download(src.as_uri(), out, sha256=model["sha256"], blake3=model["blake3"], size=model["size"])
+    download(src.as_uri(), out, sha256=model["sha256"], blake3=model["blake3"], size=model["size"], schemes=("file",))
+    assert out.read_bytes() == model["data"]
 
 
 # --- sources ---------------------------------------------------------------------------------

@@ -109,3 +109,22 @@ def test_the_cli_starts_without_loading_the_heavy_libraries():
     code = f"import sys, comfydock.cli.main; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "[]"
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_git_is_run_only_through_the_git_module():
+    """GitPython is imported by comfydock.gitutil alone, which turns hooks and fsmonitor off for
+    every git command; a module importing `git` itself would run a hostile tree's hooks."""
+    offenders = sorted(
+        name for name, path in _modules().items() if name != "comfydock.gitutil" and "git" in _third_party_imports(path)
+    )
+    assert offenders == []

@@ -146,7 +146,7 @@ def dev_node_files(root: Path, prefix: str) -> tuple[dict[str, Path], list[str]]
         keep = []
         for d in sorted(dirnames):
             rel = f"{rel_dir}/{d}" if rel_dir else d
-            if d in (".git", "__pycache__") or ignored(rel, True):
+            if d.casefold() == ".git" or d == "__pycache__" or ignored(rel, True):
                 continue
             if (here / d).is_symlink():
                 skipped.append(rel)
@@ -155,7 +155,7 @@ def dev_node_files(root: Path, prefix: str) -> tuple[dict[str, Path], list[str]]
         dirnames[:] = keep
         for f in sorted(filenames):
             rel = f"{rel_dir}/{f}" if rel_dir else f
-            if f == ".git" or ignored(rel, False):
+            if f.casefold() == ".git" or ignored(rel, False):
                 continue
             path = here / f
             if path.is_symlink() or not path.is_file():
@@ -242,6 +242,9 @@ def _scan(path: Path, limits: ArchiveLimits, on_file: Callable[[BundleMember, ta
                         raise _Refused(f"member {_quote(name)} is a {'symbolic' if info.issym() else 'hard'} link")
                     if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):  # also no sparse/contiguous
                         raise _Refused(f"member {_quote(name)} is not a regular file or directory (a device, fifo or other)")
+                    if any(part.casefold() == ".git" for part in name.split("/")):
+                        # a working .git would be the bundle's config (fsmonitor, hooks) run by the user's next git status
+                        raise _Refused(f"member {_quote(name)} is part of a git repository (.git); export never writes one")
                     folded = name.casefold()
                     if folded in seen_casefold:
                         raise _Refused(f"member {_quote(name)} appears twice (as {_quote(seen_casefold[folded])})")
@@ -288,7 +291,7 @@ def check_bundle(
 ) -> list[BundleMember]:
     """Validate the WHOLE bundle without writing anything; the members, or ComfydockError with the reason.
 
-    Refuses: names with '..', absolute names, drive letters, backslashes, control characters; links,
+    Refuses: names with '..', absolute names, drive letters, backslashes, control characters, a `.git`; links,
     devices, fifos; duplicate names (also differing only in case) and a name used as both file and
     directory; more members, bytes or expansion than `limits`; a corrupt or truncated gzip/tar; a
     missing required member; a comfydock.lock, pyproject.toml or uv.lock that does not parse.
@@ -338,7 +341,10 @@ def _check_locks(path: Path, parsed: Mapping[str, bytes]) -> None:
             else:
                 tomllib.loads(text)
         except ComfydockError as e:
-            raise _refusal(path, f"{e.message}") from None
+            refusal = _refusal(path, f"{e.message}")
+            if e.hint and e.hint != lockfile.GENERAL_HINT:  # a specific way out (a model URL: --models-from)
+                refusal.hint = f"{e.hint} (nothing was written)"
+            raise refusal from None
         except tomllib.TOMLDecodeError as e:
             raise _refusal(path, f"{name} does not parse ({e})") from None
 

@@ -137,9 +137,11 @@ def download(
     attempts: int = 5,
     backoff: float = 0.5,
     timeout: tuple[float, float] = (15, 60),
+    schemes: tuple[str, ...] = ("http", "https"),
 ) -> DownloadResult:
     """Download `url` to `dest`, verified; continue `<dest>.part` if an earlier run left one.
 
+    `schemes`: what `url` may be; a bundle's URLs are http(s) only, file:// is for --models-from.
     `tokens` maps host[:port] to a bearer token (see tokens_from_env). A dropped connection or
     timeout mid-transfer is retried up to `attempts` times in a row without progress, continuing
     with Range. `dest` must not exist. Raises ComfydockError naming the file on any failure; the
@@ -148,7 +150,7 @@ def download(
     dest = Path(dest)
     if sha256 is None and blake3 is None:
         raise ValueError("download needs a sha256 or a blake3 to verify against")
-    problem = url_problem(url, ("http", "https", "file"))
+    problem = url_problem(url, schemes)
     if problem:
         raise ComfydockError(f"cannot download {dest.name}: its URL {problem}")
     if dest.exists() or dest.is_symlink():

@@ -24,6 +24,7 @@ from comfydock.bundle.export_steps import (
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import temp_beside
 from comfydock.hashing import file_digest
+from comfydock.workflows import tracking
 
 # --- the whole export ----------------------------------------------------------------------
 
@@ -78,8 +79,6 @@ def build_export(env, workflows: list[str] | None = None, *, listener=None, on_w
     from comfydock.tasks.workflows import index_fingerprint
 
     if workflows:
-        from comfydock.workflows import tracking
-
         known = tracking.comfyui_workflows(env)
         unknown = [w for w in workflows if w not in known]
         if unknown:
@@ -225,7 +224,7 @@ def export_environment(
         without_url=[{"name": m.name, "path": m.path, "size": m.size} for m in lock.models if not m.urls],
         unresolved=unresolved_references(env),
         nodes=[{"id": n.id, "method": n.method} for n in lock.nodes],
-        skipped_links=skipped,
+        skipped_links=skipped + [f"user/default/workflows/{rel}" for rel in tracking.linked_workflows(env.workflows_dir)],
         lookup_failures=failed_lookups(env),
         manifest_updated=manifest_bytes(env) != manifest_before,
         full_hashes_computed=full_hashes_computed() - start,

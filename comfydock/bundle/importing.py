@@ -154,7 +154,9 @@ def _models(ws, lock, *, models_from, progress, warn, step, choose=None) -> list
             source = _indexed_location(ws.models_db, m)
         if source is not None:
             step(f"Copying {m.name} from {source.parent}")
-            download(source.as_uri(), dest, sha256=m.sha256, blake3=m.blake3, size=m.size, progress=progress(m))
+            download(
+                source.as_uri(), dest, sha256=m.sha256, blake3=m.blake3, size=m.size, progress=progress(m), schemes=("file",)
+            )
             out.append(ImportedModel(m.name, m.path, m.size, "copied", str(dest)))
             continue
         answer = "download" if m.urls else None
@@ -374,7 +376,7 @@ def import_bundle(
         info = manifest.environment_info(data)
         name = validate_name(name or environment_name(data, bundle))
         _refuse_existing(ws, name)
-        python = lock.python_version or str(info.get("python_version") or "3.11")
+        python = manifest.check_python_version(lock.python_version or info.get("python_version") or "3.11", bundle.name)
         commit = lock.comfyui.commit if lock.comfyui else str(info.get("comfyui_commit") or "")
         if not commit:
             raise ComfydockError(

@@ -43,16 +43,22 @@ import tomlkit
 
 from comfydock.errors import CorruptFile
 from comfydock.fsutil import atomic_write_text, relative_path_problem
+from comfydock.manifest import PYTHON_VERSION
 
 LOCK_VERSION = 1
 METHODS = ("registry", "git", "development")
-URL_SCHEMES = ("http", "https", "file")
+URL_SCHEMES = ("http", "https", "file")  # a git node may come from a local repository
+# A model is downloaded from a bundle over http(s) only: a file:// URL would copy any local file
+# (with its real hash, /etc/passwd passes the check) into the models directory.
+MODEL_URL_SCHEMES = ("http", "https")
+_MODEL_URL_HINT = (
+    "a bundle's models download over http(s) only; to take model files from this machine, import with --models-from DIR"
+)
 
 _HEX = re.compile(r"[0-9a-f]+")
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}")
-_PYTHON = re.compile(r"3\.\d{1,2}(\.\d{1,3})?")
-_HINT = "comfydock.lock is written by `comfydock export`; ask for a fresh export rather than editing it"
+GENERAL_HINT = _HINT = "comfydock.lock is written by `comfydock export`; ask for a fresh export rather than editing it"
 
 
 @dataclass(frozen=True)
@@ -114,13 +120,13 @@ class Lockfile:
 
 
 class _Bad(Exception):
-    def __init__(self, where: str, problem: str):
+    def __init__(self, where: str, problem: str, hint: str | None = None):
         super().__init__(f"{where} {problem}")
-        self.where, self.problem = where, problem
+        self.where, self.problem, self.hint = where, problem, hint
 
 
-def _fail(where: str, problem: str):
-    raise _Bad(where, problem)
+def _fail(where: str, problem: str, hint: str | None = None):
+    raise _Bad(where, problem, hint)
 
 
 def _str(table: dict, key: str, where: str, *, required: bool = True) -> str | None:
@@ -151,14 +157,14 @@ def _pattern(table: dict, key: str, where: str, regex: re.Pattern, what: str, *,
     return value
 
 
-def _url(value, where: str) -> str:
+def _url(value, where: str, schemes: tuple[str, ...] = URL_SCHEMES, hint: str | None = None) -> str:
     from comfydock.bundle.sources import url_problem
 
     if not isinstance(value, str):
         _fail(where, f"must be a string, not {type(value).__name__}")
-    problem = url_problem(value, URL_SCHEMES)
+    problem = url_problem(value, schemes)
     if problem:
-        _fail(where, problem)
+        _fail(where, problem, hint)
     return value
 
 
@@ -199,13 +205,13 @@ def _model(t: dict, where: str) -> LockedModel:
     path = _relative_path(t, "path", where)
     urls = []
     if "url" in t:
-        urls.append(_url(t["url"], f"{where}.url"))
+        urls.append(_url(t["url"], f"{where}.url", MODEL_URL_SCHEMES, _MODEL_URL_HINT))
     alt = t.get("alt_urls", [])
     if not isinstance(alt, list):
         _fail(f"{where}.alt_urls", "must be a list of URLs")
     if alt and not urls:
         _fail(f"{where}.alt_urls", "needs a url first")
-    urls += [_url(u, f"{where}.alt_urls[{i}]") for i, u in enumerate(alt)]
+    urls += [_url(u, f"{where}.alt_urls[{i}]", MODEL_URL_SCHEMES, _MODEL_URL_HINT) for i, u in enumerate(alt)]
     sha256 = _hex(t, "sha256", where, (64,))
     blake3 = _hex(t, "blake3", where, (64,))
     size = t.get("size")
@@ -251,7 +257,7 @@ def _validate(doc: dict) -> Lockfile:
         )
     if version < 1:
         _fail("lock_version", f"must be 1 or more, not {version}")
-    python = _pattern(doc, "python_version", "comfydock.lock", _PYTHON, "a Python version like 3.12", required=False)
+    python = _pattern(doc, "python_version", "comfydock.lock", PYTHON_VERSION, "a Python version like 3.12", required=False)
     comfyui = None
     if "comfyui" in doc:
         t = _table(doc["comfyui"], "comfyui")
@@ -297,7 +303,7 @@ def loads(text: str) -> Lockfile:
     try:
         return _validate(doc)
     except _Bad as e:
-        raise CorruptFile(f"comfydock.lock: {e.where} {e.problem}", hint=_HINT) from None
+        raise CorruptFile(f"comfydock.lock: {e.where} {e.problem}", hint=e.hint or _HINT) from None
 
 
 def dumps(lock: Lockfile) -> str:

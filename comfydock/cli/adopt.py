@@ -40,7 +40,7 @@ def cmd_adopt(app: App) -> int:
 
 
 def render_report(app: App, report: dict) -> None:
-    from rich.markup import escape as e
+    from comfydock.cli.text import escape as e
 
     out = app.out
     out.print(f"Adopted [bold]{e(report['source'])}[/] as environment [bold]{e(report['environment'])}[/] (v1)")
@@ -90,9 +90,8 @@ def render_report(app: App, report: dict) -> None:
 
 
 def _adopt_here(app: App) -> int:
-    from rich.markup import escape as e
-
     from comfydock.adopt import adopt_here
+    from comfydock.cli.text import escape as e
 
     env = app.env()
     with app.status(f"Adopting the drift of {env.name}") as spinner:
@@ -121,7 +120,7 @@ def _adopt_here(app: App) -> int:
 
 def render_drift(app: App, drift: dict) -> None:
     """status: what changed behind comfydock's back (ComfyUI-Manager installs, pip installs)."""
-    from rich.markup import escape as e
+    from comfydock.cli.text import escape as e
 
     out = app.out
     for n in drift["nodes"]:

@@ -12,11 +12,26 @@ log = logging.getLogger("comfydock")
 log.addHandler(logging.NullHandler())  # before a log file is set up, nothing goes to stderr (errors print once)
 
 
+def _console_class():
+    """rich's Console, printing every string through `printable` (newlines kept): our markup holds
+    no control characters, so an ESC that reaches the console came from data somebody forgot to
+    escape; it is shown, never sent to the terminal."""
+    from rich.console import Console
+
+    from comfydock.cli.text import printable
+
+    class PrintableConsole(Console):
+        def render_str(self, text: str, **kwargs):
+            return super().render_str(printable(text, keep_newlines=True), **kwargs)
+
+    return PrintableConsole
+
+
 class App:
     """What every command gets: parsed arguments, consoles, and lazy workspace access."""
 
     def __init__(self, args, run_command=None):
-        from rich.console import Console
+        Console = _console_class()
 
         self.args = args
         self.run_command = run_command  # the CLI's entry point, for commands that run others (demo)
@@ -91,14 +106,14 @@ class App:
 
     def warn_text(self, message: str) -> None:
         """A warning that is plain text (from the core: paths, names, tool output), never markup."""
-        from rich.markup import escape
+        from comfydock.cli.text import escape
 
         self.warn(escape(message))
 
     def task_listener(self, spinner, plain: bool = False):
         """Names each task as it starts: on the spinner, or as a plain line when asked to."""
 
-        from rich.markup import escape
+        from comfydock.cli.text import escape
 
         def listener(kind, task):
             if kind != "start":
@@ -113,7 +128,7 @@ class App:
     def uv_reporter(self, spinner, label: str = ""):
         """uv's own progress lines: on the spinner as they come; without a terminal, only the
         lines worth a log (downloads with their size, the install summary)."""
-        from rich.markup import escape
+        from comfydock.cli.text import escape
 
         def report(line: str) -> None:
             text = line.strip()
@@ -125,7 +140,7 @@ class App:
         return report
 
     def lock_wait_note(self, holder: str) -> None:
-        from rich.markup import escape
+        from comfydock.cli.text import escape
 
         self.say(f"Waiting for the environment lock ({escape(holder)})")
 
@@ -136,7 +151,7 @@ class App:
     def step_reporter(self, spinner, what: str):
         """A core `step(message)` callback: logged, shown on the spinner (or as a line when there
         is none), silent on stdout under --json."""
-        from rich.markup import escape
+        from comfydock.cli.text import escape
 
         def step(message):
             log.info("%s: %s", what, message)
@@ -215,8 +230,9 @@ def human_size(n: int | None) -> str:
 
 
 def render_events(app: App, events) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from comfydock.cli.text import escape
 
     styles = {"ran": "green", "up-to-date": "dim", "failed": "red", "not-run": "yellow", "run": "cyan", "after-upstream": "cyan"}
     table = Table(box=None, pad_edge=False, show_header=False)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rich.markup import escape
-
 from comfydock.cli.app import App, env_option, human_size, json_option, log, render_events
+from comfydock.cli.text import escape
 
 
 def _ask_url(app: App, spinner):

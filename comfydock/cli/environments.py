@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rich.markup import escape
-
 from comfydock.cli.app import App, count, env_option, json_option, log, log_to, render_events
+from comfydock.cli.text import escape
 from comfydock.errors import ComfydockError, UsageError
 
 
@@ -252,8 +251,7 @@ def cmd_log(app: App) -> int:
 
 
 def cmd_status(app: App) -> int:
-    from rich.markup import escape
-
+    from comfydock.cli.text import escape
     from comfydock.status import status
 
     env = app.env()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rich.markup import escape
-
 from comfydock.cli.app import App, env_option, human_size, json_option, log
+from comfydock.cli.text import escape
 
 _STATE_MARK = {"committed": "[green]✓[/]", "modified": "[yellow]⚠[/]", "new": "[cyan]○[/]", "deleted": "[red]✗[/]"}
 _STATE_TEXT = {"committed": "committed", "modified": "modified since commit", "new": "not committed", "deleted": "deleted"}
@@ -183,6 +182,8 @@ def cmd_commit(app: App) -> int:
     if app.json:
         app.print_json(result.to_json())
         return 0
+    for path in result.skipped_links:
+        app.warn(f"{escape(path)} is a symbolic link: skipped, not versioned (comfydock never follows a link)")
     for name in result.unreadable:
         app.warn(
             f"workflow {escape(name)} could not be analysed (its copy is still versioned); see 'comfydock workflow show {escape(name)}'"

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt as exc:
         app.err.print("[red]error:[/] interrupted")
-        from rich.markup import escape
+        from comfydock.cli.text import escape
 
         for note in getattr(exc, "__notes__", []):  # what an undo could not put back
             app.err.print(f"[bold cyan]hint:[/] {escape(note)}")
@@ -168,7 +168,7 @@ def _bare(line: str) -> str:
 
 
 def _print_error(app: App, exc: ComfydockError) -> None:
-    from rich.markup import escape
+    from comfydock.cli.text import escape
 
     if app.json and not app.printed_json:  # scripts get the error as data too
         error = {
@@ -221,7 +221,7 @@ def _write_crash_log(app: App, text: str) -> Path | None:
 
 
 def _internal_error(app: App) -> int:
-    from rich.markup import escape
+    from comfydock.cli.text import escape
 
     text = traceback.format_exc()
     log.error("internal error\n%s", text)

@@ -6,10 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from rich.markup import escape
-
 from comfydock.cli.app import App, env_option, human_size, json_option, log
 from comfydock.cli.history import _prompt_choice
+from comfydock.cli.text import escape
 from comfydock.errors import ComfydockError
 
 

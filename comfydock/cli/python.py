@@ -18,7 +18,7 @@ def _apply_change(app: App, env, mutate, describe, upgrade=None) -> int:
             {"changed": change.changed, "result": change.result, "build": change.report.to_json(), "module_clashes": clashes}
         )
     else:
-        from rich.markup import escape
+        from comfydock.cli.text import escape
 
         app.say(escape(describe(change)))
     warn_module_clashes(app, clashes)
@@ -27,8 +27,7 @@ def _apply_change(app: App, env, mutate, describe, upgrade=None) -> int:
 
 def warn_module_clashes(app: App, clashes: list[dict]) -> None:
     """One warning per module that several installed distributions provide, with the fix."""
-    from rich.markup import escape
-
+    from comfydock.cli.text import escape
     from comfydock.uv_runner import clash_warning
 
     for clash in clashes:
@@ -91,8 +90,9 @@ def cmd_py_list(app: App) -> int:
     if app.json:
         app.print_json([r.to_json() for r in rows])
     else:
-        from rich.markup import escape
         from rich.table import Table
+
+        from comfydock.cli.text import escape
 
         table = Table(box=None, pad_edge=False)
         for col in ("group", "requirement", "locked"):
@@ -149,7 +149,7 @@ def cmd_constraint_list(app: App) -> int:
     elif not rows:
         app.say("No constraints. Add one with: comfydock constraint add 'numpy<2'")
     else:
-        from rich.markup import escape
+        from comfydock.cli.text import escape
 
         for r in rows:
             app.out.print(f"{escape(r['constraint'])}  [dim](locked {escape(r['locked'] or '-')})[/]")

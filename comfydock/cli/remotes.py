@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
-
 from comfydock.cli.app import App, env_option, json_option, log
+from comfydock.cli.text import escape
 
 
 def cmd_remote_add(app: App) -> int:

@@ -80,7 +80,9 @@ def build_wheels(dest_dir: Path) -> Path:
 
 
 def _commit_all(repo, message: str):
-    import git
+    from comfydock.gitutil import git as _git
+
+    git = _git()
 
     actor = git.Actor("Fixture Author", "fixture@example.invalid")
     repo.git.add(A=True)
@@ -105,7 +107,9 @@ def build_comfyui_repo(dest: Path) -> Path:
     """A git repo shaped like ComfyUI with releases v0.1.0, v0.2.0 and one commit after them."""
     import json
 
-    import git
+    from comfydock.gitutil import git as _git
+
+    git = _git()
 
     dest.mkdir(parents=True)
     repo = git.Repo.init(dest, initial_branch="master")
@@ -138,7 +142,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {{}}
 
 def build_node_repo(dest: Path, name: str, releases: dict[str, str], files: dict[str, str] | None = None) -> Path:
     """A git repository shaped like a custom node: one commit + tag per release (tag -> requirements.txt)."""
-    import git
+    from comfydock.gitutil import git as _git
+
+    git = _git()
 
     dest.mkdir(parents=True)
     repo = git.Repo.init(dest, initial_branch="main")

@@ -130,7 +130,9 @@ class NodeCache:
 
     # --- git ----------------------------------------------------------------------------
     def add_git(self, identity: str, url: str, commit: str, metadata: dict) -> CacheEntry:
-        import git
+        from comfydock.gitutil import git as _git
+
+        git = _git()
 
         from comfydock.nodes.spec import check_git_url
 

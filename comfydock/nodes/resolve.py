@@ -75,13 +75,15 @@ def resolve_registry(ws, node_id: str, version: str | None, name: str | None = N
 
 def ls_remote(url: str, ref: str | None) -> str:
     """The commit `ref` (default HEAD) points at in the remote repository (annotated tags peeled)."""
-    import git
+    from comfydock.gitutil import git as _git
+
+    git = _git()
 
     if ref is not None and (ref.startswith("-") or not ref.strip() or any(c in ref for c in "\0\n\r ~^:?*[\\")):
         raise UsageError(f"{ref!r} is not a git ref", hint="give a branch, a tag or a commit after '@'")
     patterns = [ref, f"{ref}^{{}}"] if ref else ["HEAD"]
     try:
-        out = git.cmd.Git().ls_remote(url, *patterns)
+        out = git.Git().ls_remote(url, *patterns)
     except git.GitCommandError as exc:
         from comfydock.gitutil import git_reason
 

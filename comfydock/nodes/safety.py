@@ -48,7 +48,9 @@ def is_ignored(env, directory: str) -> bool:
 
 def _remote_urls(path: Path) -> list[str] | None:
     """Remote URLs of a git repository at `path`; None if it is not one."""
-    import git
+    from comfydock.gitutil import git as _git
+
+    git = _git()
 
     try:
         repo = git.Repo(path)
@@ -96,7 +98,9 @@ def local_changes(env, spec: NodeSpec) -> str | None:
     if not path.exists():
         return None
     if spec.source == "git":
-        import git
+        from comfydock.gitutil import git as _git
+
+        git = _git()
 
         try:
             repo = git.Repo(path)
@@ -127,7 +131,9 @@ def matches_recorded(env, spec: NodeSpec) -> bool:
     if not path.is_dir() or path.is_symlink() or spec.source == "development":
         return False
     if spec.source == "git":
-        import git
+        from comfydock.gitutil import git as _git
+
+        git = _git()
 
         try:
             repo = git.Repo(path)

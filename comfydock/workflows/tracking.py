@@ -3,7 +3,8 @@
 Every `*.json` under `ComfyUI/user/default/workflows/` (subfolders too) is tracked, except what
 `.cec/.comfydock_ignore` excludes with patterns that start with `workflows/`. A workflow's name is
 its path below that folder without `.json` (`portraits/studio`). Its copy in `.cec/workflows/` is
-what gets versioned.
+what gets versioned. A symbolic link (to a file or a folder) is never followed: a workflow linked
+to /etc/passwd would otherwise be committed, exported and shared; `linked_workflows` names them.
 """
 
 from __future__ import annotations
@@ -59,18 +60,47 @@ def _ignore_spec(env):
     return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
-def _walk_json(root: Path) -> dict[str, Path]:
+def _walk_json(root: Path, links: list[str] | None = None) -> dict[str, Path]:
+    """Workflow files below `root` (relative posix path -> file); links are skipped, and their
+    relative paths appended to `links` when given (a folder's with a trailing '/')."""
     found: dict[str, Path] = {}
-    if not root.is_dir():
+    if not root.is_dir() or root.is_symlink():
         return found
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for f in filenames:
+    for dirpath, dirnames, filenames in os.walk(root):  # os.walk never descends into a linked folder
+        here = Path(dirpath)
+        kept = []
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                continue
+            if (here / d).is_symlink():
+                if links is not None:
+                    links.append((here / d).relative_to(root).as_posix() + "/")
+                continue
+            kept.append(d)
+        dirnames[:] = kept
+        for f in sorted(filenames):
             if f.endswith(SUFFIX) and not f.startswith("."):
-                full = Path(dirpath) / f
-                if full.is_file():
+                full = here / f
+                if full.is_symlink():
+                    if links is not None:
+                        links.append(full.relative_to(root).as_posix())
+                elif full.is_file():
                     found[full.relative_to(root).as_posix()] = full
     return found
+
+
+def linked_workflows(root: Path) -> list[str]:
+    """Symbolic links among the workflows below `root` (skipped, never followed): relative paths."""
+    links: list[str] = []
+    _walk_json(root, links)
+    return sorted(links)
+
+
+def read_workflow(path: Path) -> bytes:
+    """A workflow file's bytes, refusing a symbolic link even if one replaced the file since the walk."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 def comfyui_workflows(env) -> dict[str, Path]:
