@@ -206,7 +206,7 @@ def check_uptodate(env) -> bool:
 
 
 # --- reading ComfyUI's output ----------------------------------------------------------------
-_EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning|Failure)|[A-Za-z_][\w.]*Error)(: .*)?$")
+_EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Failure))(: .*)?$")
 _CANNOT_IMPORT = re.compile(r"Cannot import (.+?) module for custom nodes: ?(.*)$")
 _NODE_FAILED = re.compile(r"\(IMPORT FAILED\):\s*(.+?)\s*$")
 _CORE_FAILED = re.compile(r"^IMPORT FAILED: (.+?)\s*$")  # comfy_extras/ and comfy_api_nodes/ modules
