@@ -9,7 +9,7 @@ what ComfyUI said. Downloads GBs on a cold uv cache (PyPI's Linux torch pulls nv
 
 Run, e.g. with copies fetched into /work/.mirror:
     python bench/real_trial.py --comfyui /work/.mirror/Comfy-Org+ComfyUI/repo \\
-        --node /work/.mirror/rgthree+rgthree-comfy/repo \\
+        --node /work/.mirror/rgthree+rgthree-comfy/repo --node /work/.mirror/kijai+ComfyUI-KJNodes/repo \\
         --workdir /tmp/real-trial --uv-cache /tmp/uv-cache --backend pypi
 `--comfyui` is a git directory (bare or not); its HEAD is used. Blobs missing from the copy are
 left out of the checkout and named.
@@ -97,8 +97,10 @@ class Trial:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--comfyui", type=Path, required=True, help="a git directory holding Comfy-Org/ComfyUI")
-    parser.add_argument("--node", type=Path, help="a git directory holding a custom node (e.g. rgthree-comfy)")
-    parser.add_argument("--node-name", default=None)
+    parser.add_argument("--as-of", default=None, help="create --as-of DATE|now (default: the ComfyUI commit's date)")
+    parser.add_argument(
+        "--node", type=Path, action="append", default=[], help="a git directory holding a custom node (repeatable)"
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/comfydock-real-trial"))
     parser.add_argument("--uv-cache", type=Path, default=None, help="uv cache to use (keeps downloads between trials)")
     parser.add_argument("--backend", default="pypi")
@@ -116,16 +118,16 @@ def main() -> int:
     trial = Trial(workspace, opts.uv_cache)
     trial.run("init", "init", str(workspace), "--no-interactive")
     trial.run("config", "config", "comfyui-source", (work / "ComfyUI-src").as_uri())
+    as_of = ["--as-of", opts.as_of] if opts.as_of else []
     create = trial.run(
-        "create", "create", "real", "--python", opts.python, "--comfyui-version", tag, "--torch-backend", opts.backend, "--use"
+        "create",
+        *("create", "real", "--python", opts.python, "--comfyui-version", tag, "--torch-backend", opts.backend, "--use", *as_of),
     )
     if create.returncode:
         return report(trial, None)
-    if opts.node:
-        argv = ["node", "add", opts.node.resolve().as_uri()]
-        if opts.node_name:
-            argv += ["--name", opts.node_name]
-        trial.run("node add", *argv)
+    for node in opts.node:
+        trial.run(f"node add {node.parent.name}", "node", "add", node.resolve().as_uri())
+    trial.run("node check", "node", "check", show=15)
     check = trial.run("check", "check", "--json", show=0)
     result = None
     try:
@@ -134,6 +136,7 @@ def main() -> int:
     except ValueError:
         print(check.stdout[-3000:], check.stderr[-3000:])
     trial.run("check again (up to date)", "check")
+    trial.run("run --quick-test-for-ci --cpu", "run", "--", "--quick-test-for-ci", "--cpu", show=6)
     trial.run("status", "status", show=60)
     return report(trial, result)
 
@@ -141,7 +144,7 @@ def main() -> int:
 def report(trial: Trial, check) -> int:
     print("\n== summary")
     for title, seconds, code in trial.steps:
-        print(f"{title:28s} {seconds:8.1f} s   exit {code}")
+        print(f"{title:36s} {seconds:8.1f} s   exit {code}")
     failed = [title for title, _, code in trial.steps if code]
     print("result:", "PASSED" if not failed else f"FAILED at {', '.join(failed)}")
     return 1 if failed else 0
