@@ -28,6 +28,7 @@ class CreateResult:
     comfyui_commit: str
     python: str
     torch_backend: str | None
+    comfyui_fills: list | None = None  # ComfyUI's undeclared imports added to comfyui-core (undeclared.fill_comfyui_gaps)
 
 
 def create_environment(
@@ -92,6 +93,7 @@ def create_environment(
         report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv", "core_node_types"])
         if not report.ok:
             raise build_failure(report)
+        fills = _fill_comfyui_gaps(env, step, warn)
 
         if populate is not None:
             populate(env)
@@ -101,7 +103,18 @@ def create_environment(
         if use or not ws.active_environment:
             tx.on_undo(partial(ws.set_active, ws.active_environment), "the active environment")
             ws.set_active(name)
-    return CreateResult(env, ref.name, ref.commit, python, backend)
+    return CreateResult(env, ref.name, ref.commit, python, backend, fills)
+
+
+def _fill_comfyui_gaps(env: Environment, step, warn) -> list:
+    """What ComfyUI imports but does not declare, into comfyui-core (the scan needs the synced venv)."""
+    from comfydock.undeclared import fill_comfyui_gaps
+
+    step("Checking ComfyUI's imports against the venv")
+    filled = fill_comfyui_gaps(env)
+    if filled["failed"]:
+        warn(filled["failed"])
+    return filled["added"]
 
 
 @contextmanager

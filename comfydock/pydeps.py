@@ -114,6 +114,17 @@ def migrate_layout(doc, comfyui_requirements: list[str] | None = None) -> bool:
     return True
 
 
+def _tracked_node_groups(doc) -> set[str]:
+    from comfydock.nodes.spec import group_name
+
+    return {group_name(str(node_id)) for node_id in (manifest.section(doc, "nodes") or {})}
+
+
+def core_requirement_array(doc):
+    """The comfyui-core group's list (made when absent)."""
+    return _requirement_array(doc, CORE_GROUP, create=True)
+
+
 def _requirement_array(doc, group: str | None, create: bool):
     if group is None:
         return manifest.array(doc, "project", "dependencies", create=True)
@@ -184,6 +195,13 @@ def _remove(arr, asked: list[Requirement], where: str, command: str = "py remove
 def add_requirements(doc, specs: list[str], group: str | None = None) -> bool:
     reqs = [user_requirement(s) for s in specs]
     group = normalize_group(group) if group else None
+    if group is not None and group.startswith("node-") and group in _tracked_node_groups(doc):
+        # a node's undeclared import ('status' names it): kept through the node's rescans
+        changed = migrate_layout(doc)
+        changed = _upsert(_requirement_array(doc, group, create=True), reqs) or changed
+        for req in reqs:
+            manifest.set_requirement_reason(doc, group, canonicalize_name(req.name), "added with 'comfydock py add'")
+        return changed
     if group is not None and (group == CORE_GROUP or group.startswith("node-")):
         owner = (
             "ComfyUI's requirements (changed by 'comfydock comfyui update')"
@@ -211,6 +229,8 @@ def remove_requirements(doc, specs: list[str], group: str | None = None) -> list
     where = f"dependency group {group!r}" if group else "the environment's direct requirements"
     arr = _requirement_array(doc, group, create=False)
     removed = _remove(arr, asked, where) if arr is not None else []
+    for entry in removed:
+        manifest.set_requirement_reason(doc, group or "user", _name(entry), None)
     missing = sorted({canonicalize_name(r.name) for r in asked} - {_name(r) for r in removed})
     if missing:
         others = {name: [g for g in _required_by(doc, name) if g != (group or "user")] for name in missing}

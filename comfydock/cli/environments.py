@@ -63,6 +63,9 @@ def cmd_create(app: App) -> int:
                 warn=app.warn_text,
             )
     env = result.environment
+    from comfydock.cli.undeclared import render_comfyui_fills
+
+    render_comfyui_fills(app, result.comfyui_fills)
     app.say(
         f"Created environment [bold]{escape(env.name)}[/] (ComfyUI {escape(result.comfyui_ref)}, Python {escape(result.python)}, "
         f"torch {escape(result.torch_backend or 'from PyPI')}) at {escape(str(env.root))}"
@@ -300,6 +303,9 @@ def cmd_status(app: App) -> int:
     from comfydock.cli.adopt import render_drift
 
     render_drift(app, data["drift"])
+    from comfydock.cli.undeclared import render_undeclared_imports
+
+    render_undeclared_imports(app, data["undeclared_imports"])
     up = data.get("upstream")
     if up and up["ahead"] is not None:
         where = f"{up['remote']}/{up['branch']}"

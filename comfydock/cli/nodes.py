@@ -150,6 +150,9 @@ def cmd_node_check(app: App) -> int:
     env = app.env()
     with app.status("Importing custom nodes as ComfyUI does"):
         rows = check_nodes(env, app.args.names or None)
+        from comfydock.undeclared import add_undeclared_imports
+
+        add_undeclared_imports(env, rows)
     failed = [r for r in rows if not r["ok"]]
     if app.json:
         app.print_json(rows)
@@ -157,12 +160,15 @@ def cmd_node_check(app: App) -> int:
     if not rows:
         app.say("No custom nodes to check.")
         return 0
+    from comfydock.cli.undeclared import render_node_undeclared
+
     for r in rows:
         if r["ok"]:
             note = f" [yellow]({escape(r['note'])})[/]" if r.get("note") else ""
             app.out.print(f"[green]✓[/] {escape(r['id'])} (custom_nodes/{escape(r['directory'])}){note}")
         else:
             app.out.print(f"[red]✗[/] {escape(r['id'])} (custom_nodes/{escape(r['directory'])}): {escape(r['error'] or '')}")
+        render_node_undeclared(app, r)
     if failed:
         app.say(
             f"{len(failed)} of {len(rows)} custom nodes fail to import; ComfyUI will list them as IMPORT FAILED "

@@ -33,6 +33,22 @@ COMFYUI_RELEASES = {
     "v0.2.0": "# fixture ComfyUI requirements\ncdfix-alpha>=1.0\ncdfix-gamma\n",
 }
 
+# A ComfyUI version whose code imports a module its requirements.txt does not name (as real
+# ComfyUI v0.3.64's server.py imports requests): tag -> (requirements.txt, files). Made on a
+# branch of its own, and its tag is not a release tag, so the default ComfyUI stays v0.2.0.
+UNDECLARED_TAG = "v0.2.1-undeclared"
+UNDECLARED_SERVER = '''"""Fixture ComfyUI's server: imports cdfix_gamma, which requirements.txt does not name."""
+
+import cdfix_gamma  # undeclared: what comfydock fills into comfyui-core
+
+try:
+    import cdfix_vision  # guarded: optional, never reported
+except ImportError:
+    cdfix_vision = None
+
+GAMMA = cdfix_gamma.__version__
+'''
+
 DEMO_WORKFLOW = {
     "last_node_id": 2,
     "last_link_id": 0,
@@ -112,6 +128,11 @@ def build_comfyui_repo(dest: Path) -> Path:
         repo.create_tag(tag, ref=commit)
     (dest / "README.md").write_text("Fixture ComfyUI: unreleased work on master.\n")
     _commit_all(repo, "Unreleased change after the last tag")
+    repo.git.checkout("-b", "undeclared-imports")
+    (dest / "requirements.txt").write_text("# fixture ComfyUI requirements\ncdfix-alpha>=1.0\n")
+    (dest / "server.py").write_text(UNDECLARED_SERVER)
+    repo.create_tag(UNDECLARED_TAG, ref=_commit_all(repo, f"Release {UNDECLARED_TAG}: server.py imports cdfix_gamma"))
+    repo.git.checkout("master")
     return dest
 
 
