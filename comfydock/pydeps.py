@@ -296,6 +296,75 @@ def locked_versions(uv_lock_text: str | None, environment: dict | None = None) -
     return versions
 
 
+def synced_versions(uv_lock_text: str | None, environment: dict, extra: str | None = None) -> dict[str, str] | None:
+    """Package -> version of what `uv sync --extra EXTRA` (every default group) installs on this
+    machine: uv.lock's graph walked from the project's own entry, each dependency edge's marker
+    evaluated against `environment` (a `sys_platform == 'win32'` edge is not taken on Linux; uv
+    writes a conflicting extra as `extra == 'extra-<len>-<project>-<extra>'`). None when the lock
+    has no project entry to start from."""
+    packages = [p for p in manifest.uv_lock_packages(uv_lock_text) if isinstance(p.get("name"), str)]
+    by_name: dict[str, list[dict]] = {}
+    for package in packages:
+        by_name.setdefault(canonicalize_name(package["name"]), []).append(package)
+    roots = [
+        p for p in packages if isinstance(p.get("source"), dict) and "." in (p["source"].get("virtual"), p["source"].get("editable"))
+    ]
+    if not roots:
+        return None
+    root = roots[0]
+    project = canonicalize_name(root["name"])
+    env = dict(environment)
+    env["extra"] = f"extra-{len(project)}-{project}-{extra}" if extra else ""
+
+    def taken(edge) -> bool:
+        marker = edge.get("marker")
+        if not marker:
+            return True
+        from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
+
+        try:
+            return Marker(str(marker)).evaluate(env)
+        except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
+            return True  # a marker we cannot read (uv's group markers): counted as installed
+
+    def target(edge) -> dict | None:
+        candidates = by_name.get(canonicalize_name(str(edge.get("name", ""))), [])
+        if "version" in edge:
+            candidates = [c for c in candidates if str(c.get("version")) == str(edge["version"])] or candidates
+        return candidates[0] if len(candidates) >= 1 else None
+
+    def edges(package, extras=()) -> list:
+        found = list(package.get("dependencies", []) or [])
+        optional = package.get("optional-dependencies") or {}
+        for name in extras:
+            found += optional.get(name, []) or []
+        return [e for e in found if isinstance(e, dict)]
+
+    start = list(root.get("dependencies", []) or [])
+    for group in (root.get("dev-dependencies") or {}).values():
+        start += group or []
+    if extra:
+        start += (root.get("optional-dependencies") or {}).get(extra, []) or []
+    versions: dict[str, str] = {}
+    seen: set[tuple] = set()
+    todo = [e for e in start if isinstance(e, dict)]
+    while todo:
+        edge = todo.pop()
+        if not taken(edge):
+            continue
+        package = target(edge)
+        if package is None:
+            continue
+        extras = tuple(sorted(str(x) for x in (edge.get("extra") or [])))
+        key = (package["name"], str(package.get("version")), extras)
+        if key in seen:
+            continue
+        seen.add(key)
+        versions[canonicalize_name(package["name"])] = str(package.get("version", ""))
+        todo.extend(edges(package, extras))
+    return versions
+
+
 @dataclass
 class RequirementRow:
     requirement: str

@@ -23,6 +23,11 @@ FIXTURE_WHEELS: dict[str, dict[str, list[str]]] = {
     # opencv-python-headless both installing cv2)
     "cdfix-vision": {"1.0": []},
     "cdfix-vision-headless": {"1.0": []},
+    # a dependency only Windows installs (like colorama under tqdm/click), and setuptools (like
+    # torch's): uv.lock lists both, a Linux sync installs only setuptools
+    "cdfix-delta": {"1.0": ['cdfix-winonly; sys_platform == "win32"', "setuptools"]},
+    "cdfix-winonly": {"1.0": []},
+    "setuptools": {"0.0.1": []},  # a stand-in (tests never reach PyPI); installs a module 'setuptools'
 }
 # distributions whose import name is not their own name with '-' -> '_'
 FIXTURE_MODULES = {"cdfix-vision-headless": "cdfix_vision"}
