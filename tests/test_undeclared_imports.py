@@ -139,3 +139,23 @@ def test_comfyui_update_drops_the_fill_when_the_next_version_needs_none(workspac
     assert [str(x) for x in doc["dependency-groups"]["comfyui-core"]] == ["cdfix-alpha>=1.0"]
     assert "requirement_reasons" not in doc["tool"]["comfydock"]
     assert run_cli("status", "-e", "gap", "--json").json["undeclared_imports"]["owners"] == []
+
+
+def test_status_names_a_comfyui_gap_and_its_hint_fills_it(workspace, run_cli):
+    assert run_cli("create", "gap", "--comfyui-version", UNDECLARED_TAG, "--torch-backend", "cpu").code == 0
+    env = Environment.open(workspace, "gap")
+    doc = tomlkit.parse(env.pyproject_path.read_text())  # as an environment made before the fill
+    doc["dependency-groups"]["comfyui-core"] = ["cdfix-alpha>=1.0"]
+    del doc["tool"]["comfydock"]["requirement_reasons"]
+    env.pyproject_path.write_text(tomlkit.dumps(doc))
+    assert run_cli("build", "-e", "gap").code == 0
+
+    [owner] = run_cli("status", "-e", "gap", "--json").json["undeclared_imports"]["owners"]
+    assert owner["owner"] == "comfyui" and owner["imports"][0]["where"] == "server.py:3"
+    assert owner["fix"] == f"comfydock comfyui update {UNDECLARED_TAG}"
+    assert "ComfyUI imports what nothing installs: cdfix_gamma (server.py:3)" in run_cli("status", "-e", "gap").out
+    result = run_cli(*owner["fix"].split()[1:], "-e", "gap")  # the hint, as the user types it
+    assert result.code == 0, result.err
+    assert run_cli("status", "-e", "gap", "--json").json["undeclared_imports"]["owners"] == []
+    reasons = tomlkit.parse(env.pyproject_path.read_text())["tool"]["comfydock"]["requirement_reasons"]
+    assert "server.py:3" in reasons["comfyui-core"]["cdfix-gamma"]
