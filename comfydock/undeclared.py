@@ -18,7 +18,6 @@ from comfydock.import_scan import Provided, TreeScan, UndeclaredImport
 
 CACHE_FILE = "undeclared-imports.json"
 CORE_OWNER = "comfyui"
-REASONS_SECTION = "requirement-reasons"
 
 
 def _cache_path(env):
@@ -136,8 +135,9 @@ def node_fix(spec, found: list[UndeclaredImport]) -> str:
 
 
 def comfyui_fix(env) -> str:
-    version = env.info().get("comfyui_version") or env.info().get("comfyui_commit") or ""
-    return f"comfydock comfyui update {version}".strip()
+    """'comfyui update' to the version it is at fills ComfyUI's gaps (comfyui_update._fill_only)."""
+    info = env.info()
+    return f"comfydock comfyui update {info.get('comfyui_version') or info.get('comfyui_commit') or ''}".strip()
 
 
 def undeclared_imports_status(env) -> dict:
@@ -197,19 +197,13 @@ def fill_comfyui_gaps(env, *, listener=None) -> dict:
     saved = {p: p.read_bytes() for p in (env.pyproject_path, env.uv_lock_path) if p.exists()}
     doc = env.manifest()
     core = pydeps.core_requirement_array(doc)
-    reasons = manifest.section(doc, "requirement-reasons", create=True)
-    core_reasons = reasons.get(pydeps.CORE_GROUP)
-    if not hasattr(core_reasons, "get"):
-        import tomlkit
-
-        reasons[pydeps.CORE_GROUP] = tomlkit.table()
-        core_reasons = reasons[pydeps.CORE_GROUP]
     added = []
     for gap in gaps:
         if gap.package not in [str(x) for x in core]:
             core.append(gap.package)
-        core_reasons[gap.package] = comfyui_gap_reason(env, gap)
-        added.append(gap.to_json() | {"reason": core_reasons[gap.package]})
+        reason = comfyui_gap_reason(env, gap)
+        manifest.set_requirement_reason(doc, pydeps.CORE_GROUP, gap.package, reason)
+        added.append(gap.to_json() | {"reason": reason})
     core.multiline(True)
     manifest.save(env.pyproject_path, doc)
     try:
@@ -229,8 +223,5 @@ def fill_comfyui_gaps(env, *, listener=None) -> dict:
 def drop_comfyui_fills(doc) -> None:
     """comfyui update: the previous version's fills go with its requirements (filled again after
     the sync if the new version still needs them)."""
-    reasons = manifest.section(doc, "requirement-reasons")
-    if reasons is not None and "comfyui-core" in reasons:
-        del reasons["comfyui-core"]
-        if not reasons:
-            manifest.drop_section(doc, "requirement-reasons")
+    for package in manifest.requirement_reasons(doc, "comfyui-core"):
+        manifest.set_requirement_reason(doc, "comfyui-core", package, None)
