@@ -801,20 +801,34 @@ def _same_version(a: str, b: str) -> bool:
         return a == b
 
 
+def _synced_packages(env) -> dict[str, str]:
+    """What the last sync installed (package -> version): uv.lock's packages this machine takes
+    (dependency markers evaluated for the venv's Python and this platform, this machine's torch
+    extra), without the project itself and without pip/setuptools (left out on both sides)."""
+    from packaging.utils import canonicalize_name
+
+    from comfydock.pydeps import synced_versions
+
+    doc = env.manifest_data()
+    text = env.uv_lock_text()
+    project = canonicalize_name(manifest.project_name(doc))
+    versions = synced_versions(text, env.marker_environment(doc), env.synced_torch_extra())
+    if versions is None:  # no project entry to walk from: every package the lock has for this fork
+        versions = env.locked_versions(doc, text)
+    return {k: v for k, v in versions.items() if k != project and k not in _TOOLING}
+
+
 def drift(env) -> dict:
     """What changed behind comfydock's back: node directories no manifest entry owns (with the
     evidence adopt --here would act on), and venv distributions that differ from uv.lock (only
     when the venv was synced to this uv.lock; otherwise the difference is a pending build)."""
-    from packaging.utils import canonicalize_name
-
     from comfydock.nodes.operations import untracked_directories
 
     nodes = [classify_node(env.custom_nodes_dir / d, d).to_json() for d in untracked_directories(env)]
     packages: dict = {"checked": False, "added": [], "removed": [], "other_version": []}
     try:
         in_sync = env.venv_in_sync()
-        project = canonicalize_name(manifest.project_name(env.manifest_data()))
-        locked = {k: v for k, v in env.locked_versions().items() if k != project} if in_sync else {}
+        locked = _synced_packages(env) if in_sync else {}
     except (OSError, ValueError, ComfydockError):  # a damaged uv.lock or manifest: status reports those
         in_sync = False
     if in_sync:
@@ -862,7 +876,14 @@ def adopt_here(env, *, listener=None, on_wait=None, step=lambda message: None) -
         findings = [classify_node(env.custom_nodes_dir / n["directory"], n["directory"]) for n in found["nodes"]]
         extra = [p for p in found["packages"]["added"] if p["name"] not in TORCH_PACKAGES]
         report: dict = {"nodes": [], "packages": {"added": [], "left_to_the_lock": found["packages"]["other_version"]}}
+        # what tracking cannot keep (a package missing or at another version than uv.lock's, a torch
+        # build installed by hand) is put back by syncing the venv to uv.lock
+        restore = _restored_by_sync(found["packages"], extra)
+        report["packages"]["restored"] = restore
         if not findings and not extra:
+            if restore:
+                step("Syncing the venv to uv.lock")
+                _sync_venv_again(env)
             return report
         doc = env.manifest()
         with env.transaction() as tx:  # any failure, Ctrl-C included, puts everything back
@@ -906,5 +927,25 @@ def adopt_here(env, *, listener=None, on_wait=None, step=lambda message: None) -
             result = engine.build(env, targets, listener=listener)
             if not result.ok:
                 raise build_failure(result)
+            if restore and not any(e.task == "sync_venv" and e.status == "ran" for e in result.events):
+                _sync_venv_again(env)
         report["build"] = result.to_json()
     return report
+
+
+def _restored_by_sync(packages: dict, tracked: list[dict]) -> list[str]:
+    """Drift lines a sync to uv.lock puts back (everything adopt does not track as a requirement)."""
+    kept = {p["name"] for p in tracked}
+    lines = [f"{p['name']} {p['version']}" for p in packages["removed"]]
+    lines += [f"{p['name']} {p['version']} -> {p['locked']}" for p in packages["other_version"]]
+    lines += [f"{p['name']} {p['version']} (removed)" for p in packages["added"] if p["name"] not in kept]
+    return lines
+
+
+def _sync_venv_again(env) -> None:
+    """uv sync to the current uv.lock even though the marker says the venv is synced to it."""
+    from comfydock import uv_runner
+
+    extra = env.torch_extra()
+    uv_runner.uv_sync(env.workspace, env.cec_dir, env.venv_dir, extra)
+    env.record_venv_synced(extra)

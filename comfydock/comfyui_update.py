@@ -26,14 +26,19 @@ class ComfyUIUpdate:
     requirements_removed: list[str]
     build: dict | None = None
     resolution: dict | None = None  # resolution.info() after the update (as_of None: no cutoff)
+    comfyui_fills: list | None = None  # ComfyUI's undeclared imports added to comfyui-core (with reasons)
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
 def _set_core_requirements(doc, requirements: list[str]) -> tuple[list[str], list[str]]:
-    """Replace ComfyUI's own requirements (the comfyui-core group); returns (added, removed)."""
+    """Replace ComfyUI's own requirements (the comfyui-core group); returns (added, removed).
+    The previous version's undeclared-import fills go too (filled again after the sync if needed)."""
+    from comfydock.undeclared import drop_comfyui_fills
+
     pydeps.migrate_layout(doc, requirements)
+    drop_comfyui_fills(doc)
     groups = manifest.dependency_groups(doc)
     key = next(k for k in groups if k == pydeps.CORE_GROUP or k.lower() == pydeps.CORE_GROUP)
     before = [str(x) for x in groups[key]]
@@ -58,7 +63,7 @@ def update_comfyui(env, ref: str | None = None, *, force: bool = False, listener
         current = comfyui.head_commit(env.comfyui_dir)
         result = ComfyUIUpdate(info.get("comfyui_version"), current, target.name, target.commit, current != target.commit, [], [])
         if not result.changed and info.get("comfyui_commit") == target.commit:
-            return result
+            return _fill_only(env, result, listener, warn)
         with env.transaction() as tx:
             engine.guard_manifest(env, tx)  # the venv is re-synced last, after the files are back
             if current != target.commit:
@@ -80,6 +85,7 @@ def update_comfyui(env, ref: str | None = None, *, force: bool = False, listener
             if not report.ok:
                 raise build_failure(report)
             result.build = report.to_json()
+            result.comfyui_fills = _fill(env, listener, warn)
             result.resolution = resolution.info(env.manifest_data())
         return result
 
@@ -94,3 +100,26 @@ def _move_resolution_date(env, doc, target) -> None:
     date = commit_date(env.comfyui_dir, target.commit)
     if date is not None:
         resolution.record(doc, date, f"ComfyUI {target.name} commit", date)
+
+
+def _fill(env, listener, warn) -> list:
+    from comfydock.undeclared import fill_comfyui_gaps
+
+    filled = fill_comfyui_gaps(env, listener=listener)
+    if filled["failed"]:
+        warn(filled["failed"])
+    return filled["added"]
+
+
+def _fill_only(env, result: ComfyUIUpdate, listener, warn) -> ComfyUIUpdate:
+    """Already at `ref`: only ComfyUI's undeclared imports are filled in (what 'status' hints)."""
+    from comfydock import engine
+    from comfydock.undeclared import find_undeclared
+
+    found = find_undeclared(env, [], comfyui=True)
+    if not (found and found["comfyui"]):
+        return result
+    with env.transaction() as tx:
+        engine.guard_manifest(env, tx)
+        result.comfyui_fills = _fill(env, listener, warn)
+    return result

@@ -30,6 +30,7 @@ class CreateResult:
     python: str
     torch_backend: str | None
     resolution: dict | None = None  # resolution.info(): the date, its source, packages allowed newer
+    comfyui_fills: list | None = None  # ComfyUI's undeclared imports added to comfyui-core (undeclared.fill_comfyui_gaps)
 
 
 def create_environment(
@@ -108,6 +109,7 @@ def create_environment(
         report = engine.build(env, ["update_manifest", "lock_deps", "sync_venv", "core_node_types"])
         if not report.ok:
             raise build_failure(report)
+        fills = _fill_comfyui_gaps(env, step, warn)
 
         if populate is not None:
             populate(env)
@@ -117,7 +119,18 @@ def create_environment(
         if use or not ws.active_environment:
             tx.on_undo(partial(ws.set_active, ws.active_environment), "the active environment")
             ws.set_active(name)
-    return CreateResult(env, ref.name, ref.commit, python, backend, resolution.info(env.manifest_data()))
+    return CreateResult(env, ref.name, ref.commit, python, backend, resolution.info(env.manifest_data()), fills)
+
+
+def _fill_comfyui_gaps(env: Environment, step, warn) -> list:
+    """What ComfyUI imports but does not declare, into comfyui-core (the scan needs the synced venv)."""
+    from comfydock.undeclared import fill_comfyui_gaps
+
+    step("Checking ComfyUI's imports against the venv")
+    filled = fill_comfyui_gaps(env)
+    if filled["failed"]:
+        warn(filled["failed"])
+    return filled["added"]
 
 
 @contextmanager

@@ -332,6 +332,9 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "required-models": ("tool", "comfydock", "models", "required"),
     "node-choices": ("tool", "comfydock", "node_choices"),  # answers for ambiguous node types
     "legacy-python": ("tool", "comfydock", "python"),  # before comfyui-core: user_added names
+    # group -> {package: why}: requirements comfydock or the user added to a group whose lines
+    # otherwise come from a file (ComfyUI's undeclared imports in comfyui-core, a node's group)
+    "requirement-reasons": ("tool", "comfydock", "requirement_reasons"),
 }
 # tables written as super-tables (their header never appears on its own)
 _SUPER = {("tool",), ("tool", "comfydock"), ("tool", "comfydock", "workflows"), ("tool", "comfydock", "models")}
@@ -407,6 +410,36 @@ def user_requirements(doc) -> list[str]:
 def dependency_groups(doc) -> dict:
     """[dependency-groups] (empty when absent)."""
     return section(doc, "dependency-groups") or {}
+
+
+def requirement_reasons(doc, group: str) -> dict[str, str]:
+    """Package -> why, for the requirements added to `group` beside its file's (see SECTIONS)."""
+    table = (section(doc, "requirement-reasons") or {}).get(group)
+    if not hasattr(table, "items"):
+        return {}
+    return {str(k): str(v) for k, v in table.items() if isinstance(v, str)}
+
+
+def set_requirement_reason(doc, group: str, package: str, reason: str | None) -> None:
+    """Record (or with None, forget) why `package` was added to `group`."""
+    reasons = section(doc, "requirement-reasons", create=reason is not None)
+    if reasons is None:
+        return
+    table = reasons.get(group)
+    if not hasattr(table, "get"):
+        if reason is None:
+            return
+        reasons[group] = tomlkit.table()
+        table = reasons[group]
+    if reason is None:
+        if package in table:
+            del table[package]
+        if not table:
+            del reasons[group]
+        if not reasons:
+            drop_section(doc, "requirement-reasons")
+    else:
+        table[package] = reason
 
 
 def project_name(doc) -> str:

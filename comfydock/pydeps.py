@@ -114,6 +114,17 @@ def migrate_layout(doc, comfyui_requirements: list[str] | None = None) -> bool:
     return True
 
 
+def _tracked_node_groups(doc) -> set[str]:
+    from comfydock.nodes.spec import group_name
+
+    return {group_name(str(node_id)) for node_id in (manifest.section(doc, "nodes") or {})}
+
+
+def core_requirement_array(doc):
+    """The comfyui-core group's list (made when absent)."""
+    return _requirement_array(doc, CORE_GROUP, create=True)
+
+
 def _requirement_array(doc, group: str | None, create: bool):
     if group is None:
         return manifest.array(doc, "project", "dependencies", create=True)
@@ -184,6 +195,13 @@ def _remove(arr, asked: list[Requirement], where: str, command: str = "py remove
 def add_requirements(doc, specs: list[str], group: str | None = None) -> bool:
     reqs = [user_requirement(s) for s in specs]
     group = normalize_group(group) if group else None
+    if group is not None and group.startswith("node-") and group in _tracked_node_groups(doc):
+        # a node's undeclared import ('status' names it): kept through the node's rescans
+        changed = migrate_layout(doc)
+        changed = _upsert(_requirement_array(doc, group, create=True), reqs) or changed
+        for req in reqs:
+            manifest.set_requirement_reason(doc, group, canonicalize_name(req.name), "added with 'comfydock py add'")
+        return changed
     if group is not None and (group == CORE_GROUP or group.startswith("node-")):
         owner = (
             "ComfyUI's requirements (changed by 'comfydock comfyui update')"
@@ -211,6 +229,8 @@ def remove_requirements(doc, specs: list[str], group: str | None = None) -> list
     where = f"dependency group {group!r}" if group else "the environment's direct requirements"
     arr = _requirement_array(doc, group, create=False)
     removed = _remove(arr, asked, where) if arr is not None else []
+    for entry in removed:
+        manifest.set_requirement_reason(doc, group or "user", _name(entry), None)
     missing = sorted({canonicalize_name(r.name) for r in asked} - {_name(r) for r in removed})
     if missing:
         others = {name: [g for g in _required_by(doc, name) if g != (group or "user")] for name in missing}
@@ -273,6 +293,75 @@ def locked_versions(uv_lock_text: str | None, environment: dict | None = None) -
         if environment is not None and markers and not any(_marker_matches(m, environment) for m in markers):
             continue  # locked for another fork
         versions[canonicalize_name(package["name"])] = str(package.get("version", ""))
+    return versions
+
+
+def synced_versions(uv_lock_text: str | None, environment: dict, extra: str | None = None) -> dict[str, str] | None:
+    """Package -> version of what `uv sync --extra EXTRA` (every default group) installs on this
+    machine: uv.lock's graph walked from the project's own entry, each dependency edge's marker
+    evaluated against `environment` (a `sys_platform == 'win32'` edge is not taken on Linux; uv
+    writes a conflicting extra as `extra == 'extra-<len>-<project>-<extra>'`). None when the lock
+    has no project entry to start from."""
+    packages = [p for p in manifest.uv_lock_packages(uv_lock_text) if isinstance(p.get("name"), str)]
+    by_name: dict[str, list[dict]] = {}
+    for package in packages:
+        by_name.setdefault(canonicalize_name(package["name"]), []).append(package)
+    roots = [
+        p for p in packages if isinstance(p.get("source"), dict) and "." in (p["source"].get("virtual"), p["source"].get("editable"))
+    ]
+    if not roots:
+        return None
+    root = roots[0]
+    project = canonicalize_name(root["name"])
+    env = dict(environment)
+    env["extra"] = f"extra-{len(project)}-{project}-{extra}" if extra else ""
+
+    def taken(edge) -> bool:
+        marker = edge.get("marker")
+        if not marker:
+            return True
+        from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
+
+        try:
+            return Marker(str(marker)).evaluate(env)
+        except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
+            return True  # a marker we cannot read (uv's group markers): counted as installed
+
+    def target(edge) -> dict | None:
+        candidates = by_name.get(canonicalize_name(str(edge.get("name", ""))), [])
+        if "version" in edge:
+            candidates = [c for c in candidates if str(c.get("version")) == str(edge["version"])] or candidates
+        return candidates[0] if len(candidates) >= 1 else None
+
+    def edges(package, extras=()) -> list:
+        found = list(package.get("dependencies", []) or [])
+        optional = package.get("optional-dependencies") or {}
+        for name in extras:
+            found += optional.get(name, []) or []
+        return [e for e in found if isinstance(e, dict)]
+
+    start = list(root.get("dependencies", []) or [])
+    for group in (root.get("dev-dependencies") or {}).values():
+        start += group or []
+    if extra:
+        start += (root.get("optional-dependencies") or {}).get(extra, []) or []
+    versions: dict[str, str] = {}
+    seen: set[tuple] = set()
+    todo = [e for e in start if isinstance(e, dict)]
+    while todo:
+        edge = todo.pop()
+        if not taken(edge):
+            continue
+        package = target(edge)
+        if package is None:
+            continue
+        extras = tuple(sorted(str(x) for x in (edge.get("extra") or [])))
+        key = (package["name"], str(package.get("version")), extras)
+        if key in seen:
+            continue
+        seen.add(key)
+        versions[canonicalize_name(package["name"])] = str(package.get("version", ""))
+        todo.extend(edges(package, extras))
     return versions
 
 

@@ -13,6 +13,7 @@ from comfydock.torch_backend import detect_torch_backend, resolve_torch_backend
 
 def status(env: Environment) -> dict:
     from comfydock.adopt import drift
+    from comfydock.undeclared import undeclared_imports_status
     from comfydock.pydeps import group_counts
     from comfydock.versioning import manifest_changes  # commit's module: only this function of it
 
@@ -80,6 +81,7 @@ def status(env: Environment) -> dict:
         "module_clashes": env.module_clashes(),
         "upstream": upstream_status(env),  # ahead/behind as of the last fetch (no network)
         "drift": drift(env),
+        "undeclared_imports": undeclared_imports_status(env),  # comfydock.undeclared
         **workflows,
         **comfyui_check_status(env),
     }

@@ -367,3 +367,184 @@ def test_adopt_here_tracks_a_second_clone_of_a_tracked_node_as_development(env, 
     tracked = tracked_nodes(env.manifest())
     assert tracked["Another"].source == "development" and tracked["ComfyUI-Git-Node"].source == "git"
     assert (env.custom_nodes_dir / "Another" / "__init__.py").exists()
+
+
+def test_no_drift_after_create_for_platform_only_dependencies_and_setuptools(workspace, run_cli):
+    env_dir = workspace.environments_dir / "main"
+    assert run_cli("create", "main", "--torch-backend", "cpu").code == 0
+    assert run_cli("py", "add", "cdfix-delta").code == 0
+    from comfydock.environment import Environment
+
+    env = Environment.open(workspace, "main")
+    lock = env.uv_lock_path.read_text()
+    assert "sys_platform == 'win32'" in lock and 'name = "cdfix-winonly"' in lock and 'name = "setuptools"' in lock
+    assert (env_dir / ".venv").is_dir() and venv_has(env, "cdfix_winonly") is None
+    drift = run_cli("status", "--json").json["drift"]["packages"]
+    assert drift["checked"] and (drift["added"], drift["removed"], drift["other_version"]) == ([], [], [])
+    assert "Venv differs" not in run_cli("status").out
+
+
+def test_the_drift_hint_when_followed_removes_the_drift(env, fixture_assets, run_cli):
+    from comfydock import uv_runner
+
+    def pip(*args):
+        subprocess.run([uv_runner.uv_bin(), "pip", *args, "-q", "--python", str(env.python)], check=True)
+
+    pip("install", "--no-index", "--find-links", str(fixture_assets["wheels"]), "cdfix-vision==1.0")
+    pip("install", "--no-index", "--find-links", str(fixture_assets["wheels"]), "cdfix-alpha==1.5")
+    pip("uninstall", "cdfix-gamma")
+    text = run_cli("status").out
+    assert "Venv differs from uv.lock: +cdfix-vision 1.0, -cdfix-gamma 0.2, cdfix-alpha 1.5 (uv.lock: 2.0)" in text
+    hint = next(line for line in text.splitlines() if "adopt --here" in line)
+    assert "keeps the added packages as your requirements and puts uv.lock's versions back" in hint
+    assert run_cli("adopt", "--here").code == 0  # the hinted command
+    drift = run_cli("status", "--json").json["drift"]["packages"]
+    assert (drift["added"], drift["removed"], drift["other_version"]) == ([], [], [])
+    assert venv_has(env, "cdfix_alpha") == "2.0" and venv_has(env, "cdfix_gamma") == "0.2"
+
+
+def test_adopt_here_puts_back_a_package_removed_behind_its_back(env, run_cli):
+    from comfydock import uv_runner
+
+    subprocess.run([uv_runner.uv_bin(), "pip", "uninstall", "-q", "--python", str(env.python), "cdfix-gamma"], check=True)
+    assert "Run 'comfydock adopt --here': it puts uv.lock's versions back" in run_cli("status").out
+    result = run_cli("adopt", "--here")
+    assert result.code == 0 and "Venv synced to uv.lock again: cdfix-gamma 0.2" in result.out
+    assert venv_has(env, "cdfix_gamma") == "0.2"
+    assert "Venv differs" not in run_cli("status").out
+
+
+# uv 0.13's lock of a manifest with two conflicting torch extras (cpu pins cdfix-alpha 1.0, cu
+# pins 2.0 and adds cdfix-vision) and a dependency only Windows installs
+_FORKED_LOCK = """version = 1
+revision = 5
+requires-python = "==3.11.*"
+conflicts = [[
+    { package = "comfydock-env-main", extra = "torch-cpu" },
+    { package = "comfydock-env-main", extra = "torch-cu" },
+]]
+
+[[package]]
+name = "cdfix-alpha"
+version = "1.0"
+source = { registry = "../wheels" }
+wheels = [
+    { path = "cdfix_alpha-1.0-py3-none-any.whl" },
+]
+
+[[package]]
+name = "cdfix-alpha"
+version = "2.0"
+source = { registry = "../wheels" }
+wheels = [
+    { path = "cdfix_alpha-2.0-py3-none-any.whl" },
+]
+
+[[package]]
+name = "cdfix-beta"
+version = "1.0"
+source = { registry = "../wheels" }
+dependencies = [
+    { name = "cdfix-alpha", version = "1.0", source = { registry = "../wheels" }, marker = "extra == 'extra-18-comfydock-env-main-torch-cpu'" },
+]
+wheels = [
+    { path = "cdfix_beta-1.0-py3-none-any.whl" },
+]
+
+[[package]]
+name = "cdfix-beta"
+version = "2.0"
+source = { registry = "../wheels" }
+dependencies = [
+    { name = "cdfix-alpha", version = "2.0", source = { registry = "../wheels" }, marker = "extra != 'extra-18-comfydock-env-main-torch-cpu' or extra == 'extra-18-comfydock-env-main-torch-cu'" },
+]
+wheels = [
+    { path = "cdfix_beta-2.0-py3-none-any.whl" },
+]
+
+[[package]]
+name = "cdfix-delta"
+version = "1.0"
+source = { registry = "../wheels" }
+dependencies = [
+    { name = "cdfix-winonly", marker = "sys_platform == 'win32'" },
+]
+wheels = [
+    { path = "cdfix_delta-1.0-py3-none-any.whl" },
+]
+
+[[package]]
+name = "cdfix-vision"
+version = "1.0"
+source = { registry = "../wheels" }
+wheels = [
+    { path = "cdfix_vision-1.0-py3-none-any.whl" },
+]
+
+[[package]]
+name = "cdfix-winonly"
+version = "1.0"
+source = { registry = "../wheels" }
+wheels = [
+    { path = "cdfix_winonly-1.0-py3-none-any.whl" },
+]
+
+[[package]]
+name = "comfydock-env-main"
+version = "0.0.0"
+source = { virtual = "." }
+default-groups = "all"
+
+[package.optional-dependencies]
+torch-cpu = [
+    { name = "cdfix-alpha", version = "1.0", source = { registry = "../wheels" } },
+]
+torch-cu = [
+    { name = "cdfix-alpha", version = "2.0", source = { registry = "../wheels" } },
+    { name = "cdfix-vision" },
+]
+
+[package.dev-dependencies]
+comfyui-core = [
+    { name = "cdfix-alpha", version = "1.0", source = { registry = "../wheels" }, marker = "extra == 'extra-18-comfydock-env-main-torch-cpu'" },
+    { name = "cdfix-alpha", version = "2.0", source = { registry = "../wheels" }, marker = "extra != 'extra-18-comfydock-env-main-torch-cpu' or extra == 'extra-18-comfydock-env-main-torch-cu'" },
+    { name = "cdfix-delta" },
+]
+node-x = [
+    { name = "cdfix-beta", version = "1.0", source = { registry = "../wheels" }, marker = "extra == 'extra-18-comfydock-env-main-torch-cpu'" },
+    { name = "cdfix-beta", version = "2.0", source = { registry = "../wheels" }, marker = "extra != 'extra-18-comfydock-env-main-torch-cpu' or extra == 'extra-18-comfydock-env-main-torch-cu'" },
+]
+
+[package.metadata]
+requires-dist = [
+    { name = "cdfix-alpha", marker = "extra == 'torch-cpu'", specifier = "==1.0" },
+    { name = "cdfix-alpha", marker = "extra == 'torch-cu'", specifier = "==2.0" },
+    { name = "cdfix-vision", marker = "extra == 'torch-cu'" },
+]
+provides-extras = ["torch-cpu", "torch-cu"]
+
+[package.metadata.requires-dev]
+comfyui-core = [
+    { name = "cdfix-alpha" },
+    { name = "cdfix-delta" },
+]
+node-x = [{ name = "cdfix-beta" }]
+"""
+
+
+def test_what_a_sync_installs_follows_dependency_markers_and_the_synced_extra():
+    from pathlib import Path
+
+    from comfydock.pydeps import synced_versions
+    from comfydock.uv_runner import marker_environment
+
+    linux = marker_environment(Path("/nonexistent"), "3.11.7") | {"sys_platform": "linux"}
+    cpu = {"cdfix-alpha": "1.0", "cdfix-beta": "1.0", "cdfix-delta": "1.0"}
+    assert synced_versions(_FORKED_LOCK, linux, "torch-cpu") == cpu
+    assert synced_versions(_FORKED_LOCK, linux, "torch-cu") == {
+        "cdfix-alpha": "2.0",
+        "cdfix-beta": "2.0",
+        "cdfix-delta": "1.0",
+        "cdfix-vision": "1.0",
+    }
+    assert synced_versions(_FORKED_LOCK, linux | {"sys_platform": "win32"}, "torch-cpu") == cpu | {"cdfix-winonly": "1.0"}

@@ -101,7 +101,7 @@ def _adopt_here(app: App) -> int:
     if app.json:
         app.print_json(report)
         return 0
-    if not report["nodes"] and not report["packages"]["added"]:
+    if not report["nodes"] and not report["packages"]["added"] and not report["packages"].get("restored"):
         app.out.print("No drift: every node directory is tracked and the venv matches uv.lock.")
         return 0
     for n in report["nodes"]:
@@ -112,8 +112,8 @@ def _adopt_here(app: App) -> int:
             app.out.print(f"custom_nodes/{e(n['directory'])} tracked as a {e(n['kind'])} node ({e(n['evidence'])}{why})")
     for spec in report["packages"]["added"]:
         app.out.print(f"{e(spec)} added as your requirement")
-    for r in report["packages"]["left_to_the_lock"]:
-        app.out.print(f"{e(r['name'])} {e(r['version'])} -> {e(r['locked'])}: uv.lock's version kept")
+    if report["packages"].get("restored"):
+        app.out.print("Venv synced to uv.lock again: " + e(", ".join(report["packages"]["restored"])))
     app.say("Save it as a version with: comfydock commit")
     return 0
 
@@ -131,7 +131,21 @@ def render_drift(app: App, drift: dict) -> None:
     if changes:
         out.print("[yellow]Venv differs from uv.lock:[/] " + e(", ".join(changes)))
     if drift["nodes"] or changes:
-        out.print("Track it with 'comfydock adopt --here' (the next venv sync removes packages uv.lock does not list)")
+        out.print(_drift_hint(drift))
+
+
+def _drift_hint(drift: dict) -> str:
+    """What 'adopt --here' will do about this drift (it tracks nodes and added packages, and
+    syncs the venv back to uv.lock for missing packages and other versions)."""
+    pk = drift["packages"]
+    does = []
+    if drift["nodes"]:
+        does.append("tracks the node directories")
+    if pk["added"]:
+        does.append("keeps the added packages as your requirements")
+    if pk["removed"] or pk["other_version"]:
+        does.append("puts uv.lock's versions back")
+    return f"Run 'comfydock adopt --here': it {' and '.join(does)}"
 
 
 def register(sub) -> None:

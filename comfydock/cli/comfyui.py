@@ -13,12 +13,15 @@ def cmd_comfyui_update(app: App) -> int:
     env = app.env()
     with app.status(f"Moving ComfyUI to {args.ref or 'the newest release'}") as spinner:
         result = update_comfyui(
-            env, args.ref, force=args.force, listener=app.task_listener(spinner), on_wait=app.lock_wait_note, warn=app.warn
+            env, args.ref, force=args.force, listener=app.task_listener(spinner), on_wait=app.lock_wait_note, warn=app.warn_text
         )
     log.info("comfyui update %s: %s", env.name, result.to_json())
     if app.json:
         app.print_json(result.to_json())
         return 0
+    from comfydock.cli.undeclared import render_comfyui_fills
+
+    render_comfyui_fills(app, result.comfyui_fills)
     if not result.changed:
         app.out.print(f"ComfyUI is already at {escape(result.new_ref)} ({result.new_commit[:10]}).")
         return 0

@@ -63,6 +63,9 @@ def cmd_create(app: App) -> int:
                 as_of=args.as_of,
             )
     env = result.environment
+    from comfydock.cli.undeclared import render_comfyui_fills
+
+    render_comfyui_fills(app, result.comfyui_fills)
     app.say(
         f"Created environment [bold]{escape(env.name)}[/] (ComfyUI {escape(result.comfyui_ref)}, Python {escape(result.python)}, "
         f"torch {escape(result.torch_backend or 'from PyPI')}) at {escape(str(env.root))}"
@@ -324,6 +327,9 @@ def cmd_status(app: App) -> int:
     from comfydock.cli.check import render_check_status
 
     render_check_status(app, data)
+    from comfydock.cli.undeclared import render_undeclared_imports
+
+    render_undeclared_imports(app, data["undeclared_imports"])
     up = data.get("upstream")
     if up and up["ahead"] is not None:
         where = f"{up['remote']}/{up['branch']}"

@@ -149,6 +149,9 @@ def cmd_node_check(app: App) -> int:
     env = app.env()
     with app.status("Importing custom nodes as ComfyUI does"):
         rows = check_nodes(env, app.args.names or None, app.args.comfyui_args)
+        from comfydock.undeclared import add_undeclared_imports
+
+        add_undeclared_imports(env, rows)
     failed = [r for r in rows if not r["ok"]]
     if app.json:
         app.print_json(rows)
@@ -156,6 +159,8 @@ def cmd_node_check(app: App) -> int:
     if not rows:
         app.say("No custom nodes to check.")
         return 0
+    from comfydock.cli.undeclared import render_node_undeclared
+
     for r in rows:
         if r["ok"]:
             note = f" [yellow]({escape(r['note'])})[/]" if r.get("note") else ""
@@ -164,6 +169,7 @@ def cmd_node_check(app: App) -> int:
             app.out.print(f"[red]✗[/] {escape(r['id'])} (custom_nodes/{escape(r['directory'])}): {escape(r['error'] or '')}")
             if r.get("hint"):
                 app.out.print(f"    [dim]hint:[/] {escape(r['hint'])}")
+        render_node_undeclared(app, r)
     render_node_check_device(app, rows)
     if failed:
         app.say(f"{len(failed)} of {len(rows)} custom nodes fail to import; ComfyUI will list them as IMPORT FAILED")

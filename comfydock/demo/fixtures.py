@@ -23,6 +23,11 @@ FIXTURE_WHEELS: dict[str, dict[str, list[str]]] = {
     # opencv-python-headless both installing cv2)
     "cdfix-vision": {"1.0": []},
     "cdfix-vision-headless": {"1.0": []},
+    # a dependency only Windows installs (like colorama under tqdm/click), and setuptools (like
+    # torch's): uv.lock lists both, a Linux sync installs only setuptools
+    "cdfix-delta": {"1.0": ['cdfix-winonly; sys_platform == "win32"', "setuptools"]},
+    "cdfix-winonly": {"1.0": []},
+    "setuptools": {"0.0.1": []},  # a stand-in (tests never reach PyPI); installs a module 'setuptools'
 }
 # distributions whose import name is not their own name with '-' -> '_'
 FIXTURE_MODULES = {"cdfix-vision-headless": "cdfix_vision"}
@@ -32,6 +37,22 @@ COMFYUI_RELEASES = {
     "v0.1.0": "# fixture ComfyUI requirements\ncdfix-alpha>=1.0\n",
     "v0.2.0": "# fixture ComfyUI requirements\ncdfix-alpha>=1.0\ncdfix-gamma\n",
 }
+
+# A ComfyUI version whose code imports a module its requirements.txt does not name (as real
+# ComfyUI v0.3.64's server.py imports requests): tag -> (requirements.txt, files). Made on a
+# branch of its own, and its tag is not a release tag, so the default ComfyUI stays v0.2.0.
+UNDECLARED_TAG = "v0.2.1-undeclared"
+UNDECLARED_SERVER = '''"""Fixture ComfyUI's server: imports cdfix_gamma, which requirements.txt does not name."""
+
+import cdfix_gamma  # undeclared: what comfydock fills into comfyui-core
+
+try:
+    import cdfix_vision  # guarded: optional, never reported
+except ImportError:
+    cdfix_vision = None
+
+GAMMA = cdfix_gamma.__version__
+'''
 
 DEMO_WORKFLOW = {
     "last_node_id": 2,
@@ -130,6 +151,11 @@ def build_comfyui_repo(dest: Path) -> Path:
         repo.create_tag(tag, ref=commit)
     (dest / "README.md").write_text("Fixture ComfyUI: unreleased work on master.\n")
     _commit_all(repo, "Unreleased change after the last tag")
+    repo.git.checkout("-b", "undeclared-imports")
+    (dest / "requirements.txt").write_text("# fixture ComfyUI requirements\ncdfix-alpha>=1.0\n")
+    (dest / "server.py").write_text(UNDECLARED_SERVER)
+    repo.create_tag(UNDECLARED_TAG, ref=_commit_all(repo, f"Release {UNDECLARED_TAG}: server.py imports cdfix_gamma"))
+    repo.git.checkout("master")
     return dest
 
 

@@ -63,6 +63,7 @@ def apply_scan(env, spec: NodeSpec) -> dict:
         raise ComfydockError(f"custom_nodes/{spec.directory} is missing", hint=f"reinstall it: 'comfydock build -e {env.name}'")
     requirements, skipped = scan_node(node_dir)
     atomic_write_json(reqs_file(env, spec.id), {"node": spec.id, "requirements": requirements, "skipped": skipped})
+    requirements = requirements + _added_requirements(env.manifest_data(), spec.group, requirements)
     with _manifest_lock:
         current = manifest.dependency_groups(env.manifest_data()).get(spec.group)
         if current == requirements:  # unchanged: skip tomlkit's slow parse of a big manifest
@@ -71,6 +72,24 @@ def apply_scan(env, spec: NodeSpec) -> dict:
         if spec.id in tracked_nodes(doc) and set_group_requirements(doc, spec.group, requirements):
             manifest.save(env.pyproject_path, doc)
     return {"digest": requirements_digest(node_dir)}
+
+
+def _added_requirements(doc, group: str, scanned: list[str]) -> list[str]:
+    """The group's entries added beside the node's files ('py add --group', recorded in
+    [tool.comfydock.requirement_reasons]): kept when the node is scanned again."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    def name(entry) -> str | None:
+        try:
+            return canonicalize_name(Requirement(str(entry)).name)
+        except InvalidRequirement:
+            return None
+
+    added = {canonicalize_name(n) for n in manifest.requirement_reasons(doc, group)}
+    have = {name(r) for r in scanned}
+    current = manifest.dependency_groups(doc).get(group) or []
+    return [str(e) for e in current if isinstance(e, str) and name(e) in added and name(e) not in have]
 
 
 def requirements_digest(node_dir: Path) -> str:

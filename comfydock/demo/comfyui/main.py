@@ -25,6 +25,9 @@ from comfy.cli_args import args  # noqa: E402
 import comfy.model_management  # noqa: E402,F401  (as in ComfyUI: fails without --cpu where there is no GPU)
 import cdfix_alpha  # noqa: E402  (a requirement: fails if the venv is not synced)
 
+if os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), "server.py")):
+    import server  # noqa: E402, F401  (the v0.2.1-undeclared fixture: its undeclared import must be installed)
+
 
 def load_custom_nodes():
     """ComfyUI's nodes.py: import each custom_nodes/<dir>/__init__.py as a module named <dir>."""
