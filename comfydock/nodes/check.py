@@ -124,39 +124,12 @@ _GPU_ERROR = re.compile(
     re.I,
 )
 
-# import names whose distribution is named otherwise (the common cases in custom nodes)
-_PACKAGE_OF_MODULE = {
-    "cv2": "opencv-python",
-    "PIL": "pillow",
-    "yaml": "pyyaml",
-    "skimage": "scikit-image",
-    "sklearn": "scikit-learn",
-    "bs4": "beautifulsoup4",
-    "git": "GitPython",
-    "dateutil": "python-dateutil",
-    "dotenv": "python-dotenv",
-    "google.protobuf": "protobuf",
-    "attr": "attrs",
-    "Crypto": "pycryptodome",
-    "fitz": "PyMuPDF",
-    "magic": "python-magic",
-    "OpenGL": "PyOpenGL",
-    "serial": "pyserial",
-    "win32api": "pywin32",
-    "jwt": "PyJWT",
-    "lxml": "lxml",
-    "onnxruntime": "onnxruntime",
-    "mediapipe": "mediapipe",
-    "insightface": "insightface",
-}
-
 
 def package_for_module(module: str) -> str:
-    """The distribution that most likely provides import name `module` (its top-level part)."""
-    top = module.split(".")[0]
-    if module in _PACKAGE_OF_MODULE:
-        return _PACKAGE_OF_MODULE[module]
-    return _PACKAGE_OF_MODULE.get(top, top.replace("_", "-"))
+    """The distribution that most likely provides import name `module` (import_scan's one table)."""
+    from comfydock.import_scan import package_for
+
+    return package_for(module)
 
 
 def _script_mentions(env, spec, module: str) -> bool:
