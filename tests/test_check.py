@@ -213,3 +213,20 @@ def test_a_damaged_check_record_reads_as_not_run_and_the_next_check_writes_it_ag
     assert "Check: not run" in run_cli("status").out
     assert run_cli("check", "--json").json["from_record"] is False
     assert "Check: passed for v1" in run_cli("status").out
+
+
+def test_a_node_that_registers_routes_at_import_passes_node_check_and_check(env, run_cli):
+    # as rgthree-comfy does: ComfyUI's main.py makes the server before it loads custom nodes
+    add_dev_node(
+        env,
+        run_cli,
+        "routes-node",
+        "from server import PromptServer\n\n"
+        "@PromptServer.instance.routes.get('/routes-node/ping')\n"
+        "async def ping(request):\n    return None\n\n"
+        "NODE_CLASS_MAPPINGS = {}\n",
+    )
+    checked = run_cli("node", "check", "routes-node")
+    assert checked.code == 0, checked.out + checked.err
+    assert "PromptServer" not in checked.out
+    assert run_cli("check").code == 0

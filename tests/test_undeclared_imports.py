@@ -5,12 +5,26 @@ from __future__ import annotations
 import ast
 import json
 import sys
+from pathlib import Path
 
 import tomlkit
 
+from comfydock.demo import fixtures
 from comfydock.demo.fixtures import UNDECLARED_TAG
 from comfydock.environment import Environment
 from comfydock.import_scan import Provided, missing_imports, scan_imports, unconditional_imports
+
+
+# the line of server.py that imports cdfix_gamma in the v0.2.1-undeclared fixture
+GAMMA_LINE = next(
+    i
+    for i, line in enumerate(
+        (Path(fixtures.__file__).parent / "comfyui" / "server.py").read_text().splitlines()
+        + fixtures.UNDECLARED_SERVER.splitlines(),
+        start=1,
+    )
+    if line.startswith("import cdfix_gamma")
+)
 
 
 def _imports(source: str) -> list[str]:
@@ -117,12 +131,12 @@ def test_a_node_importing_what_nothing_installs_is_named_with_its_fix(env, run_c
 def test_comfyui_gap_is_filled_into_comfyui_core_with_its_reason_and_it_starts(workspace, run_cli):
     result = run_cli("create", "gap", "--comfyui-version", UNDECLARED_TAG, "--torch-backend", "cpu")
     assert result.code == 0, result.err
-    assert "Added cdfix-gamma to comfyui-core (cdfix_gamma: imported by server.py:3" in result.err
+    assert f"Added cdfix-gamma to comfyui-core (cdfix_gamma: imported by server.py:{GAMMA_LINE}" in result.err
     env = Environment.open(workspace, "gap")
     doc = tomlkit.parse(env.pyproject_path.read_text())
     assert [str(x) for x in doc["dependency-groups"]["comfyui-core"]] == ["cdfix-alpha>=1.0", "cdfix-gamma"]
     reason = doc["tool"]["comfydock"]["requirement_reasons"]["comfyui-core"]["cdfix-gamma"]
-    assert reason == f"cdfix_gamma: imported by server.py:3, not declared by ComfyUI {UNDECLARED_TAG}"
+    assert reason == f"cdfix_gamma: imported by server.py:{GAMMA_LINE}, not declared by ComfyUI {UNDECLARED_TAG}"
     status = run_cli("status", "-e", "gap", "--json").json
     assert status["undeclared_imports"] == {"checked": True, "owners": []}
     assert status["uncommitted_changes"] == []  # part of v1
@@ -151,11 +165,11 @@ def test_status_names_a_comfyui_gap_and_its_hint_fills_it(workspace, run_cli):
     assert run_cli("build", "-e", "gap").code == 0
 
     [owner] = run_cli("status", "-e", "gap", "--json").json["undeclared_imports"]["owners"]
-    assert owner["owner"] == "comfyui" and owner["imports"][0]["where"] == "server.py:3"
+    assert owner["owner"] == "comfyui" and owner["imports"][0]["where"] == f"server.py:{GAMMA_LINE}"
     assert owner["fix"] == f"comfydock comfyui update {UNDECLARED_TAG}"
-    assert "ComfyUI imports what nothing installs: cdfix_gamma (server.py:3)" in run_cli("status", "-e", "gap").out
+    assert f"ComfyUI imports what nothing installs: cdfix_gamma (server.py:{GAMMA_LINE})" in run_cli("status", "-e", "gap").out
     result = run_cli(*owner["fix"].split()[1:], "-e", "gap")  # the hint, as the user types it
     assert result.code == 0, result.err
     assert run_cli("status", "-e", "gap", "--json").json["undeclared_imports"]["owners"] == []
     reasons = tomlkit.parse(env.pyproject_path.read_text())["tool"]["comfydock"]["requirement_reasons"]
-    assert "server.py:3" in reasons["comfyui-core"]["cdfix-gamma"]
+    assert f"server.py:{GAMMA_LINE}" in reasons["comfyui-core"]["cdfix-gamma"]

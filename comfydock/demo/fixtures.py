@@ -42,8 +42,8 @@ COMFYUI_RELEASES = {
 # ComfyUI v0.3.64's server.py imports requests): tag -> (requirements.txt, files). Made on a
 # branch of its own, and its tag is not a release tag, so the default ComfyUI stays v0.2.0.
 UNDECLARED_TAG = "v0.2.1-undeclared"
-UNDECLARED_SERVER = '''"""Fixture ComfyUI's server: imports cdfix_gamma, which requirements.txt does not name."""
-
+UNDECLARED_SERVER = '''
+# this release's server.py also imports cdfix_gamma, which requirements.txt does not name
 import cdfix_gamma  # undeclared: what comfydock fills into comfyui-core
 
 try:
@@ -121,6 +121,7 @@ FIXTURE_COMFYUI_FILES = (
     "comfy/model_management.py",
     "utils/__init__.py",
     "utils/extra_config.py",
+    "server.py",
 )
 
 
@@ -153,7 +154,7 @@ def build_comfyui_repo(dest: Path) -> Path:
     _commit_all(repo, "Unreleased change after the last tag")
     repo.git.checkout("-b", "undeclared-imports")
     (dest / "requirements.txt").write_text("# fixture ComfyUI requirements\ncdfix-alpha>=1.0\n")
-    (dest / "server.py").write_text(UNDECLARED_SERVER)
+    (dest / "server.py").write_text((_HERE / "comfyui" / "server.py").read_text() + UNDECLARED_SERVER)
     repo.create_tag(UNDECLARED_TAG, ref=_commit_all(repo, f"Release {UNDECLARED_TAG}: server.py imports cdfix_gamma"))
     repo.git.checkout("master")
     return dest

@@ -38,6 +38,14 @@ try:  # as main.py does, where this ComfyUI has them: parse its options, then it
         comfy.options.enable_args_parsing()
     if os.path.isfile(os.path.join(comfyui, "utils", "extra_config.py")):
         import utils.extra_config  # before comfy/utils.py can shadow ComfyUI's utils package
+    if os.path.isfile(os.path.join(comfyui, "server.py")):
+        # main.py makes the server before it loads custom nodes, and many nodes register their
+        # routes at import time through PromptServer.instance
+        import asyncio
+        import server
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        server.PromptServer(loop)
 except BaseException as exc:
     fail("comfyui-error", exc)
 try:
