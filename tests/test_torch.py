@@ -127,11 +127,11 @@ def test_lock_keeps_one_release_when_newest_torch_has_no_torchaudio(torch_ws, ru
     env = Environment.open(torch_ws, "a")
     assert installed(env) == {"torch": "2.8.0+cpu", "torchvision": "0.23.0+cpu", "torchaudio": "2.8.0+cpu"}
     data = tomllib.loads(env.pyproject_path.read_text())
-    assert data["tool"]["comfydock"]["torch"]["release"] == "2.8"  # visible in the manifest
-    assert "torchaudio==2.8.*" in data["tool"]["uv"]["constraint-dependencies"]
+    assert data["tool"]["comfydock"]["torch"]["release"] == "2.8.0"  # visible in the manifest
+    assert "torchaudio==2.8.0" in data["tool"]["uv"]["constraint-dependencies"]
     status = run_cli("status", "--json").json
     assert status["torch_family"]["coherent"] and status["torch_family"]["versions"]["torch"] == "2.8.0+cpu"
-    assert "(coherent)" in run_cli("py", "list").out
+    assert "(coherent, imports)" in run_cli("py", "list").out
     assert torch_family.check_installed(env.python, env.venv_dir, "cpu") is None
     assert "not the cu128 build" in torch_family.check_installed(env.python, env.venv_dir, "cu128")
     monkeypatch.setenv("COMFYDOCK_TORCH_BACKEND", "cu128")  # another backend, venv not rebuilt

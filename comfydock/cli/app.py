@@ -78,6 +78,8 @@ class App:
         from rich.markup import escape
 
         def listener(kind, task):
+            if kind == "note":  # a task's message to the user (here `task` is its text)
+                self.warn_text(task)
             if kind != "start":
                 return
             if spinner is not None:
