@@ -126,19 +126,20 @@ def _keep_to_one_release(env, doc) -> None:
 
 def _no_coherent_family(doc, found, release, exc):
     from comfydock import torch_family
-    from comfydock.errors import ComfydockError
+    from comfydock.errors import ExternalToolError
 
     pins = torch_family.explicit_pins(doc)
     pinned = f" (pinned: {', '.join(f'{k}=={v}' for k, v in sorted(pins.items()))})" if pins else ""
     refused = torch_family.refused_releases(doc)
     refused_note = f"; refused here: {', '.join(refused)}" if refused else ""
-    return ComfydockError(
+    return ExternalToolError(
         f"no coherent torch family: {'; '.join(found) or 'the locked versions differ'}{pinned}{refused_note}; "
         f"release {release} ({torch_family.describe(torch_family.pairing(release)) if release else '?'}) "
         "is the newest all of them have, and uv cannot lock it",
-        hint="pin a PyTorch release that has torch, torchvision and torchaudio (e.g. "
+        hint=(f"change the pins ({', '.join(f'{k}=={v}' for k, v in sorted(pins.items()))}) to " if pins else "pin ")
+        + "one PyTorch release that has torch, torchvision and torchaudio (e.g. "
         "'comfydock constraint add torch==2.8.0 torchvision==0.23.0 torchaudio==2.8.0'), or pin torch alone",
-        details=exc.details if exc is not None else None,
+        details=exc.details if exc is not None else "",
     )
 
 
@@ -220,7 +221,7 @@ def _refuse_family(env, record) -> list[str]:
     import functools
 
     from comfydock import manifest, torch_family, torch_probe
-    from comfydock.errors import ComfydockError
+    from comfydock.errors import ComfydockError, ExternalToolError
 
     notes: list[str] = []
     with env.transaction() as tx:
@@ -243,11 +244,11 @@ def _refuse_family(env, record) -> list[str]:
             try:
                 lock_coherent(env)
             except ComfydockError as exc:
-                raise ComfydockError(
+                raise ExternalToolError(
                     f"no importable torch family: {torch_family.describe(versions)} do not import ({error}), "
                     f"and no other release can be locked: {exc.message}",
                     hint=_no_family_hint(env),
-                    details=exc.details,
+                    details=getattr(exc, "details", ""),
                 ) from None
             extra = env.torch_extra()
             uv_runner.uv_sync(env.workspace, env.cec_dir, env.venv_dir, extra)
