@@ -129,7 +129,12 @@ def family_fingerprint(uv_lock_text: str | None, installed: dict[str, str]) -> s
 
 def family_state(env) -> tuple[bool | None, str | None]:
     """(imports: True / False / None for not checked yet, the import problem) for status."""
-    found = current(env)
+    from comfydock.errors import ComfydockError
+
+    try:
+        found = current(env)
+    except ComfydockError:  # an unknown backend name in $COMFYDOCK_TORCH_BACKEND: status shows that error
+        return None, None
     if found is None:
         return None, None
     return (not found.get("problem")), found.get("problem")
