@@ -246,8 +246,9 @@ def test_unreachable_pytorch_index_names_pypi_backend_and_setting(torch_ws, run_
 
 # --- exact pairing, the import probe and its record (issue 24) ----------------------------------
 # A fake PyPI like today's: torch's Linux builds say '+cu130' in __version__ (none in their
-# metadata), torchaudio 2.11.1 is a patch newer than any torch and fails against torch 2.11.0 the
-# way the real one does, and torchaudio 2.10.0 is a broken build that never imports.
+# metadata), torch 2.12.0 has no torchaudio, torchaudio 2.11.1 is a patch newer than any torch 2.11
+# and fails against torch 2.11.0 the way the real one does, and torchaudio 2.10.0 is a broken build
+# that never imports.
 
 _AUDIO_INIT = """import torch
 __version__ = {version!r}
@@ -260,7 +261,7 @@ if torch.__version__.split("+")[0] != {own!r}:
 def pairing_index(tmp_path_factory):
     base = tmp_path_factory.mktemp("pairing-index")
     wheels = base / "wheels"
-    for minor in (9, 10, 11):
+    for minor in (9, 10, 11, 12):
         make_wheel(wheels, "torch", f"2.{minor}.0", init=f"__version__ = '2.{minor}.0+cu130'\n")
         make_wheel(wheels, "torchvision", f"0.{minor + 15}.0")
     for version, own in (("2.9.0", "2.9.0"), ("2.10.0", "2.10.99"), ("2.11.0", "2.11.0"), ("2.11.1", "2.11.1")):
@@ -296,7 +297,8 @@ def test_lock_picks_the_exact_pairing_when_torchaudio_has_a_newer_patch(pypi_env
     env = pypi_env
     result = run_cli("py", "add", "torch", "torchvision", "torchaudio")
     assert result.code == 0, result.err
-    # uv alone would lock torchaudio 2.11.1 beside torch 2.11.0, which does not import
+    # uv alone locks torch 2.12.0 with torchaudio 2.11.1; release 2.11.1 has no torch, so every member
+    # is bounded to it, and then torchaudio 2.11.1 beside torch 2.11.0 (which does not import) gives 2.11.0
     assert installed(env) == {"torch": "2.11.0", "torchvision": "0.26.0", "torchaudio": "2.11.0"}
     data = tomllib.loads(env.pyproject_path.read_text())
     assert data["tool"]["comfydock"]["torch"]["release"] == "2.11.0"
@@ -307,6 +309,7 @@ def test_lock_picks_the_exact_pairing_when_torchaudio_has_a_newer_patch(pypi_env
 
     before = env.pyproject_path.read_bytes()
     refused = run_cli("py", "add", "torchaudio==2.11.1")  # no torch 2.11.1 exists: no pairing can be locked
+    # (uv keeps the locked torch 2.11.0 and torchvision 0.26.0 beside the pin)
     assert refused.code == 1
     assert "torch 2.11.0, torchvision 0.26.0 and torchaudio 2.11.1 are not one PyTorch release" in refused.err
     assert "change the pins (torchaudio==2.11.1)" in refused.err
