@@ -30,9 +30,7 @@ FAMILY = ("torch", "torchvision", "torchaudio")
 _TORCHVISION_OFFSET = 15  # torchvision 0.(Y+15).Z belongs to torch 2.Y.Z
 # releases that break the rule: torch -> (torchvision, torchaudio), as published on PyPI
 _EXCEPTIONS = {"2.0.0": ("0.15.1", "2.0.1"), "2.0.1": ("0.15.2", "2.0.2")}
-_BY_MEMBER = {
-    (pkg, pair[i]): torch for torch, pair in _EXCEPTIONS.items() for i, pkg in enumerate(("torchvision", "torchaudio"))
-}
+_BY_MEMBER = {(pkg, pair[i]): torch for torch, pair in _EXCEPTIONS.items() for i, pkg in enumerate(("torchvision", "torchaudio"))}
 
 
 def _triple(v: Version) -> tuple[int, int, int]:

@@ -85,7 +85,12 @@ def after_sync(env) -> dict:
     key = _key(env)
     for record in _records(env):
         same_machine = all(record.get(k) == key[k] for k in ("torch_extra", "torch_backend"))
-        if same_machine and not record.get("problem") and record.get("fingerprint") == fingerprint and record.get("versions") == installed:
+        if (
+            same_machine
+            and not record.get("problem")
+            and record.get("fingerprint") == fingerprint
+            and record.get("versions") == installed
+        ):
             return _store(env, record | key | {"carried_over": True})
     return probe(env, fingerprint)
 

@@ -236,9 +236,7 @@ def _refuse_family(env, record) -> list[str]:
                 notes.append(f"{torch_family.describe(versions)} do not import ({error}): not one PyTorch release, locked again")
                 torch_family.clear_release(doc)
             else:
-                notes.append(
-                    f"refused torch release {release}: {torch_family.describe(versions)} do not import here ({error})"
-                )
+                notes.append(f"refused torch release {release}: {torch_family.describe(versions)} do not import here ({error})")
                 torch_family.refuse_release(doc, release)
             _save_if_changed(env, doc)
             try:
@@ -257,9 +255,16 @@ def _refuse_family(env, record) -> list[str]:
             if not record.get("import_error"):
                 notes.append(f"chose {torch_family.describe(record['versions'])} instead (it imports)")
                 return notes
+            if record["import_error"] == error:  # the same failure with another release: this machine, not the release
+                break
         raise ComfydockError(
             f"no importable torch family: {torch_family.describe(record['versions'])} do not import "
-            f"({record['import_error']}), the {_MAX_REFUSALS}th release refused in a row",
+            f"({record['import_error']}) after refusing {len(notes)} release(s)"
+            + (
+                ": the same error as the release before, so it is likely this machine's"
+                if record["import_error"] == error
+                else ""
+            ),
             hint=_no_family_hint(env),
         )
 
