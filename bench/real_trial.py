@@ -34,7 +34,17 @@ def git(*args, cwd=None, env=None, input=None) -> subprocess.CompletedProcess:
 
 
 def local_comfyui(source: Path, dest: Path) -> tuple[str, str]:
-    """A working repository at dest with source's HEAD tree, its dates, and a release tag."""
+    """A working repository at dest with source's HEAD tree, its dates, and its release tag."""
+    date = local_repo(source, dest)
+    version = re.search(r'__version__\s*=\s*"([^"]+)"', (dest / "comfyui_version.py").read_text())
+    tag = f"v{version.group(1)}" if version else "v0.0.0-trial"
+    git("tag", tag, cwd=dest)
+    return tag, date
+
+
+def local_repo(source: Path, dest: Path) -> str:
+    """A working repository at dest with source's HEAD tree and dates (a copy may lack blobs:
+    those files are left out and named). Returns the commit date."""
     head = git("--git-dir", str(source), "rev-parse", "HEAD").stdout.decode().strip()
     meta = git("--git-dir", str(source), "log", "-1", "--format=%aI%n%cI%n%s", head).stdout.decode().splitlines()
     if dest.exists():
@@ -60,18 +70,15 @@ def local_comfyui(source: Path, dest: Path) -> tuple[str, str]:
         target.write_bytes(data)
         if mode == "100755":
             target.chmod(0o755)
-    version = re.search(r'__version__\s*=\s*"([^"]+)"', (dest / "comfyui_version.py").read_text())
-    tag = f"v{version.group(1)}" if version else "v0.0.0-trial"
     dated = dict(os.environ, GIT_AUTHOR_DATE=meta[0], GIT_COMMITTER_DATE=meta[1])
     dated.update(GIT_AUTHOR_NAME="trial", GIT_AUTHOR_EMAIL="trial@example.invalid")
     dated.update(GIT_COMMITTER_NAME="trial", GIT_COMMITTER_EMAIL="trial@example.invalid")
     git("init", "-q", "-b", "master", cwd=dest)
     git("add", "-A", "-f", cwd=dest)
     git("commit", "-q", "-m", f"{meta[2]} (copy of {head[:12]})", cwd=dest, env=dated)
-    git("tag", tag, cwd=dest)
     if missing:
-        print(f"left out (missing from the copy): {', '.join(missing)}")
-    return tag, meta[1]
+        print(f"{dest.name}: left out (missing from the copy): {', '.join(missing)}")
+    return meta[1]
 
 
 class Trial:
@@ -126,7 +133,10 @@ def main() -> int:
     if create.returncode:
         return report(trial, None)
     for node in opts.node:
-        trial.run(f"node add {node.parent.name}", "node", "add", node.resolve().as_uri())
+        name = node.resolve().parent.name.split("+")[-1] if node.name == "repo" else node.name
+        local = work / "nodes" / name  # named after the node, not 'repo'
+        print(f"local {name} (committed {local_repo(node.resolve(), local)})")
+        trial.run(f"node add {name}", "node", "add", local.as_uri())
     trial.run("node check", "node", "check", show=15)
     check = trial.run("check", "check", "--json", show=0)
     result = None

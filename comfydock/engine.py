@@ -20,9 +20,12 @@ class TaskEvent:
     details: str | None = None
     # the ComfydockError a failed action raised (its class is the kind of failure); not in the JSON
     cause: ComfydockError | None = field(default=None, repr=False, compare=False)
+    notes: list[str] = field(default_factory=list)  # what a task that ran wants the user to know
+    rerun: list[str] = field(default_factory=list, repr=False, compare=False)  # tasks whose inputs it changed
 
     def to_json(self) -> dict:
-        return {k: getattr(self, k) for k in ("task", "status", "seconds", "error", "hint", "details")}
+        data = {k: getattr(self, k) for k in ("task", "status", "seconds", "error", "hint", "details")}
+        return data | ({"notes": self.notes} if self.notes else {})
 
 
 @dataclass
@@ -288,8 +291,13 @@ def _reporter_class(events: list[TaskEvent], listener):
 
         def add_success(self, task):
             if task.actions:
-                events.append(TaskEvent(task.name, "ran", self._elapsed(task)))
+                # an action may return {"notes": [...], "rerun": [...]} (e.g. sync_venv refusing a torch release)
+                notes = [str(n) for n in task.values.get("notes") or []] if isinstance(task.values, dict) else []
+                rerun = [str(n) for n in task.values.get("rerun") or []] if isinstance(task.values, dict) else []
+                events.append(TaskEvent(task.name, "ran", self._elapsed(task), notes=notes, rerun=rerun))
                 if listener:
+                    for note in notes:
+                        listener("note", note)
                     listener("ran", task.name)
 
         def skip_uptodate(self, task):
@@ -371,6 +379,12 @@ def build(
         for name in selected:
             argv += [name, *(task_options or {}).get(name, [])]
         code, doit_errors = doit_compat.run(loader, argv)
+        rerun = sorted({t for e in events if e.status == "ran" for t in e.rerun})
+        if code == 0 and rerun:
+            # a task changed an earlier task's inputs (sync_venv's refusal re-locked): run that
+            # one again so that doit's record of its inputs is current and the next build is a no-op
+            loader = _Loader.create(env, _reporter_class(events, listener), load_tasks(env))
+            code, doit_errors = doit_compat.run(loader, ["run", *rerun])
     if code != 0 and not any(e.status == "failed" for e in events):
         events.append(TaskEvent("doit", "failed", error="the task engine failed", details=doit_errors.strip()))
     return BuildReport(events, 0 if code == 0 else 1)

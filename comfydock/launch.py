@@ -61,8 +61,10 @@ def restored_by(report) -> list[Restored]:
 
 
 def check_runnable(env) -> None:
-    """Refuse to start a ComfyUI that cannot start: no checkout, no venv, a broken torch family."""
-    from comfydock import torch_family
+    """Refuse to start a ComfyUI that cannot start: no checkout, no venv, a broken torch family.
+    The family's import result is the one recorded after the last sync (torch_probe), so an
+    unchanged environment imports nothing here; without a record it is checked now, once."""
+    from comfydock import torch_probe
 
     if not (env.comfyui_dir / "main.py").is_file():
         raise ComfydockError(
@@ -71,11 +73,12 @@ def check_runnable(env) -> None:
         )
     if not env.python.exists():
         raise ComfydockError(f"environment {env.name!r} has no venv", hint=f"run 'comfydock build -e {env.name}' to create it")
-    wrong = torch_family.check_installed(env.python, env.venv_dir, env.torch_backend())
+    wrong = torch_probe.ensure(env).get("problem")
     if wrong:
         raise ComfydockError(
             f"the torch family in {env.name}'s venv is broken: {wrong}",
-            hint=f"run 'comfydock build -e {env.name}' to install the locked torch, torchvision and torchaudio",
+            hint=f"run 'comfydock build -e {env.name}': it installs the locked torch, torchvision and torchaudio "
+            "and refuses a release that does not import",
         )
 
 

@@ -687,6 +687,9 @@ def create_from_remote(
                 lock_coherent(env)
             uv_runner.uv_sync(ws, env.cec_dir, env.venv_dir, env.torch_extra())
             env.record_venv_synced(env.torch_extra())
+            from comfydock import torch_probe
+
+            torch_probe.after_sync(env)  # the family's import result, as sync_venv records it
             _warn(
                 f"development node(s) {', '.join(missing)} are not in git and were not installed: "
                 + dev_node_hint(env, doc, missing)

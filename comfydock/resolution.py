@@ -162,8 +162,11 @@ def newest_part(doc) -> tuple[str, str] | None:
 # the file has no upload time)
 _FILTERED = re.compile(
     r"`(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)` was filtered by `(?P<setting>exclude-newer(?:-package)?)`"
-    r"[^\n]*?\.\s*The latest version satisfying the requirement is (?P<version>\S+?)(?P<published>, published at (?P<at>\S+?))?\.(?:\s|$)"
+    r"[^`]*?(?:The latest version satisfying the requirement is (?P<version>\S+?)"
+    r"(?P<published>, published at (?P<at>\S+?))?\.(?:\s|$)|Consider using)"
 )
+# "warning: `torch-2.10.0-py3-none-any.whl` is missing an upload date, but user provided: ..."
+_UNDATED = re.compile(r"`(?P<file>[^`]+)` is missing an upload date")
 
 
 @dataclass(frozen=True)
@@ -172,8 +175,9 @@ class Filtered:
 
     name: str
     by_package_setting: bool  # filtered by its own exclude-newer-package entry (moved before)
-    version: str
-    published: str | None  # None: the index gives the file no upload time
+    version: str  # '' when uv names none
+    published: str | None  # when that version was uploaded (None: not said)
+    undated: bool = False  # the index gives its files no upload time: no cutoff can admit them
 
 
 def filtered_packages(uv_text: str) -> list[Filtered]:
@@ -181,10 +185,19 @@ def filtered_packages(uv_text: str) -> list[Filtered]:
     from packaging.utils import canonicalize_name
 
     text = re.sub(r"\s*\n\s*", " ", uv_text or "")  # a terminal may wrap the hint
+    undated_files = set()
+    for m in _UNDATED.finditer(text):
+        project = m.group("file").split("-", 1)[0]  # a wheel's or an sdist's project part
+        undated_files.add(canonicalize_name(project))
     found: dict[str, Filtered] = {}
     for m in _FILTERED.finditer(text):
         name = canonicalize_name(m.group("name"))
-        found.setdefault(name, Filtered(name, m.group("setting") == "exclude-newer-package", m.group("version"), m.group("at")))
+        # no upload time: uv names a latest version without a date, or warns about the files
+        undated = name in undated_files or (m.group("version") is not None and m.group("at") is None)
+        found.setdefault(
+            name,
+            Filtered(name, m.group("setting") == "exclude-newer-package", m.group("version") or "", m.group("at"), undated),
+        )
     return list(found.values())
 
 
@@ -214,8 +227,8 @@ def plan_moves(doc, uv_text: str, now: datetime, spent=frozenset()) -> list[Move
     for f in filtered_packages(uv_text):
         if f.name in spent:
             continue
-        if f.published is None:
-            moves.append(Move(f.name, None, f"no cutoff (its index gives {f.version} no upload time)", True))
+        if f.undated:
+            moves.append(Move(f.name, None, f"no cutoff (its index gives {f.version or 'its files'} no upload time)", True))
             continue
         had = parse_date((current.get(f.name) or {}).get("until"))
         floor = max(d for d in (date, had) if d is not None)

@@ -24,6 +24,8 @@ def status(env: Environment) -> dict:
     pending = [e.task for e in planned if e.status != "up-to-date"]
     # 'after-upstream' only: the venv matches the lock; what is missing upstream is named on its own
     venv_pending = [e.task for e in planned if e.task in {"lock_deps", "sync_venv"} and e.status == "run"]
+    if venv_pending == ["sync_venv"] and env.venv_in_sync():
+        venv_pending = []  # the venv is synced; only its torch import is unchecked (the torch family line says so)
     repo = history.open_repo(env.cec_dir)
     changes = [line[3:] for line in repo.git.status("--porcelain").splitlines() if not history.is_temp_file(line[3:])]
     manifest_diff = manifest_changes(env, repo)
@@ -108,11 +110,11 @@ def torch_status(env: Environment, doc=None, uv_lock_text: str | None = None, ve
     doc = env.manifest_data() if doc is None else doc
     text = env.uv_lock_text() if uv_lock_text is None else uv_lock_text
     versions = torch_family.family_in_lock(text, env.locked_versions(doc, text) if versions is None else versions, backend)
-    release = torch_family.recorded_release(doc)
+    from comfydock import torch_probe
+
+    imports, import_problem = torch_probe.family_state(env)  # the record of the last sync's import, never an import
     report = torch_family.FamilyReport(
-        versions,
-        torch_family.release_text(release) if release else None,
-        torch_family.problem(versions),
+        versions, torch_family.recorded_release(doc), torch_family.problem(versions), imports, import_problem
     )
     return {
         "torch_backend": backend or "pypi",

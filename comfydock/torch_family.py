@@ -1,13 +1,16 @@
 """One coherent torch family: torch, torchvision and torchaudio from one PyTorch release and one
 backend build.
 
-PyTorch releases the three together: torch 2.Y pairs with torchaudio 2.Y and torchvision
-0.(Y+15) (torch 2.0 <-> torchvision 0.15). Nothing in their metadata makes a resolver keep them
-together (torchaudio stopped pinning torch), so uv happily locks the newest of each, which may be
-torch 2.15 with torchaudio 2.11: `import torchaudio` then fails. comfydock therefore records the
-release it keeps the family to as constraints in the manifest ([tool.comfydock.torch].release and
-the matching lines in [tool.uv].constraint-dependencies), derived from what uv can lock: the
-newest release all locked family members have (see lock_coherent in comfydock.tasks.python).
+PyTorch releases the three together, by exact version: torch 2.Y.Z pairs with torchvision
+0.(Y+15).Z and torchaudio 2.Y.Z (2.5.1 / 0.20.1 / 2.5.1), except for the two releases in
+_EXCEPTIONS (torch 2.0.0 / vision 0.15.1 / audio 2.0.1). A patch of one member that the others'
+release lacks does not work with them (torch 2.11.0 with torchaudio 2.11.1: `undefined symbol`).
+Nothing in their metadata makes a resolver keep them together (torchaudio stopped pinning torch),
+so uv happily locks the newest of each. comfydock therefore records the release it keeps the
+family to in the manifest ([tool.comfydock.torch].release, named by torch's version, and exact
+'==' lines in [tool.uv].constraint-dependencies), derived from what uv can lock (see
+lock_coherent in comfydock.tasks.python), and the releases found not to import on a machine
+([tool.comfydock.torch].refused, as '!=' lines).
 """
 
 from __future__ import annotations
@@ -24,20 +27,46 @@ from comfydock import manifest
 from comfydock.errors import ComfydockError
 
 FAMILY = ("torch", "torchvision", "torchaudio")
-_TORCHVISION_OFFSET = 15  # torchvision 0.(Y+15) belongs to torch 2.Y
+_TORCHVISION_OFFSET = 15  # torchvision 0.(Y+15).Z belongs to torch 2.Y.Z
+# releases that break the rule: torch -> (torchvision, torchaudio), as published on PyPI
+_EXCEPTIONS = {"2.0.0": ("0.15.1", "2.0.1"), "2.0.1": ("0.15.2", "2.0.2")}
+_BY_MEMBER = {(pkg, pair[i]): torch for torch, pair in _EXCEPTIONS.items() for i, pkg in enumerate(("torchvision", "torchaudio"))}
 
 
-def release_of(package: str, version: str) -> tuple[int, int] | None:
-    """The PyTorch release (major, minor) a family member's version belongs to; None if unknown."""
+def _triple(v: Version) -> tuple[int, int, int]:
+    return (tuple(v.release) + (0, 0, 0))[:3]
+
+
+def release_of(package: str, version: str) -> str | None:
+    """The PyTorch release a family member's version belongs to, named by torch's version
+    ('2.8.0' for torchvision 0.23.0); None if it is not a PyTorch 2 version."""
     try:
         v = Version(str(version))
     except InvalidVersion:
         return None
+    major, minor, micro = _triple(v)
+    public = f"{major}.{minor}.{micro}"
+    if (package, public) in _BY_MEMBER:
+        return _BY_MEMBER[(package, public)]
     if package == "torchvision":
-        if v.major != 0 or v.minor < _TORCHVISION_OFFSET:
+        if major != 0 or minor < _TORCHVISION_OFFSET:
             return None
-        return (2, v.minor - _TORCHVISION_OFFSET)
-    return (v.major, v.minor)
+        return f"2.{minor - _TORCHVISION_OFFSET}.{micro}"
+    return public if major == 2 else None
+
+
+def pairing(release: str) -> dict[str, str]:
+    """The three versions of a release: {'torch': '2.8.0', 'torchvision': '0.23.0', 'torchaudio': '2.8.0'}."""
+    if release in _EXCEPTIONS:
+        vision, audio = _EXCEPTIONS[release]
+    else:
+        major, minor, micro = _triple(Version(release))
+        vision, audio = f"0.{minor + _TORCHVISION_OFFSET}.{micro}", release
+    return {"torch": release, "torchvision": vision, "torchaudio": audio}
+
+
+def release_key(release: str) -> Version:
+    return Version(release)
 
 
 def local_of(version: str) -> str:
@@ -45,24 +74,30 @@ def local_of(version: str) -> str:
     return str(version).partition("+")[2]
 
 
-def release_text(release: tuple[int, int]) -> str:
-    return f"{release[0]}.{release[1]}"
+def parse_release(text) -> str | None:
+    """A recorded release: '2.8.0' (exact), or the minor-only '2.8' of older manifests (read,
+    and replaced by the exact form on the next lock)."""
+    text = str(text or "")
+    return text if re.fullmatch(r"2\.\d+(\.\d+)?", text) else None
 
 
-def parse_release(text) -> tuple[int, int] | None:
-    match = re.fullmatch(r"(\d+)\.(\d+)", str(text or ""))
-    return (int(match.group(1)), int(match.group(2))) if match else None
+def is_exact(release: str | None) -> bool:
+    return bool(release) and release.count(".") == 2
 
 
-def expected_version_prefix(package: str, release: tuple[int, int]) -> str:
-    """'2.8' for torch/torchaudio of release 2.8, '0.23' for torchvision."""
-    if package == "torchvision":
-        return f"0.{release[1] + _TORCHVISION_OFFSET}"
-    return release_text(release)
+def release_constraints(release: str) -> list[str]:
+    if not is_exact(release):  # an older manifest's minor-only form
+        minor = int(release.split(".")[1])
+        return [f"torch=={release}.*", f"torchvision==0.{minor + _TORCHVISION_OFFSET}.*", f"torchaudio=={release}.*"]
+    return [f"{pkg}=={v}" for pkg, v in pairing(release).items()]
 
 
-def release_constraints(release: tuple[int, int]) -> list[str]:
-    return [f"{pkg}=={expected_version_prefix(pkg, release)}.*" for pkg in FAMILY]
+def bound_constraints(release: str) -> list[str]:
+    return [f"{pkg}<={v}" for pkg, v in pairing(release).items()]
+
+
+def refused_constraints(release: str) -> list[str]:
+    return [f"{pkg}!={v}" for pkg, v in pairing(release).items()]
 
 
 def describe(versions: dict[str, str]) -> str:
@@ -71,13 +106,19 @@ def describe(versions: dict[str, str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
+def family_release(versions: dict[str, str]) -> str | None:
+    """The release of a coherent set of versions (None: none, or not one release)."""
+    releases = {release_of(pkg, v) for pkg, v in versions.items() if pkg in FAMILY and v}
+    return releases.pop() if len(releases) == 1 and None not in releases else None
+
+
 def problem(versions: dict[str, str]) -> str | None:
-    """What is wrong with a set of family versions (None: coherent, or fewer than two present)."""
+    """What is wrong with a set of family versions (None: one release and one build, or fewer
+    than two members present)."""
     present = {pkg: v for pkg, v in versions.items() if pkg in FAMILY and v}
     if len(present) < 2:
         return None
-    releases = {pkg: release_of(pkg, v) for pkg, v in present.items()}
-    if None in releases.values() or len(set(releases.values())) > 1:
+    if family_release(present) is None:
         return f"{describe(present)} are not one PyTorch release"
     builds = {local_of(v) for v in present.values()}
     if len(builds) > 1:
@@ -87,23 +128,39 @@ def problem(versions: dict[str, str]) -> str | None:
 
 @dataclass
 class FamilyReport:
-    """The torch family one venv installs, from uv.lock (or from the venv itself)."""
+    """The torch family one venv installs, from uv.lock, and whether it was seen to import."""
 
     versions: dict[str, str] = field(default_factory=dict)
     release: str | None = None  # the release comfydock keeps the family to (manifest)
     problem: str | None = None
+    imports: bool | None = None  # the probe record for this uv.lock: True, False, None (not checked yet)
+    import_error: str | None = None
 
     @property
     def coherent(self) -> bool:
-        return self.problem is None
+        """One release, one build, and seen to import (an unchecked family is not called coherent)."""
+        return self.problem is None and self.imports is True
 
     def to_json(self) -> dict:
-        return {"versions": self.versions, "release": self.release, "coherent": self.coherent, "problem": self.problem}
+        return {
+            "versions": self.versions,
+            "release": self.release,
+            "coherent": self.coherent,
+            "problem": self.problem,
+            "imports": self.imports,
+            "import_error": self.import_error,
+        }
 
     def summary(self) -> str:
         if not self.versions:
             return "not in the lock"
-        return describe(self.versions) + (" (coherent)" if self.coherent else f": {self.problem}")
+        if self.problem:
+            return f"{describe(self.versions)}: {self.problem}"
+        if self.imports is None:
+            return f"{describe(self.versions)} (not checked yet)"
+        if self.imports is False:
+            return f"{describe(self.versions)}: do not import ({self.import_error})"
+        return describe(self.versions) + " (coherent, imports)"
 
 
 # --- the family in uv.lock -------------------------------------------------------------------
@@ -134,12 +191,12 @@ def lock_problems(uv_lock_text: str | None) -> list[str]:
     return problems
 
 
-def lock_release(uv_lock_text: str | None) -> tuple[int, int] | None:
+def lock_release(uv_lock_text: str | None) -> str | None:
     """The newest release every locked family member can come from: the oldest release among
     them (uv locked the newest version of each it could, so none goes beyond its own)."""
     releases = [release_of(pkg, v) for pkg, vs in locked_family_versions(uv_lock_text).items() for v in vs]
     releases = [r for r in releases if r is not None]
-    return min(releases) if releases else None
+    return min(releases, key=release_key) if releases else None
 
 
 def family_in_lock(uv_lock_text: str | None, versions: dict[str, str], backend: str | None) -> dict[str, str]:
@@ -167,9 +224,24 @@ def _requirement_lines(doc) -> list[str]:
     return entries
 
 
-def recorded_release(doc) -> tuple[int, int] | None:
+def recorded_release(doc) -> str | None:
     torch = manifest.section(doc, "torch")
     return parse_release(torch.get("release")) if torch is not None else None
+
+
+def refused_releases(doc) -> list[str]:
+    """Releases found not to import ([tool.comfydock.torch].refused), kept out by '!=' lines."""
+    torch = manifest.section(doc, "torch")
+    found = torch.get("refused") if torch is not None else None
+    if not isinstance(found, list):
+        return []
+    return [str(r) for r in found if is_exact(parse_release(r))]
+
+
+def _bound(doc) -> str | None:
+    torch = manifest.section(doc, "torch")
+    bound = parse_release(torch.get("bound")) if torch is not None else None
+    return bound if is_exact(bound) else None
 
 
 def _constraint_array(doc, create: bool):
@@ -177,43 +249,93 @@ def _constraint_array(doc, create: bool):
 
 
 def derived_constraints(doc) -> list[str]:
-    """The constraint lines comfydock wrote for the recorded release."""
-    release = recorded_release(doc)
-    return release_constraints(release) if release else []
+    """The constraint lines comfydock wrote: the recorded release's, a bound while a release
+    is being sought, and the refused releases'."""
+    release, bound = recorded_release(doc), _bound(doc)
+    lines = release_constraints(release) if release else []
+    lines += bound_constraints(bound) if bound else []
+    for refused in refused_releases(doc):
+        lines += refused_constraints(refused)
+    return lines
 
 
-def clear_release(doc) -> bool:
-    """Drop the recorded release and its constraints (True if there was one)."""
-    derived = set(derived_constraints(doc))
-    if not derived:
-        return False
+def _drop_lines(doc, lines) -> None:
     arr = _constraint_array(doc, create=False)
-    if arr is not None:
-        for i in reversed(range(len(arr))):
-            if str(arr[i]) in derived:
-                del arr[i]
-        if len(arr) == 0:
-            manifest.drop_key(doc, "uv", "constraint-dependencies")
-    manifest.drop_section(doc, "torch")
-    return True
+    if arr is None:
+        return
+    for i in reversed(range(len(arr))):
+        if str(arr[i]) in lines:
+            del arr[i]
+    if len(arr) == 0:
+        manifest.drop_key(doc, "uv", "constraint-dependencies")
 
 
-def record_release(doc, release: tuple[int, int]) -> None:
-    """Keep the family to `release`: [tool.comfydock.torch].release and its constraints."""
-    clear_release(doc)
-    torch = tomlkit.table()
-    torch.add(tomlkit.comment("torch, torchvision and torchaudio are kept to one PyTorch release (derived by comfydock)"))
-    torch["release"] = release_text(release)
-    manifest.set_section(doc, "torch", torch)
+def _add_lines(doc, lines) -> None:
     arr = _constraint_array(doc, create=True)
-    for line in release_constraints(release):
-        arr.append(line)
+    present = {str(e) for e in arr}
+    for line in lines:
+        if line not in present:
+            arr.append(line)
     arr.multiline(True)
 
 
+def _torch_table(doc):
+    torch = manifest.section(doc, "torch")
+    if torch is None:
+        torch = tomlkit.table()
+        torch.add(tomlkit.comment("torch, torchvision and torchaudio are kept to one PyTorch release (derived by comfydock)"))
+        manifest.set_section(doc, "torch", torch)
+    return torch
+
+
+def clear_release(doc) -> bool:
+    """Drop the recorded release (and a bound) and their constraints; refused releases stay.
+    True if there was one."""
+    release, bound = recorded_release(doc), _bound(doc)
+    if not release and not bound:
+        return False
+    _drop_lines(doc, set((release_constraints(release) if release else []) + (bound_constraints(bound) if bound else [])))
+    torch = manifest.section(doc, "torch")
+    for key in ("release", "bound"):
+        if key in torch:
+            del torch[key]
+    if not refused_releases(doc):
+        manifest.drop_section(doc, "torch")
+    return True
+
+
+def record_release(doc, release: str) -> None:
+    """Keep the family to `release`: [tool.comfydock.torch].release and its '==' constraints."""
+    clear_release(doc)
+    _torch_table(doc)["release"] = release
+    _add_lines(doc, release_constraints(release))
+
+
+def bound_release(doc, release: str) -> None:
+    """Let uv pick nothing newer than `release` in any member ('<=' lines), when the release
+    itself cannot be locked (torchaudio 2.11.1 has no torch 2.11.1): the next lock then shows
+    the newest release below it that every member has. Replaced by record_release."""
+    clear_release(doc)
+    _torch_table(doc)["bound"] = release
+    _add_lines(doc, bound_constraints(release))
+
+
+def refuse_release(doc, release: str) -> None:
+    """Record that `release` does not import here: [tool.comfydock.torch].refused and its '!='
+    constraints; the recorded release is dropped so that the next lock chooses another."""
+    clear_release(doc)
+    refused = refused_releases(doc)
+    if release not in refused:
+        torch = _torch_table(doc)
+        arr = tomlkit.array()
+        arr.extend(sorted({*refused, release}, key=release_key))
+        torch["refused"] = arr
+    _add_lines(doc, refused_constraints(release))
+
+
 def explicit_pins(doc) -> dict[str, str]:
-    """Family members the user pinned to one version ('==X.Y.Z' / '==X.Y.*'), outside the
-    derived constraints: requirements of every group and [tool.uv].constraint-dependencies."""
+    """Family members the user pinned to one version ('X.Y.Z', or 'X.Y.*' kept as written),
+    outside the derived constraints: requirements of every group and [tool.uv].constraint-dependencies."""
     derived = set(derived_constraints(doc))
     entries = _requirement_lines(doc)
     entries += [str(e) for e in _constraint_array(doc, create=False) or [] if str(e) not in derived]
@@ -228,25 +350,42 @@ def explicit_pins(doc) -> dict[str, str]:
             continue
         for spec in req.specifier:
             if spec.operator in ("==", "==="):
-                pins[name] = spec.version.removesuffix(".*")
+                pins[name] = spec.version
     return pins
+
+
+def _pins_problem(pins: dict[str, str]) -> str | None:
+    """problem() for pins, where 'X.Y.*' only fixes the minor release."""
+    if all(not v.endswith(".*") for v in pins.values()):
+        return problem(pins)
+    shown = {pkg: v for pkg, v in pins.items()}
+    minors = set()
+    for pkg, v in pins.items():
+        release = release_of(pkg, v.removesuffix(".*"))
+        if release is None:
+            return f"{describe(shown)} are not one PyTorch release"
+        minors.add(release.rsplit(".", 1)[0])
+    exact = {pkg: v for pkg, v in pins.items() if not v.endswith(".*")}
+    if len(minors) > 1 or problem(exact):
+        return problem(exact) or f"{describe(shown)} are not one PyTorch release"
+    return None
 
 
 def check_pins(doc) -> None:
     """Refuse explicit pins that cannot be one release, naming the three versions."""
     pins = explicit_pins(doc)
-    wrong = problem(pins)
+    wrong = _pins_problem(pins)
     if wrong:
         raise ComfydockError(f"refused: {wrong}", hint=_pin_hint(pins))
 
 
 def _pin_hint(pins: dict[str, str]) -> str:
     anchor = next((pkg for pkg in FAMILY if pkg in pins), None)
-    release = release_of(anchor, pins[anchor]) if anchor else None
+    release = release_of(anchor, pins[anchor].removesuffix(".*")) if anchor else None
     if release is None:
         return "pin torch, torchvision and torchaudio of one PyTorch release, or pin torch alone"
-    match = ", ".join(f"{pkg}=={expected_version_prefix(pkg, release)}.*" for pkg in FAMILY)
-    return f"one release is e.g. {match} (torchvision 0.(Y+15) goes with torch 2.Y); or pin torch alone"
+    match = ", ".join(f"{pkg}=={v}" for pkg, v in pairing(release).items())
+    return f"one release is e.g. {match} (torchvision 0.(Y+15).Z goes with torch 2.Y.Z); or pin torch alone"
 
 
 # --- the backend: one optional extra per backend, mutually exclusive --------------------------
@@ -384,54 +523,84 @@ def _add_extra(doc, backend: str | None) -> None:
     manifest.section(doc, "optional-dependencies", create=True)[extra_name(backend)] = arr
 
 
-# --- the family as installed in a venv (checked by 'comfydock run') ---------------------------
+# --- the family as installed in a venv (checked after a sync, see comfydock.torch_probe) -------
 
+# Each member's distribution version (the metadata: PyPI's Linux torch says 2.11.0 there and
+# '2.11.0+cu130' in __version__, a PyTorch index's build '2.11.0+cu130' in both), then its import.
 _PROBE = """
-import importlib, json, sys
+import importlib, importlib.metadata, json, sys
 out = {}
 for name in sys.argv[1:]:
     try:
-        out[name] = {"version": str(importlib.import_module(name).__version__)}
+        out[name] = {"version": importlib.metadata.version(name)}
+    except Exception as exc:
+        out[name] = {"version": None}
+    try:
+        out[name]["module_version"] = str(importlib.import_module(name).__version__)
     except BaseException as exc:
-        out[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        out[name]["error"] = f"{type(exc).__name__}: {exc}"[:300]
 print(json.dumps(out))
 """
 
 
-def installed_members(venv_dir) -> list[str]:
+def installed_versions(venv_dir) -> dict[str, str]:
+    """The family members installed in a venv and their distribution versions (from the
+    *.dist-info directory names: no import, a few milliseconds)."""
     from comfydock.uv_runner import site_packages
 
     root = site_packages(venv_dir)
-    if root is None:
-        return []
-    names = {canonicalize_name(p.name.removesuffix(".dist-info").rsplit("-", 1)[0]) for p in root.glob("*.dist-info")}
-    return [pkg for pkg in FAMILY if pkg in names]
+    found = {}
+    for p in root.glob("torch*.dist-info") if root is not None else ():
+        name, _, version = p.name.removesuffix(".dist-info").rpartition("-")
+        if canonicalize_name(name) in FAMILY:
+            found[canonicalize_name(name)] = version
+    return {pkg: found[pkg] for pkg in FAMILY if pkg in found}
 
 
-def check_installed(venv_python, venv_dir, backend: str | None) -> str | None:
-    """What is wrong with the venv's torch family (None: it imports, is one release, and is the
-    build of `backend`). Imports each installed member in the venv's own interpreter."""
+def installed_members(venv_dir) -> list[str]:
+    return list(installed_versions(venv_dir))
+
+
+def probe_installed(venv_python, venv_dir) -> tuple[dict[str, str], str | None]:
+    """Import each installed member in the venv's own interpreter: (distribution versions,
+    the first failure as one line, or None when all import)."""
     import json
     import subprocess
 
     members = installed_members(venv_dir)
     if not members:
-        return None
+        return {}, None
     try:
-        proc = subprocess.run([str(venv_python), "-c", _PROBE, *members], capture_output=True, text=True, timeout=300)
+        proc = subprocess.run([str(venv_python), "-c", _PROBE, *members], capture_output=True, text=True, timeout=600)
         found = json.loads(proc.stdout.strip().splitlines()[-1])
     except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
-        return f"the venv's Python could not check torch ({exc})"
-    failed = [f"{name} ({info['error']})" for name, info in found.items() if "error" in info]
+        return installed_versions(venv_dir), f"the venv's Python could not check torch ({exc})"
+    fallback = installed_versions(venv_dir)
+    versions = {name: str(info.get("version") or fallback.get(name, "?")) for name, info in found.items()}
+    failed = [(name, str(info["error"])) for name, info in found.items() if info.get("error")]
     if failed:
-        return "cannot import " + "; ".join(failed)
-    versions = {name: info["version"] for name, info in found.items()}
+        name, error = failed[0]
+        lines = [ln.strip() for ln in error.splitlines() if ln.strip()]
+        first = "".join(c if c.isprintable() else "?" for c in (lines[0] if lines else error))
+        return versions, f"cannot import {name} ({first})"
+    return versions, None
+
+
+def build_problem(versions: dict[str, str], backend: str | None) -> str | None:
+    """What is wrong with installed distribution versions for this machine's backend: one
+    release, and the backend's build (its local tag, as the distribution records it; PyPI's
+    own builds record none, whatever their __version__ says)."""
     wrong = problem(versions)
     if wrong:
         return wrong
     builds = {local_of(v) for v in versions.values()}
-    want = backend or ""
-    # PyPI's builds carry no tag; a GPU index's builds do (+cu128): the tag tells the backend
-    if builds != {want} and not (want == "" and builds <= {""}):
+    if versions and builds != {backend or ""}:
         return f"{describe(versions)} are not the {backend or 'pypi'} build this machine uses"
     return None
+
+
+def check_installed(venv_python, venv_dir, backend: str | None) -> str | None:
+    """What is wrong with the venv's torch family (None: it imports, is one release, and is the
+    build of `backend`). Imports each installed member in the venv's own interpreter."""
+    versions, error = probe_installed(venv_python, venv_dir)
+    return error or build_problem(versions, backend)

@@ -440,6 +440,9 @@ def _sync_without_lock_check(env, targets: list[str], result: RollbackResult, li
     extra = env.torch_extra()
     uv_runner.uv_sync(env.workspace, env.cec_dir, env.venv_dir, extra)
     env.record_venv_synced(extra)
+    from comfydock import torch_probe
+
+    torch_probe.after_sync(env)  # the family's import result, as sync_venv records it
 
 
 def resolve_workflow_models(env, workflow: str, *, choose=None, listener=None, on_wait=None) -> list[dict]:

@@ -44,18 +44,28 @@ def machine_backend_in_manifest(env) -> bool:
     return torch_family.backend_ready(env.manifest_data(), env.torch_backend())
 
 
+def release_recorded_exactly(env) -> bool:
+    """The manifest's torch release is in the exact form (or there is none): a manifest with
+    the older minor-only form ('2.8') is locked again, which records '2.8.0'."""
+    from comfydock import torch_family
+
+    return not torch_family.recorded_release(env.manifest_data()) or torch_family.is_exact(
+        torch_family.recorded_release(env.manifest_data())
+    )
+
+
 def lock_coherent(env, upgrade=()) -> None:
     """uv lock, keeping torch, torchvision and torchaudio to one PyTorch release.
 
     First this machine's backend gets its extra in the manifest (a normal change to commit).
     Explicit incoherent pins are refused before uv runs. After uv locked, the release every
-    family member has is recorded ([tool.comfydock.torch].release and its constraints) and uv
-    locks again when that changed what uv may pick. On any failure pyproject.toml and uv.lock
-    are put back as they were."""
+    family member has is recorded ([tool.comfydock.torch].release and its exact constraints)
+    and uv locks again when that changed what uv may pick (_keep_to_one_release). On any
+    failure pyproject.toml and uv.lock are put back as they were."""
     from packaging.utils import canonicalize_name
 
     from comfydock import manifest, torch_family
-    from comfydock.errors import ComfydockError, ExternalToolError
+    from comfydock.errors import ExternalToolError
 
     ws = env.workspace
     with env.transaction() as tx:  # any failure, Ctrl-C included, puts both files back
@@ -75,28 +85,62 @@ def lock_coherent(env, upgrade=()) -> None:
                 raise
             _save_if_changed(env, doc)  # a requirement moved past the recorded release: derive it anew
             _uv_lock(env, upgrade, doc)
-        text = env.uv_lock_path.read_text(encoding="utf-8")
+        _keep_to_one_release(env, doc)
+
+
+_MAX_RELEASE_STEPS = 8  # each step locks once; a release found unlockable is bounded below, never tried again
+
+
+def _keep_to_one_release(env, doc) -> None:
+    """After a lock: when the locked members are not one exact pairing (torch 2.11.0 with
+    torchaudio 2.11.1), record the newest release every locked member has (2.11.0: exact '=='
+    lines) and lock again. When uv cannot lock that release (torchaudio 2.11.1 is newer than any
+    torch 2.11.1), bound every member to it ('<=') and lock: the members then show the newest
+    release below it that all of them have. Each step lowers the release, so this ends."""
+    from comfydock import torch_family
+    from comfydock.errors import ExternalToolError
+
+    text = env.uv_lock_path.read_text(encoding="utf-8")
+    first = torch_family.lock_problems(text)
+    for _ in range(_MAX_RELEASE_STEPS):
         release = torch_family.lock_release(text)
-        if release is None or (release == torch_family.recorded_release(doc) and not torch_family.lock_problems(text)):
+        problems = torch_family.lock_problems(text)
+        if release is None or (release == torch_family.recorded_release(doc) and not problems):
             return
-        found = torch_family.lock_problems(text)
         torch_family.record_release(doc, release)
         _save_if_changed(env, doc)
         try:
             _uv_lock(env, (), doc)
         except ExternalToolError as exc:
-            pins = torch_family.explicit_pins(doc)
-            pinned = f" (pinned: {', '.join(f'{k}=={v}' for k, v in sorted(pins.items()))})" if pins else ""
-            raise ComfydockError(
-                f"no coherent torch family: {'; '.join(found) or 'the locked versions differ'}{pinned}; "
-                f"release {torch_family.release_text(release)} is the newest all of them have, and uv cannot lock it",
-                hint="pin a PyTorch release that has torch, torchvision and torchaudio (or pin torch alone), "
-                "then run 'comfydock build'",
-                details=exc.details,
-            ) from None
-        left = torch_family.lock_problems(env.uv_lock_path.read_text(encoding="utf-8"))
-        if left:
-            raise ComfydockError(f"no coherent torch family: {'; '.join(left)}", hint="pin one PyTorch release of torch")
+            if not problems:
+                raise  # a coherent lock that its own release cannot reproduce: uv's error says why
+            torch_family.bound_release(doc, release)
+            _save_if_changed(env, doc)
+            try:
+                _uv_lock(env, (), doc)
+            except ExternalToolError:
+                raise _no_coherent_family(doc, first or problems, release, exc) from None
+        text = env.uv_lock_path.read_text(encoding="utf-8")
+    raise _no_coherent_family(doc, first, torch_family.lock_release(text), None)
+
+
+def _no_coherent_family(doc, found, release, exc):
+    from comfydock import torch_family
+    from comfydock.errors import ExternalToolError
+
+    pins = torch_family.explicit_pins(doc)
+    pinned = f" (pinned: {', '.join(f'{k}=={v}' for k, v in sorted(pins.items()))})" if pins else ""
+    refused = torch_family.refused_releases(doc)
+    refused_note = f"; refused here: {', '.join(refused)}" if refused else ""
+    return ExternalToolError(
+        f"no coherent torch family: {'; '.join(found) or 'the locked versions differ'}{pinned}{refused_note}; "
+        f"release {release} ({torch_family.describe(torch_family.pairing(release)) if release else '?'}) "
+        "is the newest all of them have, and uv cannot lock it",
+        hint=(f"change the pins ({', '.join(f'{k}=={v}' for k, v in sorted(pins.items()))}) to " if pins else "pin ")
+        + "one PyTorch release that has torch, torchvision and torchaudio (e.g. "
+        "'comfydock constraint add torch==2.8.0 torchvision==0.23.0 torchaudio==2.8.0'), or pin torch alone",
+        details=exc.details if exc is not None else "",
+    )
 
 
 def _save_if_changed(env, doc) -> None:
@@ -226,15 +270,104 @@ def _no_upgrade_asked(task) -> bool:
     return not (task.options or {}).get("upgrade_package")
 
 
-def _sync(env) -> None:
+def _sync(env):
+    """uv sync, then the family proven to import (torch_probe: once per changed family). A
+    family that does not import is refused and the next coherent one chosen (_refuse_family);
+    what happened is returned as notes for the output."""
+    from comfydock import torch_probe
+
     extra = env.torch_extra()
     uv_runner.uv_sync(env.workspace, env.cec_dir, env.venv_dir, extra)
     env.record_venv_synced(extra)
+    record = torch_probe.after_sync(env)
+    if not record.get("import_error"):
+        return None  # a build of another backend is not the release's fault: run and status name it
+    # pyproject.toml and uv.lock changed after lock_deps ran: lock_deps runs again (a no-op
+    # lock) so that doit's record of them is current
+    return {"notes": _refuse_family(env, record), "rerun": ["lock_deps"]}
+
+
+_MAX_REFUSALS = 3  # each costs a lock, a sync and an import of torch
+
+
+def _refuse_family(env, record) -> list[str]:
+    """Record the release that failed to import as refused ([tool.comfydock.torch].refused,
+    '!=' constraints), lock and sync the next coherent one, and check it; repeated up to
+    _MAX_REFUSALS times. If none imports, pyproject.toml, uv.lock and the venv are put back."""
+    import functools
+
+    from comfydock import manifest, torch_family, torch_probe
+    from comfydock.errors import ComfydockError, ExternalToolError
+
+    notes: list[str] = []
+    with env.transaction() as tx:
+        tx.on_undo(functools.partial(_sync_again, env), "the venv (run 'comfydock build')")
+        tx.save_file(env.pyproject_path)
+        tx.save_file(env.uv_lock_path)
+        for _ in range(_MAX_REFUSALS):
+            versions, error = record["versions"], record["import_error"]
+            release = torch_family.family_release(versions)
+            doc = manifest.load(env.pyproject_path)
+            if release is None:  # not one release (a lock made before exact pairing): lock again, which pairs them
+                notes.append(f"{torch_family.describe(versions)} do not import ({error}): not one PyTorch release, locked again")
+                torch_family.clear_release(doc)
+            else:
+                notes.append(f"refused torch release {release}: {torch_family.describe(versions)} do not import here ({error})")
+                torch_family.refuse_release(doc, release)
+            _save_if_changed(env, doc)
+            try:
+                lock_coherent(env)
+            except ComfydockError as exc:
+                raise ExternalToolError(
+                    f"no importable torch family: {torch_family.describe(versions)} do not import ({error}), "
+                    f"and no other release can be locked: {exc.message}",
+                    hint=_no_family_hint(env),
+                    details=getattr(exc, "details", ""),
+                ) from None
+            extra = env.torch_extra()
+            uv_runner.uv_sync(env.workspace, env.cec_dir, env.venv_dir, extra)
+            env.record_venv_synced(extra)
+            record = torch_probe.after_sync(env)
+            if not record.get("import_error"):
+                notes.append(f"chose {torch_family.describe(record['versions'])} instead (it imports)")
+                return notes
+            if record["import_error"] == error:  # the same failure with another release: this machine, not the release
+                break
+        raise ComfydockError(
+            f"no importable torch family: {torch_family.describe(record['versions'])} do not import "
+            f"({record['import_error']}) after refusing {len(notes)} release(s)"
+            + (
+                ": the same error as the release before, so it is likely this machine's"
+                if record["import_error"] == error
+                else ""
+            ),
+            hint=_no_family_hint(env),
+        )
+
+
+def _no_family_hint(env) -> str:
+    return (
+        "pin a PyTorch release that imports on this machine ('comfydock constraint add torch==X.Y.Z'), "
+        f"or use another torch backend ('comfydock config torch-backend ...'; now {env.torch_backend() or 'pypi'})"
+    )
+
+
+def _sync_again(env) -> None:
+    """Undo step: the venv back to the restored uv.lock, and its import result recorded."""
+    from comfydock import torch_probe
+
+    extra = env.torch_extra()
+    uv_runner.uv_sync(env.workspace, env.cec_dir, env.venv_dir, extra)
+    env.record_venv_synced(extra)
+    torch_probe.after_sync(env)
 
 
 def _venv_synced(env) -> bool:
-    # the venv exists, its marker names this lock and this machine's torch extra (else: sync again)
-    return env.venv_in_sync()
+    # the venv exists, its marker names this lock and this machine's torch extra, and its torch
+    # family (if any) was seen to import with this lock (else: sync again, which checks it)
+    from comfydock import torch_probe
+
+    return env.venv_in_sync() and torch_probe.synced_and_checked(env)
 
 
 def task_lock_deps(env):
@@ -248,7 +381,7 @@ def task_lock_deps(env):
         "targets": [env.uv_lock_path],
         "params": [UPGRADE_PARAM],
         # an upgrade request always runs uv lock, and so does a backend new to the manifest
-        "uptodate": [_no_upgrade_asked, (machine_backend_in_manifest, [env])],
+        "uptodate": [_no_upgrade_asked, (machine_backend_in_manifest, [env]), (release_recorded_exactly, [env])],
         "actions": [(_lock, [env])],
     }
 

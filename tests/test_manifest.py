@@ -16,7 +16,7 @@ def _edited_manifest():
     )
     pydeps.add_requirements(doc, ["tinyutil>=1"])
     pydeps.add_constraints(doc, ["numpy<2"])
-    torch_family.record_release(doc, (2, 5))
+    torch_family.record_release(doc, "2.5.1")
     manifest.set_workflows(doc, {"wf": {"path": "wf.json", "state": "ok"}}, {"abc": {"filename": "m.safetensors"}})
     manifest.set_node_type_choice(doc, "KSamplerX", "my-node")
     return doc
@@ -30,7 +30,7 @@ def test_every_section_edit_reads_back_after_a_save(tmp_path):
     assert tracked_node(doc, "file:///x/my-node.git").id == "my-node"
     assert "tinyutil>=1" in manifest.user_requirements(doc)
     assert "numpy<2" in pydeps.constraints(doc)
-    assert torch_family.recorded_release(doc) == (2, 5)
+    assert torch_family.recorded_release(doc) == "2.5.1"
     assert manifest.workflow_entries(doc)["wf"]["path"] == "wf.json"
     assert manifest.required_models(doc) == {"abc": {"filename": "m.safetensors"}}
     assert manifest.node_type_choices(doc) == {"KSamplerX": "my-node"}

@@ -56,12 +56,30 @@ def test_as_of_accepts_dates_times_and_now_and_writes_utc():
             resolution.parse_as_of(bad)
 
 
+UV_NO_UPLOAD_TIMES = """\
+  warning: `torch-2.10.0-py3-none-any.whl` is missing an upload date, but user provided: 2026-12-02T15:27:23Z
+  warning: `torchaudio-2.10.0-py3-none-any.whl` is missing an upload date, but user provided: 2026-12-02T15:27:23Z
+  error: No solution found when resolving dependencies
+    cause: Because there is no version of torch==2.10.0 and your project depends on torch==2.10.0, we can conclude \
+that your project's requirements are unsatisfiable.
+  hint: `torch` was filtered by `exclude-newer` to only include packages uploaded before 2026-12-02T15:27:23Z. \
+Consider using `exclude-newer-package` to override the cutoff for this package.
+"""
+
+
 def test_uv_refusal_names_each_filtered_package_and_whether_its_file_has_an_upload_time():
     first, second = resolution.filtered_packages(UV_FILTERED)
     assert (first.name, first.by_package_setting, first.published) == ("huggingface-hub", True, "2026-10-29T15:30:10Z")
     assert (second.name, second.by_package_setting, second.version) == ("hf-xet", False, "v1.8.0")
     (undated,) = resolution.filtered_packages(UV_UNDATED)
-    assert (undated.name, undated.published) == ("cdfix-gamma", None)
+    assert (undated.name, undated.published, undated.undated) == ("cdfix-gamma", None, True)
+    # uv 0.13 on an index without upload times at all: warnings per file, a hint with no version
+    (torch,) = resolution.filtered_packages(UV_NO_UPLOAD_TIMES)
+    assert (torch.name, torch.undated) == ("torch", True)
+    assert resolution.plan_moves(_doc(), UV_NO_UPLOAD_TIMES, datetime(2026, 12, 2, tzinfo=timezone.utc))[0].until is None
+    # the same hint without those warnings: dated files, moved by the rule, never to no cutoff
+    (dated,) = resolution.filtered_packages(UV_NO_UPLOAD_TIMES.split("  error:", 1)[1])
+    assert (dated.name, dated.undated) == ("torch", False)
     assert resolution.filtered_packages("error: Failed to fetch: http://127.0.0.1:9/simple/x/") == []
 
 

@@ -127,11 +127,11 @@ def test_lock_keeps_one_release_when_newest_torch_has_no_torchaudio(torch_ws, ru
     env = Environment.open(torch_ws, "a")
     assert installed(env) == {"torch": "2.8.0+cpu", "torchvision": "0.23.0+cpu", "torchaudio": "2.8.0+cpu"}
     data = tomllib.loads(env.pyproject_path.read_text())
-    assert data["tool"]["comfydock"]["torch"]["release"] == "2.8"  # visible in the manifest
-    assert "torchaudio==2.8.*" in data["tool"]["uv"]["constraint-dependencies"]
+    assert data["tool"]["comfydock"]["torch"]["release"] == "2.8.0"  # visible in the manifest
+    assert "torchaudio==2.8.0" in data["tool"]["uv"]["constraint-dependencies"]
     status = run_cli("status", "--json").json
     assert status["torch_family"]["coherent"] and status["torch_family"]["versions"]["torch"] == "2.8.0+cpu"
-    assert "(coherent)" in run_cli("py", "list").out
+    assert "(coherent, imports)" in run_cli("py", "list").out
     assert torch_family.check_installed(env.python, env.venv_dir, "cpu") is None
     assert "not the cu128 build" in torch_family.check_installed(env.python, env.venv_dir, "cu128")
     monkeypatch.setenv("COMFYDOCK_TORCH_BACKEND", "cu128")  # another backend, venv not rebuilt
@@ -242,3 +242,145 @@ def test_unreachable_pytorch_index_names_pypi_backend_and_setting(torch_ws, run_
     assert result.code == 1
     assert "PyTorch index is unreachable" in result.err and "--torch-backend pypi" in result.err
     assert "torch-index" in result.err
+
+
+# --- exact pairing, the import probe and its record (issue 24) ----------------------------------
+# A fake PyPI like today's: torch's Linux builds say '+cu130' in __version__ (none in their
+# metadata), torch 2.12.0 has no torchaudio, torchaudio 2.11.1 is a patch newer than any torch 2.11
+# and fails against torch 2.11.0 the way the real one does, and torchaudio 2.10.0 is a broken build
+# that never imports.
+
+_AUDIO_INIT = """import torch
+__version__ = {version!r}
+if torch.__version__.split("+")[0] != {own!r}:
+    raise OSError("libtorchaudio.so: undefined symbol: torch_exception_get_what_without_backtrace")
+"""
+
+
+@pytest.fixture(scope="session")
+def pairing_index(tmp_path_factory):
+    base = tmp_path_factory.mktemp("pairing-index")
+    wheels = base / "wheels"
+    for minor in (9, 10, 11, 12):
+        make_wheel(wheels, "torch", f"2.{minor}.0", init=f"__version__ = '2.{minor}.0+cu130'\n")
+        make_wheel(wheels, "torchvision", f"0.{minor + 15}.0")
+    for version, own in (("2.9.0", "2.9.0"), ("2.10.0", "2.10.99"), ("2.11.0", "2.11.0"), ("2.11.1", "2.11.1")):
+        make_wheel(wheels, "torchaudio", version, init=_AUDIO_INIT.format(version=version, own=own))
+    _simple_index(wheels, base / "simple")
+    return base / "simple"
+
+
+@pytest.fixture
+def pypi_env(workspace_path, pairing_index, run_cli):
+    """An environment 'a' on the pypi backend, PyPI being the fake index above."""
+    from comfydock.workspace import Workspace
+
+    assert run_cli("config", "no-index", "--unset").code == 0
+    assert run_cli("config", "python-index", pairing_index.as_uri()).code == 0
+    assert run_cli("create", "a", "--torch-backend", "pypi").code == 0
+    return Environment.open(Workspace.open(workspace_path), "a")
+
+
+def test_release_pairs_are_exact_with_the_torch_2_0_exceptions():
+    assert torch_family.pairing("2.9.1") == {"torch": "2.9.1", "torchvision": "0.24.1", "torchaudio": "2.9.1"}
+    assert torch_family.pairing("2.0.1") == {"torch": "2.0.1", "torchvision": "0.15.2", "torchaudio": "2.0.2"}
+    assert torch_family.problem({"torch": "2.0.0", "torchvision": "0.15.1", "torchaudio": "2.0.1"}) is None
+    wrong = torch_family.problem({"torch": "2.11.0", "torchaudio": "2.11.1"})
+    assert wrong == "torch 2.11.0 and torchaudio 2.11.1 are not one PyTorch release"
+    # the build is read from the distribution's version: PyPI's own has no tag, a PyTorch index's has one
+    assert torch_family.build_problem({"torch": "2.11.0", "torchaudio": "2.11.0"}, None) is None
+    assert "not the pypi build" in torch_family.build_problem({"torch": "2.11.0+cpu", "torchaudio": "2.11.0+cpu"}, None)
+    assert "not the cu130 build" in torch_family.build_problem({"torch": "2.11.0", "torchaudio": "2.11.0"}, "cu130")
+
+
+def test_lock_picks_the_exact_pairing_when_torchaudio_has_a_newer_patch(pypi_env, run_cli):
+    env = pypi_env
+    result = run_cli("py", "add", "torch", "torchvision", "torchaudio")
+    assert result.code == 0, result.err
+    # uv alone locks torch 2.12.0 with torchaudio 2.11.1; release 2.11.1 has no torch, so every member
+    # is bounded to it, and then torchaudio 2.11.1 beside torch 2.11.0 (which does not import) gives 2.11.0
+    assert installed(env) == {"torch": "2.11.0", "torchvision": "0.26.0", "torchaudio": "2.11.0"}
+    data = tomllib.loads(env.pyproject_path.read_text())
+    assert data["tool"]["comfydock"]["torch"]["release"] == "2.11.0"
+    assert {"torch==2.11.0", "torchvision==0.26.0", "torchaudio==2.11.0"} <= set(data["tool"]["uv"]["constraint-dependencies"])
+    # torch says 2.11.0+cu130 (PyPI's Linux build): the pypi backend accepts it, and run starts
+    assert run_cli("run", "--no-sync").code == 0
+    assert run_cli("status", "--json").json["torch_family"]["coherent"]
+
+    before = env.pyproject_path.read_bytes()
+    refused = run_cli("py", "add", "torchaudio==2.11.1")  # no torch 2.11.1 exists: no pairing can be locked
+    # (uv keeps the locked torch 2.11.0 and torchvision 0.26.0 beside the pin)
+    assert refused.code == 1
+    assert "torch 2.11.0, torchvision 0.26.0 and torchaudio 2.11.1 are not one PyTorch release" in refused.err
+    assert "change the pins (torchaudio==2.11.1)" in refused.err
+    assert env.pyproject_path.read_bytes() == before and installed(env)["torchaudio"] == "2.11.0"
+
+
+def test_older_minor_release_form_is_upgraded_to_the_exact_one_on_the_next_lock(pypi_env, run_cli):
+    env = pypi_env
+    assert run_cli("py", "add", "torch", "torchaudio").code == 0
+    text = env.pyproject_path.read_text()
+    old = text.replace('release = "2.11.0"', 'release = "2.11"')
+    old = old.replace('"torch==2.11.0"', '"torch==2.11.*"').replace('"torchvision==0.26.0"', '"torchvision==0.26.*"')
+    old = old.replace('"torchaudio==2.11.0"', '"torchaudio==2.11.*"')
+    env.pyproject_path.write_text(old)
+    assert "kept to release 2.11\n" in run_cli("py", "list").out  # the older form still reads
+    assert run_cli("build").code == 0
+    data = tomllib.loads(env.pyproject_path.read_text())
+    assert data["tool"]["comfydock"]["torch"]["release"] == "2.11.0"
+    assert "torchaudio==2.11.*" not in data["tool"]["uv"]["constraint-dependencies"]
+    assert "torchaudio==2.11.0" in data["tool"]["uv"]["constraint-dependencies"]
+
+
+def test_run_imports_torch_only_when_the_family_changed_and_status_says_unchecked_until_then(pypi_env, run_cli):
+    import shlex
+
+    from comfydock import torch_probe
+
+    env = pypi_env
+    assert run_cli("py", "add", "torch", "torchaudio").code == 0
+    record = torch_probe.record_path(env)
+    stamp = record.stat().st_mtime_ns
+    assert run_cli("run").code == 0 and run_cli("run", "--no-sync").code == 0
+    assert record.stat().st_mtime_ns == stamp  # nothing changed: no probe, nothing recorded
+    assert run_cli("py", "add", "cdfix-beta").code == 0  # another package: the family's result carries over
+    assert torch_probe.current(env)["carried_over"]
+
+    record.unlink()  # e.g. an environment synced before this record existed
+    line = next(ln for ln in run_cli("status").out.splitlines() if ln.startswith("Torch family"))
+    assert "coherent" not in line and "not checked yet" in line
+    assert not run_cli("status", "--json").json["torch_family"]["coherent"]
+    hint = line.split("run '", 1)[1].split("'", 1)[0]
+    assert run_cli(*shlex.split(hint)[1:]).code == 0  # the hint, as printed
+    after = next(ln for ln in run_cli("status").out.splitlines() if ln.startswith("Torch family"))
+    assert "(coherent, imports)" in after and record.is_file()
+
+
+def test_family_that_does_not_import_is_refused_and_the_next_release_chosen(pypi_env, run_cli):
+    env = pypi_env
+    # only torch 2.10.0 allowed, whose torchaudio build never imports: nothing is left, nothing changes
+    before = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()
+    refused = run_cli("py", "add", "torch==2.10.0", "torchvision", "torchaudio")
+    assert refused.code == 1
+    assert "no importable torch family: torch 2.10.0, torchvision 0.25.0 and torchaudio 2.10.0 do not import" in refused.err
+    assert "undefined symbol" in refused.err
+    assert (env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()) == before and installed(env) == {}
+
+    # torch < 2.11: the newest pairing is 2.10.0 again; it is refused and 2.9.0 chosen
+    result = run_cli("py", "add", "torch<2.11", "torchvision", "torchaudio")
+    assert result.code == 0, result.err
+    assert "refused torch release 2.10.0" in result.err and "undefined symbol" in result.err
+    assert "chose torch 2.9.0, torchvision 0.24.0 and torchaudio 2.9.0" in result.err
+    assert installed(env) == {"torch": "2.9.0", "torchvision": "0.24.0", "torchaudio": "2.9.0"}
+    assert venv_imports(env, "torchaudio")
+    data = tomllib.loads(env.pyproject_path.read_text())
+    assert data["tool"]["comfydock"]["torch"] == {"release": "2.9.0", "refused": ["2.10.0"]}
+    assert "torchaudio!=2.10.0" in data["tool"]["uv"]["constraint-dependencies"]
+    status = run_cli("status", "--json").json
+    assert status["torch_family"]["coherent"] and status["pending_tasks"] == []
+
+
+def venv_imports(env, module) -> bool:
+    import subprocess
+
+    return subprocess.run([str(env.python), "-c", f"import {module}"], capture_output=True).returncode == 0

@@ -461,6 +461,9 @@ def import_bundle(
                 lock_coherent(env)
             uv_runner.uv_sync(ws, env.cec_dir, env.venv_dir, env.torch_extra())
             env.record_venv_synced(env.torch_extra())
+            from comfydock import torch_probe
+
+            torch_probe.after_sync(env)  # the family's import result, as sync_venv records it
             if any(n.method != "development" for n in lock.nodes):
                 _warn("registry and git nodes were not installed (--skip-nodes): 'comfydock build' installs them")
         else:

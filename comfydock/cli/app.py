@@ -116,6 +116,8 @@ class App:
         from comfydock.cli.text import escape
 
         def listener(kind, task):
+            if kind == "note":  # a task's message to the user (here `task` is its text)
+                self.warn_text(task)
             if kind != "start":
                 return
             if spinner is not None:

@@ -286,8 +286,7 @@ def cmd_status(app: App) -> int:
     )
     family = data["torch_family"]
     if family["versions"]:
-        colour = "green" if family["coherent"] else "red"
-        out.print(f"Torch family: [{colour}]{escape(family['summary'])}[/]")
+        out.print(torch_family_line(family, data["environment"]))
     for node in data["missing_node_dirs"]:
         out.print(f"Custom node {escape(node)} [yellow]missing on disk[/] (comfydock build restores it)")
     for node in data["missing_dev_nodes"]:
@@ -413,6 +412,16 @@ def cmd_build(app: App) -> int:
     if not report.ok:
         raise build_failure(report)
     return 0
+
+
+def torch_family_line(family: dict, env_name: str) -> str:
+    """status' torch line: coherent only when the last sync's import record says it imports."""
+    summary, build = escape(family["summary"]), escape(f"comfydock build -e {env_name}")
+    if family["coherent"]:
+        return f"Torch family: [green]{summary}[/]"
+    if not family["problem"] and family["imports"] is None:
+        return f"Torch family: [yellow]{summary}[/]: run '{build}' to import them once"
+    return f"Torch family: [red]{summary}[/] (run '{build}': it refuses a release that does not import)"
 
 
 def cmd_config(app: App) -> int:

@@ -102,7 +102,8 @@ def cmd_py_list(app: App) -> int:
         app.out.print(table)
         family = listing.torch_family
         if family["versions"]:
-            colour = "green" if family["coherent"] else "red"
+            unchecked = not family["problem"] and family["imports"] is None
+            colour = "green" if family["coherent"] else "yellow" if unchecked else "red"
             release = f", kept to release {family['release']}" if family["release"] else ""
             app.out.print(f"Torch family: [{colour}]{escape(family['summary'])}[/]{escape(release)}")
     warn_module_clashes(app, listing.module_clashes)

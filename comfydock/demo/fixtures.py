@@ -66,12 +66,15 @@ DEMO_WORKFLOW = {
 }
 
 
-def make_wheel(dest_dir: Path, name: str, version: str, requires: list[str] = (), module: str | None = None) -> Path:
-    """Write a minimal, valid pure-Python wheel of `name` `version` (installing `module`)."""
+def make_wheel(
+    dest_dir: Path, name: str, version: str, requires: list[str] = (), module: str | None = None, init: str | None = None
+) -> Path:
+    """Write a minimal, valid pure-Python wheel of `name` `version` (installing `module`, whose
+    __init__.py is `init` when given)."""
     module = module or name.replace("-", "_")
     dist = f"{name.replace('-', '_')}-{version}"
     files = {
-        f"{module}/__init__.py": f"__version__ = {version!r}\nDISTRIBUTION = {name!r}\n",
+        f"{module}/__init__.py": init if init is not None else f"__version__ = {version!r}\nDISTRIBUTION = {name!r}\n",
         f"{dist}.dist-info/METADATA": (
             f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
         ),
