@@ -276,24 +276,13 @@ def _environment_version(env) -> tuple[str | None, bool]:
     return (max(tags, key=lambda t: int(t[1:])) if tags else None), dirty
 
 
-def _check_startable(env) -> None:
-    """A checkout and a venv to start. (No separate torch pre-check: a torch family that does
-    not import is what ComfyUI itself then reports, as its own import error.)"""
-    if not (env.comfyui_dir / "main.py").is_file():
-        raise ComfydockError(
-            f"ComfyUI is missing from environment {env.name!r} ({env.comfyui_dir / 'main.py'} not found)",
-            hint=f"run 'comfydock build -e {env.name}' to check it out again",
-        )
-    if not env.python.exists():
-        raise ComfydockError(f"environment {env.name!r} has no venv", hint=f"run 'comfydock build -e {env.name}' to create it")
-
-
 def run_check(env, comfyui_args: list[str]) -> dict:
     """Start ComfyUI with --quick-test-for-ci (+ --cpu where needed), write and return the record."""
-    from comfydock.comfyui_process import comfyui_command, comfyui_environ
+    from comfydock.comfyui_process import comfyui_command, comfyui_environ, require_startable
     from comfydock.nodes.spec import tracked_nodes
 
-    _check_startable(env)
+    # no torch pre-check of its own: a family that does not import is ComfyUI's own import error here
+    require_startable(env)
     args, cpu_why = with_cpu(env, comfyui_args)
     command = comfyui_command(env, ["--quick-test-for-ci", *args])
     started = time.time()

@@ -4,6 +4,19 @@ from __future__ import annotations
 
 import os
 
+from comfydock.errors import ComfydockError
+
+
+def require_startable(env) -> None:
+    """A ComfyUI checkout and a venv to start it with (what `run` and `check` both need first)."""
+    if not (env.comfyui_dir / "main.py").is_file():
+        raise ComfydockError(
+            f"ComfyUI is missing from environment {env.name!r} ({env.comfyui_dir / 'main.py'} not found)",
+            hint=f"run 'comfydock build -e {env.name}' to check it out again",
+        )
+    if not env.python.exists():
+        raise ComfydockError(f"environment {env.name!r} has no venv", hint=f"run 'comfydock build -e {env.name}' to create it")
+
 
 def comfyui_command(env, comfyui_args: list[str]) -> list[str]:
     return [str(env.python), str(env.comfyui_dir / "main.py"), *comfyui_args]

@@ -13,7 +13,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
-from comfydock.comfyui_process import comfyui_command, comfyui_environ  # noqa: F401  (also launch's API)
+from comfydock.comfyui_process import comfyui_command, comfyui_environ, require_startable  # noqa: F401  (also launch's API)
 from comfydock.errors import ComfydockError
 
 SYNC_TASKS = ("checkout_comfyui", "sync_venv")  # plus each node's install_node/install_script tasks
@@ -66,13 +66,7 @@ def check_runnable(env) -> None:
     unchanged environment imports nothing here; without a record it is checked now, once."""
     from comfydock import torch_probe
 
-    if not (env.comfyui_dir / "main.py").is_file():
-        raise ComfydockError(
-            f"ComfyUI is missing from environment {env.name!r} ({env.comfyui_dir / 'main.py'} not found)",
-            hint=f"run 'comfydock build -e {env.name}' to check it out again",
-        )
-    if not env.python.exists():
-        raise ComfydockError(f"environment {env.name!r} has no venv", hint=f"run 'comfydock build -e {env.name}' to create it")
+    require_startable(env)
     wrong = torch_probe.ensure(env).get("problem")
     if wrong:
         raise ComfydockError(

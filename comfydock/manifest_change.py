@@ -14,6 +14,7 @@ class ManifestChange:
     changed: bool  # did pyproject.toml change at all
     report: object  # the engine's BuildReport
     result: object = None  # what the mutation returned
+    comfyui_fills: dict | None = None  # undeclared.fill_comfyui_gaps after the sync
 
 
 def comfyui_requirements(env: Environment) -> list[str]:
@@ -51,4 +52,16 @@ def change_manifest(env: Environment, mutate, *, upgrade=None, listener=None, on
             report = engine.build(env, ["lock_deps", "sync_venv"], listener=listener, task_options=options)
             if not report.ok:
                 raise engine.build_failure(report)
-    return ManifestChange(changed, report, result)
+            fills = fill_after_sync(env, listener)
+    return ManifestChange(changed, report, result, fills)
+
+
+def fill_after_sync(env: Environment, listener=None) -> dict | None:
+    """After a lock and sync that may have moved packages (a node, a requirement, a constraint): what
+    ComfyUI imports and the venv no longer provides (requests once huggingface-hub 1.x stopped
+    bringing it) goes into comfyui-core, so the environment still starts. Inside the caller's
+    Transaction. None when nothing was missing."""
+    from comfydock.undeclared import fill_comfyui_gaps
+
+    filled = fill_comfyui_gaps(env, listener=listener)
+    return filled if filled["added"] or filled["failed"] else None

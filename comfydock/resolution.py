@@ -237,12 +237,40 @@ def plan_moves(doc, uv_text: str, now: datetime, spent=frozenset()) -> list[Move
             moves.append(Move(f.name, utc_text(parse_date(newest[1])), f"up to {newest[1][:10]} ({whose} date)"))
         elif now > floor:
             moves.append(Move(f.name, utc_text(now), f"up to {utc_text(now)[:10]} (when it was needed: no part is newer)", True))
-    return moves or _companions(doc, uv_text, current)
+    return moves or _companions(doc, uv_text, current) or _needed_by_newer_nodes(doc, uv_text, current)
+
+
+# "comfydock-env-real:node-hubnode depends on huggingface-hub>=1.0": a node's own requirement
+_GROUP_DEPENDS = re.compile(r"[A-Za-z0-9._-]+:(?P<group>node-[A-Za-z0-9._-]+) depends on (?P<dep>[A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _needed_by_newer_nodes(doc, uv_text: str, current: dict[str, dict]) -> list[Move]:
+    """When uv names nothing filtered (the conflict it reports first runs through a package of the
+    cutoff's world: transformers of 2025 need huggingface-hub<1.0) but a node newer than the date
+    is in it: what that node itself requires may be as new as the node (up to its date)."""
+    from packaging.utils import canonicalize_name
+
+    from comfydock.nodes.spec import group_name
+
+    date = parse_date(as_of(doc))
+    groups = {group_name(node_id): (node_id, entry.get("date")) for node_id, entry in node_dates(doc).items()}
+    text = re.sub(r"\s*\n\s*", " ", uv_text or "")
+    moves: dict[str, Move] = {}
+    for m in _GROUP_DEPENDS.finditer(text):
+        node_id, until = groups.get(m.group("group"), (None, None))
+        dep = canonicalize_name(m.group("dep"))
+        if node_id is None or dep in moves or parse_date(until) is None or parse_date(until) <= date:
+            continue
+        had = parse_date((current.get(dep) or {}).get("until"))
+        if had is not None and had >= parse_date(until):
+            continue  # already as far as this node goes
+        moves[dep] = Move(dep, utc_text(parse_date(until)), f"up to {str(until)[:10]} ({node_id} requires it)")
+    return list(moves.values())
 
 
 # "transformers>=4.54.0,<=4.56.2 depends on huggingface-hub>=0.34.0,<1.0": a package of the
 # cutoff's world holding a moved one back (uv gives no hint for it)
-_DEPENDS = re.compile(r"(?<![\w.-])(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:[<>=!~][^\s]*)? depends? on (?P<dep>[A-Za-z0-9][A-Za-z0-9._-]*)")
+_DEPENDS = re.compile(r"(?<![\w.:-])(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:[<>=!~][^\s]*)? depends? on (?P<dep>[A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
 def _companions(doc, uv_text: str, current: dict[str, dict]) -> list[Move]:

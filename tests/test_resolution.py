@@ -269,3 +269,75 @@ def test_a_package_holding_a_moved_one_back_moves_with_it():
     assert move.describe() == "transformers may be newer than the resolution date: up to 2025-10-01 (with huggingface-hub, which it holds back)"
     resolution.apply_moves(doc, [move])
     assert resolution.plan_moves(doc, UV_HELD_BACK, datetime.now(timezone.utc)) == []  # nothing left: uv's error stands
+
+
+@pytest.mark.slow
+def test_a_node_that_moves_a_package_past_what_comfyui_imports_still_leaves_an_environment_that_starts(
+    dated_index, workspace, run_cli, tmp_path, comfyui_source
+):
+    """ComfyUI v0.3.64's case: server.py imports requests, which only huggingface-hub < 1.0 brought
+    in; a node needing huggingface-hub >= 1.0 moves it, and requests goes. Here cdfix-hub 1.0
+    brings cdfix-req, 2.0 does not, and the fixture ComfyUI's server.py imports cdfix_req."""
+    wheels = tmp_path / "hub-wheels"
+    dated_index.add(make_wheel(wheels, "cdfix-req", "1.0"), "2024-06-01T00:00:00Z")
+    dated_index.add(make_wheel(wheels, "cdfix-hub", "1.0", ["cdfix-req"]), "2024-06-01T00:00:00Z")
+    dated_index.add(make_wheel(wheels, "cdfix-hub", "2.0"), "2025-09-01T00:00:00Z")
+    server = (comfyui_source / "server.py").read_text() + "\nimport cdfix_req  # undeclared: cdfix-hub 1.0 brings it\n"
+    (comfyui_source / "server.py").write_text(server)
+    (comfyui_source / "requirements.txt").write_text("cdfix-alpha>=1.0\ncdfix-hub\n")
+    _git(comfyui_source, "commit", "-qam", "Release v0.3.1-hub", date="2025-02-01T00:00:00Z")
+    _git(comfyui_source, "tag", "v0.3.1-hub")  # its server.py: the fixture's, which main.py imports first
+
+    created = run_cli("create", "hub", "--comfyui-version", "v0.3.1-hub", "--torch-backend", "cpu")
+    assert created.code == 0, created.err
+    env = Environment.open(workspace, "hub")
+    assert {k: v for k, v in _locked(env).items() if k in ("cdfix-hub", "cdfix-req")} == {"cdfix-hub": "1.0", "cdfix-req": "1.0"}
+    assert "to comfyui-core" not in created.err  # nothing to fill: cdfix-hub 1.0 brings cdfix_req
+
+    node = build_node_repo(tmp_path / "repos" / "Hub-Node", "hub-node", {})
+    (node / "requirements.txt").write_text("cdfix-hub>=2.0\n")
+    _git(node, "add", "-A")
+    _git(node, "commit", "-qm", "needs the newer hub", date=NODE_DATE)
+    added = run_cli("node", "add", node.as_uri())
+    assert added.code == 0, added.err
+    assert "cdfix-hub may be newer than the resolution date" in added.err
+    assert "Added cdfix-req to comfyui-core (cdfix_req: imported by server.py:" in added.err
+    assert _locked(env)["cdfix-hub"] == "2.0" and _locked(env)["cdfix-req"] == "1.0"
+    assert "cdfix-req" in [str(x) for x in tomllib.loads(env.pyproject_path.read_text())["dependency-groups"]["comfyui-core"]]
+    checked = run_cli("check")
+    assert checked.code == 0, checked.out + checked.err  # ComfyUI starts: its import is there
+
+
+# uv 0.13.9 against real PyPI: ComfyUI v0.3.64 as of its date, plus a node (2026-08-01) needing
+# huggingface-hub 1.x; uv names nothing as filtered: the conflict runs through 2025's transformers
+UV_THROUGH_TRANSFORMERS = """\
+  error: No solution found when resolving dependencies for split (markers: python_full_version == '3.11.*')
+    cause: Because transformers>=4.54.0,<=4.56.2 depends on huggingface-hub>=0.34.0,<1.0 and all of:
+               transformers>=4.51.0,<=4.51.3
+           depend on huggingface-hub>=0.30.0,<1.0, we can conclude that all of:
+               transformers>=4.51.0,<=4.56.2
+           And because transformers>=4.37.2,<=4.40.2 depends on huggingface-hub>=0.19.3,<1.0 and \
+comfydock-env-real:node-hubnode depends on huggingface-hub>=1.0, we can conclude that comfydock-env-real:node-hubnode and all of:
+               transformers>=4.37.2,<=4.56.2
+            are incompatible.
+           And because comfydock-env-real:comfyui-core depends on transformers>=4.37.2, we can conclude that \
+comfydock-env-real:comfyui-core and comfydock-env-real:node-hubnode are incompatible.
+"""
+
+
+def test_what_a_newer_node_requires_moves_when_uv_names_nothing_filtered():
+    now = datetime(2026, 12, 2, tzinfo=timezone.utc)
+    doc = _doc(as_of="2025-10-12T04:28:01Z", node_date=None)
+    resolution.set_node_date(doc, "hubnode", "2026-08-01T00:00:00Z", "abc")
+    first = resolution.plan_moves(doc, UV_THROUGH_TRANSFORMERS, now)
+    assert [(m.name, m.until, m.reason) for m in first] == [
+        ("huggingface-hub", "2026-08-01T00:00:00Z", "up to 2026-08-01 (hubnode requires it)")
+    ]
+    resolution.apply_moves(doc, first)
+    # the same refusal once the hub moved: transformers follows it; a node's group never moves
+    second = resolution.plan_moves(doc, UV_THROUGH_TRANSFORMERS, now)
+    assert [(m.name, m.until) for m in second] == [("transformers", "2026-08-01T00:00:00Z")]
+    # a node no newer than the date is not why anything moves
+    old = _doc(as_of="2025-10-12T04:28:01Z", node_date=None)
+    resolution.set_node_date(old, "hubnode", "2025-01-01T00:00:00Z", "abc")
+    assert resolution.plan_moves(old, UV_THROUGH_TRANSFORMERS, now) == []

@@ -61,6 +61,9 @@ def cmd_node_add(app: App) -> int:
         app.print_json(change.to_json())
     else:
         _print_node_change(app, change, "added")
+        from comfydock.cli.undeclared import render_fills_after_change
+
+        render_fills_after_change(app, change.comfyui_fills)
         if args.no_test and change.added:
             app.warn("dependencies were not resolved (--no-test): run 'comfydock build' to lock and sync")
     if change.added and not args.no_test:

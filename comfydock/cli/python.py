@@ -15,12 +15,21 @@ def _apply_change(app: App, env, mutate, describe, upgrade=None) -> int:
     clashes = env.module_clashes()
     if app.json:
         app.print_json(
-            {"changed": change.changed, "result": change.result, "build": change.report.to_json(), "module_clashes": clashes}
+            {
+                "changed": change.changed,
+                "result": change.result,
+                "build": change.report.to_json(),
+                "module_clashes": clashes,
+                "comfyui_fills": change.comfyui_fills,
+            }
         )
     else:
         from comfydock.cli.text import escape
 
         app.say(escape(describe(change)))
+        from comfydock.cli.undeclared import render_fills_after_change
+
+        render_fills_after_change(app, change.comfyui_fills)
     warn_module_clashes(app, clashes)
     return 0
 

@@ -36,3 +36,12 @@ def render_comfyui_fills(app, fills: list | None) -> None:
     """create / comfyui update: what was added to comfyui-core, and why."""
     for fill in fills or []:
         app.say(f"Added {e(fill['package'])} to comfyui-core ({e(fill['reason'])})")
+
+
+def render_fills_after_change(app, filled: dict | None) -> None:
+    """node add, py add/remove, constraint ...: ComfyUI's imports the change stopped providing."""
+    if not filled:
+        return
+    render_comfyui_fills(app, filled["added"])
+    if filled["failed"]:
+        app.warn_text(filled["failed"])

@@ -32,6 +32,7 @@ class NodeChange:
     removed: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     build: dict | None = None
+    comfyui_fills: dict | None = None  # what ComfyUI imports that the new lock stopped providing
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -179,6 +180,10 @@ def add_nodes(
             try:
                 # no targets (only a script to record, with --no-test): the next build runs it
                 report = _run(env, targets, listener, workers=min(4, max(1, len(plans)))) if targets else None
+                if not no_test:
+                    from comfydock.manifest_change import fill_after_sync
+
+                    change.comfyui_fills = fill_after_sync(env, listener)
             except BuildFailed as exc:
                 if exc.task == "lock_deps":
                     again = " ".join(identifiers)
