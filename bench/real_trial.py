@@ -3,9 +3,10 @@
 It builds a local git repository from a copy of the public Comfy-Org/ComfyUI repository (tagged
 with the version its `comfyui_version.py` names, committed with the original commit's dates so the
 environment's resolution date is the real one), creates an environment with the given torch
-backend, adds a real custom node from a local copy, runs `comfydock check` (ComfyUI started with
-`--quick-test-for-ci`, `--cpu` without a GPU) and `status`, and prints what each step took and
-what ComfyUI said. Downloads GBs on a cold uv cache (PyPI's Linux torch pulls nvidia-* wheels).
+backend, adds real custom nodes from local copies and a node from ~10 months later that needs
+huggingface-hub 1.x (what many 2026 nodes need; it takes away the `requests` ComfyUI v0.3.64
+imports), runs `node check`, `comfydock check` (ComfyUI started with `--quick-test-for-ci`, `--cpu`
+without a GPU), `run` and `status`, and prints what each step took and what ComfyUI said. Downloads GBs on a cold uv cache (PyPI's Linux torch pulls nvidia-* wheels).
 
 Run, e.g. with copies fetched into /work/.mirror:
     python bench/real_trial.py --comfyui /work/.mirror/Comfy-Org+ComfyUI/repo \\
@@ -25,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 
@@ -111,6 +113,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/comfydock-real-trial"))
     parser.add_argument("--uv-cache", type=Path, default=None, help="uv cache to use (keeps downloads between trials)")
     parser.add_argument("--backend", default="pypi")
+    parser.add_argument("--no-newer-node", action="store_true", help="skip the node that needs huggingface-hub 1.x")
     parser.add_argument("--python", default="3.11")
     opts = parser.parse_args()
 
@@ -137,6 +140,20 @@ def main() -> int:
         local = work / "nodes" / name  # named after the node, not 'repo'
         print(f"local {name} (committed {local_repo(node.resolve(), local)})")
         trial.run(f"node add {name}", "node", "add", local.as_uri())
+    if not opts.no_newer_node:
+        # a node from ~10 months later that needs huggingface-hub 1.x: the 2025 transformers hold
+        # hub below 1.0, and hub 1.x no longer brings the requests ComfyUI v0.3.64 imports
+        newer = work / "nodes" / "hub-node"
+        newer.mkdir(parents=True, exist_ok=True)
+        (newer / "__init__.py").write_text("import huggingface_hub  # noqa: F401\n\nNODE_CLASS_MAPPINGS = {}\n")
+        (newer / "requirements.txt").write_text("huggingface-hub>=1.0\n")
+        when = (datetime.fromisoformat(date) + timedelta(days=300)).isoformat()
+        env = dict(os.environ, GIT_AUTHOR_DATE=when, GIT_COMMITTER_DATE=when, GIT_AUTHOR_NAME="trial")
+        env.update(GIT_AUTHOR_EMAIL="trial@example.invalid", GIT_COMMITTER_NAME="trial", GIT_COMMITTER_EMAIL="trial@example.invalid")
+        git("init", "-q", "-b", "main", cwd=newer)
+        git("add", "-A", cwd=newer)
+        git("commit", "-q", "-m", "needs huggingface-hub 1.x", cwd=newer, env=env)
+        trial.run("node add hub-node (hub>=1.0)", "node", "add", newer.as_uri())
     trial.run("node check", "node", "check", show=15)
     check = trial.run("check", "check", "--json", show=0)
     result = None
