@@ -205,7 +205,7 @@ def test_create_resolves_as_of_comfyui_and_a_newer_node_moves_only_what_it_needs
     ]
     text = run_cli("status").out
     assert "Resolution date: 2025-01-01T00:00:00Z (from ComfyUI v0.3.0 commit)" in text
-    assert "cdfix-gamma may be newer, up to 2025-10-01T00:00:00Z" in text
+    assert "cdfix-gamma may be newer: up to 2025-10-01 (Late-Node's date)" in text
 
     updated = run_cli("comfyui", "update", "v0.4.0", "--json")
     assert updated.code == 0, updated.err

@@ -89,9 +89,9 @@ def render_resolution(app: App, info: dict | None, say: bool = False) -> None:
     source = f" (from {escape(info['source'])})" if info.get("source") else ""
     show(f"Resolution date: {escape(info['as_of'])}{source}")
     for entry in info["packages"]:
-        until = entry["until"] or "no cutoff"
-        reason = f": {escape(entry['reason'])}" if entry["reason"] else ""
-        show(f"  {escape(entry['name'])} may be newer, up to {escape(until)}{reason}")
+        # the reason says how far and why ('up to 2026-08-21 (rgthree-comfy's date)'); else the date
+        said = entry["reason"] or (f"up to {entry['until']}" if entry["until"] else "no cutoff")
+        show(f"  {escape(entry['name'])} may be newer: {escape(said)}")
 
 
 def _create_from(app: App, ws) -> int:
