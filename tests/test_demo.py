@@ -27,6 +27,7 @@ def test_demo_runs_end_to_end_whatever_the_users_comfydock_variables_say(tmp_pat
     assert "Demo complete" in proc.stderr
     assert "v1: Initial environment setup" in proc.stdout
     assert "Fixture ComfyUI started" in proc.stdout
+    assert "ComfyUI starts and imports every custom node" in proc.stderr  # the demo's check
     assert (tmp_path / "demo" / "workspace" / "environments" / "demo" / ".cec" / "uv.lock").exists()
     assert "Exported to" in proc.stdout and "Imported environment demo-copy (v1)" in proc.stdout
     copy = tmp_path / "demo" / "workspace" / "environments" / "demo-copy" / ".cec"

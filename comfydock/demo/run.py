@@ -68,6 +68,7 @@ def run_demo(app, base: Path | None) -> int:
         ["workflow", "show", "demo"],
         ["build"],
         ["run", "--quick-test-for-ci"],
+        ["check"],  # does ComfyUI start with every node? (kept until the environment changes)
         ["log"],
         ["export", "--no-interactive", "--output", str(bundle)],
         ["build", "export"],  # nothing changed: every task is up to date
