@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 
 from comfydock import __version__
-from comfydock.cli import adopt, bundle, check, comfyui, environments, history, models, nodes, python, remotes
+from comfydock.cli import adopt, bundle, check, comfyui, completion, environments, history, models, nodes, python, remotes
 from comfydock.cli.app import App, log
 from comfydock.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_USER_ERROR, ComfydockError
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and tools' full output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (environments, adopt, history, remotes, comfyui, python, nodes, models, bundle, check):
+    for module in (environments, adopt, history, remotes, comfyui, python, nodes, models, bundle, check, completion):
         module.register(sub)
     _accept_globals_anywhere(parser)
     return parser
@@ -111,6 +111,8 @@ def _split_comfyui_args(parser: argparse.ArgumentParser, argv: list[str]) -> tup
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (see cli/completion.py); exits
+        completion.complete(parser)
     head, passthrough = _split_run(parser, argv)
     if passthrough is None:
         head, passthrough = _split_comfyui_args(parser, argv)
