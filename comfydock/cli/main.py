@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 
 from comfydock import __version__
-from comfydock.cli import adopt, bundle, check, comfyui, completion, environments, history, models, nodes, python, remotes
+from comfydock.cli import adopt, bundle, check, comfyui, completion, environments, history, logs, models, nodes, python, remotes
 from comfydock.cli.app import App, log
 from comfydock.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_USER_ERROR, ComfydockError
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and tools' full output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (environments, adopt, history, remotes, comfyui, python, nodes, models, bundle, check, completion):
+    for module in (environments, adopt, history, remotes, comfyui, python, nodes, models, bundle, check, logs, completion):
         module.register(sub)
     _accept_globals_anywhere(parser)
     return parser
