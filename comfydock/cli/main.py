@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     app = App(args, run_command=main)
+    if "comfydock.transaction" in sys.modules:  # a command run before in this process (tests, demo)
+        sys.modules["comfydock.transaction"].last_outcome = None
     try:
         code = args.func(app)
         app.say_resolution_moves()
@@ -135,9 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(app, exc)
         return exc.exit_code
     except KeyboardInterrupt as exc:
-        app.err.print("[red]error:[/] interrupted")
         from comfydock.cli.text import escape
 
+        if _after_the_change(exc):
+            app.err.print("[red]error:[/] interrupted after the change was made: it is kept")
+            app.err.print("[bold cyan]hint:[/] see it with 'comfydock status'")
+            return EXIT_INTERRUPTED
+        app.err.print("[red]error:[/] interrupted")
         for note in getattr(exc, "__notes__", []):  # what an undo could not put back
             app.err.print(f"[bold cyan]hint:[/] {escape(note)}")
         return EXIT_INTERRUPTED
@@ -150,6 +156,24 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except Exception:
         return _internal_error(app)
+
+
+def _after_the_change(exc: KeyboardInterrupt) -> bool:
+    """Whether a Ctrl-C came after the command's change was made and kept: the last Transaction
+    was kept and the interrupt landed in the CLI's own code (saying what was done), not in the core
+    (where it undoes what it interrupts, or is another step, as check's run of ComfyUI after a sync)."""
+    transaction = sys.modules.get("comfydock.transaction")
+    if transaction is None or transaction.last_outcome != "kept":
+        return False
+    package = Path(__file__).resolve().parent.parent
+    deepest = None
+    tb = exc.__traceback__
+    while tb is not None:
+        path = Path(tb.tb_frame.f_code.co_filename)
+        if path.is_relative_to(package):
+            deepest = path
+        tb = tb.tb_next
+    return deepest is not None and deepest.is_relative_to(package / "cli")
 
 
 def os_error(exc: OSError) -> ComfydockError:
