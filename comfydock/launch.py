@@ -2,7 +2,8 @@
 needs, run it with the venv's Python, and note which custom nodes it could not import.
 
 ComfyUI's own output is the user's to see: it is passed through unchanged (progress bars
-included) to the streams the caller gives; nothing else is written.
+included) to the streams the caller gives, each chunk as it comes; a copy of it (stdout and stderr
+as one stream) goes to the run's log (`run_log`, read by `comfydock logs`).
 """
 
 from __future__ import annotations
@@ -77,20 +78,32 @@ def check_runnable(env) -> None:
 
 
 def run_comfyui(env, comfyui_args: list[str], *, stdout=None, stderr=None) -> RunResult:
-    """check_runnable, then ComfyUI in the foreground until it exits (Ctrl-C reaches it too)."""
+    """check_runnable, then ComfyUI in the foreground until it exits (Ctrl-C reaches it too),
+    its output copied to a new run log."""
+    from comfydock.run_log import start_run_log
+
     check_runnable(env)
-    code, failed = run_watching_imports(comfyui_command(env, comfyui_args), env.comfyui_dir, stdout=stdout, stderr=stderr)
+    log = start_run_log(env)
+    try:
+        code, failed = run_watching_imports(
+            comfyui_command(env, comfyui_args), env.comfyui_dir, stdout=stdout, stderr=stderr, log=log
+        )
+    finally:
+        if log is not None:
+            log.close()
     return RunResult(code, failed)
 
 
-def run_watching_imports(cmd: list[str], cwd, *, stdout=None, stderr=None) -> tuple[int, list[str]]:
+def run_watching_imports(cmd: list[str], cwd, *, stdout=None, stderr=None, log=None) -> tuple[int, list[str]]:
     """Run `cmd` with its output passed through unchanged to `stdout`/`stderr` (default: this
-    process's), noting the custom nodes its '(IMPORT FAILED)' lines name; (exit code, those node directories)."""
+    process's), and copied to `log` (a binary file) when given, noting the custom nodes its
+    '(IMPORT FAILED)' lines name; (exit code, those node directories)."""
     from comfydock.nodes.check import import_failures
 
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=comfyui_environ())
     failed: list[str] = []
     guard = threading.Lock()
+    logging = [log is not None]  # off after a failed write (disk full): the run goes on
 
     def pump(src, dest):
         out = getattr(dest, "buffer", None)
@@ -102,6 +115,12 @@ def run_watching_imports(cmd: list[str], cwd, *, stdout=None, stderr=None) -> tu
             else:
                 dest.write(chunk.decode("utf-8", "replace"))
             dest.flush()
+            if logging[0]:  # after the user saw it: the copy never delays the live output
+                with guard:
+                    try:
+                        log.write(chunk)
+                    except (OSError, ValueError):
+                        logging[0] = False
             pending += chunk
             *lines, pending = pending.split(b"\n")
             if lines:

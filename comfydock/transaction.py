@@ -24,6 +24,10 @@ from pathlib import Path
 
 from comfydock.fsutil import atomic_write_bytes, remove_tree
 
+# how the last Transaction of this process ended ("kept" | "undone"), so that a Ctrl-C caught after
+# a change finished can say the change is kept (cli.main); main clears it before each command
+last_outcome: str | None = None
+
 
 class Transaction:
     def __init__(self, scratch_dir: Path):
@@ -117,6 +121,8 @@ class Transaction:
 
     # --- ending -----------------------------------------------------------------------
     def rollback(self) -> None:
+        global last_outcome
+        last_outcome = "undone"
         for what, undo in reversed(self._undo):
             try:
                 undo()
@@ -131,7 +137,9 @@ class Transaction:
         self._cleanup()
 
     def commit(self) -> None:
+        global last_outcome
         self._undo.clear()
+        last_outcome = "kept"
         for fn in self._on_commit:
             try:
                 fn()

@@ -105,7 +105,7 @@ def test_the_cli_starts_without_loading_the_heavy_libraries():
     import subprocess
     import sys
 
-    heavy = ["doit", "git", "tomlkit", "requests", "filelock", "blake3", "yaml", "sqlite3", "urllib3"]
+    heavy = ["doit", "git", "tomlkit", "requests", "filelock", "blake3", "yaml", "sqlite3", "urllib3", "argcomplete"]
     code = f"import sys, comfydock.cli.main; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "[]"

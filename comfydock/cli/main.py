@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 
 from comfydock import __version__
-from comfydock.cli import adopt, bundle, check, comfyui, environments, history, models, nodes, python, remotes
+from comfydock.cli import adopt, bundle, check, comfyui, completion, environments, history, logs, models, nodes, python, remotes
 from comfydock.cli.app import App, log
 from comfydock.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_USER_ERROR, ComfydockError
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and tools' full output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (environments, adopt, history, remotes, comfyui, python, nodes, models, bundle, check):
+    for module in (environments, adopt, history, remotes, comfyui, python, nodes, models, bundle, check, logs, completion):
         module.register(sub)
     _accept_globals_anywhere(parser)
     return parser
@@ -111,6 +111,8 @@ def _split_comfyui_args(parser: argparse.ArgumentParser, argv: list[str]) -> tup
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (see cli/completion.py); exits
+        completion.complete(parser)
     head, passthrough = _split_run(parser, argv)
     if passthrough is None:
         head, passthrough = _split_comfyui_args(parser, argv)
@@ -124,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     app = App(args, run_command=main)
+    if "comfydock.transaction" in sys.modules:  # a command run before in this process (tests, demo)
+        sys.modules["comfydock.transaction"].last_outcome = None
     try:
         code = args.func(app)
         app.say_resolution_moves()
@@ -133,9 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(app, exc)
         return exc.exit_code
     except KeyboardInterrupt as exc:
-        app.err.print("[red]error:[/] interrupted")
         from comfydock.cli.text import escape
 
+        if _after_the_change(exc):
+            app.err.print("[red]error:[/] interrupted after the change was made: it is kept")
+            app.err.print("[bold cyan]hint:[/] see it with 'comfydock status'")
+            return EXIT_INTERRUPTED
+        app.err.print("[red]error:[/] interrupted")
         for note in getattr(exc, "__notes__", []):  # what an undo could not put back
             app.err.print(f"[bold cyan]hint:[/] {escape(note)}")
         return EXIT_INTERRUPTED
@@ -148,6 +156,24 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except Exception:
         return _internal_error(app)
+
+
+def _after_the_change(exc: KeyboardInterrupt) -> bool:
+    """Whether a Ctrl-C came after the command's change was made and kept: the last Transaction
+    was kept and the interrupt landed in the CLI's own code (saying what was done), not in the core
+    (where it undoes what it interrupts, or is another step, as check's run of ComfyUI after a sync)."""
+    transaction = sys.modules.get("comfydock.transaction")
+    if transaction is None or transaction.last_outcome != "kept":
+        return False
+    package = Path(__file__).resolve().parent.parent
+    deepest = None
+    tb = exc.__traceback__
+    while tb is not None:
+        path = Path(tb.tb_frame.f_code.co_filename)
+        if path.is_relative_to(package):
+            deepest = path
+        tb = tb.tb_next
+    return deepest is not None and deepest.is_relative_to(package / "cli")
 
 
 def os_error(exc: OSError) -> ComfydockError:
