@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from comfydock import engine, history
-from comfydock.resolution import info as resolution_info
 from comfydock.environment import Environment
 from comfydock.errors import ComfydockError
+from comfydock.resolution import info as resolution_info
 from comfydock.torch_backend import detect_torch_backend, resolve_torch_backend
 
 
 def status(env: Environment) -> dict:
     from comfydock.adopt import drift
-    from comfydock.undeclared import undeclared_imports_status
     from comfydock.pydeps import group_counts
+    from comfydock.undeclared import undeclared_imports_status
     from comfydock.versioning import manifest_changes  # commit's module: only this function of it
 
     info = env.info()

@@ -14,7 +14,6 @@ from comfydock.demo.fixtures import UNDECLARED_TAG
 from comfydock.environment import Environment
 from comfydock.import_scan import Provided, missing_imports, scan_imports, unconditional_imports
 
-
 # the line of server.py that imports cdfix_gamma in the v0.2.1-undeclared fixture
 GAMMA_LINE = next(
     i

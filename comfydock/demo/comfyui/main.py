@@ -19,13 +19,11 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 
-import folder_paths  # noqa: E402
-from comfy.cli_args import args  # noqa: E402
-
-import comfy.model_management  # noqa: E402,F401  (as in ComfyUI: fails without --cpu where there is no GPU)
 import cdfix_alpha  # noqa: E402  (a requirement: fails if the venv is not synced)
-
+import comfy.model_management  # noqa: E402,F401  (as in ComfyUI: fails without --cpu where there is no GPU)
+import folder_paths  # noqa: E402
 import server  # noqa: E402  (the v0.2.1-undeclared fixture's imports a module requirements.txt does not name)
+from comfy.cli_args import args  # noqa: E402
 
 
 def load_custom_nodes():
