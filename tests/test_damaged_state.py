@@ -1,0 +1,80 @@
+"""Damaged state is a one-line error with a hint, exit 1, and nothing changes: a `.cec/.git`
+git cannot read, files that are folders, garbage in derived state, a hostile bundle layout.
+One fixture per kind of damage; following the hint makes the command work again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+
+def _digest(root) -> dict:
+    """Every file under root (the .git directory included): relative path -> bytes."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb") as fh:
+                    out[os.path.relpath(p, root)] = fh.read()
+    return out
+
+
+def _one_error(result) -> tuple[str, str]:
+    """The error line and the hint line of a failed command (exit 1, never 3: no traceback)."""
+    assert result.code == 1, result.err
+    assert "Traceback" not in result.err and "internal error" not in result.err, result.err
+    lines = [ln for ln in result.err.splitlines() if ln.startswith(("error:", "hint:"))]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    hints = [ln for ln in lines if ln.startswith("hint:")]
+    assert len(errors) == 1 and hints, result.err
+    return errors[0], " ".join(hints)
+
+
+# --- a .cec/.git that git cannot read -----------------------------------------------------------
+
+GARBAGE = b"\x00garbage\xff[[[\n"
+
+
+@pytest.mark.parametrize("part", ["HEAD", "index", "config"])
+def test_damaged_history_is_one_error_whose_hint_repairs_it(env, run_cli, part):
+    env.workflows_dir.mkdir(parents=True, exist_ok=True)
+    (env.workflows_dir / "a.json").write_text('{"nodes": [], "links": []}\n')  # an uncommitted change
+    git_file = env.cec_dir / ".git" / part
+    good = git_file.read_bytes()
+    git_file.write_bytes(GARBAGE)
+    before = _digest(env.cec_dir)
+    for argv in (["status"], ["log"], ["commit", "-m", "x", "--no-interactive"], ["rollback", "--yes"]):
+        error, hint = _one_error(run_cli(*argv))
+        assert "is damaged" in error and "half-made" not in error + hint, error
+        assert "could not restore" not in hint and "delete" not in hint, hint
+        assert _digest(env.cec_dir) == before, argv
+    assert (env.workflows_dir / "a.json").exists()
+    # the hint's repair (the index one is a command; HEAD and config need their file back)
+    if part == "index":
+        assert "git -C" in hint
+        git_file.unlink()
+        subprocess.run(["git", "-C", str(env.cec_dir), "reset", "-q"], check=True)
+    elif part == "HEAD":
+        assert "ref: refs/heads/main" in hint
+        git_file.write_text("ref: refs/heads/main\n")
+    else:
+        assert str(git_file) in hint
+        git_file.write_bytes(good)
+    committed = run_cli("commit", "-m", "after repair", "--no-interactive")
+    assert committed.code == 0, committed.err
+    assert "a" in [w["name"] for w in run_cli("workflow", "list", "--json").json]
+
+
+def test_a_transport_helper_url_is_refused_in_one_line_and_runs_nothing(env, run_cli, tmp_path):
+    ran = tmp_path / "ran"
+    url = f"ext::sh -c touch% {ran}"
+    for argv in (["create", "copy", "--from", url], ["remote", "add", "evil", url]):
+        result = run_cli(*argv)
+        assert result.code in (1, 2) and "invalid remote URL" in result.err and "hint:" in result.err, result.err
+        assert "Traceback" not in result.err and "internal error" not in result.err
+    assert not ran.exists()
+    assert not (env.workspace.environments_dir / "copy").exists()
+    assert "evil" not in [r["name"] for r in run_cli("remote", "list", "--json").json]
