@@ -78,3 +78,21 @@ def test_a_transport_helper_url_is_refused_in_one_line_and_runs_nothing(env, run
     assert not ran.exists()
     assert not (env.workspace.environments_dir / "copy").exists()
     assert "evil" not in [r["name"] for r in run_cli("remote", "list", "--json").json]
+
+
+# --- a versioned file that is a folder ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pyproject.toml", "uv.lock"])
+def test_a_versioned_file_that_is_a_folder_is_refused_and_kept(env, run_cli, tmp_path, name):
+    path = env.cec_dir / name
+    path.unlink()
+    path.mkdir()
+    (path / "notes.txt").write_text("someone's notes\n")
+    for argv in (["status"], ["build"], ["commit", "-m", "x", "--no-interactive"], ["py", "add", "cdfix-alpha"]):
+        error, hint = _one_error(run_cli(*argv))
+        assert f"{name} is a folder, not a file" in error and "mv " in hint and "checkout" in hint, argv
+        assert (path / "notes.txt").read_text() == "someone's notes\n"
+    os.rename(path, tmp_path / "moved")  # the hint: move it away, then restore it from git
+    subprocess.run(["git", "-C", str(env.cec_dir), "checkout", "--", name], check=True)
+    assert run_cli("status").code == 0
