@@ -96,3 +96,17 @@ def test_a_versioned_file_that_is_a_folder_is_refused_and_kept(env, run_cli, tmp
     os.rename(path, tmp_path / "moved")  # the hint: move it away, then restore it from git
     subprocess.run(["git", "-C", str(env.cec_dir), "checkout", "--", name], check=True)
     assert run_cli("status").code == 0
+
+
+# --- derived state in .comfydock/ ---------------------------------------------------------------
+
+
+def test_a_lock_path_that_is_a_folder_is_one_error_and_moving_it_away_fixes_it(env, run_cli, tmp_path):
+    lock = env.state_dir / "lock"
+    lock.unlink(missing_ok=True)
+    lock.mkdir()
+    error, hint = _one_error(run_cli("commit", "-m", "x", "--no-interactive"))
+    assert str(lock) in error and "mv " in hint
+    assert lock.is_dir()
+    os.rename(lock, tmp_path / "moved")
+    assert run_cli("commit", "-m", "x", "--no-interactive").code == 0
