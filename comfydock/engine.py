@@ -6,8 +6,10 @@ import functools
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from comfydock.errors import BuildFailed, ComfydockError, UsageError
+from comfydock.fsutil import read_json_state
 
 
 @dataclass
@@ -231,12 +233,31 @@ def task_dicts(env) -> list[dict]:
     return dicts
 
 
+def _json_target_readable(path: Path, task, values) -> bool:
+    return read_json_state(path, object) is not None
+
+
+def _check_json_targets(env, task_dict: dict) -> dict:
+    """doit checks that a target exists, not what it holds: a JSON target in `.comfydock/` that is
+    damaged (garbage, cut short) makes its task out of date, so it is written again before any
+    task reads it (derived state: damaged = absent)."""
+    state = str(env.state_dir) + os.sep
+    checks = [
+        functools.partial(_json_target_readable, Path(t))
+        for t in task_dict.get("targets", [])
+        if str(t).startswith(state) and str(t).endswith(".json")
+    ]
+    if checks:
+        task_dict["uptodate"] = [*task_dict.get("uptodate", []), *checks]
+    return task_dict
+
+
 def load_tasks(env):
     from doit.loader import generate_tasks
 
     families: dict[str, list[dict]] = {}
     for d in task_dicts(env):
-        d = _wrap_actions(d)
+        d = _check_json_targets(env, _wrap_actions(d))
         families.setdefault(d.pop("basename"), []).append(d)
     tasks = []
     for basename, dicts in families.items():

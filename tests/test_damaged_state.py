@@ -110,3 +110,18 @@ def test_a_lock_path_that_is_a_folder_is_one_error_and_moving_it_away_fixes_it(e
     assert lock.is_dir()
     os.rename(lock, tmp_path / "moved")
     assert run_cli("commit", "-m", "x", "--no-interactive").code == 0
+
+
+def test_garbage_in_every_derived_json_file_is_rebuilt_not_a_failure(env, run_cli, workspace_path):
+    env.workflows_dir.mkdir(parents=True, exist_ok=True)
+    (env.workflows_dir / "a.json").write_text('{"nodes": [], "links": []}\n')
+    assert run_cli("commit", "-m", "with a workflow", "--no-interactive").code == 0
+    damaged = sorted(env.state_dir.rglob("*.json")) + sorted((workspace_path / "comfydock_cache").rglob("*.json"))
+    assert any(p.parent.name == "analysis" for p in damaged) and any(p.parent.name == "resolved" for p in damaged)
+    for path in damaged:
+        path.write_bytes(b"\xff\x00{garbage")
+    (env.workflows_dir / "a.json").write_text('{"nodes": [], "links": [], "extra": 1}\n')
+    for argv in (["status"], ["build"], ["commit", "-m", "after damage", "--no-interactive"], ["workflow", "list"]):
+        result = run_cli(*argv)
+        assert result.code == 0 and "Traceback" not in result.err, (argv, result.err)
+    assert run_cli("status", "--json").json["workflows"] is not None
