@@ -125,3 +125,28 @@ def test_garbage_in_every_derived_json_file_is_rebuilt_not_a_failure(env, run_cl
         result = run_cli(*argv)
         assert result.code == 0 and "Traceback" not in result.err, (argv, result.err)
     assert run_cli("status", "--json").json["workflows"] is not None
+
+
+@pytest.mark.parametrize("damage", ["missing table", "folder"])
+def test_a_damaged_model_index_is_one_error_and_rebuild_fixes_it(env, run_cli, workspace_path, damage):
+    import sqlite3
+
+    db = workspace_path / "comfydock_cache" / "models.db"
+    assert run_cli("models", "index").code == 0
+    if damage == "missing table":
+        conn = sqlite3.connect(db)
+        conn.execute("DROP TABLE models")
+        conn.commit()
+        conn.close()
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            db.with_name(db.name + suffix).unlink(missing_ok=True)
+        db.mkdir()
+        (db / "kept.txt").write_text("kept\n")
+    for argv in (["models", "list"], ["models", "index"]):
+        error, hint = _one_error(run_cli(*argv))
+        assert "is not a comfydock model index" in error and "--rebuild" in hint, (argv, error)
+    rebuilt = run_cli("models", "index", "--rebuild")
+    assert rebuilt.code == 0, rebuilt.err
+    assert run_cli("models", "list").code == 0
+    assert list(db.parent.glob("models.db.old-*")), "the damaged index is kept beside the new one"
