@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
 
@@ -55,7 +56,10 @@ class Transaction:
         self._undo.append((str(path), undo))
 
     def save_tree(self, path: Path) -> None:
-        """Remember a whole directory (a copy in the scratch area; links kept as links)."""
+        """Remember a whole directory (a copy in the scratch area; links kept as links). Something
+        that cannot be copied back (a file where the folder should be, a named pipe or socket
+        inside) is refused before anything is recorded: its undo would lose it."""
+        _refuse_uncopyable(path)
         existed = path.is_dir()
         copy = self._scratch() / f"tree-{len(self._undo)}"
         if existed:
@@ -162,6 +166,31 @@ class Transaction:
             else:  # Ctrl-C or a bug: the CLI prints the exception's notes
                 exc.add_note(note)
         return False
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+
+
+def _refuse_uncopyable(path: Path) -> None:
+    from comfydock.errors import ComfydockError
+
+    def refuse(what: Path, kind: str):
+        return ComfydockError(
+            f"{what} is {kind}", hint=f"move it out of the way ('mv {what} {what}.moved'), then run the command again"
+        )
+
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(mode):
+        raise refuse(path, "not a folder")
+    for dirpath, dirnames, filenames in os.walk(path):  # never into a linked folder
+        for name in filenames + dirnames:
+            entry_mode = os.lstat(os.path.join(dirpath, name)).st_mode
+            kind = next((k for test, k in _SPECIAL if test(entry_mode)), None)
+            if kind:
+                raise refuse(Path(dirpath) / name, f"{kind}, not a file")
 
 
 def _same_device(a: Path, b: Path) -> bool:

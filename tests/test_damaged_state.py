@@ -150,3 +150,32 @@ def test_a_damaged_model_index_is_one_error_and_rebuild_fixes_it(env, run_cli, w
     assert rebuilt.code == 0, rebuilt.err
     assert run_cli("models", "list").code == 0
     assert list(db.parent.glob("models.db.old-*")), "the damaged index is kept beside the new one"
+
+
+# --- rollback over what it cannot keep a copy of --------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["named pipe", "file for the folder"])
+def test_rollback_over_a_workflow_it_cannot_copy_changes_nothing(env, run_cli, tmp_path, damage):
+    env.workflows_dir.mkdir(parents=True, exist_ok=True)
+    (env.workflows_dir / "a.json").write_text('{"nodes": [], "links": []}\n')
+    assert run_cli("commit", "-m", "with a", "--no-interactive").code == 0
+    (env.workflows_dir / "a.json").write_text('{"nodes": [], "links": [], "edited": true}\n')
+    if damage == "named pipe":
+        odd = env.workflows_dir / "pipe.json"
+        os.mkfifo(odd)
+    else:
+        os.rename(env.workflows_dir, tmp_path / "workflows-moved")
+        odd = env.workflows_dir
+        odd.write_text("not a folder\n")
+    before = _digest(env.cec_dir), _digest(env.custom_nodes_dir)
+    error, hint = _one_error(run_cli("rollback", "v1", "--yes"))
+    assert str(odd) in error and "mv " in hint, error
+    assert (_digest(env.cec_dir), _digest(env.custom_nodes_dir)) == before
+    if damage == "named pipe":
+        assert (env.workflows_dir / "a.json").read_text().endswith('"edited": true}\n')
+        odd.unlink()
+    else:
+        assert odd.read_text() == "not a folder\n"
+        odd.unlink()
+    assert run_cli("rollback", "v1", "--yes").code == 0  # once it is moved away, as the hint says
