@@ -179,3 +179,36 @@ def test_rollback_over_a_workflow_it_cannot_copy_changes_nothing(env, run_cli, t
         assert odd.read_text() == "not a folder\n"
         odd.unlink()
     assert run_cli("rollback", "v1", "--yes").code == 0  # once it is moved away, as the hint says
+
+
+# --- a bundle whose workflow is a folder ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["implied", "explicit"])
+def test_import_refuses_a_bundle_whose_workflow_is_a_folder(env, run_cli, tmp_path, layout):
+    import io
+    import tarfile
+
+    from comfydock.bundle.archive import write_bundle
+
+    good = tmp_path / "good.tar.gz"
+    assert run_cli("export", "--output", good, "--no-interactive").code == 0
+    with tarfile.open(good) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    bad = tmp_path / "bad.tar.gz"
+    if layout == "implied":
+        write_bundle({**members, "workflows/d.json/inner.json": b'{"nodes": []}'}, bad)
+    else:
+        with tarfile.open(bad, "w:gz") as tar:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            folder = tarfile.TarInfo("workflows/d.json")
+            folder.type = tarfile.DIRTYPE
+            tar.addfile(folder)
+    error, hint = _one_error(run_cli("import", bad, "-e", "copy", "--no-interactive"))
+    assert "workflows/d.json is a folder" in error, error
+    assert not (env.workspace.environments_dir / "copy").exists()
+    imports = env.workspace.root / "comfydock_cache" / "imports"
+    assert not imports.exists() or not any(imports.iterdir())
