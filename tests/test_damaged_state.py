@@ -212,3 +212,12 @@ def test_import_refuses_a_bundle_whose_workflow_is_a_folder(env, run_cli, tmp_pa
     assert not (env.workspace.environments_dir / "copy").exists()
     imports = env.workspace.root / "comfydock_cache" / "imports"
     assert not imports.exists() or not any(imports.iterdir())
+
+
+def test_init_where_no_folder_can_be_made_is_one_error(run_cli, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x\n")
+    for where in (a_file / "ws", "/proc/comfydock-ws"):
+        error, hint = _one_error(run_cli("init", where, "--no-interactive"))
+        assert "cannot make a workspace" in error and "pick a folder" in hint, error
+    assert a_file.read_text() == "x\n"
