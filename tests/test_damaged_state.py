@@ -221,3 +221,21 @@ def test_init_where_no_folder_can_be_made_is_one_error(run_cli, tmp_path):
         error, hint = _one_error(run_cli("init", where, "--no-interactive"))
         assert "cannot make a workspace" in error and "pick a folder" in hint, error
     assert a_file.read_text() == "x\n"
+
+
+# --- an install whose packages' metadata is not UTF-8 ---------------------------------------------
+
+
+def test_adopt_reads_a_package_whose_metadata_is_not_utf8(workspace, comfyui_source, run_cli, tmp_path):
+    import git
+
+    comfy = tmp_path / "old" / "ComfyUI"
+    git.Repo.clone_from(comfyui_source.as_uri(), comfy)
+    site = tmp_path / "old" / "venv" / "lib" / "python3.11" / "site-packages"
+    info = site / "cdfix_alpha-1.5.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_bytes(b"Metadata-Version: 2.1\nName: cdfix-alpha\nVersion: 1.5\nSummary: caf\xe9 (latin-1)\n")
+    result = run_cli("adopt", comfy, "--name", "adopted", "--no-interactive", "--json")
+    assert result.code == 0, result.err
+    adopted = run_cli("py", "list", "-e", "adopted", "--json")
+    assert "cdfix-alpha" in adopted.out, adopted.out
