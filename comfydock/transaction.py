@@ -23,7 +23,7 @@ import stat
 import uuid
 from pathlib import Path
 
-from comfydock.fsutil import atomic_write_bytes, remove_tree
+from comfydock.fsutil import remove_tree, restore_bytes
 
 
 class Transaction:
@@ -51,7 +51,7 @@ class Transaction:
                     path.unlink()
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(path, data)
+                restore_bytes(path, data)  # nothing to write when it holds them (a full disk has no room to)
 
         self._undo.append((str(path), undo))
 
@@ -66,6 +66,8 @@ class Transaction:
             shutil.copytree(path, copy, symlinks=True)
 
         def undo():
+            if existed and _same_tree(copy, path):
+                return  # unchanged: nothing to put back (on a full disk there is no room to copy it)
             if path.exists() or path.is_symlink():
                 remove_tree(path)
             if existed:
@@ -191,6 +193,31 @@ def _refuse_uncopyable(path: Path) -> None:
             kind = next((k for test, k in _SPECIAL if test(entry_mode)), None)
             if kind:
                 raise refuse(Path(dirpath) / name, f"{kind}, not a file")
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    """Whether two trees hold the same names, link targets and file bytes (a missing or
+    unreadable one: not the same)."""
+    try:
+        if not b.is_dir() or b.is_symlink():
+            return False
+        for dirpath, dirnames, filenames in os.walk(a):
+            rel = os.path.relpath(dirpath, a)
+            other = b / rel
+            if sorted(os.listdir(other)) != sorted(dirnames + filenames):
+                return False
+            for name in dirnames + filenames:
+                x, y = Path(dirpath) / name, other / name
+                if x.is_symlink() or y.is_symlink():
+                    if not (x.is_symlink() and y.is_symlink() and os.readlink(x) == os.readlink(y)):
+                        return False
+                elif x.is_dir() != y.is_dir():
+                    return False
+                elif not x.is_dir() and (x.stat().st_size != y.stat().st_size or x.read_bytes() != y.read_bytes()):
+                    return False
+        return True
+    except OSError:
+        return False
 
 
 def _same_device(a: Path, b: Path) -> bool:
