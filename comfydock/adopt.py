@@ -305,7 +305,11 @@ def inspect_python(path: Path, python_from: str | None) -> PythonFinding:
         if not (location / "Scripts" / "python.exe").exists():
             finding.note = "its Python executable is gone; the installed packages were read from site-packages"
     for dist in distributions(path=[str(site)]):
-        name, version = dist.metadata.get("Name"), dist.version
+        try:
+            name, version = dist.metadata.get("Name"), dist.version
+        except (ValueError, OSError):  # METADATA that is not UTF-8 (or unreadable): the folder's name says it
+            folder = getattr(dist, "_path", None)
+            name, _, version = (folder.name if folder else "").removesuffix(".dist-info").partition("-")
         if not name or not version:
             continue
         key = canonicalize_name(name)

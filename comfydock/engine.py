@@ -6,8 +6,10 @@ import functools
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from comfydock.errors import BuildFailed, ComfydockError, UsageError
+from comfydock.errors import BuildFailed, ComfydockError, UsageError, disk_full
+from comfydock.fsutil import read_json_state, restore_bytes
 
 
 @dataclass
@@ -196,6 +198,9 @@ def guarded(task_name: str, fn):
         except ComfydockError as exc:
             return failure_class()(task_name, exc)
         except OSError as exc:  # disk full, permissions, a vanished file: say which file and why
+            full = disk_full(exc, "")
+            if full is not None and full.path:
+                return failure_class()(task_name, full)
             where = f" ({exc.filename})" if exc.filename else ""
             error = ComfydockError(f"{exc.strerror or exc}{where}", hint="check free disk space and permissions, then run again")
             return failure_class()(task_name, error)
@@ -231,12 +236,31 @@ def task_dicts(env) -> list[dict]:
     return dicts
 
 
+def _json_target_readable(path: Path, task, values) -> bool:
+    return read_json_state(path, object) is not None
+
+
+def _check_json_targets(env, task_dict: dict) -> dict:
+    """doit checks that a target exists, not what it holds: a JSON target in `.comfydock/` that is
+    damaged (garbage, cut short) makes its task out of date, so it is written again before any
+    task reads it (derived state: damaged = absent)."""
+    state = str(env.state_dir) + os.sep
+    checks = [
+        functools.partial(_json_target_readable, Path(t))
+        for t in task_dict.get("targets", [])
+        if str(t).startswith(state) and str(t).endswith(".json")
+    ]
+    if checks:
+        task_dict["uptodate"] = [*task_dict.get("uptodate", []), *checks]
+    return task_dict
+
+
 def load_tasks(env):
     from doit.loader import generate_tasks
 
     families: dict[str, list[dict]] = {}
     for d in task_dicts(env):
-        d = _wrap_actions(d)
+        d = _check_json_targets(env, _wrap_actions(d))
         families.setdefault(d.pop("basename"), []).append(d)
     tasks = []
     for basename, dicts in families.items():
@@ -507,16 +531,39 @@ def guard_manifest(env, tx, resync: bool = True) -> None:
     to them again. Call it first in the transaction: undo runs newest first, so the re-sync
     then runs after every other file is back, and finds only the venv to redo."""
     if resync:
-        tx.on_undo(functools.partial(resync_venv, env), "the venv (run 'comfydock build')")
+        tx.on_undo(functools.partial(resync_venv, env, venv_stamp(env)), "the venv (run 'comfydock build')")
     tx.save_file(env.pyproject_path)
     tx.save_file(env.uv_lock_path)
     tx.save_file(env.state_dir / "doit.db")
 
 
-def resync_venv(env) -> None:
+def venv_stamp(env) -> tuple | None:
+    """What changes when a sync touches the venv: the names in site-packages (an install, removal
+    or upgrade adds or renames a `*.dist-info`) and the sync marker. None: no venv to compare."""
+    site = next(iter(sorted(env.venv_dir.glob("lib/python3*/site-packages"))), None) or env.venv_dir / "Lib" / "site-packages"
+    try:
+        names = tuple(sorted(os.listdir(site)))
+        marker = env.venv_marker.read_bytes() if env.venv_marker.is_file() else b""
+    except OSError:
+        return None
+    return (names, marker)
+
+
+def resync_venv(env, stamp: tuple | None = None) -> None:
     """Sync the venv to uv.lock again, even if doit thinks it is (a failed sync may have
-    half-changed it). As an undo step its failure is reported ('could not restore: the venv'),
-    and 'comfydock build' finishes the job."""
+    half-changed it); not when its `stamp` (venv_stamp before the change) shows no sync touched
+    it. As an undo step its failure is reported ('could not restore: the venv'), and
+    'comfydock build' finishes the job."""
+    now = venv_stamp(env)
+    if stamp is not None and now is not None and now[0] == stamp[0]:
+        # the same distributions as before (a sync that failed early, or installed what was there):
+        # only the marker may name the other lock; put it back, no sync (a full disk has no room for one)
+        if now[1] != stamp[1]:
+            if stamp[1]:
+                restore_bytes(env.venv_marker, stamp[1])
+            else:
+                env.venv_marker.unlink(missing_ok=True)
+        return
     env.venv_marker.unlink(missing_ok=True)
     report = build(env, ["sync_venv"])
     if not report.ok:

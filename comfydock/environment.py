@@ -117,7 +117,7 @@ class Environment:
 
     def uv_lock_text(self) -> str | None:
         """uv.lock as text; None if there is none yet."""
-        return self.uv_lock_path.read_text(encoding="utf-8") if self.uv_lock_path.exists() else None
+        return manifest.read_versioned(self.uv_lock_path) if self.uv_lock_path.exists() else None
 
     def locked_versions(self, doc=None, uv_lock_text: str | None = None) -> dict[str, str]:
         """What uv.lock installs into this environment's venv (its fork of the universal lock).
@@ -184,7 +184,7 @@ class Environment:
 
     def venv_in_sync(self) -> bool:
         try:
-            if not self.python.exists() or not self.venv_marker.exists() or not self.uv_lock_path.exists():
+            if not self.python.exists() or not self.venv_marker.exists() or not self.uv_lock_path.is_file():
                 return False
         except OSError:  # e.g. the venv's interpreter is behind a directory this user cannot enter
             return False

@@ -53,6 +53,9 @@ def git() -> SimpleNamespace:
 
         class Git(gitpython.Git):
             extra: tuple[tuple[str, str], ...] = ()
+            # set by the owner of a repository (history.open_repo for .cec/): turns a failed git
+            # command into the owner's error (a damaged repository), or returns None to keep it
+            on_error = None
 
             def __init__(self, working_dir=None):
                 super().__init__(working_dir)
@@ -66,7 +69,13 @@ def git() -> SimpleNamespace:
                 if env is not None:  # a caller's own environment must not drop our settings
                     prior = env.get("GIT_CONFIG_PARAMETERS", "")
                     env = {**env, "GIT_CONFIG_PARAMETERS": safe_config_parameters(prior, self.extra)}
-                return super().execute(command, *args, env=env, **kwargs)
+                try:
+                    return super().execute(command, *args, env=env, **kwargs)
+                except gitpython.GitCommandError as exc:
+                    mapped = self.on_error(exc) if self.on_error is not None else None
+                    if mapped is None:
+                        raise
+                    raise mapped from None
 
         class Repo(gitpython.Repo):
             GitCommandWrapperType = Git

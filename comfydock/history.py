@@ -9,6 +9,7 @@ from pathlib import Path
 
 from comfydock.errors import ComfydockError
 from comfydock.gitutil import git as _git
+from comfydock.gitutil import git_reason
 
 _VERSION_TAG = re.compile(r"^v(\d+)$")
 DEFAULT_AUTHOR = ("comfydock", "comfydock@localhost")
@@ -29,15 +30,30 @@ def is_temp_file(path: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
-def has_commit(cec_dir: Path) -> bool:
-    """Whether `.cec/` holds a commit: the mark that 'create' finished (read from files, no git)."""
-    git_dir = cec_dir / ".git"
+def _head_text(git_dir: Path) -> str | None:
+    """HEAD as git would read it: 'ref: refs/heads/X' or a commit id; None when it is neither."""
     try:
-        head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
-    except OSError:
+        head = (git_dir / "HEAD").read_bytes().decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if re.fullmatch(r"ref: refs/\S+|[0-9a-f]{40}|[0-9a-f]{64}", head):
+        return head
+    return None
+
+
+def has_commit(cec_dir: Path) -> bool:
+    """Whether `.cec/` holds a commit: the mark that 'create' finished (read from files, no git).
+    A HEAD file that is there but holds neither a branch nor a commit is damage, not a create
+    that stopped (git writes HEAD whole): such a history counts as finished, and opening it
+    says it is damaged (never 'half-made', whose advice is to delete the environment)."""
+    git_dir = cec_dir / ".git"
+    if not (git_dir / "HEAD").exists():
         return False
+    head = _head_text(git_dir)
+    if head is None:
+        return True
     if not head.startswith("ref:"):
-        return bool(re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", head))
+        return True
     ref = head[4:].strip()
     if (git_dir / ref).is_file():
         return True
@@ -80,19 +96,68 @@ def init_repo(cec_dir: Path):
     return repo
 
 
+# what git says when a repository's own files (HEAD, config, index, objects) are damaged
+_DAMAGE = re.compile(
+    r"not a git repository|bad config|index file|bad signature|unknown index entry|index uses .* extension"
+    r"|corrupt|bad object|bad tree|object file .* is empty|unable to read [0-9a-f]{7,}|invalid sha1 pointer"
+    r"|inflate|loose object|packfile|your current branch appears to be broken|bad HEAD|invalid HEAD",
+    re.IGNORECASE,
+)
+
+
+def damaged_history(cec_dir: Path, reason: str) -> ComfydockError:
+    """The error for a `.cec/.git` that git cannot read, with the repair for the part that is damaged."""
+    git_dir = cec_dir / ".git"
+    if _head_text(git_dir) is None:
+        branches = sorted(p.name for p in (git_dir / "refs" / "heads").glob("*") if p.is_file())
+        branch = branches[0] if len(branches) == 1 else "main"
+        hint = f"HEAD names no branch: write 'ref: refs/heads/{branch}' into {git_dir / 'HEAD'}, then run the command again"
+        reason = "its HEAD file is unreadable"
+    elif "config" in reason:
+        hint = f"fix or restore {git_dir / 'config'} (git names the line; it also holds the remotes), then run the command again"
+    elif "index" in reason:
+        hint = f"the index is only a cache: 'rm {git_dir / 'index'} && git -C {cec_dir} reset -q' makes it again from the last version"
+    else:
+        hint = (
+            f"'git -C {cec_dir} fsck' names what is damaged; restore {git_dir} from a backup, "
+            "or make the environment again from a remote ('comfydock create NAME --from URL')"
+        )
+    return ComfydockError(f"the history in {cec_dir} is damaged ({reason})", hint=hint)
+
+
+def _map_damage(cec_dir: Path, exc) -> ComfydockError | None:
+    reason = git_reason(exc)
+    return damaged_history(cec_dir, reason) if _DAMAGE.search(reason) else None
+
+
 def open_repo(cec_dir: Path):
+    """The `.cec/` repository. Its HEAD, config and index are read once here (one git command),
+    so a damaged history is refused before any change; any later git command that fails on
+    damage raises the same error (never GitPython's)."""
     git = _git()
     try:
-        return git.Repo(cec_dir)
+        repo = git.Repo(cec_dir)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        if (cec_dir / ".git").exists():  # git no longer recognises it: its HEAD (or more) is damaged
+            raise damaged_history(cec_dir, "git does not recognise it as a repository") from None
         raise ComfydockError(
             f"{cec_dir} is not a git repository",
             hint=f"the environment's history is lost; re-create the environment, or 'git -C {cec_dir} init' and commit its files",
         ) from None
+    repo.git.on_error = lambda exc: _map_damage(cec_dir, exc)
+    repo.git.execute(["git", "ls-files", "--", ".gitignore"])  # reads HEAD, config and the index
+    return repo
 
 
 def versions(repo) -> list[Version]:
     """All versions, newest first."""
+    try:
+        return _versions(repo)
+    except (ValueError, OSError, _git().BadName) as exc:  # GitPython reading damaged refs or objects itself
+        raise damaged_history(Path(repo.working_tree_dir), str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def _versions(repo) -> list[Version]:
     found = []
     for tag in repo.tags:
         m = _VERSION_TAG.match(tag.name)

@@ -54,11 +54,31 @@ def restore_hint(path: Path) -> str:
     return f"restore the last committed version with 'git -C {path.parent} checkout -- {path.name}', or fix it by hand"
 
 
+def read_versioned(path: Path) -> str:
+    """The text of a versioned file of `.cec/`; something else at its path (a folder, a pipe) is
+    refused like a damaged file (never read: a pipe would block)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, PermissionError):
+        raise
+    except OSError as exc:  # a loop of links, a file where a folder should be
+        raise CorruptFile(f"{path} cannot be read ({exc.strerror or exc})", hint=restore_hint(path)) from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise CorruptFile(
+            f"{path} is {kind}, not a file",
+            hint=f"move it away ('mv {path} {path}.moved'), then {restore_hint(path)}",
+        )
+    return path.read_text(encoding="utf-8")
+
+
 def load(path: Path) -> tomlkit.TOMLDocument:
     """Read and check the manifest: a file that is not the shape comfydock wrote is refused, so
     nothing (a build, a node add) ever acts on an empty or mangled manifest."""
     try:
-        doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+        doc = tomlkit.parse(read_versioned(path))
     except FileNotFoundError:
         raise CorruptFile(f"{path} is missing", hint=restore_hint(path)) from None
     except (TOMLKitError, UnicodeDecodeError) as exc:
@@ -203,7 +223,7 @@ def check_uv_lock(path: Path) -> None:
     if not path.exists():
         return
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_versioned(path))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         problem = f"not valid TOML ({str(exc).splitlines()[0]})"
     else:
@@ -240,7 +260,7 @@ def load_data(path: Path) -> dict:
     if hit is not None and hit[0] == key:
         return hit[1]
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_versioned(path))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         return load(path)  # tomlkit's message names the line
     problem = shape_problem(data)

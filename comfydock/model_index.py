@@ -74,6 +74,8 @@ _MIGRATIONS = {
     );
     """,
 }
+# the tables each schema version has (a file missing one of them is damaged, not an empty index)
+_TABLES = {1: {"models", "model_locations", "model_sources"}, 2: {"models", "model_locations", "model_sources", "index_stamps"}}
 _BATCH_FILES = 500
 _BATCH_SECONDS = 2.0
 
@@ -101,6 +103,7 @@ def _cannot_write(exc: BaseException) -> bool:
 def open_reader(path: Path) -> sqlite3.Connection:
     """Open the index for reading: like open_index, but a read-only index (a read-only disk, a
     workspace owned by someone else) is read as it is instead of being called damaged."""
+    _refuse_non_file(path)
     try:
         return open_index(path)
     except _CannotWrite:
@@ -120,6 +123,9 @@ def open_reader(path: Path) -> sqlite3.Connection:
                     f"{path} is read-only and has schema {version} (this comfydock reads {SCHEMA_VERSION})",
                     hint="run 'comfydock models index' where the index is writable, to bring it up to date",
                 )
+            problem = _missing_table(conn, version)
+            if problem:
+                raise corrupt_index(path, problem)
             return conn
         except sqlite3.OperationalError as exc:
             conn.close()
@@ -132,6 +138,7 @@ def open_reader(path: Path) -> sqlite3.Connection:
 
 def open_index(path: Path) -> sqlite3.Connection:
     """Open (creating or migrating forward) the index; a foreign or corrupt file is an error."""
+    _refuse_non_file(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30, isolation_level=None)
@@ -171,6 +178,9 @@ def open_index(path: Path) -> sqlite3.Connection:
             conn.execute("DELETE FROM schema_info")
             conn.execute("INSERT INTO schema_info (version) VALUES (?)", (SCHEMA_VERSION,))
             conn.execute("COMMIT")
+        problem = _missing_table(conn, SCHEMA_VERSION)
+        if problem:
+            raise corrupt_index(path, problem)
     except sqlite3.DatabaseError as exc:
         conn.close()
         if _cannot_write(exc):
@@ -180,6 +190,18 @@ def open_index(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _missing_table(conn, version: int) -> str | None:
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    missing = sorted(_TABLES.get(version, set()) - tables)
+    return f"its table {missing[0]} is missing" if missing else None
+
+
+def _refuse_non_file(path: Path) -> None:
+    """A folder (or anything but a file) where the index goes: SQLite would only say 'unable to open'."""
+    if (path.exists() or path.is_symlink()) and not path.is_file():
+        raise corrupt_index(path, "it is not a file")
 
 
 def _has_schema_info(conn) -> bool:

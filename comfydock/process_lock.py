@@ -16,7 +16,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from comfydock.errors import ProcessLockHeld
+from comfydock.errors import ComfydockError, ProcessLockHeld
 from comfydock.fsutil import atomic_write_text
 
 POLL = 0.1  # seconds between attempts while waiting
@@ -48,6 +48,16 @@ def read_holder(lock_file: Path) -> str:
     return text or "another comfydock process"
 
 
+def _refuse_non_files(*paths: Path) -> None:
+    """A folder (or pipe, socket) where the lock file goes: filelock would fail with a bare OS error."""
+    for path in paths:
+        if (path.exists() or path.is_symlink()) and not path.is_file():
+            raise ComfydockError(
+                f"{path} is not a file (comfydock keeps its lock there)",
+                hint=f"move it away ('mv {path} {path}.moved'), then run the command again",
+            )
+
+
 @contextmanager
 def process_lock(lock_file: Path, timeout: float | None = None, on_wait=None):
     """Hold `lock_file` exclusively; wait up to `timeout` seconds (env COMFYDOCK_LOCK_TIMEOUT).
@@ -62,6 +72,7 @@ def process_lock(lock_file: Path, timeout: float | None = None, on_wait=None):
     if timeout is None:
         timeout = float(os.environ.get("COMFYDOCK_LOCK_TIMEOUT", "600"))
     lock_file.parent.mkdir(parents=True, exist_ok=True)
+    _refuse_non_files(lock_file, holder_file(lock_file))
     lock = FileLock(lock_file)
     deadline = time.monotonic() + timeout
     told = False

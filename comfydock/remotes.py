@@ -43,8 +43,9 @@ def validate_remote_name(name: str) -> str:
 
 
 def validate_url(url: str) -> str:
-    """Any URL or path git accepts; nothing that git would read as an option or that hides lines."""
-    if not url or url.startswith("-") or any(ord(c) < 32 or ord(c) == 127 for c in url):
+    """Any URL or path git accepts; nothing that git would read as an option, that hides lines,
+    or that names a transport helper ('ext::' runs a command, 'fd::' reads a descriptor)."""
+    if not url or url.startswith("-") or any(ord(c) < 32 or ord(c) == 127 for c in url) or "::" in url.split("/")[0]:
         raise UsageError(
             f"invalid remote URL {url!r}", hint="give a URL git understands: https://…, ssh://…, file://…, or a path"
         )

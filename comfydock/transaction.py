@@ -19,10 +19,11 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
 
-from comfydock.fsutil import atomic_write_bytes, remove_tree
+from comfydock.fsutil import remove_tree, restore_bytes
 
 # how the last Transaction of this process ended ("kept" | "undone"), so that a Ctrl-C caught after
 # a change finished can say the change is kept (cli.main); main clears it before each command
@@ -54,18 +55,23 @@ class Transaction:
                     path.unlink()
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(path, data)
+                restore_bytes(path, data)  # nothing to write when it holds them (a full disk has no room to)
 
         self._undo.append((str(path), undo))
 
     def save_tree(self, path: Path) -> None:
-        """Remember a whole directory (a copy in the scratch area; links kept as links)."""
+        """Remember a whole directory (a copy in the scratch area; links kept as links). Something
+        that cannot be copied back (a file where the folder should be, a named pipe or socket
+        inside) is refused before anything is recorded: its undo would lose it."""
+        _refuse_uncopyable(path)
         existed = path.is_dir()
         copy = self._scratch() / f"tree-{len(self._undo)}"
         if existed:
             shutil.copytree(path, copy, symlinks=True)
 
         def undo():
+            if existed and _same_tree(copy, path):
+                return  # unchanged: nothing to put back (on a full disk there is no room to copy it)
             if path.exists() or path.is_symlink():
                 remove_tree(path)
             if existed:
@@ -169,6 +175,56 @@ class Transaction:
                 exc.hint = ((exc.hint or "") + "; " + note).lstrip("; ")
             else:  # Ctrl-C or a bug: the CLI prints the exception's notes
                 exc.add_note(note)
+        return False
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+
+
+def _refuse_uncopyable(path: Path) -> None:
+    from comfydock.errors import ComfydockError
+
+    def refuse(what: Path, kind: str):
+        return ComfydockError(
+            f"{what} is {kind}", hint=f"move it out of the way ('mv {what} {what}.moved'), then run the command again"
+        )
+
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(mode):
+        raise refuse(path, "not a folder")
+    for dirpath, dirnames, filenames in os.walk(path):  # never into a linked folder
+        for name in filenames + dirnames:
+            entry_mode = os.lstat(os.path.join(dirpath, name)).st_mode
+            kind = next((k for test, k in _SPECIAL if test(entry_mode)), None)
+            if kind:
+                raise refuse(Path(dirpath) / name, f"{kind}, not a file")
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    """Whether two trees hold the same names, link targets and file bytes (a missing or
+    unreadable one: not the same)."""
+    try:
+        if not b.is_dir() or b.is_symlink():
+            return False
+        for dirpath, dirnames, filenames in os.walk(a):
+            rel = os.path.relpath(dirpath, a)
+            other = b / rel
+            if sorted(os.listdir(other)) != sorted(dirnames + filenames):
+                return False
+            for name in dirnames + filenames:
+                x, y = Path(dirpath) / name, other / name
+                if x.is_symlink() or y.is_symlink():
+                    if not (x.is_symlink() and y.is_symlink() and os.readlink(x) == os.readlink(y)):
+                        return False
+                elif x.is_dir() != y.is_dir():
+                    return False
+                elif not x.is_dir() and (x.stat().st_size != y.stat().st_size or x.read_bytes() != y.read_bytes()):
+                    return False
+        return True
+    except OSError:
         return False
 
 

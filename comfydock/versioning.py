@@ -233,6 +233,11 @@ def _missing_nodes(env, repo) -> list[dict]:
 
 def _unstage(repo) -> None:
     if repo.head.is_valid():
+        status, _out, _err = repo.git.execute(
+            ["git", "diff", "--cached", "--quiet"], with_exceptions=False, with_extended_output=True, env={"GIT_OPTIONAL_LOCKS": "0"}
+        )
+        if status == 0:
+            return  # nothing staged, nothing to undo (on a full disk 'git reset' could not even write the index)
         repo.git.reset("-q")
     else:  # no commit yet: nothing to compare the index with, empty it
         repo.git.rm("-r", "-q", "--cached", "--ignore-unmatch", ".")
@@ -321,7 +326,8 @@ def apply_commit(env, repo, commit: str, tx: Transaction, result: RollbackResult
     head_files = _tree_files(repo, "HEAD") if repo.head.is_valid() else set()
     target_files = _tree_files(repo, commit)
 
-    tx.on_undo(partial(engine.resync_venv, env), "the venv")  # undone last: after the files it syncs to
+    tx.save_tree(env.workflows_dir)  # first: a workflows folder it cannot keep is refused before any change
+    tx.on_undo(partial(engine.resync_venv, env, engine.venv_stamp(env)), "the venv")  # undone last: after the files it syncs to
     # 1. the target's .cec/ files, as uncommitted changes on the current branch
     present = set(repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard").split("\0")) - {""}
     for rel in sorted(present | target_files):
@@ -390,8 +396,7 @@ def apply_commit(env, repo, commit: str, tx: Transaction, result: RollbackResult
     else:  # like create --from: the lock cannot be checked without their source; the venv gets what uv.lock says
         _sync_without_lock_check(env, targets, result, listener)
 
-    # 4. workflows back into ComfyUI
-    tx.save_tree(env.workflows_dir)
+    # 4. workflows back into ComfyUI (saved at the start)
     copies = tracking.versioned_copies(env)
     current = tracking.comfyui_workflows(env)
     head_workflows = {tracking.workflow_name(f[len("workflows/") :]) for f in head_files if f.startswith("workflows/")}

@@ -349,8 +349,14 @@ class Workspace:
             "created_at": _now(),
         }
         ws = cls(path, config)
-        for d in ws.layout_dirs():
-            d.mkdir(parents=True, exist_ok=True)
+        try:
+            for d in ws.layout_dirs():
+                d.mkdir(parents=True, exist_ok=True)
+        except (FileNotFoundError, NotADirectoryError, FileExistsError) as exc:  # /proc/x, a file on the way
+            raise ComfydockError(
+                f"cannot make a workspace at {path}: {exc.strerror} ({exc.filename})",
+                hint="pick a folder on an ordinary, writable file system (e.g. under your home folder)",
+            ) from None
         if models_dir is not None:
             ws.set_models_dir(models_dir, save=False)
         ws.save()

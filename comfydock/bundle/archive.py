@@ -292,9 +292,9 @@ def check_bundle(
     """Validate the WHOLE bundle without writing anything; the members, or ComfydockError with the reason.
 
     Refuses: names with '..', absolute names, drive letters, backslashes, control characters, a `.git`; links,
-    devices, fifos; duplicate names (also differing only in case) and a name used as both file and
-    directory; more members, bytes or expansion than `limits`; a corrupt or truncated gzip/tar; a
-    missing required member; a comfydock.lock, pyproject.toml or uv.lock that does not parse.
+    devices, fifos; duplicate names (also differing only in case), a name used as both file and directory,
+    a folder named *.json in workflows/; more members, bytes or expansion than `limits`; a corrupt or
+    truncated gzip/tar; a missing required member; a comfydock.lock, pyproject.toml or uv.lock that does not parse.
     """
     path = Path(path)
     limits = limits or ArchiveLimits()
@@ -312,6 +312,12 @@ def check_bundle(
 
     members = _run_scan(path, limits, keep_locks)
     names = {m.name for m in members if not m.is_dir}
+    folders = {m.name.rstrip("/") for m in members if m.is_dir} | {n.rsplit("/", 1)[0] for n in names if "/" in n}
+    for folder in sorted(folders):
+        parents = folder.split("/")
+        for i in range(1, len(parents)):  # every folder on the way, 'workflows/d.json' of 'workflows/d.json/x/y'
+            if parents[0] == "workflows" and parents[i].endswith(".json"):
+                raise _refusal(path, f"{'/'.join(parents[: i + 1])} is a folder (a workflow is a file)")
     missing = [r for r in required if r not in names]
     if missing:
         raise _refusal(path, f"it has no {', '.join(missing)} (not a comfydock bundle?)")

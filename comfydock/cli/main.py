@@ -14,7 +14,7 @@ from pathlib import Path
 from comfydock import __version__
 from comfydock.cli import adopt, bundle, check, comfyui, completion, environments, history, logs, models, nodes, python, remotes
 from comfydock.cli.app import App, log
-from comfydock.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_USER_ERROR, ComfydockError
+from comfydock.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_USER_ERROR, ComfydockError, disk_full
 
 # OS errors that are the machine's state, not a bug: one line naming the path, exit 1
 _ENVIRONMENTAL_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EMFILE, errno.ENFILE}
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         app.say_resolution_moves()
         return code
     except ComfydockError as exc:
+        exc = _as_disk_full(app, exc) or exc
         log.error("%s: %s", type(exc).__name__, exc.message)
         _print_error(app, exc)
         return exc.exit_code
@@ -147,15 +148,34 @@ def main(argv: list[str] | None = None) -> int:
         for note in getattr(exc, "__notes__", []):  # what an undo could not put back
             app.err.print(f"[bold cyan]hint:[/] {escape(note)}")
         return EXIT_INTERRUPTED
-    except OSError as exc:
-        if exc.errno not in _ENVIRONMENTAL_ERRNOS:
+    except Exception as exc:  # a full disk reads differently in each tool (git, uv, SQLite, shutil): one line
+        full = _as_disk_full(app, exc)
+        if full is not None:
+            log.error("%s", full.message)
+            _print_error(app, full)
+            return EXIT_USER_ERROR
+        if not isinstance(exc, OSError) or exc.errno not in _ENVIRONMENTAL_ERRNOS:
             return _internal_error(app)
         error = os_error(exc)
         log.error("%s", error.message)
         _print_error(app, error)
         return EXIT_USER_ERROR
-    except Exception:
-        return _internal_error(app)
+
+
+def _as_disk_full(app: App, exc: BaseException) -> ComfydockError | None:
+    """`exc` as 'disk is full at PATH' when a full disk caused it, keeping what an undo could not
+    put back (the Transaction's note in the hint, or the exception's notes)."""
+    ws = app.opened_workspace
+    full = disk_full(exc, str(ws.root) if ws is not None else os.getcwd())
+    if full is None:
+        return None
+    notes = [n for n in getattr(exc, "__notes__", [])]
+    hint = getattr(exc, "hint", None) or ""
+    if "could not restore" in hint:
+        notes.append(hint[hint.index("could not restore") :])
+    error = ComfydockError(full.message, hint="; ".join([full.hint, *notes]))
+    error.__cause__ = exc  # --verbose shows what the tool said
+    return error
 
 
 def _after_the_change(exc: KeyboardInterrupt) -> bool:
@@ -182,8 +202,6 @@ def os_error(exc: OSError) -> ComfydockError:
     reason = exc.strerror or str(exc)
     hints = {
         errno.EROFS: "the file system is read-only; reading commands still work, writing ones need a writable workspace",
-        errno.ENOSPC: "the disk is full; free some space and run the command again",
-        errno.EDQUOT: "the disk quota is exhausted; free some space and run the command again",
     }
     hint = hints.get(exc.errno, "check the permissions of that path (and who owns the workspace), then run again")
     return ComfydockError(f"{reason}{where}", hint=hint)
