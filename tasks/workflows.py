@@ -104,14 +104,14 @@ def _resolve(env, name, source, target) -> dict:
 
 def _carry_user_marks(models: list[dict], entry: dict | None) -> None:
     """Keep 'chosen' (the user picked it) and 'skipped' (the user said skip) across re-resolution."""
-    chosen, skipped = set(), set()
+    from comfydock.workflows.resolution import skipped_refs
+
+    chosen = set()
     for h, info in ((entry or {}).get("models") or {}).items():
         for n in info.get("nodes") or []:
             if n.get("chosen"):
                 chosen.add((str(n.get("node_id")), str(n.get("widget_idx")), n.get("filename"), h))
-    for r in (entry or {}).get("unresolved") or []:
-        if r.get("skipped"):
-            skipped.add((str(r.get("node_id")), str(r.get("widget_idx")), r.get("filename")))
+    skipped = skipped_refs(entry)
     for m in models:
         key = (m["node_id"], str(m["widget_index"]), m["filename"])
         if (*key, m.get("hash")) in chosen:

@@ -147,6 +147,43 @@ def test_ambiguous_model_is_asked_once_and_the_answer_reused(env, workspace, run
     assert "Multiple matches" not in again.err
 
 
+def test_skipped_ambiguous_model_is_not_asked_again_and_models_resolve_can_pick_it(env, workspace, run_cli, monkeypatch):
+    import io
+
+    _model(workspace, "upscale_models/old/RealESRGAN_x4plus.safetensors", b"one" * 100)
+    chosen = _model(workspace, "upscale_models/new/RealESRGAN_x4plus.safetensors", b"two" * 100)
+    _save_workflow(env, UPSCALER)
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("s\n"))
+    first = run_cli("commit", "--interactive", "--json")
+    assert first.code == 0, first.err
+    assert "Multiple matches found" in first.err
+
+    # the workflow changes: the skip is an answer like any other, nothing is asked again
+    wf = env.workflows_dir / "utility-gan_upscaler.json"
+    wf.write_text(wf.read_text().replace('"title"', '"title" ', 1) + "\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("1\n"))
+    again = run_cli("commit", "--interactive")
+    assert again.code == 0, again.err
+    assert "Multiple matches found" not in again.err and "several indexed files match" not in again.err
+    assert "RealESRGAN_x4plus.safetensors skipped (your answer, kept)" in again.err
+    assert [v["version"] for v in run_cli("log", "--json").json][0] == "v3"
+    shown = run_cli("workflow", "show", "utility-gan_upscaler", "--json").json
+    assert shown["models"][0]["status"] == "ambiguous" and shown["models"][0]["skipped"] is True
+    assert "skipped; 'comfydock models resolve utility-gan_upscaler' picks a file" in run_cli(
+        "workflow", "show", "utility-gan_upscaler"
+    ).out
+
+    # models resolve asks about the skipped reference, says it was skipped, and stores the pick
+    monkeypatch.setattr("sys.stdin", io.StringIO("1\n"))
+    picked = run_cli("models", "resolve", "utility-gan_upscaler", "--interactive")
+    assert picked.code == 0, picked.err
+    assert "skipped before" in picked.err and "Multiple matches found" in picked.err
+    shown = run_cli("workflow", "show", "utility-gan_upscaler", "--json").json
+    assert shown["models"][0]["status"] == "resolved" and shown["models"][0]["path"] == str(chosen)
+    assert "skipped" not in env.pyproject_path.read_text()
+
+
 def test_rollback_round_trip_restores_workflows_nodes_and_venv(env, run_cli, node_repo):
     _save_workflow(env, SDXL)
     assert run_cli("node", "add", f"{node_repo.as_uri()}@v1.0").code == 0

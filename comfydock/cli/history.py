@@ -101,6 +101,8 @@ def cmd_workflow_show(app: App) -> int:
     for m in info["models"]:
         opt = " [dim](optional: node bypassed)[/]" if m["optional"] else ""
         where = escape(m["path"]) if m.get("path") else m["status"]
+        if m.get("skipped"):
+            where += f" (skipped; 'comfydock models resolve {escape(info['name'])}' picks a file)"
         folder = escape(f"[{m.get('directory') or '?'}]")
         app.out.print(f"    {escape(m['filename'])} {folder} → {where}{opt}")
     return 0
@@ -111,7 +113,9 @@ def _prompt_choice(app: App):
 
     def choose(workflow: str, ref: dict):
         cands = ref.get("candidates") or []
-        app.err.print(f"\nResolving model: [bold]{escape(ref['filename'])}[/] in {escape(workflow)} (node {ref['node_id']})")
+        app.err.print(f"\nResolving model: [bold]{escape(ref['filename'])}[/] in {escape(workflow)} (node {escape(str(ref['node_id']))})")
+        if ref.get("skipped"):
+            app.err.print("  skipped before: pick a file now, or skip again")
         if not cands:
             app.err.print("  not found in the model index; (s)kip")
         else:
@@ -205,8 +209,18 @@ def cmd_commit(app: App) -> int:
 def _warn_unresolved(app: App, unresolved: list[dict], limit: int = 10) -> None:
     """One line per workflow and file (a subgraph repeats a loader many times), at most `limit`."""
     seen: dict[tuple, dict] = {}
+    skipped: dict[str, list[str]] = {}  # the user's own answer: a note, not a warning
     for m in unresolved:
+        if m.get("skipped"):
+            if m["filename"] not in skipped.setdefault(m["workflow"], []):
+                skipped[m["workflow"]].append(m["filename"])
+            continue
         seen.setdefault((m["workflow"], m["filename"], m["status"]), m)
+    for workflow, filenames in skipped.items():
+        app.say(
+            f"{escape(workflow)}: model {escape(', '.join(filenames))} skipped (your answer, kept): "
+            f"'comfydock models resolve {escape(workflow)}' picks a file"
+        )
     for i, (workflow, filename, status) in enumerate(seen):
         if i == limit:
             app.warn(f"... and {len(seen) - limit} more model references: see 'comfydock status' or 'comfydock workflow show'")

@@ -117,7 +117,7 @@ def classify(env, analysis, context: dict | None = None) -> list[dict]:
 def describe_workflow(env, name: str, context: dict | None = None) -> dict:
     """The stable JSON of `workflow show` (documented in the README)."""
     from comfydock.workflows.analysis import WorkflowError, analyze_file
-    from comfydock.workflows.resolution import resolve_refs
+    from comfydock.workflows.resolution import resolve_refs, skipped_refs
 
     states = {s.name: s for s in tracking.workflow_states(env)}
     state = states.get(name) or states.get(name.removesuffix(tracking.SUFFIX))
@@ -142,6 +142,7 @@ def describe_workflow(env, name: str, context: dict | None = None) -> dict:
             {"type": u.type, "provider": u.kind, "package": None, "candidates": []} for u in analysis.node_types
         ]
     entry = manifest.workflow_entries(env.manifest_data()).get(state.name)
+    skipped = skipped_refs(entry)
     for r in resolve_refs(analysis.models, env.workspace.models_db, entry):
         info["models"].append(
             {
@@ -153,6 +154,7 @@ def describe_workflow(env, name: str, context: dict | None = None) -> dict:
                 "url": r.url,
                 "optional": r.optional,
                 "status": r.status,
+                "skipped": r.status != "resolved" and r.key() in skipped,  # the user answered 'skip'
                 "hash": r.hash,
                 "path": r.path,
                 "candidates": [c.to_json() for c in r.candidates],

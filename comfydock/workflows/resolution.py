@@ -79,6 +79,16 @@ def stored_choices(entry: dict | None) -> dict[tuple, str]:
     return found
 
 
+def skipped_refs(entry: dict | None) -> set[tuple]:
+    """(node_id, widget_index, filename) of the references the user answered 'skip' for: a kept
+    answer (commit asks no more; `models resolve` asks again and may pick a file)."""
+    return {
+        (str(r.get("node_id")), str(r.get("widget_idx")), r.get("filename"))
+        for r in (entry or {}).get("unresolved") or []
+        if isinstance(r, dict) and r.get("skipped")
+    }
+
+
 class _Index:
     """The few queries resolution needs, against one open model index."""
 
