@@ -127,6 +127,8 @@ def _resolve_uptodate(task, values, env, name) -> bool:
 def manifest_sections(env, names: list[str]) -> tuple[dict, dict]:
     """The [tool.comfydock.workflows.*] entries and [tool.comfydock.models.required] from the
     per-workflow resolution files."""
+    from comfydock.workflows.resolution import expected_path
+
     entries: dict[str, dict] = {}
     required: dict[str, dict] = {}
     for name in sorted(names):
@@ -159,11 +161,14 @@ def manifest_sections(env, names: list[str]) -> tuple[dict, dict]:
                 node["optional"] = True
             models.setdefault(m["hash"], {"nodes": []})["nodes"].append(node)
             if not m.get("optional"):
+                # a file outside its loader's folders is required where ComfyUI looks for it: an
+                # import puts it there (this machine's status and export warn that it is misplaced)
+                where = expected_path(m.get("directory"), m["filename"], m["relative_path"]) or m["relative_path"]
                 req = required.setdefault(
                     m["hash"],
                     {
                         "filename": m["relative_path"].rsplit("/", 1)[-1],
-                        "relative_path": m["relative_path"],
+                        "relative_path": where,
                         "hash": m["hash"],
                         "size": m["size"],
                     },

@@ -170,9 +170,10 @@ def test_skipped_ambiguous_model_is_not_asked_again_and_models_resolve_can_pick_
     assert [v["version"] for v in run_cli("log", "--json").json][0] == "v3"
     shown = run_cli("workflow", "show", "utility-gan_upscaler", "--json").json
     assert shown["models"][0]["status"] == "ambiguous" and shown["models"][0]["skipped"] is True
-    assert "skipped; 'comfydock models resolve utility-gan_upscaler' picks a file" in run_cli(
-        "workflow", "show", "utility-gan_upscaler"
-    ).out
+    assert (
+        "skipped; 'comfydock models resolve utility-gan_upscaler' picks a file"
+        in run_cli("workflow", "show", "utility-gan_upscaler").out
+    )
 
     # models resolve asks about the skipped reference, says it was skipped, and stores the pick
     monkeypatch.setattr("sys.stdin", io.StringIO("1\n"))
@@ -430,3 +431,32 @@ def test_commit_with_a_damaged_model_index_refuses_instead_of_dropping_every_res
     assert "is not a comfydock model index" in result.err and "models index --rebuild" in result.err
     assert env.pyproject_path.read_bytes() == before
     assert [v["version"] for v in run_cli("log", "--json").json][0] == "v2"
+    (env.workflows_dir / UPSCALER.name).unlink()
+    assert run_cli("status", "--json").code == 0  # committed workflows only: status still answers
+
+
+def test_model_moved_where_its_loader_does_not_look_is_shown_as_misplaced(env, workspace, run_cli):
+    # the fixture's demo workflow loads demo_model.safetensors with CheckpointLoaderSimple (checkpoints/)
+    moved = _model(workspace, "loras/demo_model.safetensors", b"checkpoint" * 1000)
+    assert run_cli("models", "index").code == 0
+
+    shown = run_cli("workflow", "show", "demo", "--json").json
+    (model,) = shown["models"]
+    assert model["status"] == "resolved" and model["path"] == str(moved)
+    assert model["misplaced"] is True and model["expected_path"] == "checkpoints/demo_model.safetensors"
+    assert "misplaced: ComfyUI looks in checkpoints/" in run_cli("workflow", "show", "demo").out
+
+    status = run_cli("status", "--json").json  # demo is committed: still checked
+    assert [(m["relative_path"], m["expected_path"], m["workflows"]) for m in status["misplaced_models"]] == [
+        ("loras/demo_model.safetensors", "checkpoints/demo_model.safetensors", ["demo"])
+    ]
+    text = run_cli("status").out
+    assert "Misplaced model: loras/demo_model.safetensors is outside the folder CheckpointLoaderSimple reads" in text
+    assert "move it to checkpoints/demo_model.safetensors" in text
+
+    # put back where ComfyUI looks: nothing to say
+    (workspace.models_dir / "checkpoints").mkdir()
+    moved.rename(workspace.models_dir / "checkpoints" / "demo_model.safetensors")
+    assert run_cli("models", "index").code == 0
+    assert run_cli("status", "--json").json["misplaced_models"] == []
+    assert run_cli("workflow", "show", "demo", "--json").json["models"][0]["misplaced"] is False
