@@ -167,7 +167,11 @@ def commit_environment(
                     report = _build(env, [WORKFLOW_TARGET, "lock_deps"], listener)
             files = _resolution_files(env)
             unresolved = [
-                {"workflow": name, **{k: m.get(k) for k in ("node_id", "node_type", "filename", "directory", "status")}}
+                {
+                    "workflow": name,
+                    **{k: m.get(k) for k in ("node_id", "node_type", "filename", "directory", "status")},
+                    "skipped": bool(m.get("skipped")),
+                }
                 for name, data in sorted(files.items())
                 for m in data.get("models", [])
                 if m["status"] != "resolved" and not m.get("optional")
@@ -451,7 +455,9 @@ def _sync_without_lock_check(env, targets: list[str], result: RollbackResult, li
 
 
 def resolve_workflow_models(env, workflow: str, *, choose=None, listener=None, on_wait=None) -> list[dict]:
-    """`comfydock models resolve WORKFLOW`: resolve now, ask where unclear, store the answers."""
+    """`comfydock models resolve WORKFLOW`: resolve now, ask where unclear, store the answers.
+    References skipped at a commit are asked again here (the reference keeps 'skipped': True, so
+    the question can say so): this is where a skip is changed."""
     from comfydock.tasks.workflows import resolved_file
     from comfydock.workflows.report import describe_workflow
 

@@ -104,14 +104,14 @@ def _resolve(env, name, source, target) -> dict:
 
 def _carry_user_marks(models: list[dict], entry: dict | None) -> None:
     """Keep 'chosen' (the user picked it) and 'skipped' (the user said skip) across re-resolution."""
-    chosen, skipped = set(), set()
+    from comfydock.workflows.resolution import skipped_refs
+
+    chosen = set()
     for h, info in ((entry or {}).get("models") or {}).items():
         for n in info.get("nodes") or []:
             if n.get("chosen"):
                 chosen.add((str(n.get("node_id")), str(n.get("widget_idx")), n.get("filename"), h))
-    for r in (entry or {}).get("unresolved") or []:
-        if r.get("skipped"):
-            skipped.add((str(r.get("node_id")), str(r.get("widget_idx")), r.get("filename")))
+    skipped = skipped_refs(entry)
     for m in models:
         key = (m["node_id"], str(m["widget_index"]), m["filename"])
         if (*key, m.get("hash")) in chosen:
@@ -127,6 +127,8 @@ def _resolve_uptodate(task, values, env, name) -> bool:
 def manifest_sections(env, names: list[str]) -> tuple[dict, dict]:
     """The [tool.comfydock.workflows.*] entries and [tool.comfydock.models.required] from the
     per-workflow resolution files."""
+    from comfydock.workflows.resolution import expected_path
+
     entries: dict[str, dict] = {}
     required: dict[str, dict] = {}
     for name in sorted(names):
@@ -159,11 +161,14 @@ def manifest_sections(env, names: list[str]) -> tuple[dict, dict]:
                 node["optional"] = True
             models.setdefault(m["hash"], {"nodes": []})["nodes"].append(node)
             if not m.get("optional"):
+                # a file outside its loader's folders is required where ComfyUI looks for it: an
+                # import puts it there (this machine's status and export warn that it is misplaced)
+                where = expected_path(m.get("directory"), m["filename"], m["relative_path"]) or m["relative_path"]
                 req = required.setdefault(
                     m["hash"],
                     {
                         "filename": m["relative_path"].rsplit("/", 1)[-1],
-                        "relative_path": m["relative_path"],
+                        "relative_path": where,
                         "hash": m["hash"],
                         "size": m["size"],
                     },

@@ -415,3 +415,30 @@ def test_export_names_a_model_indexed_twice_as_ambiguous_not_as_missing(env, wor
     assert "is not in the model index" not in result.err
     shared = (tmp_path / "x.tar.gz").stat().st_mode & 0o777
     assert shared & 0o044 == 0o044  # readable by others under the usual umask: it is meant to be shared
+
+
+def test_export_warns_of_a_misplaced_model_and_the_import_puts_it_where_comfyui_looks(
+    env, workspace, run_cli, tmp_path, fixture_assets, comfyui_source
+):
+    # the demo workflow's checkpoint sits under loras/, where CheckpointLoaderSimple does not look
+    model = write_model_file(workspace.models_dir / "loras" / "demo_model.safetensors", 4096, seed=3)
+    with ModelServer() as server:
+        server.add_civitai_file(4384, "demo_model.safetensors", model.read_bytes())
+        assert run_cli("config", "civitai-url", server.url).code == 0
+        assert run_cli("commit", "-m", "misplaced checkpoint", "--no-interactive").code == 0
+        exported = run_cli("export", "--no-interactive", "--json", "--output", tmp_path / "a.tar.gz")
+        assert exported.code == 0, exported.err
+        [misplaced] = exported.json["misplaced"]
+        assert misplaced["relative_path"] == "loras/demo_model.safetensors"
+        assert misplaced["expected_path"] == MODEL and misplaced["workflows"] == ["demo"]
+        assert [m["path"] for m in exported.json["models"]] == [MODEL]  # the same file, bundled where it belongs
+        text = run_cli("export", "--no-interactive", "--output", tmp_path / "a.tar.gz")
+        assert "loras/demo_model.safetensors is outside the folder CheckpointLoaderSimple reads (checkpoints/)" in text.err
+        assert f"the bundle places it at {MODEL}" in text.err
+
+    ws_b = second_workspace(run_cli, tmp_path, fixture_assets, comfyui_source)
+    imported = run_cli("-w", ws_b, "import", tmp_path / "a.tar.gz", "--no-interactive", "--models-from", workspace.models_dir)
+    assert imported.code == 0, imported.err
+    assert (tmp_path / "wsB-models" / MODEL).read_bytes() == model.read_bytes()
+    shown = run_cli("-w", ws_b, "workflow", "show", "demo", "--json").json
+    assert shown["models"][0]["status"] == "resolved" and shown["models"][0]["misplaced"] is False

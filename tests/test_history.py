@@ -147,6 +147,44 @@ def test_ambiguous_model_is_asked_once_and_the_answer_reused(env, workspace, run
     assert "Multiple matches" not in again.err
 
 
+def test_skipped_ambiguous_model_is_not_asked_again_and_models_resolve_can_pick_it(env, workspace, run_cli, monkeypatch):
+    import io
+
+    _model(workspace, "upscale_models/old/RealESRGAN_x4plus.safetensors", b"one" * 100)
+    chosen = _model(workspace, "upscale_models/new/RealESRGAN_x4plus.safetensors", b"two" * 100)
+    _save_workflow(env, UPSCALER)
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("s\n"))
+    first = run_cli("commit", "--interactive", "--json")
+    assert first.code == 0, first.err
+    assert "Multiple matches found" in first.err
+
+    # the workflow changes: the skip is an answer like any other, nothing is asked again
+    wf = env.workflows_dir / "utility-gan_upscaler.json"
+    wf.write_text(wf.read_text().replace('"title"', '"title" ', 1) + "\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("1\n"))
+    again = run_cli("commit", "--interactive")
+    assert again.code == 0, again.err
+    assert "Multiple matches found" not in again.err and "several indexed files match" not in again.err
+    assert "RealESRGAN_x4plus.safetensors skipped (your answer, kept)" in again.err
+    assert [v["version"] for v in run_cli("log", "--json").json][0] == "v3"
+    shown = run_cli("workflow", "show", "utility-gan_upscaler", "--json").json
+    assert shown["models"][0]["status"] == "ambiguous" and shown["models"][0]["skipped"] is True
+    assert (
+        "skipped; 'comfydock models resolve utility-gan_upscaler' picks a file"
+        in run_cli("workflow", "show", "utility-gan_upscaler").out
+    )
+
+    # models resolve asks about the skipped reference, says it was skipped, and stores the pick
+    monkeypatch.setattr("sys.stdin", io.StringIO("1\n"))
+    picked = run_cli("models", "resolve", "utility-gan_upscaler", "--interactive")
+    assert picked.code == 0, picked.err
+    assert "skipped before" in picked.err and "Multiple matches found" in picked.err
+    shown = run_cli("workflow", "show", "utility-gan_upscaler", "--json").json
+    assert shown["models"][0]["status"] == "resolved" and shown["models"][0]["path"] == str(chosen)
+    assert "skipped" not in env.pyproject_path.read_text()
+
+
 def test_rollback_round_trip_restores_workflows_nodes_and_venv(env, run_cli, node_repo):
     _save_workflow(env, SDXL)
     assert run_cli("node", "add", f"{node_repo.as_uri()}@v1.0").code == 0
@@ -393,3 +431,32 @@ def test_commit_with_a_damaged_model_index_refuses_instead_of_dropping_every_res
     assert "is not a comfydock model index" in result.err and "models index --rebuild" in result.err
     assert env.pyproject_path.read_bytes() == before
     assert [v["version"] for v in run_cli("log", "--json").json][0] == "v2"
+    (env.workflows_dir / UPSCALER.name).unlink()
+    assert run_cli("status", "--json").code == 0  # committed workflows only: status still answers
+
+
+def test_model_moved_where_its_loader_does_not_look_is_shown_as_misplaced(env, workspace, run_cli):
+    # the fixture's demo workflow loads demo_model.safetensors with CheckpointLoaderSimple (checkpoints/)
+    moved = _model(workspace, "loras/demo_model.safetensors", b"checkpoint" * 1000)
+    assert run_cli("models", "index").code == 0
+
+    shown = run_cli("workflow", "show", "demo", "--json").json
+    (model,) = shown["models"]
+    assert model["status"] == "resolved" and model["path"] == str(moved)
+    assert model["misplaced"] is True and model["expected_path"] == "checkpoints/demo_model.safetensors"
+    assert "misplaced: ComfyUI looks in checkpoints/" in run_cli("workflow", "show", "demo").out
+
+    status = run_cli("status", "--json").json  # demo is committed: still checked
+    assert [(m["relative_path"], m["expected_path"], m["workflows"]) for m in status["misplaced_models"]] == [
+        ("loras/demo_model.safetensors", "checkpoints/demo_model.safetensors", ["demo"])
+    ]
+    text = run_cli("status").out
+    assert "Misplaced model: loras/demo_model.safetensors is outside the folder CheckpointLoaderSimple reads" in text
+    assert "move it to checkpoints/demo_model.safetensors" in text
+
+    # put back where ComfyUI looks: nothing to say
+    (workspace.models_dir / "checkpoints").mkdir()
+    moved.rename(workspace.models_dir / "checkpoints" / "demo_model.safetensors")
+    assert run_cli("models", "index").code == 0
+    assert run_cli("status", "--json").json["misplaced_models"] == []
+    assert run_cli("workflow", "show", "demo", "--json").json["models"][0]["misplaced"] is False

@@ -39,6 +39,8 @@ class ExportResult:
     models: list[dict] = field(default_factory=list)  # name, path, size, url
     without_url: list[dict] = field(default_factory=list)
     unresolved: list[dict] = field(default_factory=list)  # references no indexed file matched: not in the bundle
+    # resolved to a file outside its loader's folders: bundled at expected_path, where ComfyUI looks
+    misplaced: list[dict] = field(default_factory=list)
     nodes: list[dict] = field(default_factory=list)
     skipped_links: list[str] = field(default_factory=list)
     lookup_failures: list[dict] = field(default_factory=list)  # hash, name, path, error: no answer, retried next time
@@ -124,6 +126,37 @@ def unresolved_references(env) -> list[dict]:
                 }
             )
     return out
+
+
+def misplaced_references(env) -> list[dict]:
+    """Required models of the exported workflows found outside the folders their loader searches
+    (from the resolution files the export's chain just brought up to date)."""
+    from comfydock.tasks.workflows import resolved_file
+    from comfydock.workflows.resolution import expected_path
+
+    found: dict[tuple, dict] = {}
+    for name in sorted(selected_workflows(env)):
+        try:
+            data = json.loads(resolved_file(env, name).read_text())
+        except (OSError, ValueError):
+            continue
+        for m in data.get("models") or []:
+            if m.get("status") != "resolved" or m.get("optional"):
+                continue
+            where = expected_path(m.get("directory"), m["filename"], m.get("relative_path"))
+            if where is not None:
+                found.setdefault(
+                    (m["relative_path"], where),
+                    {
+                        "filename": m["filename"],
+                        "node_type": m.get("node_type"),
+                        "relative_path": m["relative_path"],
+                        "path": m.get("path"),
+                        "expected_path": where,
+                        "workflows": [],
+                    },
+                )["workflows"].append(name)
+    return list(found.values())
 
 
 def default_output(env, sha256: str) -> Path:
@@ -223,6 +256,7 @@ def export_environment(
         models=[{"name": m.name, "path": m.path, "size": m.size, "url": m.url} for m in lock.models],
         without_url=[{"name": m.name, "path": m.path, "size": m.size} for m in lock.models if not m.urls],
         unresolved=unresolved_references(env),
+        misplaced=misplaced_references(env),
         nodes=[{"id": n.id, "method": n.method} for n in lock.nodes],
         skipped_links=skipped + [f"user/default/workflows/{rel}" for rel in tracking.linked_workflows(env.workflows_dir)],
         lookup_failures=failed_lookups(env),

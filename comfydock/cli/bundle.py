@@ -57,6 +57,14 @@ def render_export(app: App, result) -> None:
             f"{escape(ref['workflow'])}: model {escape(str(ref['filename']))} is not in the model index, so not in the bundle "
             f"(index it, or resolve it: 'comfydock models resolve {escape(ref['workflow'])}')"
         )
+    if result.misplaced:
+        from comfydock.cli.history import misplaced_line
+
+        for m in result.misplaced:
+            app.warn(
+                f"{misplaced_line(m)} (workflow {escape(', '.join(m['workflows']))}); "
+                f"the bundle places it at {escape(m['expected_path'])} for whoever imports it"
+            )
     if result.without_url:
         app.warn(f"{len(result.without_url)} model(s) have no download URL; an importer needs them locally (--models-from):")
         for m in result.without_url:

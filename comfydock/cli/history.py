@@ -42,7 +42,7 @@ def render_status_workflows(app: App, data: dict) -> None:
                 out.print(f"    - cannot analyse: {escape(w['error'])}")
             m = w.get("models")
             if m:
-                parts = [f"{m[k]} {k}" for k in ("resolved", "unresolved", "ambiguous", "changed") if m[k]]
+                parts = [f"{m[k]} {k}" for k in ("resolved", "unresolved", "ambiguous", "changed", "misplaced") if m.get(k)]
                 if parts:
                     out.print("    - Models: " + ", ".join(parts))
             if w["state"] == "new":
@@ -52,6 +52,7 @@ def render_status_workflows(app: App, data: dict) -> None:
             f"Workflow {escape(name)} needs ComfyUI {escape(str(version) + ' or newer' if version else 'newer than this one')}: "
             "it uses core nodes this ComfyUI lacks (see 'comfydock comfyui update')"
         )
+    render_misplaced(app, data.get("misplaced_models") or [])
     render_core_types_origin(app, data.get("core_types_method"), data.get("core_types_static_reason"))
     missing = data.get("missing_nodes") or []
     if missing:
@@ -64,6 +65,21 @@ def render_status_workflows(app: App, data: dict) -> None:
                 )
             else:
                 out.print(f"  {escape(m['type'])} ({escape(where)}): {escape(m.get('reason') or 'no known package')}")
+
+
+def misplaced_line(m: dict) -> str:
+    """'loras/vae.safetensors is outside the folder VAELoader reads (vae/): ...' (rich markup, escaped)."""
+    folder = m["expected_path"].split("/", 1)[0]
+    return (
+        f"{escape(m['relative_path'])} is outside the folder {escape(m['node_type'])} reads ({escape(folder)}/): "
+        f"ComfyUI will not find it there; move it to {escape(m['expected_path'])} in the models directory"
+    )
+
+
+def render_misplaced(app: App, misplaced: list[dict]) -> None:
+    """Models a workflow resolves to files in folders their loader does not search."""
+    for m in misplaced:
+        app.out.print(f"[yellow]Misplaced model:[/] {misplaced_line(m)} (workflow {escape(', '.join(m['workflows']))})")
 
 
 def render_core_types_origin(app: App, method: str | None, reason: str | None) -> None:
@@ -101,6 +117,10 @@ def cmd_workflow_show(app: App) -> int:
     for m in info["models"]:
         opt = " [dim](optional: node bypassed)[/]" if m["optional"] else ""
         where = escape(m["path"]) if m.get("path") else m["status"]
+        if m.get("skipped"):
+            where += f" (skipped; 'comfydock models resolve {escape(info['name'])}' picks a file)"
+        if m.get("misplaced"):
+            where += f" [yellow](misplaced: ComfyUI looks in {escape(m['expected_path'].split('/', 1)[0])}/, not here)[/]"
         folder = escape(f"[{m.get('directory') or '?'}]")
         app.out.print(f"    {escape(m['filename'])} {folder} → {where}{opt}")
     return 0
@@ -111,7 +131,11 @@ def _prompt_choice(app: App):
 
     def choose(workflow: str, ref: dict):
         cands = ref.get("candidates") or []
-        app.err.print(f"\nResolving model: [bold]{escape(ref['filename'])}[/] in {escape(workflow)} (node {ref['node_id']})")
+        app.err.print(
+            f"\nResolving model: [bold]{escape(ref['filename'])}[/] in {escape(workflow)} (node {escape(str(ref['node_id']))})"
+        )
+        if ref.get("skipped"):
+            app.err.print("  skipped before: pick a file now, or skip again")
         if not cands:
             app.err.print("  not found in the model index; (s)kip")
         else:
@@ -205,8 +229,18 @@ def cmd_commit(app: App) -> int:
 def _warn_unresolved(app: App, unresolved: list[dict], limit: int = 10) -> None:
     """One line per workflow and file (a subgraph repeats a loader many times), at most `limit`."""
     seen: dict[tuple, dict] = {}
+    skipped: dict[str, list[str]] = {}  # the user's own answer: a note, not a warning
     for m in unresolved:
+        if m.get("skipped"):
+            if m["filename"] not in skipped.setdefault(m["workflow"], []):
+                skipped[m["workflow"]].append(m["filename"])
+            continue
         seen.setdefault((m["workflow"], m["filename"], m["status"]), m)
+    for workflow, filenames in skipped.items():
+        app.say(
+            f"{escape(workflow)}: model {escape(', '.join(filenames))} skipped (your answer, kept): "
+            f"'comfydock models resolve {escape(workflow)}' picks a file"
+        )
     for i, (workflow, filename, status) in enumerate(seen):
         if i == limit:
             app.warn(f"... and {len(seen) - limit} more model references: see 'comfydock status' or 'comfydock workflow show'")

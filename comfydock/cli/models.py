@@ -242,7 +242,7 @@ def cmd_models_resolve(app: App) -> int:
         app.print_json(rows)
         return 0
     for m in rows:
-        where = escape(m["path"]) if m.get("path") else m["status"]
+        where = escape(m["path"]) if m.get("path") else m["status"] + (" (skipped)" if m.get("skipped") else "")
         folder = escape(f"[{m.get('directory') or '?'}]")
         app.out.print(f"{escape(m['filename'])} {folder} → {where}")
     return 0

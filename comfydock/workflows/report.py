@@ -117,7 +117,7 @@ def classify(env, analysis, context: dict | None = None) -> list[dict]:
 def describe_workflow(env, name: str, context: dict | None = None) -> dict:
     """The stable JSON of `workflow show` (documented in the README)."""
     from comfydock.workflows.analysis import WorkflowError, analyze_file
-    from comfydock.workflows.resolution import resolve_refs
+    from comfydock.workflows.resolution import resolve_refs, skipped_refs
 
     states = {s.name: s for s in tracking.workflow_states(env)}
     state = states.get(name) or states.get(name.removesuffix(tracking.SUFFIX))
@@ -142,6 +142,7 @@ def describe_workflow(env, name: str, context: dict | None = None) -> dict:
             {"type": u.type, "provider": u.kind, "package": None, "candidates": []} for u in analysis.node_types
         ]
     entry = manifest.workflow_entries(env.manifest_data()).get(state.name)
+    skipped = skipped_refs(entry)
     for r in resolve_refs(analysis.models, env.workspace.models_db, entry):
         info["models"].append(
             {
@@ -153,8 +154,13 @@ def describe_workflow(env, name: str, context: dict | None = None) -> dict:
                 "url": r.url,
                 "optional": r.optional,
                 "status": r.status,
+                "skipped": r.status != "resolved" and r.key() in skipped,  # the user answered 'skip'
                 "hash": r.hash,
                 "path": r.path,
+                "relative_path": r.relative_path,
+                # found outside the folders its loader searches: ComfyUI will not find it there
+                "misplaced": r.expected_path is not None,
+                "expected_path": r.expected_path,
                 "candidates": [c.to_json() for c in r.candidates],
             }
         )
@@ -187,7 +193,7 @@ def workflows_status(env, repo=None) -> dict:
     (with the `comfydock node add` line) and the ComfyUI version workflows need."""
     from comfydock.fsutil import atomic_write_json
     from comfydock.workflows.analysis import WorkflowError
-    from comfydock.workflows.resolution import resolve_refs, stored_choices
+    from comfydock.workflows.resolution import open_index, resolve_refs, stored_choices
 
     cache_file = env.state_dir / "analysis-cache.json"
     cache = _read_cache(cache_file)
@@ -195,55 +201,87 @@ def workflows_status(env, repo=None) -> dict:
     used: dict = {}
     entries = manifest.workflow_entries(env.manifest_data())
     context: dict = {}
-    rows, missing, newer = [], {}, {}
-    for state in tracking.workflow_states(env, repo):
-        row = {"name": state.name, "state": state.state}
-        rows.append(row)
-        if state.path is None:
-            continue
-        path = Path(state.path)
-        data = path.read_bytes()
-        blob = tracking.git_blob_id(data)
-        try:
-            analysis = _cached_analysis(env, path, blob, cache)
-        except WorkflowError as exc:
-            row["error"] = exc.message
-            used[blob] = cache.get(blob)
-            continue
-        used[blob] = cache[blob]
-        try:
-            statuses = classify(env, analysis, context)
-        except ImportError:
-            statuses = []
-        for st in statuses:
-            if st["provider"] == "missing":
-                cand = (st.get("candidates") or [None])[0]
-                item = missing.setdefault(
-                    st["type"],
-                    {
-                        "type": st["type"],
-                        "package": cand["package"] if cand else None,
-                        "command": f"comfydock node add {cand['package']}" if cand else None,
-                        "reason": st.get("reason"),
-                        "candidates": [c["package"] for c in st.get("candidates") or []],
-                        "workflows": [],
-                    },
-                )
-                item["workflows"].append(state.name)
-            elif st["provider"] == "newer-comfyui":
-                newer[state.name] = st.get("needs_comfyui") or analysis.comfyui_version
-        if state.state in ("new", "modified"):
+    rows, missing, newer, misplaced = [], {}, {}, {}
+    index = None  # the model index: opened once, at the first workflow with model references
+    try:
+        for state in tracking.workflow_states(env, repo):
+            row = {"name": state.name, "state": state.state}
+            rows.append(row)
+            if state.path is None:
+                continue
+            path = Path(state.path)
+            data = path.read_bytes()
+            blob = tracking.git_blob_id(data)
+            try:
+                analysis = _cached_analysis(env, path, blob, cache)
+            except WorkflowError as exc:
+                row["error"] = exc.message
+                used[blob] = cache.get(blob)
+                continue
+            used[blob] = cache[blob]
+            try:
+                statuses = classify(env, analysis, context)
+            except ImportError:
+                statuses = []
+            for st in statuses:
+                if st["provider"] == "missing":
+                    cand = (st.get("candidates") or [None])[0]
+                    item = missing.setdefault(
+                        st["type"],
+                        {
+                            "type": st["type"],
+                            "package": cand["package"] if cand else None,
+                            "command": f"comfydock node add {cand['package']}" if cand else None,
+                            "reason": st.get("reason"),
+                            "candidates": [c["package"] for c in st.get("candidates") or []],
+                            "workflows": [],
+                        },
+                    )
+                    item["workflows"].append(state.name)
+                elif st["provider"] == "newer-comfyui":
+                    newer[state.name] = st.get("needs_comfyui") or analysis.comfyui_version
+            if not analysis.models:
+                continue
             entry = entries.get(state.name)
-            stored = stored_choices(entry)
-            counts = {"resolved": 0, "unresolved": 0, "ambiguous": 0, "changed": 0, "optional": 0}
-            for r in resolve_refs(analysis.models, env.workspace.models_db, entry):
-                if r.optional:
-                    counts["optional"] += 1
-                    continue
-                counts[r.status] += 1
-                if state.state == "modified" and stored.get(r.key()) != r.hash:
-                    counts["changed"] += 1
-            row["models"] = counts
+            if index is None:
+                try:
+                    index = open_index(env.workspace.models_db)
+                except ComfydockError as exc:  # a damaged index: said where the counts need it
+                    index = exc
+            if isinstance(index, ComfydockError):
+                if state.state in ("new", "modified"):
+                    raise index
+                continue  # committed: its misplaced check waits for a readable index
+            resolutions = resolve_refs(analysis.models, env.workspace.models_db, entry, index)
+            # every workflow, committed too: a model moved where its loader does not look breaks it
+            for r in resolutions:
+                if r.expected_path is not None and not r.optional:
+                    misplaced.setdefault(
+                        (r.relative_path, r.expected_path),
+                        {
+                            "filename": r.filename,
+                            "node_type": r.node_type,
+                            "relative_path": r.relative_path,
+                            "path": r.path,
+                            "expected_path": r.expected_path,
+                            "workflows": [],
+                        },
+                    )["workflows"].append(state.name)
+            if state.state in ("new", "modified"):
+                stored = stored_choices(entry)
+                counts = {"resolved": 0, "unresolved": 0, "ambiguous": 0, "changed": 0, "optional": 0, "misplaced": 0}
+                for r in resolutions:
+                    if r.optional:
+                        counts["optional"] += 1
+                        continue
+                    counts[r.status] += 1
+                    counts["misplaced"] += r.expected_path is not None
+                    if state.state == "modified" and stored.get(r.key()) != r.hash:
+                        counts["changed"] += 1
+                row["models"] = counts
+    finally:
+        if index is not None and not isinstance(index, ComfydockError):
+            index.close()
     if set(used) != on_disk:  # entries are keyed by content: same keys, same entries
         try:
             atomic_write_json(cache_file, used)
@@ -253,6 +291,7 @@ def workflows_status(env, repo=None) -> dict:
         "workflows": rows,
         "missing_nodes": sorted(missing.values(), key=lambda m: m["type"]),
         "needs_comfyui": newer,
+        "misplaced_models": sorted(misplaced.values(), key=lambda m: (m["relative_path"], m["expected_path"])),
         "core_types_method": context.get("core_method"),
         "core_types_static_reason": (context.get("core_origin") or {}).get("reason"),  # why not asked of ComfyUI
     }

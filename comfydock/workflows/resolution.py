@@ -54,6 +54,8 @@ class Resolution:
     size: int | None = None
     how: str | None = None  # stored | exact | folder | filename | chosen
     candidates: list[Candidate] = field(default_factory=list)
+    # resolved to a file outside every folder the loader searches: where ComfyUI looks instead
+    expected_path: str | None = None
 
     def key(self) -> tuple:
         return (self.node_id, str(self.widget_index), self.filename)
@@ -77,6 +79,16 @@ def stored_choices(entry: dict | None) -> dict[tuple, str]:
         for node in info.get("nodes") or []:
             found[(str(node.get("node_id")), str(node.get("widget_idx")), node.get("filename"))] = h
     return found
+
+
+def skipped_refs(entry: dict | None) -> set[tuple]:
+    """(node_id, widget_index, filename) of the references the user answered 'skip' for: a kept
+    answer (commit asks no more; `models resolve` asks again and may pick a file)."""
+    return {
+        (str(r.get("node_id")), str(r.get("widget_idx")), r.get("filename"))
+        for r in (entry or {}).get("unresolved") or []
+        if isinstance(r, dict) and r.get("skipped")
+    }
 
 
 class _Index:
@@ -169,14 +181,40 @@ def _folders(directory: str | None) -> tuple[str, ...]:
     return (d, *FOLDER_ALIASES.get(d, ()))
 
 
-def resolve_refs(refs, db_path: Path, entry: dict | None = None) -> list[Resolution]:
-    """Resolve each model reference (analysis ModelRefs) against the index, without asking."""
+def expected_path(directory: str | None, filename: str, relative_path: str | None) -> str | None:
+    """Where ComfyUI looks for a model file, `<folder>/<filename>`, when the indexed file at
+    `relative_path` (relative to an indexed models directory) lies outside every folder its
+    loader searches (a VAE moved under `loras/`: ComfyUI will not find it); None when it is in
+    one of them, or when the loader's folder is unknown."""
+    folders = _folders(directory)
+    if not folders or not relative_path:
+        return None
+    if relative_path.split("/", 1)[0] in folders:
+        return None
+    from comfydock.fsutil import relative_path_problem
+
+    name = filename.replace("\\", "/")
+    if relative_path_problem(name):  # a workflow's text: never a path out of the folder
+        name = PurePosixPath(name).name or relative_path.rsplit("/", 1)[-1]
+    return f"{folders[0]}/{name}"
+
+
+def open_index(db_path: Path) -> _Index:
+    """The model index opened once for many resolve_refs calls (close() it after)."""
+    return _Index(db_path)
+
+
+def resolve_refs(refs, db_path: Path, entry: dict | None = None, index: _Index | None = None) -> list[Resolution]:
+    """Resolve each model reference (analysis ModelRefs) against the index, without asking;
+    `index`: one already open (open_index), else the file at db_path is opened for this call."""
     stored = stored_choices(entry)
-    index = _Index(db_path)
+    own = index is None
+    index = _Index(db_path) if own else index
     try:
         return [_resolve_one(ref, index, stored) for ref in refs]
     finally:
-        index.close()
+        if own:
+            index.close()
 
 
 def _resolve_one(ref, index: _Index, stored: dict) -> Resolution:
@@ -232,4 +270,5 @@ def _resolved(res: Resolution, c: Candidate, how: str) -> Resolution:
         how,
     )
     res.candidates = []
+    res.expected_path = expected_path(res.directory, res.filename, c.relative_path)
     return res
