@@ -1,0 +1,91 @@
+"""Advice that must not destroy work, and manifests that arrive from elsewhere (issue 22 items 6-8):
+a damaged history is not 'half-made', delete names what it would lose, a manifest's node
+directories are checked wherever it comes from, a bundle's uv.lock must match its pyproject."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from test_robustness import assert_one_line_error
+
+WORKFLOW = {"last_node_id": 1, "nodes": [{"id": 1, "type": "KSampler", "widgets_values": []}], "links": []}
+
+
+def _dev_node_and_workflow(env, run_cli) -> None:
+    dev = env.custom_nodes_dir / "my-dev-node"
+    dev.mkdir(parents=True)
+    (dev / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    assert run_cli("node", "add", "my-dev-node", "--dev").code == 0
+    assert run_cli("commit", "-m", "dev node").code == 0
+    env.workflows_dir.mkdir(parents=True, exist_ok=True)
+    (env.workflows_dir / "unsaved.json").write_text(json.dumps(WORKFLOW))
+
+
+def test_damaged_history_is_its_own_state_and_following_its_hint_repairs_it(env, run_cli):
+    _dev_node_and_workflow(env, run_cli)
+    head = env.cec_dir / ".git" / "HEAD"
+    head.write_bytes(b"\x00garbage\n")
+
+    listed = {r["name"]: r for r in run_cli("list", "--json").json}
+    assert listed["main"]["state"] == "history-damaged"
+    assert "half-made" not in run_cli("list").out
+    result = run_cli("status", "-e", "main")
+    assert_one_line_error(result, 1, "history", "HEAD", "ref: refs/heads/main")
+    assert "half-made" not in result.err and "delete" not in result.err
+    assert_one_line_error(run_cli("create", "main"), 1, "already exists")
+
+    head.write_text("ref: refs/heads/main\n")  # what the hint says
+    assert run_cli("status", "-e", "main").code == 0
+    assert (env.custom_nodes_dir / "my-dev-node").is_dir() and (env.workflows_dir / "unsaved.json").is_file()
+
+
+def test_a_lost_branch_ref_names_the_commit_to_put_back(env, run_cli):
+    refs = env.cec_dir / ".git" / "refs" / "heads" / "main"
+    refs.unlink()
+    (env.cec_dir / ".git" / "packed-refs").unlink(missing_ok=True)
+    result = run_cli("status", "-e", "main")
+    assert_one_line_error(result, 1, "history", "update-ref refs/heads/main")
+    command = next(ln for ln in result.err.splitlines() if ln.startswith("hint:")).split("'")[1]
+    assert command.startswith("git -C ")
+    subprocess.run(command, shell=True, check=True)  # follow the hint as printed
+    assert run_cli("status", "-e", "main").code == 0
+
+
+def test_delete_names_development_nodes_and_uncommitted_workflows_before_removing_them(env, run_cli):
+    _dev_node_and_workflow(env, run_cli)
+    (env.cec_dir / ".git" / "HEAD").write_bytes(b"garbage\n")  # the case whose advice used to be 'delete --yes'
+
+    result = run_cli("delete", "main")  # not a terminal: refused
+    assert_one_line_error(result, 1, "my-dev-node", "unsaved")
+    assert env.root.is_dir() and (env.custom_nodes_dir / "my-dev-node").is_dir()
+
+    result = run_cli("delete", "main", "--yes")
+    assert result.code == 0, result.err
+    assert "my-dev-node" in result.err and "unsaved" in result.err  # said what went with it
+    assert not env.root.exists()
+
+
+def test_delete_of_a_healthy_environment_names_only_what_no_version_holds(env, run_cli):
+    _dev_node_and_workflow(env, run_cli)
+    assert run_cli("commit", "-m", "workflow").code == 0
+    (env.workflows_dir / "later.json").write_text(json.dumps(WORKFLOW))
+    result = run_cli("delete", "main")
+    assert_one_line_error(result, 1, "my-dev-node", "later")
+    assert "unsaved" not in result.err  # committed: its version holds it
+
+
+def test_a_history_with_no_commit_left_names_its_remote_to_copy_from(env, run_cli, tmp_path):
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    assert run_cli("remote", "add", "origin", remote.as_uri()).code == 0
+    assert run_cli("push").code == 0
+    git_dir = env.cec_dir / ".git"
+    for damaged in (git_dir / "refs" / "heads", git_dir / "logs"):
+        subprocess.run(["rm", "-rf", str(damaged)], check=True)
+    (git_dir / "packed-refs").unlink(missing_ok=True)
+    result = run_cli("status", "-e", "main")
+    assert_one_line_error(result, 1, "history", f"--from {remote.as_uri()}")
+    assert run_cli("create", "copy", "--from", remote.as_uri(), "--torch-backend", "cpu").code == 0  # the hint, followed
+    assert run_cli("status", "-e", "copy").code == 0
+    assert env.root.is_dir()  # the damaged one is left as it was
