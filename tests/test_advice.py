@@ -89,3 +89,85 @@ def test_a_history_with_no_commit_left_names_its_remote_to_copy_from(env, run_cl
     assert run_cli("create", "copy", "--from", remote.as_uri(), "--torch-backend", "cpu").code == 0  # the hint, followed
     assert run_cli("status", "-e", "copy").code == 0
     assert env.root.is_dir()  # the damaged one is left as it was
+
+
+# --- item 7: two nodes, one directory ----------------------------------------------------------
+
+
+def _hostile_commit(clone, env_name_dir) -> str:
+    """A commit whose manifest gives node 'evil' the directory of node 'good-node'."""
+    import tomlkit
+
+    path = clone / "pyproject.toml"
+    doc = tomlkit.parse(path.read_text())
+    nodes = doc["tool"]["comfydock"]["nodes"]
+    evil = tomlkit.table()
+    for key, value in nodes["good-node"].items():
+        evil[key] = value
+    evil["directory"] = "good-node"
+    nodes["evil"] = evil
+    path.write_text(tomlkit.dumps(doc))
+    git = ["git", "-C", str(clone), "-c", "user.name=x", "-c", "user.email=x@x"]
+    subprocess.run([*git, "commit", "-qam", "two nodes, one directory"], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _with_good_node(env, run_cli):
+    dev = env.custom_nodes_dir / "good-node"
+    dev.mkdir(parents=True)
+    (dev / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    assert run_cli("node", "add", "good-node", "--dev").code == 0
+    assert run_cli("commit", "-m", "good node").code == 0
+    return dev
+
+
+def test_pull_and_create_from_refuse_a_manifest_giving_two_nodes_one_directory(env, workspace, run_cli, tmp_path):
+    dev = _with_good_node(env, run_cli)
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    assert run_cli("remote", "add", "origin", remote.as_uri()).code == 0
+    assert run_cli("push").code == 0
+    clone = tmp_path / "attacker"
+    subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True)
+    _hostile_commit(clone, env)
+    subprocess.run(["git", "-C", str(clone), "push", "-q", "origin", "HEAD:main"], check=True)
+    before = env.pyproject_path.read_bytes()
+
+    result = run_cli("pull")
+    assert_one_line_error(result, 1, "evil", "good-node", "refused")
+    assert env.pyproject_path.read_bytes() == before and dev.is_dir()
+
+    result = run_cli("create", "copy", "--from", remote.as_uri(), "--torch-backend", "cpu")
+    assert_one_line_error(result, 1, "evil", "good-node", "refused")
+    assert not (workspace.environments_dir / "copy").exists()
+
+
+def test_rollback_refuses_a_version_giving_two_nodes_one_directory(env, run_cli):
+    dev = _with_good_node(env, run_cli)
+    hostile = _hostile_commit(env.cec_dir, env)  # made by hand in .cec (or fetched long ago)
+    subprocess.run(["git", "-C", str(env.cec_dir), "reset", "-q", "--hard", "HEAD~1"], check=True)
+    before = env.pyproject_path.read_bytes()
+    result = run_cli("rollback", hostile, "--yes")
+    assert_one_line_error(result, 1, "evil", "good-node")
+    assert env.pyproject_path.read_bytes() == before and dev.is_dir()
+    assert run_cli("node", "remove", "good-node").code == 0  # the environment works as before
+    assert (env.custom_nodes_dir / "good-node.disabled").is_dir() or dev.is_dir()
+
+
+def test_a_bundle_lock_and_a_manifest_share_one_check_of_node_directories():
+    import pytest
+    import tomlkit
+
+    from comfydock.bundle.lockfile import loads
+    from comfydock.errors import ComfydockError, CorruptFile
+    from comfydock.nodes.spec import tracked_nodes
+
+    nodes = '[[node]]\nid = "good-node"\nmethod = "development"\n[[node]]\nid = "evil"\nmethod = "development"\ndirectory = "Good-Node"\n'
+    with pytest.raises(CorruptFile, match=r"node\[1\]\.directory repeats node\[0\]\.directory"):
+        loads("lock_version = 1\n" + nodes)
+    doc = tomlkit.parse(
+        '[tool.comfydock.nodes.good-node]\nsource = "development"\n'
+        '[tool.comfydock.nodes.evil]\nsource = "development"\ndirectory = "Good-Node"\n'
+    )
+    with pytest.raises(ComfydockError, match="'good-node' and 'evil' one directory"):
+        tracked_nodes(doc)

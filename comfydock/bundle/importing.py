@@ -291,6 +291,11 @@ def check_nodes_agree(bundle: Path, pyproject: dict, lock) -> None:
     locked = {n.id: n for n in lock.nodes}
     try:
         specs = tracked_nodes(pyproject)
+    except ComfydockError as exc:  # an invalid name or directory, two nodes in one directory
+        raise ComfydockError(
+            f"bundle {bundle.name} refused: {exc.message}",
+            hint="the bundle may be damaged or hostile; ask its author for a fresh export (nothing was written)",
+        ) from None
     except Exception:
         specs = None
     if specs is None or set(specs) != set(locked):
