@@ -171,3 +171,77 @@ def test_a_bundle_lock_and_a_manifest_share_one_check_of_node_directories():
     )
     with pytest.raises(ComfydockError, match="'good-node' and 'evil' one directory"):
         tracked_nodes(doc)
+
+
+# --- item 8: a bundle's uv.lock must agree with its pyproject.toml -------------------------------
+
+
+def _bundle_with(tmp_path, run_cli, change_lock) -> "Path":
+    import re
+    import tarfile
+
+    from comfydock.bundle.archive import write_bundle
+
+    made = tmp_path / "good.tar.gz"
+    result = run_cli("export", "--output", made, "--no-interactive")
+    assert result.code == 0, result.err
+    with tarfile.open(made) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    text = members["uv.lock"].decode()
+    members["uv.lock"] = change_lock(text, re).encode()
+    assert members["uv.lock"].decode() != text
+    out = tmp_path / "edited.tar.gz"
+    write_bundle(members, out)
+    return out
+
+
+def _alpha_at_0_9(text, re):
+    """cdfix-alpha locked at 0.9 (its real wheel), while ComfyUI's requirements ask for >=1.0."""
+    return re.sub(
+        r'(name = "cdfix-alpha"\nversion = ")[^"]+(".*?\n\n)',
+        lambda m: m.group(1) + "0.9" + re.sub(r"cdfix_alpha-[0-9.]+-py3", "cdfix_alpha-0.9-py3", m.group(2)),
+        text,
+        count=1,
+        flags=re.S,
+    )
+
+
+def test_import_refuses_a_uv_lock_installing_a_version_its_pyproject_excludes(env, workspace, run_cli, tmp_path):
+    bundle = _bundle_with(tmp_path, run_cli, _alpha_at_0_9)
+    for extra in ([], ["--skip-nodes"]):
+        result = run_cli("import", bundle, "--env", "x", "--no-interactive", "--skip-models", *extra)
+        assert_one_line_error(result, 1, "refused", "cdfix-alpha 0.9", "cdfix-alpha>=1.0")
+        assert not (workspace.environments_dir / "x").exists()
+        imports = workspace.root / "comfydock_cache" / "imports"
+        assert not imports.exists() or not any(imports.iterdir())  # the import leaves nothing behind
+
+
+def test_import_refuses_a_uv_lock_installing_a_package_its_pyproject_never_asks_for(env, workspace, run_cli, tmp_path):
+    def vision_locked(text, re):  # the root installs cdfix-vision, locked too; pyproject.toml never names it
+        text = re.sub(r'(source = \{ virtual = "\." \}\n)', r'\1dependencies = [\n    { name = "cdfix-vision" },\n]\n', text, count=1)
+        return text + '\n[[package]]\nname = "cdfix-vision"\nversion = "1.0"\nsource = { registry = "x" }\n'
+
+    bundle = _bundle_with(tmp_path, run_cli, vision_locked)
+    result = run_cli("import", bundle, "--env", "x", "--no-interactive", "--skip-models")
+    assert_one_line_error(result, 1, "refused", "cdfix-vision")
+    assert not (workspace.environments_dir / "x").exists()
+
+
+def test_import_of_an_untouched_bundle_still_works(env, workspace, run_cli, tmp_path):
+    bundle = _bundle_with(tmp_path, run_cli, lambda text, re: text + "\n")
+    result = run_cli("import", bundle, "--env", "x", "--no-interactive", "--skip-models")
+    assert result.code == 0, result.err
+
+
+def test_the_lock_check_follows_overrides_constraints_and_included_groups():
+    from comfydock.manifest import lock_contradiction
+
+    root = {"name": "env", "version": "0.0.0", "source": {"virtual": "."}, "dev-dependencies": {"base": [{"name": "cdfix-alpha"}], "core": [{"name": "cdfix-alpha"}]}}
+    alpha = {"name": "cdfix-alpha", "version": "0.9", "source": {"registry": "x"}}
+    pyproject = {"project": {"name": "env"}, "dependency-groups": {"base": ["cdfix-alpha>=1.0"], "core": [{"include-group": "base"}]}}
+    assert "cdfix-alpha 0.9" in lock_contradiction(pyproject, [root, alpha])
+    overridden = pyproject | {"tool": {"uv": {"override-dependencies": ["cdfix-alpha==0.9"]}}}
+    assert lock_contradiction(overridden, [root, alpha]) is None  # an override replaces the requirement, as uv does
+    constrained = overridden | {"tool": {"uv": {"override-dependencies": ["cdfix-alpha==0.9"], "constraint-dependencies": ["cdfix-alpha<0.5"]}}}
+    assert "constrains it to cdfix-alpha<0.5" in lock_contradiction(constrained, [root, alpha])
+    assert "locks no project named 'other'" in lock_contradiction({"project": {"name": "other"}}, [root, alpha])
