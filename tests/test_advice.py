@@ -245,3 +245,53 @@ def test_the_lock_check_follows_overrides_constraints_and_included_groups():
     constrained = overridden | {"tool": {"uv": {"override-dependencies": ["cdfix-alpha==0.9"], "constraint-dependencies": ["cdfix-alpha<0.5"]}}}
     assert "constrains it to cdfix-alpha<0.5" in lock_contradiction(constrained, [root, alpha])
     assert "locks no project named 'other'" in lock_contradiction({"project": {"name": "other"}}, [root, alpha])
+
+
+# --- also: export --output never replaces what is not a bundle ------------------------------------
+
+
+def test_export_output_inside_the_environment_is_refused_and_nothing_is_replaced(env, run_cli, tmp_path):
+    manifest = env.pyproject_path.read_bytes()
+    for inside in (env.pyproject_path, env.root / "b.tar.gz", env.workflows_dir / "x.tar.gz"):
+        for command in (["export"], ["build", "export"]):
+            result = run_cli(*command, "--output", inside, *(["--no-interactive"] if command == ["export"] else []))
+            assert_one_line_error(result, 1, "inside environment 'main'")
+    assert env.pyproject_path.read_bytes() == manifest
+    assert not (env.root / "b.tar.gz").exists()
+    linked = tmp_path / "into-env"
+    linked.symlink_to(env.cec_dir)  # through a linked folder: still inside
+    assert_one_line_error(run_cli("export", "--output", linked / "pyproject.toml", "--no-interactive"), 1, "inside environment")
+    assert env.pyproject_path.read_bytes() == manifest
+
+
+def test_export_replaces_a_bundle_but_a_file_that_is_not_one_only_with_force(env, run_cli, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    result = run_cli("export", "--output", notes, "--no-interactive")
+    assert_one_line_error(result, 1, "not a comfydock bundle", "--force")
+    assert notes.read_text() == "my notes\n"
+    assert_one_line_error(run_cli("build", "export", "--output", notes), 1, "not a comfydock bundle")
+    assert notes.read_text() == "my notes\n"
+
+    bundle = tmp_path / "b.tar.gz"
+    assert run_cli("export", "--output", bundle, "--no-interactive").code == 0
+    (env.workflows_dir / "more.json").write_text(json.dumps(WORKFLOW))
+    assert run_cli("export", "--output", bundle, "--no-interactive").code == 0  # a bundle: replaced by the new one
+    assert run_cli("export", "--output", notes, "--no-interactive", "--force").code == 0
+    from comfydock.bundle.exporting import is_bundle
+
+    assert is_bundle(notes) and is_bundle(bundle)
+
+
+def test_export_on_a_terminal_asks_before_replacing_a_file_that_is_not_a_bundle(env, run_cli, tmp_path, monkeypatch):
+    import io
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    result = run_cli("export", "--output", notes, "--interactive")
+    assert result.code == 1 and "Replace it?" in result.err and "error: nothing exported" in result.err
+    assert notes.read_text() == "my notes\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    assert run_cli("export", "--output", notes, "--interactive").code == 0
+    assert notes.read_bytes()[:2] == b"\x1f\x8b"
