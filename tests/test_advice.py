@@ -295,3 +295,42 @@ def test_export_on_a_terminal_asks_before_replacing_a_file_that_is_not_a_bundle(
     monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
     assert run_cli("export", "--output", notes, "--interactive").code == 0
     assert notes.read_bytes()[:2] == b"\x1f\x8b"
+
+
+# --- also: uv keeps its credentials lock in the workspace ---------------------------------------
+
+
+def test_uv_writes_nothing_in_the_users_home_and_a_users_uv_login_is_still_read(workspace, fixture_assets, tmp_path, monkeypatch):
+    import functools
+    import http.server
+    import os
+    import threading
+    from pathlib import Path
+
+    from comfydock import uv_runner
+
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    home = Path(os.environ["HOME"])
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(fixture_assets["wheels"]))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        workspace.set_setting("no-index", None)  # an index over HTTP (its /simple/ answers 404), the wheels beside it
+        workspace.set_setting("python-index", f"{url}/simple")
+        workspace.set_setting("find-links", f"{url}/")
+        project = tmp_path / "project"
+        project.mkdir()
+        (project / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\nrequires-python = ">=3.11"\ndependencies = ["cdfix-gamma"]\n')
+        uv_runner.uv_lock(workspace, project)  # asks the (loopback) index over HTTP
+    finally:
+        server.shutdown()
+    assert (project / "uv.lock").is_file()
+    assert not (home / ".local" / "share" / "uv").exists()
+    assert any((workspace.root / "uv" / "credentials").iterdir())
+
+    login = home / ".local" / "share" / "uv" / "credentials" / "credentials.toml"
+    login.parent.mkdir(parents=True)
+    login.write_text("")  # the user ran 'uv auth login': uv must keep reading it
+    assert "UV_CREDENTIALS_DIR" not in uv_runner.uv_environ(workspace)
