@@ -56,11 +56,16 @@ class Environment:
                     hint="pass -e NAME, or run 'comfydock use NAME' (see 'comfydock list')",
                 )
         path = ws.environment_path(name)
-        if ws.half_made(name):
+        state = ws.environment_state(name)
+        if state == "half-made":
             raise EnvironmentNotFound(
                 f"environment {name!r} is half-made (its 'create' did not finish)",
                 hint=f"remove it with 'comfydock delete {name}', then create it again",
             )
+        if state == "history-damaged":
+            from comfydock.history import damaged_history
+
+            raise damaged_history(path / ".cec", name)
         if not path.is_dir():
             names = ws.environment_names()
             close = closest_name(name, names)

@@ -42,18 +42,17 @@ def _head_text(git_dir: Path) -> str | None:
 
 
 def has_commit(cec_dir: Path) -> bool:
-    """Whether `.cec/` holds a commit: the mark that 'create' finished (read from files, no git).
-    A HEAD file that is there but holds neither a branch nor a commit is damage, not a create
-    that stopped (git writes HEAD whole): such a history counts as finished, and opening it
-    says it is damaged (never 'half-made', whose advice is to delete the environment)."""
+    """Whether `.cec/` holds a readable commit (read from files, no git). Whether a create
+    finished is its marker's business (Workspace.environment_state): a finished environment
+    without one has a damaged history, with its own repair (damaged_history), never 'half-made'."""
     git_dir = cec_dir / ".git"
     if not (git_dir / "HEAD").exists():
         return False
     head = _head_text(git_dir)
     if head is None:
-        return True
+        return False  # unreadable HEAD: damage
     if not head.startswith("ref:"):
-        return True
+        return bool(_SHA.fullmatch(head.strip()))  # a detached HEAD names a commit, garbage does not
     ref = head[4:].strip()
     if (git_dir / ref).is_file():
         return True
@@ -62,6 +61,91 @@ def has_commit(cec_dir: Path) -> bool:
     except OSError:
         return False
     return any(line.split(" ", 1)[-1] == ref for line in packed.splitlines() if not line.startswith(("#", "^")))
+
+
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def damaged_history(cec_dir: Path, name: str) -> ComfydockError:
+    """The error for a finished environment whose `.cec/.git` holds no readable commit
+    (`has_commit` is false, no create marker), with the repair that fits the damage. Never
+    'delete': the environment holds the user's nodes and workflows."""
+    git_dir = cec_dir / ".git"
+    what = f"environment {name!r} has a damaged history"
+    if not git_dir.is_dir():
+        return ComfydockError(f"{what}: {git_dir} is missing", hint=_elsewhere_hint(cec_dir, None))
+    try:
+        head = (git_dir / "HEAD").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        head = ""
+    branches = _branch_names(git_dir)
+    if not head.startswith("ref: refs/heads/") and not _SHA.fullmatch(head):
+        branch = "main" if "main" in branches else (branches[0] if len(branches) == 1 else None)
+        if branch is not None:
+            return ComfydockError(
+                f"{what}: {git_dir / 'HEAD'} names no branch",
+                hint=f"write 'ref: refs/heads/{branch}' into {git_dir / 'HEAD'} (the branch still holds the versions), then run the command again",
+            )
+        return ComfydockError(f"{what}: {git_dir / 'HEAD'} names no branch", hint=_elsewhere_hint(cec_dir, git_dir))
+    ref = head[4:].strip() if head.startswith("ref:") else None
+    last = _last_logged_commit(git_dir, ref) if ref else None
+    if ref and last:
+        return ComfydockError(
+            f"{what}: its branch {ref} is gone",
+            hint=f"put the branch back at its last commit: 'git -C {cec_dir} update-ref {ref} {last}', then run the command again",
+        )
+    return ComfydockError(f"{what}: {git_dir} holds no readable commit", hint=_elsewhere_hint(cec_dir, git_dir))
+
+
+def _branch_names(git_dir: Path) -> list[str]:
+    heads = git_dir / "refs" / "heads"
+    names = {p.relative_to(heads).as_posix() for p in heads.rglob("*") if p.is_file()} if heads.is_dir() else set()
+    try:
+        packed = (git_dir / "packed-refs").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        packed = ""
+    for line in packed.splitlines():
+        sha, _, ref = line.partition(" ")
+        if _SHA.fullmatch(sha) and ref.startswith("refs/heads/"):
+            names.add(ref[len("refs/heads/") :])
+    return sorted(n for n in names if re.fullmatch(r"[A-Za-z0-9._/-]{1,200}", n))
+
+
+def _last_logged_commit(git_dir: Path, ref: str) -> str | None:
+    """The commit the branch (or HEAD) last pointed at, from git's reflog files."""
+    if not re.fullmatch(r"refs/heads/[A-Za-z0-9._/-]{1,200}", ref) or ".." in ref:
+        return None
+    for log in (git_dir / "logs" / ref, git_dir / "logs" / "HEAD"):
+        try:
+            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in reversed(lines):
+            fields = line.split(" ", 2)
+            if len(fields) >= 2 and _SHA.fullmatch(fields[1]) and set(fields[1]) != {"0"}:
+                return fields[1]
+    return None
+
+
+def _elsewhere_hint(cec_dir: Path, git_dir: Path | None) -> str:
+    """Where else the history may be: a remote named in .git/config, else a backup."""
+    url = None
+    if git_dir is not None:
+        try:
+            config = (git_dir / "config").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            config = ""
+        m = re.search(r'^\s*\[remote "[^"\n]*"\]\s*$(?:\n(?!\s*\[).*)*?\n\s*url\s*=\s*(\S+)\s*$', config, re.M)
+        url = m.group(1) if m else None
+    if url:
+        return (
+            f"its versions are on the remote {url}: make a fresh copy with 'comfydock create NEW_NAME --from {url}' "
+            f"(this one stays as it is), or repair {cec_dir}/.git with git ('git -C {cec_dir} fsck')"
+        )
+    return (
+        f"put {cec_dir}/.git back from a backup, or repair it with git ('git -C {cec_dir} fsck'); "
+        "the environment's files are untouched until then"
+    )
 
 
 @dataclass(frozen=True)

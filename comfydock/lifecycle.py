@@ -3,6 +3,7 @@ directory behind; an existing environment is never touched)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -162,22 +163,60 @@ def creating(ws: Workspace, name: str) -> Iterator[tuple[Environment, Transactio
             tx.created(root)
             ws.environments_dir.mkdir(parents=True, exist_ok=True)
             root.mkdir()
+            marker = ws.create_marker(name)  # until it goes, the directory is half-made (and holds nothing of the user's)
+            marker.parent.mkdir()
+            marker.write_text(f"pid {os.getpid()}\n")
             yield env, tx
+            marker.unlink()
 
 
 def delete_environment(ws: Workspace, name: str) -> None:
-    """Delete an environment, or the remains of an interrupted 'create' (which hold nothing of
-    the user's); a 'create' still running holds its lock and is not disturbed."""
-    if ws.half_made(name):
-        with process_lock(ws.create_process_lock_file(name), timeout=0):
-            if ws.half_made(name):
-                remove_tree(ws.environment_path(name))
-    else:
-        env = Environment.open(ws, name)
-        with env.process_lock():
-            remove_tree(env.root)
+    """Delete an environment, or the remains of an interrupted 'create'; a 'create' still running
+    holds its lock and is not disturbed. The CLI asks first, naming `unrecoverable_work`."""
+    # the create lock first, whatever the state: a create holds it from before its directory
+    # appears (and before its marker is written) until it finished
+    with process_lock(ws.create_process_lock_file(name), timeout=0):
+        state = ws.environment_state(name)
+        if state == "half-made":
+            remove_tree(ws.environment_path(name))
+        elif state is not None:
+            env = Environment(ws, name) if state == "history-damaged" else Environment.open(ws, name)
+            with env.process_lock():
+                remove_tree(env.root)
     if ws.active_environment == name:
         ws.set_active(None)
+
+
+def unrecoverable_work(ws: Workspace, name: str) -> dict[str, list[str]]:
+    """What deleting the environment would lose that no version and no cache holds:
+    {"nodes": custom_nodes/ folders that are development nodes or were never installed by
+    comfydock, "workflows": workflows new or changed since the last version}. With an unreadable
+    manifest every node folder counts; with an unreadable history every workflow does."""
+    from comfydock.nodes.spec import tracked_nodes
+    from comfydock.workflows import tracking
+
+    env = Environment(ws, name)
+    try:
+        installed = {s.directory for s in tracked_nodes(manifest.load_data(env.pyproject_path)).values() if s.source != "development"}
+    except (ComfydockError, OSError, ValueError):
+        installed = set()
+    nodes = []
+    if env.custom_nodes_dir.is_dir() and not env.custom_nodes_dir.is_symlink():
+        for entry in sorted(env.custom_nodes_dir.iterdir()):
+            # a linked folder is not deleted with the environment (remove_tree never follows links)
+            if entry.is_dir() and not entry.is_symlink() and entry.name != "__pycache__":
+                if entry.name.removesuffix(".disabled") not in installed:
+                    nodes.append(entry.name)
+    try:
+        repo = history.open_repo(env.cec_dir) if history.has_commit(env.cec_dir) else None
+        states = tracking.workflow_states(env, repo) if repo is not None else None
+    except (ComfydockError, OSError, ValueError):
+        states = None
+    if states is None:
+        workflows = sorted(tracking.comfyui_workflows(env))
+    else:
+        workflows = [s.name for s in states if s.state in ("new", "modified")]
+    return {"nodes": nodes, "workflows": workflows}
 
 
 def checkout_recorded_comfyui(

@@ -202,6 +202,103 @@ def _uv_lock_closure_problem(packages: list[dict]) -> str | None:
     return None
 
 
+def lock_contradiction(pyproject: dict, packages: list[dict]) -> str | None:
+    """What in uv.lock contradicts pyproject.toml, naming the package, or None.
+
+    uv trusts a lock whose recorded requirements equal the project's: `uv lock --check` passes,
+    `uv lock` keeps it and `uv sync --frozen` installs it, even when a locked version is outside
+    those requirements (a lock edited to install cdfix-alpha 0.9 under `cdfix-alpha>=1.0`). So each
+    direct requirement (dependencies, extras, dependency groups; an override replaces it, a
+    constraint narrows it) is checked against the version the lock installs for it, and the lock
+    may install nothing directly that pyproject.toml does not ask for."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
+    project = pyproject.get("project") if isinstance(pyproject.get("project"), dict) else {}
+    name = canonicalize_name(str(project.get("name", "")))
+    root = next(
+        (
+            p
+            for p in packages
+            if isinstance(p.get("source"), dict)
+            and "." in (p["source"].get("virtual"), p["source"].get("editable"))
+            and canonicalize_name(str(p.get("name", ""))) == name
+        ),
+        None,
+    )
+    if root is None:
+        return f"it locks no project named {project.get('name')!r}"
+
+    def parse(texts) -> list:
+        out = []
+        for text in texts if isinstance(texts, list) else []:
+            try:
+                out.append(Requirement(text))
+            except (InvalidRequirement, TypeError):
+                continue  # not a requirement string ({include-group}, garbage): uv refuses garbage itself
+        return out
+
+    def group(groups: dict, key: str, depth: int = 0) -> list[str]:
+        texts = []
+        for entry in groups.get(key, []) if depth < 8 else []:
+            if isinstance(entry, str):
+                texts.append(entry)
+            elif isinstance(entry, dict) and isinstance(entry.get("include-group"), str):
+                texts.extend(group(groups, entry["include-group"], depth + 1))
+        return texts
+
+    uv = (pyproject.get("tool") or {}).get("uv") or {}
+    overrides: dict[str, list] = {}
+    for r in parse(uv.get("override-dependencies")):
+        overrides.setdefault(canonicalize_name(r.name), []).append(r)
+    constraints: dict[str, list] = {}
+    for r in parse(uv.get("constraint-dependencies")):
+        if r.marker is None:
+            constraints.setdefault(canonicalize_name(r.name), []).append(r)
+    locked: dict[str, list[str]] = {}
+    for p in packages:
+        locked.setdefault(canonicalize_name(str(p.get("name", ""))), []).append(str(p.get("version", "")))
+
+    def table(key: str) -> dict:
+        value = root.get(key)
+        return {canonicalize_name(str(k)): v for k, v in value.items()} if isinstance(value, dict) else {}
+
+    extras, groups = table("optional-dependencies"), table("dev-dependencies")
+    declared = pyproject.get("dependency-groups") if isinstance(pyproject.get("dependency-groups"), dict) else {}
+    optional = project.get("optional-dependencies") if isinstance(project.get("optional-dependencies"), dict) else {}
+    sections = [("[project].dependencies", parse(project.get("dependencies")), root.get("dependencies"))]
+    sections += [(f"extra {k}", parse(v), extras.get(canonicalize_name(k))) for k, v in optional.items()]
+    sections += [(f"group {k}", parse(group(declared, k)), groups.get(canonicalize_name(k))) for k in declared]
+    for where, requirements, edges in sections:
+        wanted = {canonicalize_name(r.name) for r in requirements}
+        installed = set()
+        for edge in edges if isinstance(edges, list) else []:
+            dep = canonicalize_name(str(edge.get("name", ""))) if isinstance(edge, dict) else ""
+            installed.add(dep)
+            if dep not in wanted:
+                return f"uv.lock installs {dep} ({where}), which pyproject.toml does not ask for"
+            versions = locked.get(dep, [])
+            version = str(edge["version"]) if "version" in edge else (versions[0] if len(versions) == 1 else None)
+            if version is None:
+                continue  # several versions (a fork by markers) and the edge names none: uv picks by marker
+            try:
+                parsed = Version(version)
+            except InvalidVersion:
+                return f"uv.lock locks {dep} at {version!r}, which is not a version"
+            rules = overrides.get(dep) or [r for r in requirements if canonicalize_name(r.name) == dep]
+            if not any(r.url for r in rules) and not any(r.specifier.contains(parsed, prereleases=True) for r in rules):
+                asked = " or ".join(str(r) for r in rules)
+                return f"uv.lock installs {dep} {version}, but pyproject.toml asks for {asked} ({where})"
+            for c in constraints.get(dep, []):
+                if not c.specifier.contains(parsed, prereleases=True):
+                    return f"uv.lock installs {dep} {version}, but pyproject.toml constrains it to {c}"
+        for r in requirements:
+            if r.marker is None and canonicalize_name(r.name) not in installed and canonicalize_name(r.name) != name:
+                return f"pyproject.toml asks for {r} ({where}), which uv.lock does not install"
+    return None
+
+
 def uv_lock_packages(uv_lock_text: str | None) -> list[dict]:
     """The [[package]] tables of uv.lock text, for reading (a lock that does not parse has none:
     check_uv_lock is where a damaged lock is an error)."""

@@ -368,6 +368,9 @@ def check_tree(repo, commit: str, what: str, need_manifest: bool = True) -> None
             ) from None
 
 
+_FIX_REMOTE = "nothing was changed; the remote may be damaged or hostile: ask whoever pushed it to fix .cec/pyproject.toml and push again"
+
+
 def _parse_manifest(text: str, what: str):
     from comfydock import manifest
     from comfydock.nodes.spec import tracked_nodes
@@ -379,9 +382,9 @@ def _parse_manifest(text: str, what: str):
         if python is not None:
             manifest.check_python_version(python, "pyproject.toml")
     except ComfydockError as exc:
-        raise ComfydockError(f"{what} refused: {exc.message}", hint="nothing was changed") from None
+        raise ComfydockError(f"{what} refused: {exc.message}", hint=_FIX_REMOTE) from None
     except Exception as exc:
-        raise ComfydockError(f"{what} refused: its pyproject.toml does not parse ({exc})", hint="nothing was changed") from None
+        raise ComfydockError(f"{what} refused: its pyproject.toml does not parse ({exc})", hint=_FIX_REMOTE) from None
     return doc
 
 

@@ -25,6 +25,11 @@ def uv_environ(workspace, project_env: Path | None = None) -> dict[str, str]:
     if workspace.uv_cache_dir is not None:  # else uv's own user cache (or the caller's $UV_CACHE_DIR)
         env.setdefault("UV_CACHE_DIR", str(workspace.uv_cache_dir))
     env.setdefault("UV_PYTHON_INSTALL_DIR", str(workspace.uv_python_dir))
+    if "UV_CREDENTIALS_DIR" not in env and not user_credentials_file().is_file():
+        # uv locks its credentials store on every index request, making ~/.local/share/uv/
+        # credentials/credentials.toml.lock; with no 'uv auth login' of the user's to read, that
+        # store is the workspace's (with one, uv must read it: it holds the user's index logins)
+        env["UV_CREDENTIALS_DIR"] = str(workspace.root / "uv" / "credentials")
     env["UV_NO_PROGRESS"] = "1"
     index = workspace.setting("python-index")
     if index:
@@ -38,6 +43,15 @@ def uv_environ(workspace, project_env: Path | None = None) -> dict[str, str]:
         env["UV_PROJECT_ENVIRONMENT"] = str(project_env)
     env.pop("VIRTUAL_ENV", None)  # an activated venv of the caller's must not leak in
     return env
+
+
+def user_credentials_file() -> Path:
+    """Where 'uv auth login' keeps the user's index credentials (uv's state directory)."""
+    if os.name == "nt":
+        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming") / "uv" / "data"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "uv"
+    return base / "credentials" / "credentials.toml"
 
 
 # Who is told uv's progress lines ("Resolved 40 packages", "Downloading torch (766.2MiB)",

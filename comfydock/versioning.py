@@ -325,8 +325,13 @@ def apply_commit(env, repo, commit: str, tx: Transaction, result: RollbackResult
         new_doc = manifest.parse(repo.git.show(f"{commit}:pyproject.toml"))
     except Exception as exc:
         raise ComfydockError(f"version {result.target} has no readable pyproject.toml ({exc})") from None
+    try:
+        new_nodes = tracked_nodes(new_doc)  # the arriving manifest's node names and directories, checked
+    except ComfydockError as exc:
+        raise ComfydockError(
+            f"version {result.target} refused: {exc.message}", hint="nothing was changed; roll back to another version (see 'comfydock log')"
+        ) from None
     old_nodes = _current_nodes(env, repo, result)
-    new_nodes = tracked_nodes(new_doc)
     head_files = _tree_files(repo, "HEAD") if repo.head.is_valid() else set()
     target_files = _tree_files(repo, commit)
 

@@ -446,23 +446,30 @@ class Workspace:
         return [name for name, state in self.environment_states() if state == "ok"]
 
     def environment_states(self) -> list[tuple[str, str]]:
-        """(name, "ok" | "half-made") for every environment directory."""
-        from comfydock.history import has_commit
-
+        """(name, state) for every environment directory; see `environment_state`."""
         if not self.environments_dir.is_dir():
             return []
         found = []
         for p in sorted(self.environments_dir.iterdir()):
             if not p.is_dir() or not _NAME_RE.fullmatch(p.name):
                 continue
-            found.append((p.name, "ok" if has_commit(p / ".cec") else "half-made"))
+            found.append((p.name, _state_of(p)))
         return found
 
-    def half_made(self, name: str) -> bool:
-        from comfydock.history import has_commit
+    def environment_state(self, name: str) -> str | None:
+        """None (no such directory), "half-made" (its create marker is there: a 'create' that did
+        not finish), "history-damaged" (finished, but `.cec/.git` holds no readable commit) or "ok"."""
+        return _state_of(self.environment_path(name))
 
-        path = self.environment_path(name)
-        return path.is_dir() and not has_commit(path / ".cec")
+    def half_made(self, name: str) -> bool:
+        return self.environment_state(name) == "half-made"
+
+    def create_marker(self, name: str) -> Path:
+        """Written by `lifecycle.creating` when it makes the directory, removed when the create
+        finished: only its presence makes an environment half-made (what `delete` may remove
+        as holding nothing of the user's)."""
+        return self.environment_path(name) / CREATE_MARKER
+
 
     def create_process_lock_file(self, name: str) -> Path:
         return self.metadata_file.parent / "locks" / f"{name}.lock"
@@ -475,3 +482,16 @@ class Workspace:
 
     def environment_path(self, name: str) -> Path:
         return self.environments_dir / validate_name(name)
+
+
+CREATE_MARKER = ".comfydock/creating"
+
+
+def _state_of(path: Path) -> str | None:
+    from comfydock.history import has_commit
+
+    if not path.is_dir():
+        return None
+    if (path / CREATE_MARKER).exists():
+        return "half-made"
+    return "ok" if has_commit(path / ".cec") else "history-damaged"

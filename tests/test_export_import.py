@@ -220,7 +220,7 @@ def test_hostile_bundle_is_refused_by_import_and_nothing_is_written(workspace_pa
     }
     write_bundle(sneaky, tmp_path / "sneaky.tar.gz")
     result = run_cli("import", tmp_path / "sneaky.tar.gz", "--no-interactive")
-    assert result.code == 1 and "list different custom nodes" in result.err
+    assert result.code == 1 and "invalid directory '../../evil'" in result.err
     assert not (workspace_path / "environments" / "x").exists()
     assert not any((workspace_path / "comfydock_cache" / "imports").iterdir())
 

@@ -165,8 +165,49 @@ def default_output(env, sha256: str) -> Path:
     return Path.cwd() / f"{env.name}-{sha256[:12]}.tar.gz"
 
 
+class WouldReplace(ComfydockError):
+    """The output path holds a file that is not a comfydock bundle (the CLI may ask, or --force)."""
+
+
+def check_output(env, dest: Path, force: bool = False) -> None:
+    """Refuse an output path inside the environment (a bundle written there would replace the
+    environment's own files, `.cec/pyproject.toml` included, or be committed with them), a
+    directory, and, unless `force`, anything there that is not a comfydock bundle."""
+    dest = Path(dest).expanduser().absolute()
+    where = Path(os.path.realpath(dest.parent)) / dest.name  # through linked folders, not the file's own link
+    root = Path(os.path.realpath(env.root))
+    if where == root or root in where.parents:
+        raise ComfydockError(
+            f"{dest} is inside environment {env.name!r} ({env.root}); a bundle is never written there",
+            hint=f"give a path outside it, e.g. --output {Path.home() / (env.name + '.tar.gz')}",
+        )
+    if dest.is_dir() and not dest.is_symlink():
+        raise ComfydockError(f"{dest} is a directory", hint="give a file name, e.g. --output my-env.tar.gz")
+    if (dest.exists() or dest.is_symlink()) and not force and not is_bundle(dest):
+        raise WouldReplace(
+            f"{dest} exists and is not a comfydock bundle; export does not replace it",
+            hint="give another --output path, or add --force to replace it",
+        )
+
+
+def is_bundle(path: Path) -> bool:
+    """A regular file (not a link) that is a gzipped tar whose first member is comfydock.lock, as
+    every bundle is (members are sorted): read no further than that member's header."""
+    import tarfile
+
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            first = tar.next()
+    except (tarfile.TarError, OSError, EOFError, ValueError):
+        return False
+    return first is not None and first.name == "comfydock.lock"
+
+
 def copy_out(src: Path, dest: Path) -> None:
-    """Copy the bundle to `dest` (temp file beside it, then rename: never a half-written bundle)."""
+    """Copy the bundle to `dest` (temp file beside it, then rename: never a half-written bundle);
+    the caller checked `dest` (check_output)."""
     dest = Path(dest)
     if dest.is_dir():
         raise ComfydockError(f"{dest} is a directory", hint="give a file name, e.g. --output my-env.tar.gz")
@@ -203,14 +244,18 @@ def export_environment(
     ask_url=None,
     listener=None,
     on_wait=None,
+    force: bool = False,
 ) -> ExportResult:
-    """Run the export graph and copy the bundle to `output` (default: see default_output).
+    """Run the export graph and copy the bundle to `output` (default: see default_output), which
+    `check_output` allows (`force`: replace a file that is not a bundle).
 
     `ask_url(model: dict) -> str | None` is asked for each model no source was found for (None
     or '' skips it); without it nothing is asked and those models are listed in the result."""
     from comfydock.bundle import lockfile
     from comfydock.engine import build_failure
 
+    if output is not None:
+        check_output(env, output, force)  # before the work, not only after it
     start = full_hashes_computed()
     manifest_before = manifest_bytes(env)
     report = build_export(env, workflows, listener=listener, on_wait=on_wait)
@@ -242,6 +287,7 @@ def export_environment(
     bundle = bundle_file(env)
     sha = file_digest(bundle)
     dest = Path(output) if output else default_output(env, sha)
+    check_output(env, dest, force)
     copy_out(bundle, dest)
     try:
         skipped = json.loads((export_dir(env) / "skipped.json").read_text())

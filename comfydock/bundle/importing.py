@@ -291,6 +291,11 @@ def check_nodes_agree(bundle: Path, pyproject: dict, lock) -> None:
     locked = {n.id: n for n in lock.nodes}
     try:
         specs = tracked_nodes(pyproject)
+    except ComfydockError as exc:  # an invalid name or directory, two nodes in one directory
+        raise ComfydockError(
+            f"bundle {bundle.name} refused: {exc.message}",
+            hint="the bundle may be damaged or hostile; ask its author for a fresh export (nothing was written)",
+        ) from None
     except Exception:
         specs = None
     if specs is None or set(specs) != set(locked):
@@ -312,6 +317,18 @@ def check_nodes_agree(bundle: Path, pyproject: dict, lock) -> None:
                 f"bundle {bundle.name} refused: pyproject.toml and comfydock.lock disagree about node {node_id}",
                 hint="the bundle may be damaged or hostile; ask its author for a fresh export (nothing was written)",
             )
+
+
+def check_lock_agrees(bundle: Path, pyproject: dict, uv_lock: Path) -> None:
+    """The bundle's uv.lock installs what its pyproject.toml asks for, nothing else, in the
+    versions it allows (manifest.lock_contradiction): uv itself trusts a lock whose recorded
+    requirements match, whatever versions it locks."""
+    problem = manifest.lock_contradiction(pyproject, manifest.uv_lock_packages(uv_lock.read_text(encoding="utf-8")))
+    if problem:
+        raise ComfydockError(
+            f"bundle {bundle.name} refused: its uv.lock contradicts its pyproject.toml: {problem}",
+            hint="the bundle may be damaged or hostile; ask its author for a fresh export (nothing was written)",
+        )
 
 
 def import_bundle(
@@ -389,6 +406,7 @@ def import_bundle(
             )
         if torch_backend is not None:
             resolve_torch_backend(torch_backend)  # an unknown name is refused before anything is made
+        check_lock_agrees(bundle, data, extracted / "uv.lock")
 
     root = ws.environments_dir / name
     with creating(ws, name) as (env, tx):  # any failure, Ctrl-C included, removes the half-made environment

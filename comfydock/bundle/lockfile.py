@@ -44,6 +44,7 @@ import tomlkit
 from comfydock.errors import CorruptFile
 from comfydock.fsutil import atomic_write_text, relative_path_problem
 from comfydock.manifest import PYTHON_VERSION
+from comfydock.nodes.spec import directory_clash
 
 LOCK_VERSION = 1
 METHODS = ("registry", "git", "development")
@@ -279,7 +280,10 @@ def _validate(doc: dict) -> Lockfile:
         nodes.append(_node(_table(t, where), where))
     _unique([m.path.casefold() for m in models], "model", "path")
     _unique([n.id.casefold() for n in nodes], "node", "id")
-    _unique([n.directory.casefold() for n in nodes], "node", "directory")
+    clash = directory_clash((n.id, n.directory) for n in nodes)
+    if clash:
+        ids = [n.id for n in nodes]
+        _fail(f"node[{ids.index(clash[1])}].directory", f"repeats node[{ids.index(clash[0])}].directory ({clash[2]})")
     return Lockfile(models=tuple(models), nodes=tuple(nodes), comfyui=comfyui, python_version=python, lock_version=version)
 
 

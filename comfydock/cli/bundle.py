@@ -85,14 +85,17 @@ def cmd_export(app: App) -> int:
     args = app.args
     env = app.env()
     interactive = args.interactive or (not args.no_interactive and not app.json and sys.stdin.isatty())
+    output = Path(args.output).expanduser() if args.output else None
+    force = _may_replace(app, env, output, args.force, interactive)
     with app.status("Exporting") as spinner:
         result = export_environment(
             env,
             args.workflows or None,
-            Path(args.output).expanduser() if args.output else None,
+            output,
             ask_url=_ask_url(app, spinner) if interactive else None,
             listener=app.task_listener(spinner),
             on_wait=app.lock_wait_note,
+            force=force,
         )
     log.info("export %s: %s", env.name, {k: v for k, v in result.to_json().items() if k != "tasks"})
     if app.json:
@@ -100,6 +103,26 @@ def cmd_export(app: App) -> int:
         return 0
     render_export(app, result)
     return 0
+
+
+def _may_replace(app: App, env, output: Path | None, force: bool, interactive: bool) -> bool:
+    """--force, or on a terminal the user's yes to replacing a file at `output` that is not a bundle."""
+    from comfydock.bundle.exporting import WouldReplace, check_output
+    from comfydock.errors import ComfydockError
+
+    if output is None or force:
+        return force
+    try:
+        check_output(env, output)
+    except WouldReplace:
+        if not interactive:
+            raise
+        from rich.prompt import Confirm
+
+        if not Confirm.ask(f"{escape(str(output))} is not a comfydock bundle. Replace it?", console=app.err, default=False):
+            raise ComfydockError("nothing exported", hint="give another --output path") from None
+        return True
+    return False
 
 
 def build_export(app: App, env) -> int:
@@ -124,6 +147,7 @@ def build_export(app: App, env) -> int:
         data["sha256"] = file_digest(bundle)
         if args.output:
             dest = Path(args.output).expanduser()
+            exporting.check_output(env, dest)  # not a bundle there: 'comfydock export --force' replaces it
             exporting.copy_out(bundle, dest)
             data["output"] = str(dest.absolute())
     if app.json:
@@ -277,6 +301,9 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", metavar="PATH", help="bundle file (default: ./<env>-<sha256[:12]>.tar.gz)")
     p.add_argument("--no-interactive", action="store_true", help="never ask for URLs; list the models that have none")
     p.add_argument("--interactive", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--force", action="store_true", help="replace a file at --output that is not a comfydock bundle (never one inside the environment)"
+    )
     env_option(p)
     json_option(p)
     p.set_defaults(func=cmd_export)

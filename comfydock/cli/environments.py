@@ -159,6 +159,7 @@ def cmd_list(app: App) -> int:
     notes = {
         "half-made": "[red]half-made[/] (an interrupted create: 'comfydock delete {}')",
         "damaged": "[red]damaged[/] (its manifest cannot be read: 'comfydock status -e {}')",
+        "history-damaged": "[red]history damaged[/] (.cec/.git holds no readable commit: 'comfydock status -e {}')",
     }
     for r in rows:
         name = escape(r["name"])
@@ -182,24 +183,40 @@ def cmd_use(app: App) -> int:
 
 def cmd_delete(app: App) -> int:
     from comfydock.environment import Environment
-    from comfydock.lifecycle import delete_environment
+    from comfydock.lifecycle import delete_environment, unrecoverable_work
 
     ws = app.workspace()
     name = app.args.name
-    half_made = ws.half_made(name)
-    root = ws.environment_path(name) if half_made else Environment.open(ws, name).root
+    state = ws.environment_state(name)
+    if state not in ("half-made", "history-damaged"):
+        Environment.open(ws, name)  # a missing one: the did-you-mean error
+    root = ws.environment_path(name)
+    work = unrecoverable_work(ws, name)
+    lost = "; ".join(
+        f"{what} {', '.join(items)}"
+        for what, items in (("development nodes", work["nodes"]), ("uncommitted workflows", work["workflows"]))
+        if items
+    )
     if not app.args.yes:
         if not sys.stdin.isatty():
+            if lost:
+                raise ComfydockError(
+                    f"refusing to delete {name!r}: it holds work no version has ({lost})",
+                    hint=f"copy them out of {root} first (or 'comfydock commit' the workflows), or run 'comfydock delete {name} --yes' to delete them too",
+                )
             raise ComfydockError(f"refusing to delete {name!r} without confirmation", hint=f"run 'comfydock delete {name} --yes'")
         from rich.prompt import Confirm
 
-        what = "the remains of an interrupted create" if half_made else "its venv, nodes and history go"
-        if not Confirm.ask(f"Delete environment {escape(name)} at {escape(str(root))}? ({what})", console=app.err):
+        what = {"half-made": "the remains of an interrupted create", "history-damaged": "its venv, nodes and damaged history go"}
+        what = what.get(state, "its venv, nodes and history go")
+        if lost:
+            what += f"; with it {lost}"
+        if not Confirm.ask(f"Delete environment {escape(name)} at {escape(str(root))}? ({escape(what)})", console=app.err):
             app.say("Nothing deleted.")
             return 1
     delete_environment(ws, name)
-    log.info("deleted environment %s%s", name, " (half-made)" if half_made else "")
-    app.say(f"Deleted {'half-made ' if half_made else ''}environment {escape(name)}")
+    log.info("deleted environment %s (%s)%s", name, state, f": {lost}" if lost else "")
+    app.say(f"Deleted {'half-made ' if state == 'half-made' else ''}environment {escape(name)}" + (f" ({escape(lost)})" if lost else ""))
     return 0
 
 

@@ -216,9 +216,33 @@ def _opt(value):
 
 
 def tracked_nodes(doc) -> dict[str, NodeSpec]:
-    """The nodes a manifest tracks, by id (Environment.tracked_nodes() caches this per file)."""
+    """The nodes a manifest tracks, by id (Environment.tracked_nodes() caches this per file).
+    Every manifest is read through here (the environment's, and one arriving by pull,
+    create --from, rollback or import): each directory is one name inside custom_nodes/
+    (`NodeSpec.from_table`) and no two nodes share one (`directory_clash`)."""
     table = manifest.section(doc, "nodes") or {}
-    return {str(k): NodeSpec.from_table(str(k), v) for k, v in table.items() if hasattr(v, "get")}
+    specs = {str(k): NodeSpec.from_table(str(k), v) for k, v in table.items() if hasattr(v, "get")}
+    clash = directory_clash((node_id, spec.directory) for node_id, spec in specs.items())
+    if clash:
+        first, second, directory = clash
+        raise ComfydockError(
+            f"the manifest gives nodes {first!r} and {second!r} one directory, custom_nodes/{directory}",
+            hint="give each node its own directory in [tool.comfydock.nodes] of .cec/pyproject.toml, or restore it with git in .cec/",
+        )
+    return specs
+
+
+def directory_clash(nodes) -> tuple[str, str, str] | None:
+    """(first id, second id, directory) for the first two of `nodes` ((id, directory) pairs) that
+    share a folder in custom_nodes/ (case-insensitively: one folder on macOS and Windows), else None.
+    Two nodes in one folder would let removing one disable the other's files."""
+    seen: dict[str, str] = {}
+    for node_id, directory in nodes:
+        key = directory.casefold()
+        if key in seen:
+            return seen[key], node_id, directory
+        seen[key] = node_id
+    return None
 
 
 def tracked_node(doc, name: str) -> NodeSpec:
