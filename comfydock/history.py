@@ -71,7 +71,7 @@ def damaged_history(cec_dir: Path, name: str) -> ComfydockError:
     (`has_commit` is false, no create marker), with the repair that fits the damage. Never
     'delete': the environment holds the user's nodes and workflows."""
     git_dir = cec_dir / ".git"
-    what = f"environment {name!r} has a damaged history"
+    what = f"the history of environment {name!r} is damaged"
     if not git_dir.is_dir():
         return ComfydockError(f"{what}: {git_dir} is missing", hint=_elsewhere_hint(cec_dir, None))
     try:
@@ -189,8 +189,10 @@ _DAMAGE = re.compile(
 )
 
 
-def damaged_history(cec_dir: Path, reason: str) -> ComfydockError:
-    """The error for a `.cec/.git` that git cannot read, with the repair for the part that is damaged."""
+def damaged_repository(cec_dir: Path, reason: str) -> ComfydockError:
+    """The error for a `.cec/.git` that git fails to read (git's own words in `reason`), with the
+    repair for the part that is damaged. (One with no readable commit at all, found from the files
+    before git runs, is `damaged_history`'s.)"""
     git_dir = cec_dir / ".git"
     if _head_text(git_dir) is None:
         branches = sorted(p.name for p in (git_dir / "refs" / "heads").glob("*") if p.is_file())
@@ -211,7 +213,7 @@ def damaged_history(cec_dir: Path, reason: str) -> ComfydockError:
 
 def _map_damage(cec_dir: Path, exc) -> ComfydockError | None:
     reason = git_reason(exc)
-    return damaged_history(cec_dir, reason) if _DAMAGE.search(reason) else None
+    return damaged_repository(cec_dir, reason) if _DAMAGE.search(reason) else None
 
 
 def open_repo(cec_dir: Path):
@@ -223,7 +225,7 @@ def open_repo(cec_dir: Path):
         repo = git.Repo(cec_dir)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         if (cec_dir / ".git").exists():  # git no longer recognises it: its HEAD (or more) is damaged
-            raise damaged_history(cec_dir, "git does not recognise it as a repository") from None
+            raise damaged_repository(cec_dir, "git does not recognise it as a repository") from None
         raise ComfydockError(
             f"{cec_dir} is not a git repository",
             hint=f"the environment's history is lost; re-create the environment, or 'git -C {cec_dir} init' and commit its files",
@@ -238,7 +240,7 @@ def versions(repo) -> list[Version]:
     try:
         return _versions(repo)
     except (ValueError, OSError, _git().BadName) as exc:  # GitPython reading damaged refs or objects itself
-        raise damaged_history(Path(repo.working_tree_dir), str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        raise damaged_repository(Path(repo.working_tree_dir), str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
 
 def _versions(repo) -> list[Version]:
