@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import atomic_write_json
+from comfydock.limits import seconds_from_env
 
 DEFAULT_TTL = 4 * 3600  # seconds; $COMFYDOCK_API_CACHE_TTL overrides
 _TIMEOUT = 30
@@ -27,7 +27,7 @@ class RegistryClient:
     def __init__(self, base_url: str, cache_file: Path | None = None, ttl: float | None = None):
         self.base_url = base_url.rstrip("/")
         self.cache_file = cache_file
-        self.ttl = float(os.environ.get("COMFYDOCK_API_CACHE_TTL", DEFAULT_TTL)) if ttl is None else ttl
+        self.ttl = seconds_from_env("COMFYDOCK_API_CACHE_TTL", DEFAULT_TTL) if ttl is None else ttl
         self._session = None
 
     @property

@@ -237,9 +237,7 @@ def probe_core_types(python: Path, comfyui_dir: Path, timeout: float = 120, comf
     return _probe(python, comfyui_dir, None, timeout, comfyui_args)
 
 
-def probe_custom_node_types(
-    python: Path, comfyui_dir: Path, node_dir: Path, timeout: float = 120, comfyui_args=()
-) -> set[str]:
+def probe_custom_node_types(python: Path, comfyui_dir: Path, node_dir: Path, timeout: float = 120, comfyui_args=()) -> set[str]:
     """Node types one custom node registers when ComfyUI loads it; its source is read if that fails."""
     try:
         return _probe(python, comfyui_dir, Path(node_dir), timeout, comfyui_args)
@@ -403,7 +401,9 @@ def fetch_node_map(workspace, *, refresh: bool = False, ttl: float | None = None
 
     path = workspace.node_cache_dir / "node_mappings.json"
     url = workspace.setting("node-map-url") or DEFAULT_NODE_MAP_URL
-    ttl = float(os.environ.get("COMFYDOCK_API_CACHE_TTL", DEFAULT_TTL)) if ttl is None else ttl
+    from comfydock.limits import seconds_from_env
+
+    ttl = seconds_from_env("COMFYDOCK_API_CACHE_TTL", DEFAULT_TTL) if ttl is None else ttl
     cached: NodeMap | None = None
     if path.exists():
         try:
