@@ -339,6 +339,10 @@ def check_history(repo, revisions: list[str], what: str, limits=None) -> None:
         check_tree(repo, commit, what, need_manifest=False, limits=limits)
 
 
+# The largest file pull and `create --from` parse (as bundle/archive.py caps what import parses):
+# tomlkit needs 4-9 s per MiB of TOML, so a remote's 30 MiB pyproject.toml held `pull` for more
+# than ten minutes; a real one is a few KiB to a few hundred. Checked on git's listing, before a byte is read.
+PARSED_FILE_MAX = {"pyproject.toml": 4 << 20, "uv.lock": 64 << 20, ".python-version": 4 << 10}
 # Characters macOS ignores in a file name (so ".g\u200cit" is ".git" there), as git's own check lists them.
 _HFS_IGNORED = dict.fromkeys([0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF])
 
@@ -362,15 +366,18 @@ def _entry_problem(path: str) -> str | None:
 
 def check_tree(repo, commit: str, what: str, need_manifest: bool = True, limits=None) -> None:
     """An incoming tree holds plain files only (no links, no submodules, no '..' or '.git'
-    entries) and a pyproject.toml."""
+    entries), no more and no larger than `limits` (the archive-max-* settings) and the
+    PARSED_FILE_MAX caps allow, and a pyproject.toml."""
+    limits = limits or ArchiveLimits()
     hint = "the remote may be damaged or hostile; nothing was changed"
-    out = repo.git.ls_tree("-r", "-z", "--full-tree", commit)
+    out = repo.git.ls_tree("-r", "-z", "-l", "--full-tree", commit)
     names = set()
+    total = 0
     for entry in out.split("\0"):
         if not entry:
             continue
         meta, _, path = entry.partition("\t")
-        mode = meta.split()[0]
+        mode, _kind, _obj, size = meta.split()
         names.add(path)
         problem = _entry_problem(path)
         if problem:
@@ -378,6 +385,21 @@ def check_tree(repo, commit: str, what: str, need_manifest: bool = True, limits=
         if mode in _BAD_MODES:
             raise ComfydockError(
                 f"{what} refused: {path} is {_BAD_MODES[mode]}; an environment's history holds plain files only", hint=hint
+            )
+        size = int(size) if size.isdigit() else 0
+        cap = PARSED_FILE_MAX.get(path)
+        if cap is not None and size > cap:
+            raise ComfydockError(f"{what} refused: its {path} has {size} bytes, more than the {cap} comfydock reads", hint=hint)
+        total += size
+        if total > limits.max_bytes:
+            raise ComfydockError(
+                f"{what} refused: its files add up to more than {limits.max_bytes} bytes (setting archive-max-bytes)",
+                hint="if you trust it, raise the limit with 'comfydock config archive-max-bytes N'",
+            )
+        if len(names) > limits.max_members:
+            raise ComfydockError(
+                f"{what} refused: it holds more than {limits.max_members} files (setting archive-max-members)",
+                hint="if you trust it, raise the limit with 'comfydock config archive-max-members N'",
             )
     if need_manifest and "pyproject.toml" not in names:
         raise ComfydockError(f"{what} refused: it has no pyproject.toml", hint="is this a comfydock environment's history?")

@@ -395,7 +395,18 @@ def test_create_from_a_tree_with_a_dot_dot_or_git_entry_is_refused_naming_it(wor
     assert not (workspace.environments_dir / "evil").exists()
 
 
-def test_pull_refuses_a_hand_made_tree_with_a_git_entry_and_changes_nothing(two_machines, run_cli):
+def test_create_from_a_remote_with_a_huge_pyproject_is_refused_at_once(workspace, run_cli, tmp_path):
+    src = tmp_path / "huge.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(src)], check=True)
+    huge = b'[project]\nname = "x"\nversion = "0"\n' + b"".join(b"[tool.t%d]\na = 1\n" % i for i in range(400_000))
+    assert len(huge) > 4 << 20
+    _commit_tree(src, {"pyproject.toml": huge})
+    result = run_cli("create", "big", "--from", src.as_uri())
+    assert result.code == 1 and "pyproject.toml has" in result.err and "Traceback" not in result.err, result.err
+    assert not (workspace.environments_dir / "big").exists()
+
+
+def test_pull_refuses_hand_made_trees_and_a_huge_pyproject_and_changes_nothing(two_machines, run_cli):
     env_a, env_b, b, remote = two_machines
     main = _git_out(remote, "rev-parse", "main")
     before = _state(env_b)
@@ -403,3 +414,10 @@ def test_pull_refuses_a_hand_made_tree_with_a_git_entry_and_changes_nothing(two_
     refused = b("pull")
     assert refused.code == 1 and "'.GIT/config'" in refused.err and "Traceback" not in refused.err, refused.err
     assert _state(env_b) == before
+
+    pyproject = env_a.pyproject_path.read_bytes()
+    _commit_tree(remote, {"pyproject.toml": pyproject + b"#" + b"x" * (5 << 20) + b"\n"}, parent=main)
+    refused = b("pull")
+    assert refused.code == 1 and "pyproject.toml has" in refused.err and "Traceback" not in refused.err, refused.err
+    assert _state(env_b) == before
+    assert b("status", "--json").json["uncommitted_changes"] == []
