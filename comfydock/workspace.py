@@ -189,6 +189,14 @@ SETTINGS: dict[str, Setting] = {
             _positive_number,
         ),
         Setting(
+            "download-timeout",
+            "download_timeout",
+            "COMFYDOCK_DOWNLOAD_TIMEOUT",
+            "600",
+            "seconds a node archive download may take in all (a registry, node map or CivitAI answer: at most 60)",
+            _positive_number,
+        ),
+        Setting(
             "node-map-url",
             "node_map_url",
             "COMFYDOCK_NODE_MAP_URL",

@@ -99,6 +99,31 @@ def test_cut_off_download_leaves_nothing_and_a_retry_works(env, registry, run_cl
 
 
 @pytest.mark.parametrize(
+    "mode,setting,value,expected",
+    [
+        ("endless", "archive-max-bytes", str(1 << 20), "larger than 1048576 bytes"),
+        ("trickle", "download-timeout", "1.5", "took longer than 1.5 s"),
+        ("trickle-answers", "download-timeout", "1.5", "took longer than 1.5 s"),
+    ],
+)
+def test_an_endless_or_trickling_registry_is_stopped_by_the_settings_and_leaves_nothing(
+    env, registry, run_cli, workspace, mode, setting, value, expected
+):
+    before = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()
+    assert run_cli("config", setting, value).code == 0
+    registry.mode, registry.trickle_delay = mode, 0.5
+    result = run_cli("node", "add", "comfyui-fixture-pack")
+    assert result.code == 1, result
+    errors = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0] and setting in result.err and "hint:" in result.err, result.err
+    assert (env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()) == before
+    store = workspace.node_cache_dir / "store"
+    assert not store.exists() or not any(store.iterdir())  # the partial download is gone
+    registry.mode = None
+    assert run_cli("node", "add", "comfyui-fixture-pack", "--no-test").code == 0
+
+
+@pytest.mark.parametrize(
     "entry,kind",
     [("../escape.py", "outside"), ("/abs.py", "outside"), ("link", "symbolic link")],
 )

@@ -205,6 +205,8 @@ def test_uv_cache_is_uvs_own_unless_the_workspace_asks_for_one(workspace_path, r
         ("archive-max-members", "0"),
         ("archive-max-ratio", "0"),
         ("archive-max-ratio", "nan"),
+        ("download-timeout", "soon"),
+        ("download-timeout", "0"),
         ("registry-url", "ftp://example.org"),
         ("node-map-url", "not a url"),
         ("no-index", "maybe"),

@@ -416,16 +416,30 @@ def fetch_node_map(workspace, *, refresh: bool = False, ttl: float | None = None
             return cached
     import requests  # only now: a fresh cache answers without the network (and without ~90 ms of import)
 
-    from comfydock.http import make_session
+    from comfydock.http import ANSWER_DEADLINE_MAX, ANSWER_MAX_BYTES, bounded_get, make_session
+    from comfydock.limits import download_seconds
 
     hint = "check your network, or point 'comfydock config node-map-url' / $COMFYDOCK_NODE_MAP_URL elsewhere"
     try:
-        with make_session() as session:  # asked during commit, under the process lock: a short read timeout
-            resp = session.get(url, timeout=(10, 20))
-        if resp.status_code != 200:
-            raise ComfydockError(f"the node map at {url} answered HTTP {resp.status_code}", hint=hint)
+        # asked during commit, under the process lock: a short read timeout and deadline
+        with (
+            make_session() as session,
+            bounded_get(
+                session,
+                url,
+                timeout=(10, 20),
+                max_bytes=ANSWER_MAX_BYTES,
+                seconds=min(download_seconds(workspace), ANSWER_DEADLINE_MAX),
+                what=f"the node map at {url}",
+                too_large_hint=hint,
+            ) as resp,
+        ):
+            status = resp.status_code
+            body = resp.read() if status == 200 else b""
+        if status != 200:
+            raise ComfydockError(f"the node map at {url} answered HTTP {status}", hint=hint)
         try:
-            data = resp.json()
+            data = json.loads(body)
         except ValueError:
             raise ComfydockError(f"the node map at {url} is not JSON", hint=hint) from None
         node_map = build_node_map(data)
