@@ -18,11 +18,14 @@ alive. Model downloads are capped by the size their lock records instead (bundle
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import accumulate, count
+from operator import sub
 from pathlib import Path
 
 import requests
@@ -42,6 +45,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "comfydock"
 ANSWER_DEADLINE_MAX = 60.0  # an API answer (registry, node map, CivitAI) gets at most this much of it
 ANSWER_MAX_BYTES = 32 << 20  # an API answer read at most (the node map, the largest, is a few MiB)
+JSON_MAX_DEPTH = 64  # arrays/objects inside each other in an answer (real ones: under 10)
 _CHUNK = 1 << 16
 
 
@@ -286,3 +290,35 @@ def bounded_get(
     finally:
         watch.stop()
         _local.watch = None
+
+
+# --- JSON from the network ---------------------------------------------------------------------
+# a string, or an unterminated one to the end: it always matches from its quote, so the scan is linear
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.S)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+
+
+class BadAnswer(ComfydockError):
+    pass
+
+
+def json_depth(data: bytes) -> int:
+    """How deeply arrays and objects nest in `data` (brackets inside strings do not count), in C-level passes."""
+    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", data)).translate(_STEP)
+    # running depth after each bracket = 2 * opened so far - brackets so far
+    return max(map(sub, accumulate(brackets), count(1)), default=0)
+
+
+def loads_json(data: bytes, what: str, hint: str, max_depth: int = JSON_MAX_DEPTH):
+    """`data` (an answer from the network) decoded; BadAnswer naming `what` when it is not JSON or nests
+    deeper than `max_depth` (checked before decoding: Python's decoder, and every walk of the result,
+    would hit the recursion limit: exit 3)."""
+    if json_depth(data) > max_depth:
+        raise BadAnswer(f"{what} nests arrays or objects more than {max_depth} deep; it was not read", hint=hint)
+    import json
+
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise BadAnswer(f"{what} is not JSON", hint=hint) from None

@@ -59,7 +59,7 @@ class RegistryClient:
         try:
             data = json.loads(self.cache_file.read_text())
             return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}  # a damaged cache is only a cache: start over
 
     def _cache_get(self, key: str):
@@ -118,13 +118,11 @@ class RegistryClient:
                 f"the Comfy Registry at {self.base_url} answered {status} for {path}",
                 hint="try again later; the registry may be having trouble",
             )
-        try:
-            value = json.loads(body)
-        except ValueError:
-            raise RegistryError(
-                f"the Comfy Registry at {self.base_url} sent something that is not JSON for {path}",
-                hint=f"is {self.base_url} really a Comfy Registry API? check 'comfydock config registry-url'",
-            ) from None
+        value = http.loads_json(
+            body,
+            f"the Comfy Registry at {self.base_url}'s answer for {path}",
+            hint=f"nothing was installed; is {self.base_url} really a Comfy Registry API? check 'comfydock config registry-url'",
+        )
         if cache:
             self._cache_put(key, value)
         return value

@@ -393,3 +393,23 @@ def test_commit_with_a_damaged_model_index_refuses_instead_of_dropping_every_res
     assert "is not a comfydock model index" in result.err and "models index --rebuild" in result.err
     assert env.pyproject_path.read_bytes() == before
     assert [v["version"] for v in run_cli("log", "--json").json][0] == "v2"
+
+
+def test_commit_goes_on_without_a_node_map_nested_too_deep_and_says_so(env, run_cli):
+    """A hostile node map (arrays inside arrays 100,000 deep) crashed commit with a RecursionError."""
+    import json
+
+    from test_node_types import MapServer
+
+    server = MapServer(b"[" * 100_000 + b"]" * 100_000)
+    try:
+        assert run_cli("config", "node-map-url", server.url).code == 0
+        env.workflows_dir.mkdir(parents=True, exist_ok=True)
+        (env.workflows_dir / "odd.json").write_text(json.dumps({"nodes": [{"id": 1, "type": "NoSuchNodeAnywhere"}]}))
+        result = run_cli("commit", "-m", "odd", "--no-interactive")
+        assert result.code == 0, result.err
+        warning = [ln for ln in result.err.splitlines() if "node map" in ln]
+        assert warning and "deep" in warning[0] and "Traceback" not in result.err, result.err
+        assert [v["version"] for v in run_cli("log", "--json").json][0] == "v2"
+    finally:
+        server.close()

@@ -156,3 +156,19 @@ def test_a_node_archive_larger_than_the_cap_is_refused_from_its_content_length(r
     with pytest.raises(http.DownloadTooLarge, match="larger than 100 bytes") as info:
         client.download(url, tmp_path / "plain.zip")
     assert "archive-max-bytes" in info.value.hint
+
+
+def test_a_civitai_answer_nested_too_deep_is_refused_not_a_crash():
+    with ModelServer() as server:
+        sha = hashlib.sha256(b"m").hexdigest()
+        server.civitai[sha] = b'{"files": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        with pytest.raises(http.BadAnswer, match="more than 64 deep"):
+            civitai_lookup(sha, server.url)
+
+
+def test_json_depth_ignores_brackets_inside_strings_and_is_linear_on_unterminated_ones():
+    assert http.json_depth(b'{"a": [1, {"b": "[[[[\\"]]"}]}') == 3
+    assert http.loads_json(b'{"a": "[[["}', "it", "hint") == {"a": "[[["}
+    assert http.json_depth(b'"' + b'\\"' * 100_000 + b"[[") == 0  # one unterminated string to the end
+    with pytest.raises(http.BadAnswer, match="is not JSON"):
+        http.loads_json(b"<html>", "it", "hint")

@@ -79,6 +79,18 @@ def test_broken_registry_is_a_clear_error_and_changes_nothing(env, registry, run
     assert not any(env.custom_nodes_dir.glob("ComfyUI-Fixture*"))
 
 
+@pytest.mark.parametrize("path", ["/nodes/comfyui-fixture-pack", "/nodes/comfyui-fixture-pack/install"])
+def test_a_registry_answer_nested_too_deep_is_one_line_and_installs_nothing(env, registry, run_cli, path):
+    before = env.pyproject_path.read_bytes()
+    registry.answers[path] = b'{"id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    result = run_cli("node", "add", "comfyui-fixture-pack")
+    assert result.code == 1, result
+    errors = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "more than 64 deep" in errors[0] and "hint:" in result.err, result.err
+    assert env.pyproject_path.read_bytes() == before
+    assert not any(env.custom_nodes_dir.glob("ComfyUI-Fixture*"))
+
+
 def test_unreachable_registry_says_which_setting_to_fix(env, run_cli):
     run_cli("config", "registry-url", "http://127.0.0.1:9")
     result = run_cli("node", "add", "anything")

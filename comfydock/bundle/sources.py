@@ -6,7 +6,6 @@ or tokens, and on the host that was asked (a CivitAI answer cannot point a lock 
 
 from __future__ import annotations
 
-import json
 import re
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
@@ -14,7 +13,7 @@ import requests
 import urllib3.exceptions
 
 from comfydock.errors import ComfydockError
-from comfydock.http import ANSWER_DEADLINE_MAX, DownloadTooSlow, bounded_get, make_session
+from comfydock.http import ANSWER_DEADLINE_MAX, DownloadTooSlow, bounded_get, loads_json, make_session
 
 DEFAULT_CIVITAI_URL = "https://civitai.com"
 DEFAULT_HUGGINGFACE_URL = "https://huggingface.co"
@@ -151,10 +150,7 @@ def civitai_lookup(
             )
         if status != 200:
             raise ComfydockError(f"CivitAI lookup at {redact_url(base)} failed: HTTP {status}", hint="run again later to retry")
-        try:
-            data = json.loads(body)
-        except ValueError:
-            data = None
+        data = loads_json(body, f"CivitAI's answer at {redact_url(base)}", hint="check the civitai-url setting")
     finally:
         if own:
             session.close()

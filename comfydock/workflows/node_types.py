@@ -416,7 +416,7 @@ def fetch_node_map(workspace, *, refresh: bool = False, ttl: float | None = None
             return cached
     import requests  # only now: a fresh cache answers without the network (and without ~90 ms of import)
 
-    from comfydock.http import ANSWER_DEADLINE_MAX, ANSWER_MAX_BYTES, bounded_get, make_session
+    from comfydock.http import ANSWER_DEADLINE_MAX, ANSWER_MAX_BYTES, bounded_get, loads_json, make_session
     from comfydock.limits import download_seconds
 
     hint = "check your network, or point 'comfydock config node-map-url' / $COMFYDOCK_NODE_MAP_URL elsewhere"
@@ -438,10 +438,7 @@ def fetch_node_map(workspace, *, refresh: bool = False, ttl: float | None = None
             body = resp.read() if status == 200 else b""
         if status != 200:
             raise ComfydockError(f"the node map at {url} answered HTTP {status}", hint=hint)
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise ComfydockError(f"the node map at {url} is not JSON", hint=hint) from None
+        data = loads_json(body, f"the node map at {url}", hint=hint)
         node_map = build_node_map(data)
         if not node_map.repos:
             raise ComfydockError(f"the node map at {url} lists no repositories", hint=hint)
