@@ -303,6 +303,10 @@ class BadAnswer(ComfydockError):
     pass
 
 
+class NotJson(BadAnswer):
+    pass
+
+
 def json_depth(data: bytes) -> int:
     """How deeply arrays and objects nest in `data` (brackets inside strings do not count), in C-level passes."""
     brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", data)).translate(_STEP)
@@ -321,4 +325,4 @@ def loads_json(data: bytes, what: str, hint: str, max_depth: int = JSON_MAX_DEPT
     try:
         return json.loads(data)
     except (ValueError, RecursionError):
-        raise BadAnswer(f"{what} is not JSON", hint=hint) from None
+        raise NotJson(f"{what} is not JSON", hint=hint) from None

@@ -13,7 +13,7 @@ import requests
 import urllib3.exceptions
 
 from comfydock.errors import ComfydockError
-from comfydock.http import ANSWER_DEADLINE_MAX, DownloadTooSlow, bounded_get, loads_json, make_session
+from comfydock.http import ANSWER_DEADLINE_MAX, DownloadTooSlow, NotJson, bounded_get, loads_json, make_session
 
 DEFAULT_CIVITAI_URL = "https://civitai.com"
 DEFAULT_HUGGINGFACE_URL = "https://huggingface.co"
@@ -150,7 +150,10 @@ def civitai_lookup(
             )
         if status != 200:
             raise ComfydockError(f"CivitAI lookup at {redact_url(base)} failed: HTTP {status}", hint="run again later to retry")
-        data = loads_json(body, f"CivitAI's answer at {redact_url(base)}", hint="check the civitai-url setting")
+        try:
+            data = loads_json(body, f"CivitAI lookup at {redact_url(base)}: its answer", hint="check the civitai-url setting")
+        except NotJson:
+            data = None  # refused below, as any answer that is not a model version
     finally:
         if own:
             session.close()
