@@ -70,6 +70,12 @@ def _http_url(value: str) -> str | None:
     return None if ok else "it must be an http:// or https:// URL"
 
 
+def _index_url(value: str) -> str | None:
+    if value.lower().startswith("file:///") and not any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return None
+    return None if _http_url(value) is None else "it must be an http://, https:// or file:/// URL"
+
+
 def _text(value: str) -> str | None:
     if not value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value):
         return "it must be non-empty text without control characters"
@@ -154,7 +160,7 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_TORCH_INDEX_URL",
             "https://download.pytorch.org/whl",
             "base URL of the PyTorch wheel indexes used by --torch-backend",
-            _http_url,
+            _index_url,
         ),
         Setting(
             "torch-backend",
