@@ -6,6 +6,8 @@ environment variable ($COMFYDOCK_ARCHIVE_MAX_BYTES, …), the variable winning.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 
 from comfydock.errors import ComfydockError
@@ -15,6 +17,23 @@ GIB = 1 << 30
 
 class ArchiveTooLarge(ComfydockError):
     pass
+
+
+def seconds_from_env(name: str, default: float) -> float:
+    """A number of seconds from $name (default when unset or empty); anything else is refused, naming the variable."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ComfydockError(
+            f"${name} must be a number of seconds (0 or more), not {raw[:40]!r}",
+            hint=f"set it to a number (e.g. {default:g}) or unset it: 'unset {name}'",
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -70,3 +89,23 @@ class ArchiveLimits:
                 f"{what} unpacks to {total} bytes from {compressed} ({total / max(compressed, 1):.0f}:1, limit {self.max_ratio:g}:1)",
                 hint=hint.format("archive-max-ratio"),
             )
+
+
+DOWNLOAD_SECONDS = 600.0  # the download-timeout setting's default
+
+
+def download_seconds(workspace) -> float:
+    """The download-timeout setting: how long one download may take in all (comfydock.http.bounded_get)."""
+    if workspace is None:
+        return DOWNLOAD_SECONDS
+    raw = workspace.setting("download-timeout")
+    try:
+        value = float(raw) if raw not in (None, "") else DOWNLOAD_SECONDS
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ComfydockError(
+            f"setting download-timeout must be a number of seconds above 0, not {raw!r}",
+            hint="'comfydock config download-timeout SECONDS', or back to the default: 'comfydock config download-timeout --unset'",
+        )
+    return value

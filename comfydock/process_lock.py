@@ -70,7 +70,9 @@ def process_lock(lock_file: Path, timeout: float | None = None, on_wait=None):
         yield
         return
     if timeout is None:
-        timeout = float(os.environ.get("COMFYDOCK_LOCK_TIMEOUT", "600"))
+        from comfydock.limits import seconds_from_env
+
+        timeout = seconds_from_env("COMFYDOCK_LOCK_TIMEOUT", 600)
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     _refuse_non_files(lock_file, holder_file(lock_file))
     lock = FileLock(lock_file)

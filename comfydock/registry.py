@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 from comfydock.errors import ComfydockError
 from comfydock.fsutil import atomic_write_json
+from comfydock.limits import seconds_from_env
 
 DEFAULT_TTL = 4 * 3600  # seconds; $COMFYDOCK_API_CACHE_TTL overrides
 _TIMEOUT = 30
@@ -24,10 +24,24 @@ class NodeNotFound(RegistryError):
 
 
 class RegistryClient:
-    def __init__(self, base_url: str, cache_file: Path | None = None, ttl: float | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        cache_file: Path | None = None,
+        ttl: float | None = None,
+        *,
+        max_bytes: int | None = None,
+        seconds: float | None = None,
+    ):
+        """`max_bytes`: the largest node archive downloaded (archive-max-bytes); `seconds`: how long
+        one download may take (download-timeout; an answer gets at most http.ANSWER_DEADLINE_MAX)."""
+        from comfydock.limits import DOWNLOAD_SECONDS, ArchiveLimits
+
         self.base_url = base_url.rstrip("/")
+        self.max_bytes = ArchiveLimits().max_bytes if max_bytes is None else max_bytes
+        self.seconds = DOWNLOAD_SECONDS if seconds is None else seconds
         self.cache_file = cache_file
-        self.ttl = float(os.environ.get("COMFYDOCK_API_CACHE_TTL", DEFAULT_TTL)) if ttl is None else ttl
+        self.ttl = seconds_from_env("COMFYDOCK_API_CACHE_TTL", DEFAULT_TTL) if ttl is None else ttl
         self._session = None
 
     @property
@@ -45,7 +59,7 @@ class RegistryClient:
         try:
             data = json.loads(self.cache_file.read_text())
             return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}  # a damaged cache is only a cache: start over
 
     def _cache_get(self, key: str):
@@ -76,28 +90,39 @@ class RegistryClient:
             hit = self._cache_get(key)
             if hit is not None:
                 return hit
+        from comfydock import http
+
         url = self.base_url + path
         try:
-            resp = self.session.get(url, params=params, timeout=_TIMEOUT)
+            with http.bounded_get(
+                self.session,
+                url,
+                params=params,
+                timeout=_TIMEOUT,
+                max_bytes=http.ANSWER_MAX_BYTES,
+                seconds=min(self.seconds, http.ANSWER_DEADLINE_MAX),
+                what=f"the Comfy Registry's answer for {path}",
+                too_large_hint=f"is {self.base_url} really a Comfy Registry API? check 'comfydock config registry-url'",
+            ) as resp:
+                status = resp.status_code
+                body = resp.read() if status == 200 else b""
         except requests.RequestException as exc:
             raise RegistryError(
                 f"cannot reach the Comfy Registry at {self.base_url} ({type(exc).__name__})",
                 hint="check your network, or point 'comfydock config registry-url' / $COMFYDOCK_REGISTRY_URL elsewhere",
             ) from None
-        if resp.status_code == 404 and not_found is not None:
+        if status == 404 and not_found is not None:
             raise not_found()
-        if resp.status_code != 200:
+        if status != 200:
             raise RegistryError(
-                f"the Comfy Registry at {self.base_url} answered {resp.status_code} for {path}",
+                f"the Comfy Registry at {self.base_url} answered {status} for {path}",
                 hint="try again later; the registry may be having trouble",
             )
-        try:
-            value = resp.json()
-        except ValueError:
-            raise RegistryError(
-                f"the Comfy Registry at {self.base_url} sent something that is not JSON for {path}",
-                hint=f"is {self.base_url} really a Comfy Registry API? check 'comfydock config registry-url'",
-            ) from None
+        value = http.loads_json(
+            body,
+            f"the Comfy Registry at {self.base_url}'s answer for {path}",
+            hint=f"nothing was installed; is {self.base_url} really a Comfy Registry API? check 'comfydock config registry-url'",
+        )
         if cache:
             self._cache_put(key, value)
         return value
@@ -160,19 +185,26 @@ class RegistryClient:
         return [n["id"] for n in nodes if isinstance(n, dict) and n.get("id")][:limit]
 
     def download(self, url: str, dest: Path) -> int:
-        """Stream `url` to `dest`; a cut-off transfer is an error, never a short file."""
+        """Stream `url` to `dest`, at most max_bytes within `seconds`; a cut-off transfer is an error,
+        never a short file (the caller removes `dest` on any error)."""
         import requests
 
+        from comfydock import http
+
         try:
-            with self.session.get(url, stream=True, timeout=_TIMEOUT) as resp:
+            with http.bounded_get(
+                self.session,
+                url,
+                timeout=_TIMEOUT,
+                max_bytes=self.max_bytes,
+                seconds=self.seconds,
+                what=f"the node archive at {url}",
+                too_large_hint="if you trust it, raise the limit with 'comfydock config archive-max-bytes N'",
+            ) as resp:
                 if resp.status_code != 200:
                     raise RegistryError(f"download of {url} failed with HTTP {resp.status_code}", hint="try again later")
                 expected = resp.headers.get("Content-Length")
-                got = 0
-                with open(dest, "wb") as f:
-                    for chunk in resp.iter_content(1 << 20):
-                        f.write(chunk)
-                        got += len(chunk)
+                got = resp.save(dest)
         except requests.RequestException as exc:
             raise RegistryError(
                 f"download of {url} was interrupted ({type(exc).__name__})", hint="run the command again to retry"

@@ -25,6 +25,7 @@ from comfydock import history
 from comfydock.errors import ComfydockError, ExternalToolError, UsageError
 from comfydock.gitutil import git as _git
 from comfydock.gitutil import git_reason
+from comfydock.limits import ArchiveLimits
 from comfydock.torch_backend import adopt_machine_backend, resolve_torch_backend
 
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -331,28 +332,75 @@ class PullResult:
         return asdict(self)
 
 
-def check_history(repo, revisions: list[str], what: str) -> None:
+def check_history(repo, revisions: list[str], what: str, limits=None) -> None:
     """Every commit `revisions` brings in (rev-list syntax) holds plain files only: a later rollback
     to one of them must not check out a link or a submodule either."""
     commits = repo.git.rev_list(*revisions).split()
     for commit in commits:
-        check_tree(repo, commit, what, need_manifest=False)
+        check_tree(repo, commit, what, need_manifest=False, limits=limits)
 
 
-def check_tree(repo, commit: str, what: str, need_manifest: bool = True) -> None:
-    """An incoming tree holds plain files only (no links, no submodules) and a pyproject.toml."""
-    out = repo.git.ls_tree("-r", "-z", "--full-tree", commit)
+# The largest file pull and `create --from` parse (as bundle/archive.py caps what import parses):
+# tomlkit needs 4-9 s per MiB of TOML, so a remote's 30 MiB pyproject.toml held `pull` for more
+# than ten minutes; a real one is a few KiB to a few hundred. Checked on git's listing, before a byte is read.
+PARSED_FILE_MAX = {"pyproject.toml": 4 << 20, "uv.lock": 64 << 20, ".python-version": 4 << 10}
+# Characters macOS ignores in a file name (so ".g\u200cit" is ".git" there), as git's own check lists them.
+_HFS_IGNORED = dict.fromkeys([0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF])
+
+
+def _entry_problem(path: str) -> str | None:
+    """Why a tree entry's path must not be checked out into .cec/ (None: it is a plain path)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return "holds control characters"
+    if "\\" in path:
+        return "holds a backslash (a path separator on Windows)"
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            return f"has a {part or 'empty'!r} part"
+        # what Windows and macOS would open as .git: '.GIT', '.git.', '.git ', '.git::$INDEX_ALLOCATION',
+        # the 8.3 short name 'GIT~1', '.g\u200cit'
+        bare = part.split(":")[0].translate(_HFS_IGNORED).rstrip(". ").casefold()
+        if bare == ".git" or re.fullmatch(r"git~\d+", bare):
+            return "names a .git directory (what git itself runs is kept there)"
+    return None
+
+
+def check_tree(repo, commit: str, what: str, need_manifest: bool = True, limits=None) -> None:
+    """An incoming tree holds plain files only (no links, no submodules, no '..' or '.git'
+    entries), no more and no larger than `limits` (the archive-max-* settings) and the
+    PARSED_FILE_MAX caps allow, and a pyproject.toml."""
+    limits = limits or ArchiveLimits()
+    hint = "the remote may be damaged or hostile; nothing was changed"
+    out = repo.git.ls_tree("-r", "-z", "-l", "--full-tree", commit)
     names = set()
+    total = 0
     for entry in out.split("\0"):
         if not entry:
             continue
         meta, _, path = entry.partition("\t")
-        mode = meta.split()[0]
+        mode, _kind, _obj, size = meta.split()
         names.add(path)
+        problem = _entry_problem(path)
+        if problem:
+            raise ComfydockError(f"{what} refused: its entry {path!r} {problem}", hint=hint)
         if mode in _BAD_MODES:
             raise ComfydockError(
-                f"{what} refused: {path} is {_BAD_MODES[mode]}; an environment's history holds plain files only",
-                hint="the remote may be damaged or hostile; nothing was changed",
+                f"{what} refused: {path} is {_BAD_MODES[mode]}; an environment's history holds plain files only", hint=hint
+            )
+        size = int(size) if size.isdigit() else 0
+        cap = PARSED_FILE_MAX.get(path)
+        if cap is not None and size > cap:
+            raise ComfydockError(f"{what} refused: its {path} has {size} bytes, more than the {cap} comfydock reads", hint=hint)
+        total += size
+        if total > limits.max_bytes:
+            raise ComfydockError(
+                f"{what} refused: its files add up to more than {limits.max_bytes} bytes (setting archive-max-bytes)",
+                hint="if you trust it, raise the limit with 'comfydock config archive-max-bytes N'",
+            )
+        if len(names) > limits.max_members:
+            raise ComfydockError(
+                f"{what} refused: it holds more than {limits.max_members} files (setting archive-max-members)",
+                hint="if you trust it, raise the limit with 'comfydock config archive-max-members N'",
             )
     if need_manifest and "pyproject.toml" not in names:
         raise ComfydockError(f"{what} refused: it has no pyproject.toml", hint="is this a comfydock environment's history?")
@@ -363,9 +411,7 @@ def check_tree(repo, commit: str, what: str, need_manifest: bool = True) -> None
         try:
             manifest.check_python_version_text(text, ".python-version")
         except ComfydockError as exc:
-            raise ComfydockError(
-                f"{what} refused: {exc.message}", hint="the remote may be damaged or hostile; nothing was changed"
-            ) from None
+            raise ComfydockError(f"{what} refused: {exc.message}", hint=hint) from None
 
 
 _FIX_REMOTE = "nothing was changed; the remote may be damaged or hostile: ask whoever pushed it to fix .cec/pyproject.toml and push again"
@@ -505,8 +551,9 @@ def pull(env, remote: str | None = None, *, listener=None, on_wait=None) -> Pull
         else:
             how, target = "merge", None
         if how != "up-to-date":
-            check_tree(repo, theirs, f"{remote}'s {branch}")
-            check_history(repo, [theirs, f"^{head}"], f"{remote}'s {branch}")
+            limits = ArchiveLimits.from_workspace(env.workspace)
+            check_tree(repo, theirs, f"{remote}'s {branch}", limits=limits)
+            check_history(repo, [theirs, f"^{head}"], f"{remote}'s {branch}", limits)
             _parse_manifest(repo.git.show(f"{theirs}:pyproject.toml"), f"{remote}'s {branch}")
             if how == "merge":
                 target = _merge(env, repo, head, theirs, remote)
@@ -645,8 +692,9 @@ def create_from_remote(
             repo.git.update_ref(f"refs/heads/{pick.remote_head}", pick.commit.hexsha)
             repo.git.branch(f"--set-upstream-to={pick.name}", pick.remote_head)
         commit = repo.head.commit.hexsha
-        check_tree(repo, commit, url)
-        check_history(repo, ["--all"], url)
+        limits = ArchiveLimits.from_workspace(ws)
+        check_tree(repo, commit, url, limits=limits)
+        check_history(repo, ["--all"], url, limits)
         doc = _parse_manifest(repo.git.show(f"{commit}:pyproject.toml"), url)
         env.cec_dir.mkdir()
         repo.git.execute(["git", f"--work-tree={env.cec_dir}", "checkout", "--quiet", commit, "--", "."])

@@ -25,6 +25,7 @@ class CommitResult:
     build: dict | None = None
     missing_nodes: list[dict] = field(default_factory=list)  # node types no installed package provides
     skipped_links: list[str] = field(default_factory=list)  # workflows that are symbolic links: never followed
+    node_map_error: str | None = None  # why the node map (which package provides a type) could not be had
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -182,9 +183,9 @@ def commit_environment(
             before = repo.head.commit.hexsha if has_head else None
             tx.on_undo(partial(_unstage, repo), "the .cec index")  # before 'git add': no staged leftovers
             repo.git.add(A=True)
-            missing = _missing_nodes(env, repo)
+            missing, map_error = _missing_nodes(env, repo)
             if choose_package is not None and _ask_packages(env, repo, missing, choose_package):
-                missing = _missing_nodes(env, repo)
+                missing, map_error = _missing_nodes(env, repo)
                 repo.git.add(A=True)
             if has_head and not repo.index.diff("HEAD"):
                 last = history.versions(repo)
@@ -197,18 +198,19 @@ def commit_environment(
                     report.to_json(),
                     missing,
                     linked,
+                    map_error,
                 )
             text = message or _default_message(changes)
             tx.on_undo(partial(_undo_commit, repo, before, history.next_version(repo)), "the new version")
             version = history.commit_version(repo, text)
-        return CommitResult(version.version, text, changes, unresolved, unreadable, report.to_json(), missing, linked)
+        return CommitResult(version.version, text, changes, unresolved, unreadable, report.to_json(), missing, linked, map_error)
 
 
-def _missing_nodes(env, repo) -> list[dict]:
-    """Node types no installed package provides; the node map (cached, refreshed when expired) is
-    fetched only when there are such types, and not again for an hour after a failed fetch (an
-    offline machine must not wait on the network at every commit). Without it the types are
-    still listed."""
+def _missing_nodes(env, repo) -> tuple[list[dict], str | None]:
+    """Node types no installed package provides, and why the node map could not be fetched (None:
+    it could, or was not needed). The node map (cached, refreshed when expired) is fetched only
+    when there are such types, and not again for an hour after a failed fetch (an offline machine
+    must not wait on the network at every commit). Without it the types are still listed."""
     import time
 
     from comfydock.fsutil import atomic_write_json, read_json_state
@@ -217,22 +219,25 @@ def _missing_nodes(env, repo) -> list[dict]:
 
     missing = workflows_status(env, repo)["missing_nodes"]
     if not missing:
-        return missing
+        return missing, None
     failed = env.workspace.api_cache_dir / "node-map-failed.json"
     url = env.workspace.setting("node-map-url")
     last = read_json_state(failed) or {}
-    if last.get("url") == url and time.time() - float(last.get("at", 0)) < 3600:
-        return missing
+    try:
+        if last.get("url") == url and time.time() - float(last.get("at", 0)) < 3600:
+            return missing, None
+    except (TypeError, ValueError):
+        pass  # a damaged record: ask again
     try:
         fetch_node_map(env.workspace)
-    except ComfydockError:
+    except ComfydockError as exc:
         try:
             atomic_write_json(failed, {"url": url, "at": time.time()})
         except OSError:
             pass
-        return missing
+        return missing, exc.message
     failed.unlink(missing_ok=True)
-    return workflows_status(env, repo)["missing_nodes"]
+    return workflows_status(env, repo)["missing_nodes"], None
 
 
 def _unstage(repo) -> None:

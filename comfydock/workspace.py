@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,74 @@ class Setting:
     env_var: str
     default: str | None
     doc: str
+    problem: Callable[[str], str | None] = lambda value: None  # what is wrong with a value (None: fine)
+
+
+def _positive_int(value: str) -> str | None:
+    try:
+        ok = int(value.strip()) > 0
+    except ValueError:
+        ok = False
+    return None if ok else "it must be a whole number above 0"
+
+
+def _positive_number(value: str) -> str | None:
+    import math
+
+    try:
+        number = float(value)
+        ok = math.isfinite(number) and number > 0
+    except ValueError:
+        ok = False
+    return None if ok else "it must be a number above 0"
+
+
+def _http_url(value: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises on a bad port)
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if any(ord(c) <= 32 or ord(c) == 127 for c in value):
+        ok = False
+    return None if ok else "it must be an http:// or https:// URL"
+
+
+def _index_url(value: str) -> str | None:
+    if value.lower().startswith("file:///") and not any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return None
+    return None if _http_url(value) is None else "it must be an http://, https:// or file:/// URL"
+
+
+def _text(value: str) -> str | None:
+    if not value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "it must be non-empty text without control characters"
+    return None
+
+
+def _git_url(value: str) -> str | None:
+    from comfydock.nodes.spec import check_git_url
+
+    try:
+        check_git_url(value)
+    except ComfydockError:
+        return "it must be a git URL (https://, ssh://, git@host: or file://) or a local path"
+    return None
+
+
+def _yes_no(value: str) -> str | None:
+    return None if value.lower() in {"1", "true", "yes", "0", "false", "no"} else "it must be true or false"
+
+
+def _torch_backend(value: str) -> str | None:
+    from comfydock.torch_backend import TORCH_BACKENDS
+
+    if value in {"auto", "pypi", *TORCH_BACKENDS}:
+        return None
+    return "unknown torch backend (use auto, pypi, or one of: " + ", ".join(TORCH_BACKENDS) + ")"
 
 
 SETTINGS: dict[str, Setting] = {
@@ -51,6 +120,7 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_COMFYUI_SOURCE",
             "https://github.com/comfyanonymous/ComfyUI.git",
             "git URL that ComfyUI is cloned from",
+            _git_url,
         ),
         Setting(
             "registry-url",
@@ -58,6 +128,7 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_REGISTRY_URL",
             "https://api.comfy.org",
             "Comfy Registry API base URL",
+            _http_url,
         ),
         Setting(
             "python-index",
@@ -65,6 +136,7 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_PYTHON_INDEX",
             None,
             "Python package index URL given to uv (default: uv's own, PyPI)",
+            _text,
         ),
         Setting(
             "find-links",
@@ -72,6 +144,7 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_FIND_LINKS",
             None,
             "directory or URL of extra wheels given to uv as --find-links",
+            _text,
         ),
         Setting(
             "no-index",
@@ -79,6 +152,7 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_NO_INDEX",
             None,
             "'true' to let uv use only find-links (offline set-ups)",
+            _yes_no,
         ),
         Setting(
             "torch-index",
@@ -86,6 +160,7 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_TORCH_INDEX_URL",
             "https://download.pytorch.org/whl",
             "base URL of the PyTorch wheel indexes used by --torch-backend",
+            _index_url,
         ),
         Setting(
             "torch-backend",
@@ -93,6 +168,7 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_TORCH_BACKEND",
             "auto",
             "this machine's PyTorch build: auto, cpu, cu128, rocm6.3, xpu, pypi, ... (never written to .cec/)",
+            _torch_backend,
         ),
         Setting(
             "archive-max-bytes",
@@ -100,6 +176,7 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_ARCHIVE_MAX_BYTES",
             str(2 << 30),
             "largest total size a node archive or bundle may unpack to, in bytes",
+            _positive_int,
         ),
         Setting(
             "archive-max-members",
@@ -107,6 +184,7 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_ARCHIVE_MAX_MEMBERS",
             "100000",
             "most files and directories a node archive or bundle may hold",
+            _positive_int,
         ),
         Setting(
             "archive-max-ratio",
@@ -114,6 +192,15 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_ARCHIVE_MAX_RATIO",
             "200",
             "largest unpacked:packed size ratio of a node archive or bundle",
+            _positive_number,
+        ),
+        Setting(
+            "download-timeout",
+            "download_timeout",
+            "COMFYDOCK_DOWNLOAD_TIMEOUT",
+            "600",
+            "seconds a node archive download may take in all (a registry, node map or CivitAI answer: at most 60)",
+            _positive_number,
         ),
         Setting(
             "node-map-url",
@@ -121,6 +208,7 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_NODE_MAP_URL",
             "https://raw.githubusercontent.com/Comfy-Org/ComfyUI-Manager/main/extension-node-map.json",
             "ComfyUI-Manager's extension-node-map.json: which custom nodes provide which node types",
+            _http_url,
         ),
         Setting(
             "civitai-url",
@@ -128,6 +216,7 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_CIVITAI_URL",
             "https://civitai.com",
             "CivitAI base URL: model lookups by SHA256 on export (token: $CIVITAI_API_TOKEN)",
+            _http_url,
         ),
         Setting(
             "uv-cache",
@@ -135,6 +224,7 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_UV_CACHE",
             None,
             "uv's package cache (default: uv's own user cache, shared by every workspace; $UV_CACHE_DIR wins)",
+            _text,
         ),
         Setting(
             "huggingface-url",
@@ -142,6 +232,7 @@ SETTINGS: dict[str, Setting] = {
             "COMFYDOCK_HUGGINGFACE_URL",
             "https://huggingface.co",
             "Hugging Face base URL for model downloads (token: $HF_TOKEN)",
+            _http_url,
         ),
     )
 }
@@ -399,12 +490,12 @@ class Workspace:
             else:
                 self.set_models_dir(Path(value))
             return
-        if key == "torch-backend" and value is not None:
-            from comfydock.torch_backend import TORCH_BACKENDS
-
-            if value not in {"auto", "pypi", *TORCH_BACKENDS}:
+        if value is not None:
+            problem = s.problem(value)
+            if problem:
                 raise UsageError(
-                    f"unknown torch backend {value!r}", hint="use auto, pypi, or one of: " + ", ".join(TORCH_BACKENDS)
+                    f"invalid value {value[:80]!r} for {key}: {problem}",
+                    hint=f"'comfydock config {key} VALUE' with a valid value ({s.doc}); nothing was changed",
                 )
         if value is None:
             self.config.pop(s.json_key, None)

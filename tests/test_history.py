@@ -460,3 +460,23 @@ def test_model_moved_where_its_loader_does_not_look_is_shown_as_misplaced(env, w
     assert run_cli("models", "index").code == 0
     assert run_cli("status", "--json").json["misplaced_models"] == []
     assert run_cli("workflow", "show", "demo", "--json").json["models"][0]["misplaced"] is False
+
+
+def test_commit_goes_on_without_a_node_map_nested_too_deep_and_says_so(env, run_cli):
+    """A hostile node map (arrays inside arrays 100,000 deep) crashed commit with a RecursionError."""
+    import json
+
+    from test_node_types import MapServer
+
+    server = MapServer(b"[" * 100_000 + b"]" * 100_000)
+    try:
+        assert run_cli("config", "node-map-url", server.url).code == 0
+        env.workflows_dir.mkdir(parents=True, exist_ok=True)
+        (env.workflows_dir / "odd.json").write_text(json.dumps({"nodes": [{"id": 1, "type": "NoSuchNodeAnywhere"}]}))
+        result = run_cli("commit", "-m", "odd", "--no-interactive")
+        assert result.code == 0, result.err
+        warning = [ln for ln in result.err.splitlines() if "node map" in ln]
+        assert warning and "deep" in warning[0] and "Traceback" not in result.err, result.err
+        assert [v["version"] for v in run_cli("log", "--json").json][0] == "v2"
+    finally:
+        server.close()

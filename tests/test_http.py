@@ -108,3 +108,67 @@ def test_a_refused_connection_fails_at_once_but_a_dropped_one_is_retried(monkeyp
     finally:
         server.close()
     assert len(accepts) == 1 + 3  # the first try and COMFYDOCK_HTTP_RETRIES' default 3
+
+
+def test_a_server_trickling_its_headers_is_cut_at_the_deadline_without_retries():
+    """The deadline covers the whole request: a status line sent a byte at a time is not waited out."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepts = []
+
+    def trickle(conn):
+        try:
+            conn.recv(1000)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+                conn.send(bytes([byte]))
+                time.sleep(0.3)
+        except OSError:
+            pass
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepts.append(1)
+            threading.Thread(target=trickle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        with pytest.raises(http.DownloadTooSlow, match="took longer than 1.5 s"):
+            with http.bounded_get(
+                http.make_session(), f"http://127.0.0.1:{server.getsockname()[1]}/", max_bytes=100, seconds=1.5, what="it"
+            ) as answer:
+                answer.read()
+    finally:
+        server.close()
+    assert len(accepts) == 1  # past the deadline nothing is retried
+
+
+def test_a_node_archive_larger_than_the_cap_is_refused_from_its_content_length(registry, tmp_path):
+    client = RegistryClient(registry.url, max_bytes=100)
+    url = client.install_info("comfyui-plain", None)["downloadUrl"]
+    with pytest.raises(http.DownloadTooLarge, match="larger than 100 bytes") as info:
+        client.download(url, tmp_path / "plain.zip")
+    assert "archive-max-bytes" in info.value.hint
+
+
+def test_a_civitai_answer_nested_too_deep_is_refused_not_a_crash():
+    with ModelServer() as server:
+        sha = hashlib.sha256(b"m").hexdigest()
+        server.civitai[sha] = b'{"files": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        with pytest.raises(http.BadAnswer, match="more than 64 deep"):
+            civitai_lookup(sha, server.url)
+
+
+def test_json_depth_ignores_brackets_inside_strings_and_is_linear_on_unterminated_ones():
+    assert http.json_depth(b'{"a": [1, {"b": "[[[[\\"]]"}]}') == 3
+    assert http.loads_json(b'{"a": "[[["}', "it", "hint") == {"a": "[[["}
+    assert http.json_depth(b'"' + b'\\"' * 100_000 + b"[[") == 0  # one unterminated string to the end
+    with pytest.raises(http.BadAnswer, match="is not JSON"):
+        http.loads_json(b"<html>", "it", "hint")

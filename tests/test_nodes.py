@@ -79,6 +79,18 @@ def test_broken_registry_is_a_clear_error_and_changes_nothing(env, registry, run
     assert not any(env.custom_nodes_dir.glob("ComfyUI-Fixture*"))
 
 
+@pytest.mark.parametrize("path", ["/nodes/comfyui-fixture-pack", "/nodes/comfyui-fixture-pack/install"])
+def test_a_registry_answer_nested_too_deep_is_one_line_and_installs_nothing(env, registry, run_cli, path):
+    before = env.pyproject_path.read_bytes()
+    registry.answers[path] = b'{"id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    result = run_cli("node", "add", "comfyui-fixture-pack")
+    assert result.code == 1, result
+    errors = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "more than 64 deep" in errors[0] and "hint:" in result.err, result.err
+    assert env.pyproject_path.read_bytes() == before
+    assert not any(env.custom_nodes_dir.glob("ComfyUI-Fixture*"))
+
+
 def test_unreachable_registry_says_which_setting_to_fix(env, run_cli):
     run_cli("config", "registry-url", "http://127.0.0.1:9")
     result = run_cli("node", "add", "anything")
@@ -96,6 +108,31 @@ def test_cut_off_download_leaves_nothing_and_a_retry_works(env, registry, run_cl
     registry.mode = None
     assert run_cli("node", "add", "comfyui-fixture-pack").code == 0
     assert (env.custom_nodes_dir / "ComfyUI-Fixture-Pack" / "__init__.py").exists()
+
+
+@pytest.mark.parametrize(
+    "mode,setting,value,expected",
+    [
+        ("endless", "archive-max-bytes", str(1 << 20), "larger than 1048576 bytes"),
+        ("trickle", "download-timeout", "1.5", "took longer than 1.5 s"),
+        ("trickle-answers", "download-timeout", "1.5", "took longer than 1.5 s"),
+    ],
+)
+def test_an_endless_or_trickling_registry_is_stopped_by_the_settings_and_leaves_nothing(
+    env, registry, run_cli, workspace, mode, setting, value, expected
+):
+    before = env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()
+    assert run_cli("config", setting, value).code == 0
+    registry.mode, registry.trickle_delay = mode, 0.5
+    result = run_cli("node", "add", "comfyui-fixture-pack")
+    assert result.code == 1, result
+    errors = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0] and setting in result.err and "hint:" in result.err, result.err
+    assert (env.pyproject_path.read_bytes(), env.uv_lock_path.read_bytes()) == before
+    store = workspace.node_cache_dir / "store"
+    assert not store.exists() or not any(store.iterdir())  # the partial download is gone
+    registry.mode = None
+    assert run_cli("node", "add", "comfyui-fixture-pack", "--no-test").code == 0
 
 
 @pytest.mark.parametrize(

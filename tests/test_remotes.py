@@ -323,3 +323,101 @@ def test_push_to_a_missing_remote_says_why_once(env, run_cli, tmp_path):
         assert "hint: check gone's URL" in result.err
     finally:
         assert run_cli("remote", "remove", "gone").code == 0
+
+
+# --- hand-made trees: what plain git would never commit, made with git's plumbing ----------------
+
+
+def _git_out(repo: Path, *args: str, data: bytes | None = None) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], input=data, capture_output=True, check=True).stdout.decode().strip()
+
+
+def _tree(repo: Path, entries: dict) -> str:
+    """A tree object from {name: bytes (a file) | dict (a directory)}; names are taken as they are."""
+    lines = []
+    for name, value in entries.items():
+        if isinstance(value, dict):
+            lines.append(f"040000 tree {_tree(repo, value)}\t{name}")
+        else:
+            lines.append(f"100644 blob {_git_out(repo, 'hash-object', '-w', '--stdin', data=value)}\t{name}")
+    return _git_out(repo, "mktree", "-z", data="".join(line + "\0" for line in lines).encode())
+
+
+def _commit_tree(repo: Path, entries: dict, parent: str | None = None, branch: str = "main") -> str:
+    """Commit `entries` added over `parent`'s tree (or alone) and point `branch` at it."""
+    base = {}
+    if parent:
+        for line in _git_out(repo, "ls-tree", "-z", parent).split("\0"):
+            if line:
+                meta, _, name = line.partition("\t")
+                base[name] = meta
+    lines = [f"{meta}\t{name}" for name, meta in base.items() if name not in entries]
+    extra = _tree(repo, entries)
+    lines += [line for line in _git_out(repo, "ls-tree", "-z", extra).split("\0") if line]
+    tree = _git_out(repo, "mktree", "-z", data="".join(line + "\0" for line in lines).encode())
+    ident = ["-c", "user.name=x", "-c", "user.email=x@x"]
+    commit = subprocess.run(
+        ["git", "-C", str(repo), *ident, "commit-tree", tree, *(["-p", parent] if parent else []), "-m", "hand-made"],
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout.strip()
+    _git_out(repo, "update-ref", f"refs/heads/{branch}", commit)
+    return commit
+
+
+HOSTILE_ENTRIES = {
+    "..": b"x",
+    ".git": {"config": b"[core]\n\tfsmonitor = touch /tmp/owned\n"},
+    ".GIT": {"config": b"[core]\n\tfsmonitor = touch /tmp/owned\n"},
+    "git~1": {"config": b"[core]\n\tfsmonitor = touch /tmp/owned\n"},
+    ".git.": {"HEAD": b"ref: refs/heads/main\n"},
+    "workflows": {"..": {"x.json": b"{}"}},
+}
+
+
+@pytest.mark.parametrize("name", [*HOSTILE_ENTRIES, "nested .git"])
+def test_create_from_a_tree_with_a_dot_dot_or_git_entry_is_refused_naming_it(workspace, run_cli, tmp_path, name):
+    src = tmp_path / "hand-made.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(src)], check=True)
+    entries = {"pyproject.toml": b'[project]\nname = "x"\nversion = "0"\n'}
+    if name == "nested .git":
+        entries["workflows"] = {".Git": {"config": b"[core]\n"}}
+        shown = "workflows/.Git/config"
+    else:
+        entries[name] = HOSTILE_ENTRIES[name]
+        shown = {"workflows": "workflows/../x.json"}.get(name, name if isinstance(HOSTILE_ENTRIES[name], bytes) else f"{name}/")
+    _commit_tree(src, entries)
+    result = run_cli("create", "evil", "--from", src.as_uri())
+    assert result.code == 1, result
+    errors = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and shown in errors[0] and "hint:" in result.err, result.err
+    assert not (workspace.environments_dir / "evil").exists()
+
+
+def test_create_from_a_remote_with_a_huge_pyproject_is_refused_at_once(workspace, run_cli, tmp_path):
+    src = tmp_path / "huge.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(src)], check=True)
+    huge = b'[project]\nname = "x"\nversion = "0"\n' + b"".join(b"[tool.t%d]\na = 1\n" % i for i in range(400_000))
+    assert len(huge) > 4 << 20
+    _commit_tree(src, {"pyproject.toml": huge})
+    result = run_cli("create", "big", "--from", src.as_uri())
+    assert result.code == 1 and "pyproject.toml has" in result.err and "Traceback" not in result.err, result.err
+    assert not (workspace.environments_dir / "big").exists()
+
+
+def test_pull_refuses_hand_made_trees_and_a_huge_pyproject_and_changes_nothing(two_machines, run_cli):
+    env_a, env_b, b, remote = two_machines
+    main = _git_out(remote, "rev-parse", "main")
+    before = _state(env_b)
+    _commit_tree(remote, {".GIT": {"config": b"[core]\n\tfsmonitor = touch /tmp/owned\n"}}, parent=main)
+    refused = b("pull")
+    assert refused.code == 1 and "'.GIT/config'" in refused.err and "Traceback" not in refused.err, refused.err
+    assert _state(env_b) == before
+
+    pyproject = env_a.pyproject_path.read_bytes()
+    _commit_tree(remote, {"pyproject.toml": pyproject + b"#" + b"x" * (5 << 20) + b"\n"}, parent=main)
+    refused = b("pull")
+    assert refused.code == 1 and "pyproject.toml has" in refused.err and "Traceback" not in refused.err, refused.err
+    assert _state(env_b) == before
+    assert b("status", "--json").json["uncommitted_changes"] == []

@@ -334,7 +334,7 @@ READERS = [
     ["py", "list"],
     ["build", "--dry-run"],
 ]
-WRITERS = [["build"], ["py", "add", "cdfix-beta"], ["use", "main"], ["models", "index"], ["config", "registry-url", "x"]]
+WRITERS = [["build"], ["py", "add", "cdfix-beta"], ["use", "main"], ["models", "index"], ["config", "registry-url", "http://127.0.0.1:9/x"]]
 
 
 def _make_reachable(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from comfydock.workspace import Workspace
 
 
@@ -193,3 +195,49 @@ def test_uv_cache_is_uvs_own_unless_the_workspace_asks_for_one(workspace_path, r
     assert result.code == 0, result.err
     assert result.json["uv"]["cache"] == str(workspace_path / "my-uv-cache")
     assert "Removed" in result.json["uv"]["said"] or "No cache" in result.json["uv"]["said"]
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("archive-max-bytes", "abc"),
+        ("archive-max-bytes", "-5"),
+        ("archive-max-members", "0"),
+        ("archive-max-ratio", "0"),
+        ("archive-max-ratio", "nan"),
+        ("download-timeout", "soon"),
+        ("download-timeout", "0"),
+        ("registry-url", "ftp://example.org"),
+        ("node-map-url", "not a url"),
+        ("no-index", "maybe"),
+        ("comfyui-source", "ext::sh -c touch% /tmp/x"),
+    ],
+)
+def test_config_refuses_an_invalid_value_and_keeps_the_old_one(workspace_path, run_cli, key, value):
+    before = run_cli("config", key).out
+    result = run_cli("config", key, value)
+    assert result.code == 2, result
+    errors = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and key in errors[0] and "hint:" in result.err
+    assert run_cli("config", key).out == before
+    assert run_cli("list").code == 0  # every command still works
+
+
+def test_config_accepts_valid_numbers(workspace_path, run_cli):
+    assert run_cli("config", "archive-max-bytes", str(32 << 20)).code == 0
+    assert run_cli("config", "archive-max-ratio", "12.5").code == 0
+    assert run_cli("config", "archive-max-ratio").out.strip() == "12.5"
+
+
+def test_config_unset_without_a_key_is_a_usage_error(workspace_path, run_cli):
+    result = run_cli("config", "--unset")
+    assert result.code == 2 and "--unset" in result.err and "hint:" in result.err
+
+
+@pytest.mark.parametrize("var", ["COMFYDOCK_LOCK_TIMEOUT", "COMFYDOCK_API_CACHE_TTL"])
+def test_a_bad_seconds_variable_is_one_line_naming_it(env, run_cli, monkeypatch, var, registry):
+    monkeypatch.setenv(var, "abc")
+    result = run_cli("node", "add", "comfyui-plain")
+    assert result.code == 1, result
+    errors = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and var in errors[0] and "hint:" in result.err and "Traceback" not in result.err

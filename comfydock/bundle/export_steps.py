@@ -245,6 +245,8 @@ def lookup_source(env, model_hash: str, full: Path, target: Path) -> dict:
     is returned for lookup_uptodate to match, so the next export asks again."""
     from comfydock.bundle.download import tokens_from_env
     from comfydock.bundle.sources import LookupUnavailable, civitai_lookup, url_problem
+    from comfydock.http import ANSWER_DEADLINE_MAX
+    from comfydock.limits import download_seconds
     from comfydock.model_index import source_type
 
     ws = env.workspace
@@ -262,7 +264,7 @@ def lookup_source(env, model_hash: str, full: Path, target: Path) -> dict:
     else:
         token = tokens_from_env(civitai_base, hf_base).get(_host(civitai_base))
         try:
-            found = civitai_lookup(sha256, civitai_base, token=token)
+            found = civitai_lookup(sha256, civitai_base, token=token, seconds=min(download_seconds(ws), ANSWER_DEADLINE_MAX))
         except LookupUnavailable as e:
             found, failed = None, e.message
         if found:

@@ -6,7 +6,6 @@ or tokens, and on the host that was asked (a CivitAI answer cannot point a lock 
 
 from __future__ import annotations
 
-import json
 import re
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
@@ -14,7 +13,7 @@ import requests
 import urllib3.exceptions
 
 from comfydock.errors import ComfydockError
-from comfydock.http import make_session
+from comfydock.http import ANSWER_DEADLINE_MAX, DownloadTooSlow, NotJson, bounded_get, loads_json, make_session
 
 DEFAULT_CIVITAI_URL = "https://civitai.com"
 DEFAULT_HUGGINGFACE_URL = "https://huggingface.co"
@@ -98,6 +97,7 @@ def civitai_lookup(
     *,
     token: str | None = None,
     timeout: float = 30,
+    seconds: float = ANSWER_DEADLINE_MAX,
 ) -> list[str] | None:
     """Download URLs CivitAI has for the file with this SHA256; None when CivitAI does not know it.
 
@@ -115,41 +115,45 @@ def civitai_lookup(
         headers["Authorization"] = f"Bearer {token}"
     own = session is None
     session = session or make_session()
+    unavailable = "check the network or the civitai-url setting; run again to retry"
     try:
         try:
-            resp = session.get(url, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
-        except requests.RequestException as e:
+            with bounded_get(
+                session,
+                url,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+                max_bytes=MAX_ANSWER,
+                seconds=seconds,
+                what=f"CivitAI's answer at {redact_url(base)}",
+                too_large_hint="check the civitai-url setting",
+            ) as resp:
+                status = resp.status_code
+                body = resp.read() if status == 200 else b""
+        except DownloadTooSlow as e:  # no answer in time: like no connection, the next export asks again
+            raise LookupUnavailable(e.message, hint=unavailable) from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
             raise LookupUnavailable(
-                f"CivitAI lookup at {redact_url(base)} failed: {_short_reason(e)}",
-                hint="check the network or the civitai-url setting; run again to retry",
+                f"CivitAI lookup at {redact_url(base)} failed: {_short_reason(e)}", hint=unavailable
             ) from None
-        with resp:
-            if resp.status_code == 404:
-                return None
-            if resp.status_code in (401, 403):
-                raise ComfydockError(
-                    f"CivitAI lookup at {redact_url(base)} refused: HTTP {resp.status_code}",
-                    hint="set CIVITAI_API_TOKEN to an API key from your CivitAI account settings",
-                )
-            if resp.status_code == 429 or resp.status_code >= 500:
-                raise LookupUnavailable(
-                    f"CivitAI lookup at {redact_url(base)} failed: HTTP {resp.status_code}", hint="run again later to retry"
-                )
-            if resp.status_code != 200:
-                raise ComfydockError(
-                    f"CivitAI lookup at {redact_url(base)} failed: HTTP {resp.status_code}", hint="run again later to retry"
-                )
-            try:
-                body = resp.raw.read(MAX_ANSWER + 1, decode_content=True)
-            except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
-                raise LookupUnavailable(
-                    f"CivitAI lookup at {redact_url(base)} failed: {_short_reason(e)}",
-                    hint="check the network or the civitai-url setting; run again to retry",
-                ) from None
-            try:
-                data = json.loads(body) if len(body) <= MAX_ANSWER else None
-            except ValueError:
-                data = None
+        if status == 404:
+            return None
+        if status in (401, 403):
+            raise ComfydockError(
+                f"CivitAI lookup at {redact_url(base)} refused: HTTP {status}",
+                hint="set CIVITAI_API_TOKEN to an API key from your CivitAI account settings",
+            )
+        if status == 429 or status >= 500:
+            raise LookupUnavailable(
+                f"CivitAI lookup at {redact_url(base)} failed: HTTP {status}", hint="run again later to retry"
+            )
+        if status != 200:
+            raise ComfydockError(f"CivitAI lookup at {redact_url(base)} failed: HTTP {status}", hint="run again later to retry")
+        try:
+            data = loads_json(body, f"CivitAI lookup at {redact_url(base)}: its answer", hint="check the civitai-url setting")
+        except NotJson:
+            data = None  # refused below, as any answer that is not a model version
     finally:
         if own:
             session.close()

@@ -445,6 +445,11 @@ def cmd_config(app: App) -> int:
     from comfydock.workspace import SETTINGS
 
     args = app.args
+    if args.unset and (args.key is None or args.value is not None):
+        raise UsageError(
+            "--unset takes one setting name and no value",
+            hint="'comfydock config KEY --unset' (see 'comfydock config' for the keys)",
+        )
     ws = app.workspace()
     if args.key is None:
         rows = ws.settings()

@@ -220,6 +220,11 @@ def cmd_commit(app: App) -> int:
             parts += [f"{len(result.missing_nodes)} node type(s) no installed package provides"] if result.missing_nodes else []
             app.say(f"Still open: {', '.join(parts)} (see 'comfydock status')")
         return 0
+    if result.node_map_error:
+        app.warn(
+            f"committed without the node map ({escape(result.node_map_error)}): missing node types are listed "
+            "without the package that provides them; the next commit asks again after an hour"
+        )
     _warn_unresolved(app, result.unresolved)
     _warn_missing_nodes(app, result.missing_nodes)
     app.out.print(f"[green]✓[/] {result.version}: {escape(result.message)}")

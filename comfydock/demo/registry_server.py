@@ -16,7 +16,11 @@ class FakeRegistry:
     def __init__(self):
         self.nodes: dict[str, dict] = {}
         self.hits: Counter = Counter()
-        self.mode: str | None = None  # None, "500", "not-json", "truncate"
+        # None, "500", "not-json", "truncate"; for downloads (/files/) also "endless" (a body with no
+        # length that never ends) and "trickle" (one byte every trickle_delay seconds);
+        # "trickle-answers" trickles the API's JSON answers instead
+        self.mode: str | None = None
+        self.trickle_delay = 0.5
         # path -> what to answer instead (a JSON value, or bytes sent as they are): a hostile
         # registry for one test, e.g. answers["/nodes/x"] = {**registry.node_obj("x"), "id": "../x"}
         self.answers: dict[str, object] = {}
@@ -95,6 +99,10 @@ class FakeRegistry:
             req.send_header("Content-Length", "0")
             req.end_headers()
             return
+        if self.mode == "trickle-answers" and not path.startswith("/files/"):
+            node_id = self._find(path.split("/")[2]) if path.startswith("/nodes/") and path.count("/") >= 2 else None
+            body = json.dumps(self._node_obj(node_id) if node_id else {"message": "not found"}).encode()
+            return self._trickle(req, body)
         if path in self.answers:
             answer = self.answers[path]
             if isinstance(answer, bytes):
@@ -129,6 +137,17 @@ class FakeRegistry:
                 return self._send(req, 404, b"no such file", "text/plain")
             if self.file_delay:
                 time.sleep(self.file_delay)
+            if self.mode == "endless":
+                req.send_response(200)
+                req.send_header("Content-Type", "application/zip")
+                req.end_headers()  # no length: the body ends when the connection does
+                try:
+                    while True:
+                        req.wfile.write(bytes(1 << 16))
+                except OSError:
+                    return
+            if self.mode == "trickle":
+                return self._trickle(req, data)
             if self.mode == "truncate":
                 req.send_response(200)
                 req.send_header("Content-Type", "application/zip")
@@ -140,6 +159,18 @@ class FakeRegistry:
                 return
             return self._send(req, 200, data, "application/zip")
         return self._json(req, {"message": "not found"}, 404)
+
+    def _trickle(self, req, body: bytes):
+        req.send_response(200)
+        req.send_header("Content-Length", str(len(body)))
+        req.end_headers()
+        try:
+            for i in range(len(body)):
+                req.wfile.write(body[i : i + 1])
+                req.wfile.flush()
+                time.sleep(self.trickle_delay)
+        except OSError:
+            return
 
     def _json(self, req, obj, status=200):
         self._send(req, status, json.dumps(obj).encode(), "application/json")

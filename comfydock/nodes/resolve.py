@@ -26,9 +26,15 @@ _SHA_RE = re.compile(r"[0-9a-f]{7,40}")
 
 
 def registry_client(ws):
+    from comfydock.limits import ArchiveLimits, download_seconds
     from comfydock.registry import RegistryClient
 
-    return RegistryClient(ws.setting("registry-url"), ws.api_cache_dir / "registry_cache.json")
+    return RegistryClient(
+        ws.setting("registry-url"),
+        ws.api_cache_dir / "registry_cache.json",
+        max_bytes=ArchiveLimits.from_workspace(ws).max_bytes,
+        seconds=download_seconds(ws),
+    )
 
 
 def resolve_registry(ws, node_id: str, version: str | None, name: str | None = None) -> NodeSpec:

@@ -237,9 +237,7 @@ def probe_core_types(python: Path, comfyui_dir: Path, timeout: float = 120, comf
     return _probe(python, comfyui_dir, None, timeout, comfyui_args)
 
 
-def probe_custom_node_types(
-    python: Path, comfyui_dir: Path, node_dir: Path, timeout: float = 120, comfyui_args=()
-) -> set[str]:
+def probe_custom_node_types(python: Path, comfyui_dir: Path, node_dir: Path, timeout: float = 120, comfyui_args=()) -> set[str]:
     """Node types one custom node registers when ComfyUI loads it; its source is read if that fails."""
     try:
         return _probe(python, comfyui_dir, Path(node_dir), timeout, comfyui_args)
@@ -403,7 +401,9 @@ def fetch_node_map(workspace, *, refresh: bool = False, ttl: float | None = None
 
     path = workspace.node_cache_dir / "node_mappings.json"
     url = workspace.setting("node-map-url") or DEFAULT_NODE_MAP_URL
-    ttl = float(os.environ.get("COMFYDOCK_API_CACHE_TTL", DEFAULT_TTL)) if ttl is None else ttl
+    from comfydock.limits import seconds_from_env
+
+    ttl = seconds_from_env("COMFYDOCK_API_CACHE_TTL", DEFAULT_TTL) if ttl is None else ttl
     cached: NodeMap | None = None
     if path.exists():
         try:
@@ -416,18 +416,29 @@ def fetch_node_map(workspace, *, refresh: bool = False, ttl: float | None = None
             return cached
     import requests  # only now: a fresh cache answers without the network (and without ~90 ms of import)
 
-    from comfydock.http import make_session
+    from comfydock.http import ANSWER_DEADLINE_MAX, ANSWER_MAX_BYTES, bounded_get, loads_json, make_session
+    from comfydock.limits import download_seconds
 
     hint = "check your network, or point 'comfydock config node-map-url' / $COMFYDOCK_NODE_MAP_URL elsewhere"
     try:
-        with make_session() as session:  # asked during commit, under the process lock: a short read timeout
-            resp = session.get(url, timeout=(10, 20))
-        if resp.status_code != 200:
-            raise ComfydockError(f"the node map at {url} answered HTTP {resp.status_code}", hint=hint)
-        try:
-            data = resp.json()
-        except ValueError:
-            raise ComfydockError(f"the node map at {url} is not JSON", hint=hint) from None
+        # asked during commit, under the process lock: a short read timeout and deadline
+        with (
+            make_session() as session,
+            bounded_get(
+                session,
+                url,
+                timeout=(10, 20),
+                max_bytes=ANSWER_MAX_BYTES,
+                seconds=min(download_seconds(workspace), ANSWER_DEADLINE_MAX),
+                what=f"the node map at {url}",
+                too_large_hint=hint,
+            ) as resp,
+        ):
+            status = resp.status_code
+            body = resp.read() if status == 200 else b""
+        if status != 200:
+            raise ComfydockError(f"the node map at {url} answered HTTP {status}", hint=hint)
+        data = loads_json(body, f"the node map at {url}", hint=hint)
         node_map = build_node_map(data)
         if not node_map.repos:
             raise ComfydockError(f"the node map at {url} lists no repositories", hint=hint)
