@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 from test_robustness import assert_one_line_error
 
@@ -176,7 +177,7 @@ def test_a_bundle_lock_and_a_manifest_share_one_check_of_node_directories():
 # --- item 8: a bundle's uv.lock must agree with its pyproject.toml -------------------------------
 
 
-def _bundle_with(tmp_path, run_cli, change_lock) -> "Path":
+def _bundle_with(tmp_path, run_cli, change_lock) -> Path:
     import re
     import tarfile
 
