@@ -95,7 +95,7 @@ def read_json_state(path: Path, expect: type = dict) -> object | None:
     unreadable, not JSON, or not of the expected type, so the caller re-derives it."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # nested past the parser: damaged (or planted)
         return None
     return data if isinstance(data, expect) else None
 
@@ -141,6 +141,17 @@ def inside(root: Path, path: Path | str) -> Path:
 
 
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
+
+
+# characters HFS+ ignores in names: '.g\u200cit' opens as '.git' on macOS
+_HFS_IGNORED = dict.fromkeys([0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF])
+
+
+def names_git_dir(part: str) -> bool:
+    """Whether one path part is what git, Windows or macOS would open as `.git`: '.git' in any
+    case, '.git.', '.git ', '.git::$INDEX_ALLOCATION', the 8.3 short name 'GIT~1', '.g\u200cit'."""
+    bare = part.split(":")[0].translate(_HFS_IGNORED).rstrip(". ").casefold()
+    return bare == ".git" or re.fullmatch(r"git~\d+", bare) is not None
 
 
 def relative_path_problem(name: str, root: str = "its folder") -> str | None:

@@ -184,7 +184,8 @@ def init_repo(cec_dir: Path):
 _DAMAGE = re.compile(
     r"not a git repository|bad config|index file|bad signature|unknown index entry|index uses .* extension"
     r"|corrupt|bad object|bad tree|object file .* is empty|unable to read [0-9a-f]{7,}|invalid sha1 pointer"
-    r"|inflate|loose object|packfile|your current branch appears to be broken|bad HEAD|invalid HEAD",
+    r"|inflate|loose object|packfile|your current branch appears to be broken|bad HEAD|invalid HEAD"
+    r"|unable to access '[^']*\.git/config'|could not read config|error occurred while reading the configuration",
     re.IGNORECASE,
 )
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from comfydock import history
 from comfydock.errors import ComfydockError, ExternalToolError, UsageError
+from comfydock.fsutil import names_git_dir
 from comfydock.gitutil import git as _git
 from comfydock.gitutil import git_reason
 from comfydock.limits import ArchiveLimits
@@ -345,9 +346,6 @@ def check_history(repo, revisions: list[str], what: str, limits=None) -> None:
 # than ten minutes; a real one is a few KiB to a few hundred. Checked on git's listing, before a byte is read.
 PARSED_FILE_MAX = {"pyproject.toml": 4 << 20, "uv.lock": 64 << 20, ".python-version": 4 << 10}
 # Characters macOS ignores in a file name (so ".g\u200cit" is ".git" there), as git's own check lists them.
-_HFS_IGNORED = dict.fromkeys([0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF])
-
-
 def _entry_problem(path: str) -> str | None:
     """Why a tree entry's path must not be checked out into .cec/ (None: it is a plain path)."""
     if any(ord(c) < 32 or ord(c) == 127 for c in path):
@@ -357,10 +355,7 @@ def _entry_problem(path: str) -> str | None:
     for part in path.split("/"):
         if part in ("", ".", ".."):
             return f"has a {part or 'empty'!r} part"
-        # what Windows and macOS would open as .git: '.GIT', '.git.', '.git ', '.git::$INDEX_ALLOCATION',
-        # the 8.3 short name 'GIT~1', '.g\u200cit'
-        bare = part.split(":")[0].translate(_HFS_IGNORED).rstrip(". ").casefold()
-        if bare == ".git" or re.fullmatch(r"git~\d+", bare):
+        if names_git_dir(part):
             return "names a .git directory (what git itself runs is kept there)"
     return None
 
@@ -680,7 +675,11 @@ def create_from_remote(
         try:
             repo = git.Repo.clone_from(url, incoming, no_checkout=True, multi_options=["--origin=origin"])
         except git.GitCommandError as exc:
-            raise ExternalToolError(f"cannot clone {url}: {git_reason(exc)}") from None
+            raise ExternalToolError(
+                f"cannot clone {url}: {git_reason(exc)}",
+                hint="give the URL of an environment's history (what 'comfydock remote add' and 'push' use): "
+                "check it with 'git ls-remote URL'",
+            ) from None
         if not repo.head.is_valid():
             # a bare repository made by 'git init --bare' may name a default branch ('master')
             # that was never pushed while 'main' was: take main, or the only branch there is

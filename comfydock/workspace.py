@@ -583,6 +583,9 @@ def _state_of(path: Path) -> str | None:
 
     if not path.is_dir():
         return None
-    if (path / CREATE_MARKER).exists():
+    committed = has_commit(path / ".cec")
+    if (path / CREATE_MARKER).exists() and not committed:
         return "half-made"
-    return "ok" if has_commit(path / ".cec") else "history-damaged"
+    # a marker beside a committed history is stale (a create killed after its first version):
+    # the environment holds versions and maybe the user's work, never something to delete
+    return "ok" if committed else "history-damaged"

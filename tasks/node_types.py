@@ -50,7 +50,7 @@ def load_core_types(env) -> dict | None:
     """The cached record ({comfyui_commit, method, types, ...}), or None when missing or damaged."""
     try:
         data = json.loads(core_types_file(env).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("types"), list):
         return None

@@ -335,3 +335,49 @@ def test_uv_writes_nothing_in_the_users_home_and_a_users_uv_login_is_still_read(
     login.parent.mkdir(parents=True)
     login.write_text("")  # the user ran 'uv auth login': uv must keep reading it
     assert "UV_CREDENTIALS_DIR" not in uv_runner.uv_environ(workspace)
+
+
+def test_a_stale_create_marker_beside_versions_is_never_half_made_and_never_advises_delete(env, run_cli):
+    # a create killed after its first version, before it removed its marker (attack, category 8)
+    _dev_node_and_workflow(env, run_cli)
+    (env.root / ".comfydock" / "creating").write_text("")
+    listed = {r["name"]: r for r in run_cli("list", "--json").json}
+    assert listed["main"]["state"] == "ok"
+    status = run_cli("status", "-e", "main")
+    assert status.code == 0 and "delete" not in status.err and "half-made" not in status.out + status.err
+
+
+def test_export_output_among_the_workspaces_own_files_is_refused(env, run_cli):
+    ws = env.workspace
+    state = ws.metadata_file.read_bytes()
+    for target in (ws.metadata_file, ws.models_db, ws.environments_dir / "x.tar.gz"):
+        result = run_cli("export", "--output", target, "--force", "--no-interactive")
+        assert_one_line_error(result, 1, "workspace's own files")
+    assert ws.metadata_file.read_bytes() == state
+
+
+def test_damaged_or_planted_deep_json_is_one_line_or_rebuilt_never_a_crash(env, run_cli):
+    deep = "[" * 100_000 + "]" * 100_000
+    for name in ("torch-import.json", "undeclared-imports.json", "venv-synced.json"):
+        (env.state_dir / name).write_text(deep)
+    result = run_cli("status")
+    assert result.code in (0, 1) and "Traceback" not in result.err and "internal error" not in result.err
+
+
+def test_a_cec_git_config_that_is_a_folder_is_damage_with_a_hint(env, run_cli):
+    config = env.cec_dir / ".git" / "config"
+    saved = config.read_bytes()
+    config.unlink()
+    config.mkdir()
+    for argv in (["status"], ["log"]):
+        assert_one_line_error(run_cli(*argv), 1, "is damaged")
+    config.rmdir()
+    config.write_bytes(saved)
+    assert run_cli("status").code == 0
+
+
+def test_create_from_something_that_is_no_history_says_what_to_give(workspace, run_cli, tmp_path):
+    (tmp_path / "plain").mkdir()
+    for url in ((tmp_path / "plain").as_uri(), str(tmp_path / "nothing-here")):
+        assert_one_line_error(run_cli("create", "e2", "--from", url), 1, "cannot clone", "git ls-remote")
+    assert "e2" not in [r["name"] for r in run_cli("list", "--json").json]

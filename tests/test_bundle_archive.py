@@ -163,6 +163,10 @@ def hostile_cases():
         ),
         "git-file": ([(member("dev_nodes/n/.git"), b"gitdir: /tmp/elsewhere\n")], ".git"),
         "git-dir-nested-upper": ([(member("dev_nodes/n/sub/.GIT/config"), FSMONITOR)], ".git"),
+        # what Windows (8.3 short name, trailing dot) and macOS (ignored characters) open as .git
+        "git-short-name": ([(member("dev_nodes/n/git~1/config"), FSMONITOR)], ".git"),
+        "git-trailing-dot": ([(member("dev_nodes/n/.git./config"), FSMONITOR)], ".git"),
+        "git-hfs-ignored": ([(member("dev_nodes/n/.g\u200cit/config"), FSMONITOR)], ".git"),
     }
 
 

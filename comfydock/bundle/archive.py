@@ -23,7 +23,7 @@ from pathlib import Path
 
 from comfydock.bundle import lockfile
 from comfydock.errors import ComfydockError
-from comfydock.fsutil import relative_path_problem, temp_beside
+from comfydock.fsutil import names_git_dir, relative_path_problem, temp_beside
 
 GIB = 1 << 30
 # A fixed timestamp for every member (1980-01-01, the zip epoch): tools warn about 1970.
@@ -242,7 +242,7 @@ def _scan(path: Path, limits: ArchiveLimits, on_file: Callable[[BundleMember, ta
                         raise _Refused(f"member {_quote(name)} is a {'symbolic' if info.issym() else 'hard'} link")
                     if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):  # also no sparse/contiguous
                         raise _Refused(f"member {_quote(name)} is not a regular file or directory (a device, fifo or other)")
-                    if any(part.casefold() == ".git" for part in name.split("/")):
+                    if any(names_git_dir(part) for part in name.split("/")):
                         # a working .git would be the bundle's config (fsmonitor, hooks) run by the user's next git status
                         raise _Refused(f"member {_quote(name)} is part of a git repository (.git); export never writes one")
                     folded = name.casefold()

@@ -181,6 +181,14 @@ def check_output(env, dest: Path, force: bool = False) -> None:
             f"{dest} is inside environment {env.name!r} ({env.root}); a bundle is never written there",
             hint=f"give a path outside it, e.g. --output {Path.home() / (env.name + '.tar.gz')}",
         )
+    ws = env.workspace
+    for state in (ws.metadata_file.parent, ws.cache_dir, ws.environments_dir):  # the workspace's own files
+        state = Path(os.path.realpath(state))
+        if where == state or state in where.parents:
+            raise ComfydockError(
+                f"{dest} is among the workspace's own files ({state}); a bundle is never written there",
+                hint=f"give a path outside them, e.g. --output {Path.home() / (env.name + '.tar.gz')}",
+            )
     if dest.is_dir() and not dest.is_symlink():
         raise ComfydockError(f"{dest} is a directory", hint="give a file name, e.g. --output my-env.tar.gz")
     if (dest.exists() or dest.is_symlink()) and not force and not is_bundle(dest):

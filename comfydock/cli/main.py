@@ -148,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         for note in getattr(exc, "__notes__", []):  # what an undo could not put back
             app.err.print(f"[bold cyan]hint:[/] {escape(note)}")
         return EXIT_INTERRUPTED
+    except RecursionError:  # a file or an answer nested beyond what a parser can read: hostile or damaged
+        log.error("RecursionError", exc_info=True)
+        error = ComfydockError(
+            "refused: a file or an answer is nested too deeply to read (damaged or hostile input)",
+            hint="run the command again with --verbose to see which file; replace it with a good copy",
+        )
+        _print_error(app, error)
+        return EXIT_USER_ERROR
     except Exception as exc:  # a full disk reads differently in each tool (git, uv, SQLite, shutil): one line
         full = _as_disk_full(app, exc)
         if full is not None:
