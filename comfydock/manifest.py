@@ -71,7 +71,10 @@ def read_versioned(path: Path) -> str:
             f"{path} is {kind}, not a file",
             hint=f"move it away ('mv {path} {path}.moved'), then {restore_hint(path)}",
         )
-    return path.read_text(encoding="utf-8")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:  # comfydock and uv write UTF-8 only: this is damage
+        raise CorruptFile(f"{path} is not UTF-8 text (byte {exc.start})", hint=restore_hint(path)) from None
 
 
 def load(path: Path) -> tomlkit.TOMLDocument:

@@ -239,3 +239,19 @@ def test_adopt_reads_a_package_whose_metadata_is_not_utf8(workspace, comfyui_sou
     assert result.code == 0, result.err
     adopted = run_cli("py", "list", "-e", "adopted", "--json")
     assert "cdfix-alpha" in adopted.out, adopted.out
+
+
+def test_a_model_index_that_is_a_folder_leaves_status_answering(env, run_cli):
+    db = env.workspace.models_db
+    if db.exists():
+        db.unlink()
+    db.mkdir()
+    result = run_cli("status")
+    assert result.code == 0, result.err  # committed workflows: the index's damage is commit's to report
+    assert "Traceback" not in result.err
+
+
+def test_run_over_a_uv_lock_that_is_not_text_is_one_error(env, run_cli):
+    env.uv_lock_path.write_bytes(b"\xff\xfe garbage \x00\x01")
+    error, hint = _one_error(run_cli("run", "--no-sync", "--quick-test-for-ci"))
+    assert "uv.lock is not UTF-8 text" in error and "checkout -- uv.lock" in hint

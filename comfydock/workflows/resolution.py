@@ -104,7 +104,11 @@ class _Index:
             return
         why = "it cannot be read"
         for query in ("mode=ro", "immutable=1"):  # immutable: a read-only WAL index without its -shm
-            conn = sqlite3.connect(f"{db_path.absolute().as_uri()}?{query}", uri=True, timeout=30)
+            try:  # a directory (or another non-file) where the index should be fails here already
+                conn = sqlite3.connect(f"{db_path.absolute().as_uri()}?{query}", uri=True, timeout=30)
+            except sqlite3.Error as exc:
+                why = str(exc)
+                continue
             try:
                 conn.execute("SELECT 1 FROM model_locations LIMIT 1")
                 self.conn = conn
