@@ -52,10 +52,13 @@ def has_commit(cec_dir: Path) -> bool:
     if head is None:
         return False  # unreadable HEAD: damage
     if not head.startswith("ref:"):
-        return bool(_SHA.fullmatch(head.strip()))  # a detached HEAD names a commit, garbage does not
+        return _names_commit(head)  # a detached HEAD names a commit, garbage (or zeros) does not
     ref = head[4:].strip()
     if (git_dir / ref).is_file():
-        return True
+        try:
+            return _names_commit((git_dir / ref).read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            return False
     try:
         packed = (git_dir / "packed-refs").read_text(encoding="utf-8")
     except OSError:
@@ -64,6 +67,12 @@ def has_commit(cec_dir: Path) -> bool:
 
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def _names_commit(text: str) -> bool:
+    """A ref's or a detached HEAD's text is an object id (git's null id is no commit)."""
+    text = text.strip()
+    return _SHA.fullmatch(text) is not None and set(text) != {"0"}
 
 
 def damaged_history(cec_dir: Path, name: str) -> ComfydockError:

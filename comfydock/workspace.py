@@ -38,11 +38,9 @@ class Setting:
 
 
 def _positive_int(value: str) -> str | None:
-    try:
-        ok = int(value.strip()) > 0
-    except ValueError:
-        ok = False
-    return None if ok else "it must be a whole number above 0"
+    # digits only (no spaces, signs or '_'), and no larger than a file size can be
+    ok = re.fullmatch(r"[0-9]{1,19}", value) is not None and 0 < int(value) < 2**63
+    return None if ok else "it must be a whole number above 0 (digits only, below 2**63)"
 
 
 def _positive_number(value: str) -> str | None:

@@ -255,3 +255,14 @@ def test_run_over_a_uv_lock_that_is_not_text_is_one_error(env, run_cli):
     env.uv_lock_path.write_bytes(b"\xff\xfe garbage \x00\x01")
     error, hint = _one_error(run_cli("run", "--no-sync", "--quick-test-for-ci"))
     assert "uv.lock is not UTF-8 text" in error and "checkout -- uv.lock" in hint
+
+
+@pytest.mark.parametrize("where", ["HEAD", "refs/heads/main"])
+def test_a_null_or_garbage_commit_id_is_damage_not_a_crash(env, run_cli, where):
+    path = env.cec_dir / ".git" / where
+    path.write_text("0" * 40 + "\n" if where == "HEAD" else "not-a-commit-id\n")
+    before = _digest(env.cec_dir)
+    for argv in (["status"], ["commit", "-m", "x", "--no-interactive"]):
+        error, hint = _one_error(run_cli(*argv))
+        assert "damaged" in error and "could not restore" not in hint and "delete" not in hint
+    assert _digest(env.cec_dir) == before

@@ -241,3 +241,9 @@ def test_a_bad_seconds_variable_is_one_line_naming_it(env, run_cli, monkeypatch,
     assert result.code == 1, result
     errors = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and var in errors[0] and "hint:" in result.err and "Traceback" not in result.err
+
+
+def test_a_number_setting_takes_digits_only_and_no_absurd_size(workspace_path, run_cli):
+    for value in (" 5", "99999999999999999999999999", "5_000", "+5"):
+        assert run_cli("config", "archive-max-bytes", value).code == 2, value
+    assert run_cli("config", "archive-max-bytes", "33554432").code == 0
