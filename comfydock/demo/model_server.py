@@ -21,9 +21,11 @@ import socket
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import quote, unquote, urlparse
+
+from comfydock.demo.loopback import serve
 
 _BODY_CHUNK = 64 << 10
 
@@ -37,21 +39,7 @@ class ModelServer:
         self.hits: Counter = Counter()
         self.rate_limit: float | None = None  # bytes per second per response (a link of that speed)
         self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                server._handle(self)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = serve(self._handle)
 
     @property
     def port(self) -> int:

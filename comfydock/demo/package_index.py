@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
+
+from comfydock.demo.loopback import serve
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
@@ -23,23 +24,7 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 class PackageIndex:
     def __init__(self):
         self.files: dict[str, list[tuple[Path, str | None]]] = {}  # canonical name -> [(wheel, upload time)]
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                server._handle(self)
-
-            def do_HEAD(self):
-                server._handle(self, head=True)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(self._handle, head=True)
 
     @property
     def url(self) -> str:

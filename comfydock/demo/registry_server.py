@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
+
+from comfydock.demo.loopback import serve
 
 
 class FakeRegistry:
@@ -27,18 +27,7 @@ class FakeRegistry:
         self.file_delay = 0.0  # seconds before each download answers (to measure parallel fetches)
         self.unavailable = 0  # the next this many requests (any path) answer 503, as an overloaded registry does
         self.retry_after: str | None = None  # the Retry-After header those 503s carry
-        registry = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                registry._handle(self)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = serve(self._handle, http11=False)  # HTTP/1.0: each answer closes (as the trickle tests need)
 
     @property
     def url(self) -> str:
