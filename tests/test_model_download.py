@@ -1,0 +1,193 @@
+"""`comfydock models download URL` against loopback Hugging Face / CivitAI servers: where files land,
+verification, resume, tokens, and hostile answers (nothing partial under the final name, ever)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from comfydock.demo.model_server import ModelServer
+from comfydock.errors import ComfydockError
+from comfydock.model_download import download_model
+
+HF_TOKEN = "hf_SECRET_token_value_123"
+CIVITAI_TOKEN = "civitai_SECRET_key_456"
+
+
+@pytest.fixture
+def server(workspace_path, run_cli, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("CIVITAI_API_TOKEN", raising=False)
+    with ModelServer() as s:
+        for key in ("huggingface-url", "civitai-url"):
+            assert run_cli("config", key, s.url).code == 0
+        yield s
+
+
+@pytest.fixture
+def models(workspace):
+    return workspace.models_dir
+
+
+def files_under(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_huggingface_file_lands_in_its_folder_verified_indexed_with_its_source(server, run_cli, models):
+    data = os.urandom(1 << 20)
+    url = server.add_hf_file("Comfy-Org/flux", "main", "split_files/vae/ae.safetensors", data)
+    r = run_cli("models", "download", url, "--json")
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert (out["path"], out["size"], out["sha256"]) == (
+        str(models / "vae" / "ae.safetensors"),
+        len(data),
+        hashlib.sha256(data).hexdigest(),
+    )
+    assert (models / "vae" / "ae.safetensors").read_bytes() == data
+    found = json.loads(run_cli("models", "find", "ae.safetensors", "--json").out)
+    assert [s["url"] for s in found[0]["sources"]] == [url]
+    assert found[0]["sources"][0]["type"] == "huggingface"
+
+
+def test_civitai_download_takes_name_folder_and_hash_from_the_api_and_sends_the_token_only_there(server, run_cli, models):
+    data = os.urandom(300_000)
+    url = server.add_civitai_file(4242, "detail_tweaker.safetensors", data, model_name="Detail Tweaker", model_type="LORA")
+    assert run_cli("config", "civitai-token", CIVITAI_TOKEN).code == 0
+    r = run_cli("models", "download", url)
+    assert r.code == 0, r.err
+    assert (models / "loras" / "detail_tweaker.safetensors").read_bytes() == data
+    asked = {q["path"]: q["headers"].get("Authorization") for q in server.requests}
+    assert asked["/api/v1/model-versions/4242"] == asked["/api/download/models/4242"] == f"Bearer {CIVITAI_TOKEN}"
+    assert CIVITAI_TOKEN not in r.out + r.err
+
+
+def test_a_cut_download_is_continued_with_range(server, workspace, models):
+    data = os.urandom(3 << 20)
+    url = server.add_hf_file("org/repo", "main", "model.safetensors", data)
+    server.misbehave(url, "drop", times=1)
+    path = download_model(workspace, url, category="checkpoints")
+    assert path.read_bytes() == data
+    ranges = [
+        q["headers"].get("Range") for q in server.requests if q["path"].endswith("model.safetensors") and q["method"] == "GET"
+    ]
+    assert ranges[0] is None and ranges[1].startswith("bytes=") and ranges[1] != "bytes=0-"
+
+
+def test_an_interrupted_download_leaves_only_the_part_file_and_the_rerun_continues_it(server, workspace, models):
+    data = os.urandom(9 << 20)  # more than one 4 MiB read
+    url = server.add_file("big.safetensors", data)
+
+    def interrupt(done, total):
+        if done < len(data):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        download_model(workspace, url, category="checkpoints", progress=interrupt)
+    assert files_under(models) == ["checkpoints/big.safetensors.part"]
+    path = download_model(workspace, url, category="checkpoints", sha256=hashlib.sha256(data).hexdigest())
+    assert path.read_bytes() == data and files_under(models) == ["checkpoints/big.safetensors"]
+    assert server.requests[-1]["headers"]["Range"].startswith("bytes=4")
+
+
+def test_a_redirect_to_another_host_does_not_carry_the_token(server, run_cli, models, monkeypatch):
+    data = os.urandom(200_000)
+    url = server.add_hf_file("org/gated", "main", "loras/x.safetensors", data)
+    monkeypatch.setenv("HF_TOKEN", HF_TOKEN)
+    server.misbehave(url, "redirect", times=1)  # to http://localhost:<port>/…: another host name
+    assert run_cli("models", "download", url).code == 0
+    gets = [q for q in server.requests if q["path"].endswith("x.safetensors") and q["method"] == "GET"]
+    assert [q["headers"]["Host"].split(":")[0] for q in gets] == ["127.0.0.1", "localhost"]
+    assert gets[0]["headers"]["Authorization"] == f"Bearer {HF_TOKEN}" and "Authorization" not in gets[1]["headers"]
+    assert (models / "loras" / "x.safetensors").read_bytes() == data
+
+
+def test_a_file_larger_than_announced_is_refused_and_nothing_is_left(server, run_cli, models):
+    url = server.add_hf_file("org/repo", "main", "vae/big.safetensors", os.urandom(100_000))
+    server.misbehave(url, "oversize")  # X-Linked-Size says 100000, the body goes on without a length
+    r = run_cli("models", "download", url)
+    assert r.code == 1 and "more than the 100000 bytes announced" in r.err
+    assert files_under(models) == []
+
+
+@pytest.mark.parametrize("how", ["--sha256", "wrong-bytes"])
+def test_bytes_that_do_not_match_the_hash_are_refused_and_deleted(server, run_cli, models, how):
+    data = os.urandom(200_000)
+    url = server.add_civitai_file(77, "model.safetensors", data)
+    extra = ["--sha256", "ab" * 32] if how == "--sha256" else []
+    if how == "wrong-bytes":
+        server.misbehave(url, "wrong-bytes")  # CivitAI's own SHA256 catches it
+    r = run_cli("models", "download", url, *extra)
+    assert r.code == 1
+    assert ("differs from the source's own" if extra else "SHA256 does not match") in r.err
+    assert files_under(models) == []
+
+
+@pytest.mark.parametrize("name", ["../escape.safetensors", "/etc/evil.safetensors", "bad\x1b[31m.safetensors", "a/b.safetensors"])
+def test_a_file_name_that_is_not_a_plain_name_is_refused(server, run_cli, models, name):
+    url = server.add_file("fine", b"x" * 1000)
+    r = run_cli("models", "download", url, "--category", "checkpoints", "--name", name)
+    assert r.code == 1 and "error:" in r.err and "--name" in r.err
+    server.dispositions["/files/fine"] = f'attachment; filename="{name}"'  # the same from a server
+    r = run_cli("models", "download", url, "--category", "checkpoints")
+    assert r.code == 1 and "file name" in r.err and "\x1b" not in r.err
+    assert files_under(models) == []
+
+
+def test_a_category_that_leaves_the_models_folder_is_refused(server, run_cli, models):
+    url = server.add_file("fine.safetensors", b"x" * 1000)
+    r = run_cli("models", "download", url, "--category", "../outside")
+    assert r.code == 2 and "outside" in r.err
+    assert not (models.parent / "outside").exists()
+
+
+def test_a_web_page_instead_of_the_file_is_refused(server, run_cli, models):
+    url = server.add_file("page.safetensors", b"x" * 1000)
+    server.misbehave(url, "html")
+    r = run_cli("models", "download", url, "--category", "checkpoints")
+    assert r.code == 1 and "sent a web page, not a model file" in r.err
+    assert files_under(models) == []
+
+
+@pytest.mark.parametrize("site,variable", [("huggingface", "HF_TOKEN"), ("civitai", "CIVITAI_API_TOKEN")])
+def test_http_401_names_the_token_variable(server, run_cli, models, site, variable):
+    if site == "huggingface":
+        url = server.add_hf_file("org/private", "main", "m.safetensors", b"x" * 1000)
+    else:
+        url = server.add_civitai_file(5, "m.safetensors", b"x" * 1000)
+    server.misbehave(url, "401")
+    r = run_cli("models", "download", url, "--category", "checkpoints")
+    assert r.code == 1 and "HTTP 401" in r.err and variable in r.err.split("hint:")[1]
+    assert files_under(models) == []
+
+
+def test_tokens_are_never_shown_or_logged(server, run_cli, workspace_path):
+    assert run_cli("config", "hf-token", HF_TOKEN).code == 0
+    listing = run_cli("config").out + run_cli("config", "--json").out + run_cli("config", "hf-token").out
+    assert HF_TOKEN not in listing and "hf-token = ***" in listing
+    url = server.add_hf_file("org/private", "main", "m.safetensors", b"x" * 1000)
+    server.misbehave(url, "500")
+    r = run_cli("models", "download", url + "?token=" + HF_TOKEN, "--category", "checkpoints")
+    assert r.code == 2 and HF_TOKEN not in r.err  # a token in the URL is refused, and not echoed
+    r = run_cli("models", "download", url, "--category", "checkpoints")
+    assert r.code == 1
+    logs = "".join(p.read_text(errors="replace") for p in (workspace_path / "logs").rglob("*") if p.is_file())
+    assert HF_TOKEN not in logs + r.err
+
+
+def test_no_models_directory_is_one_error(server, run_cli, workspace_path):
+    assert run_cli("config", "models-dir", "--unset").code == 0
+    r = run_cli("models", "download", server.add_file("m.safetensors", b"x"), "--category", "checkpoints")
+    assert r.code == 1 and "models-dir" in r.err
+
+
+def test_the_domain_function_refuses_an_existing_file(server, workspace, models):
+    (models / "checkpoints").mkdir(parents=True)
+    (models / "checkpoints" / "m.safetensors").write_bytes(b"mine")
+    url = server.add_file("m.safetensors", b"theirs")
+    with pytest.raises(ComfydockError, match="already exists"):
+        download_model(workspace, url, category="checkpoints")
+    assert (models / "checkpoints" / "m.safetensors").read_bytes() == b"mine"
