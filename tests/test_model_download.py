@@ -6,12 +6,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from comfydock.demo.model_server import ModelServer
 from comfydock.errors import ComfydockError
 from comfydock.model_download import download_model
+from comfydock.model_sources import SourceFinder, find_sources
+
+CORPUS = Path(__file__).parent / "data" / "corpus" / "workflows" / "templates"
 
 HF_TOKEN = "hf_SECRET_token_value_123"
 CIVITAI_TOKEN = "civitai_SECRET_key_456"
@@ -191,3 +195,77 @@ def test_the_domain_function_refuses_an_existing_file(server, workspace, models)
     with pytest.raises(ComfydockError, match="already exists"):
         download_model(workspace, url, category="checkpoints")
     assert (models / "checkpoints" / "m.safetensors").read_bytes() == b"mine"
+
+
+# --- finding sources -------------------------------------------------------------------------
+
+
+def test_civitai_finds_a_file_by_hash_and_by_name_and_drops_a_name_with_another_hash(server, workspace):
+    data = os.urandom(50_000)
+    url = server.add_civitai_file(11, "dreamshaper_8.safetensors", data, model_name="DreamShaper")
+    sha = hashlib.sha256(data).hexdigest()
+    by_name = find_sources(workspace, "sub/dreamshaper_8.safetensors")
+    assert [(s.kind, s.url, s.sha256, s.found_by) for s in by_name] == [("civitai", url, sha, "name")]
+    assert [s.found_by for s in find_sources(workspace, "dreamshaper_8.safetensors", sha256=sha)] == ["hash"]
+    assert find_sources(workspace, "dreamshaper_8.safetensors", sha256="0" * 64) == []
+    assert find_sources(workspace, "other.safetensors") == []
+
+
+def test_hugging_face_is_searched_in_the_repositories_the_workflow_points_to(server, workspace):
+    data = os.urandom(40_000)
+    server.add_hf_file("stabilityai/sdxl", "main", "sd_xl_base_1.0.safetensors", os.urandom(10))
+    wanted = server.add_hf_file("stabilityai/sdxl", "main", "vae/sdxl_vae.safetensors", data)
+    hint = f"{server.url}/stabilityai/sdxl/resolve/main/sd_xl_base_1.0.safetensors?download=true"
+    found = find_sources(workspace, "sdxl_vae.safetensors", hint_urls=[hint, "https://example.com/x"])
+    assert [(s.kind, s.url, s.sha256, s.size) for s in found] == [
+        ("huggingface", wanted, hashlib.sha256(data).hexdigest(), len(data))
+    ]
+
+
+def test_answers_are_cached_until_the_ttl_and_a_damaged_cache_is_ignored(server, workspace, monkeypatch):
+    server.add_hf_file("org/repo", "main", "a.safetensors", b"a" * 100)
+    hint = [f"{server.url}/org/repo"]
+
+    def asked():
+        return sum(1 for q in server.requests if q["path"].startswith("/api/"))
+
+    find_sources(workspace, "a.safetensors", hint_urls=hint)
+    before = asked()
+    assert len(find_sources(workspace, "a.safetensors", hint_urls=hint)) == 1 and asked() == before
+    (workspace.api_cache_dir / "model_sources.json").write_text("{not json")
+    assert len(find_sources(workspace, "a.safetensors", hint_urls=hint)) == 1 and asked() == before + 2
+    monkeypatch.setenv("COMFYDOCK_API_CACHE_TTL", "0.000001")
+    find_sources(workspace, "a.safetensors", hint_urls=hint)
+    assert asked() == before + 4
+
+
+def test_a_service_without_an_answer_is_one_warning_and_the_others_still_answer(server, workspace, run_cli):
+    assert run_cli("config", "civitai-url", "http://127.0.0.1:9").code == 0
+    server.add_hf_file("org/repo", "main", "a.safetensors", b"a" * 100)
+    from comfydock.workspace import Workspace
+
+    warnings = []
+    finder = SourceFinder(Workspace.open(workspace.root), warnings.append)
+    assert len(finder.find("a.safetensors", hint_urls=[f"{server.url}/org/repo"])) == 1
+    assert finder.find("b.safetensors") == []
+    assert warnings == ["CivitAI lookup at http://127.0.0.1:9 failed: could not connect"]
+
+
+@pytest.mark.slow
+def test_models_resolve_offers_the_sources_it_finds_and_the_download_resolves_the_model(env, server, run_cli, workspace):
+    text = (CORPUS / "sdxl_refiner_prompt_example.json").read_text().replace("https://huggingface.co", server.url)
+    (env.workflows_dir / "sdxl.json").write_text(text)
+    base = server.add_hf_file(
+        "stabilityai/stable-diffusion-xl-base-1.0", "main", "sd_xl_base_1.0.safetensors", os.urandom(30_000)
+    )
+    r = run_cli("models", "resolve", "sdxl", "--no-interactive")
+    assert r.code == 0, r.err
+    assert f"found on huggingface: comfydock models download {base} --category checkpoints" in r.out
+    rows = run_cli("models", "resolve", "sdxl", "--no-interactive", "--json").json
+    base_row = next(m for m in rows if m["filename"] == "sd_xl_base_1.0.safetensors")
+    assert [s["url"] for s in base_row["sources"]] == [base]
+    refiner = next(m for m in rows if m["filename"] == "sd_xl_refiner_1.0.safetensors")
+    assert refiner["sources"] == []  # its repository does not exist on this server
+    assert run_cli("models", "download", base, "--category", "checkpoints").code == 0
+    rows = run_cli("models", "resolve", "sdxl", "--no-interactive", "--json", "--no-lookup").json
+    assert next(m for m in rows if m["filename"] == "sd_xl_base_1.0.safetensors")["status"] == "resolved"

@@ -297,6 +297,8 @@ def cmd_models_resolve(app: App) -> int:
     env = app.env()
     interactive = args.interactive or (not args.no_interactive and not app.json and sys.stdin.isatty())
     rows = resolve_workflow_models(env, args.workflow, choose=_prompt_choice(app) if interactive else None)
+    if not args.no_lookup:
+        _add_sources(app, env.workspace, rows)
     if app.json:
         app.print_json(rows)
         return 0
@@ -304,7 +306,29 @@ def cmd_models_resolve(app: App) -> int:
         where = escape(m["path"]) if m.get("path") else m["status"] + (" (skipped)" if m.get("skipped") else "")
         folder = escape(f"[{m.get('directory') or '?'}]")
         app.out.print(f"{escape(m['filename'])} {folder} → {where}")
+        for source in m.get("sources", [])[:3]:
+            category = f" --category {escape(m['directory'])}" if m.get("directory") else ""
+            app.out.print(f"    found on {source['kind']}: comfydock models download {escape(source['url'])}{category}")
     return 0
+
+
+def _add_sources(app: App, workspace, rows: list[dict]) -> None:
+    """Download sources of the unresolved models (CivitAI by name, Hugging Face repositories the
+    workflow's model URLs point to), as each row's "sources"."""
+    from comfydock.model_sources import SourceFinder
+
+    said = set()
+
+    def warn(message):
+        if message not in said:
+            said.add(message)
+            app.warn_text(message)
+
+    finder = SourceFinder(workspace, warn)
+    hints = [m["url"] for m in rows if m.get("url")]
+    for m in rows:
+        if m["status"] == "unresolved":
+            m["sources"] = [s.to_json() for s in finder.find(m["filename"], hint_urls=hints)]
 
 
 def _register_resolve(models_sub) -> None:
@@ -317,6 +341,7 @@ def _register_resolve(models_sub) -> None:
     q.add_argument("workflow")
     q.add_argument("--no-interactive", action="store_true", help="never ask")
     q.add_argument("--interactive", action="store_true", help=argparse.SUPPRESS)
+    q.add_argument("--no-lookup", action="store_true", help="do not ask CivitAI / Hugging Face where missing models are")
     env_option(q)
     json_option(q)
     q.set_defaults(func=cmd_models_resolve)
