@@ -269,3 +269,27 @@ def test_models_resolve_offers_the_sources_it_finds_and_the_download_resolves_th
     assert run_cli("models", "download", base, "--category", "checkpoints").code == 0
     rows = run_cli("models", "resolve", "sdxl", "--no-interactive", "--json", "--no-lookup").json
     assert next(m for m in rows if m["filename"] == "sd_xl_base_1.0.safetensors")["status"] == "resolved"
+
+
+@pytest.mark.slow
+def test_export_finds_a_model_by_name_and_hash_in_a_repository_a_workflow_points_to(env, server, run_cli, workspace, tmp_path):
+    from comfydock.demo.model_server import write_model_file
+
+    data = write_model_file(workspace.models_dir / "checkpoints" / "demo_model.safetensors", 20_000, seed=5).read_bytes()
+    wanted = server.add_hf_file("org/demo", "main", "demo_model.safetensors", data)
+    declared = server.add_hf_file("org/demo", "main", "vae/other_vae.safetensors", b"v" * 100)
+    other = {
+        "nodes": [
+            {"id": 1, "type": "VAELoader", "widgets_values": ["other_vae.safetensors"],
+             "properties": {"models": [{"name": "other_vae.safetensors", "url": declared, "directory": "vae"}]}},
+        ],
+        "links": [],
+    }  # fmt: skip
+    (env.workflows_dir / "other.json").write_text(json.dumps(other))
+    assert run_cli("models", "download", declared).code == 0
+    assert run_cli("models", "index").code == 0
+    assert run_cli("commit", "-m", "two workflows", "--no-interactive").code == 0
+    r = run_cli("export", "--no-interactive", "--json", "--output", tmp_path / "b.tar.gz")
+    assert r.code == 0, r.err
+    urls = {m["path"]: m.get("url") for m in r.json["models"]}
+    assert urls["checkpoints/demo_model.safetensors"] == wanted
