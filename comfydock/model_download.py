@@ -106,9 +106,10 @@ def download_model(
             raise ComfydockError(f"{dest} already exists", hint="index it: 'comfydock models index'")
         result = download(
             url, dest, sha256=(sha256 or plan.sha256 or None), blake3=None, size=plan.size, max_size=plan.max_size,
-            progress=progress, session=session, tokens=tokens, auth_hint=_AUTH_HINTS.get(plan.kind),
+            progress=progress, session=session, tokens=tokens, auth_hint=_AUTH_HINTS.get(plan.kind), with_blake3=False,
         )  # fmt: skip
-    index_file(workspace.models_db, models_dir, dest, sha256=result.sha256, blake3=result.blake3, source_url=url, kind=plan.kind)
+    # Blake3 is left to 'models index --full' (or an export): one digest keeps up with a fast link on a busy CPU
+    index_file(workspace.models_db, models_dir, dest, sha256=result.sha256, blake3=None, source_url=url, kind=plan.kind)
     return dest
 
 

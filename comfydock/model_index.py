@@ -780,7 +780,14 @@ def add_source(db_path: Path, query: str, url: str, kind: str | None = None) -> 
 
 
 def index_file(
-    db_path: Path, root: Path, path: Path, *, sha256: str, blake3: str, source_url: str | None = None, kind: str | None = None
+    db_path: Path,
+    root: Path,
+    path: Path,
+    *,
+    sha256: str,
+    blake3: str | None,
+    source_url: str | None = None,
+    kind: str | None = None,
 ) -> ModelRecord:
     """Index one file under `root` whose full hashes are known (a download just verified), and
     record where it came from: what `models index` and `models add-source` would do for it."""
@@ -794,7 +801,11 @@ def index_file(
         conn = open_index(db_path)
         try:
             _write_batch(conn, str(root), [(entry, digest, size, mtime)], time.time())
-            conn.execute("UPDATE models SET sha256_hash = ?, blake3_hash = ? WHERE hash = ?", (sha256, blake3, digest))
+            conn.execute(  # a Blake3 known for the same SHA256 is kept
+                "UPDATE models SET blake3_hash = CASE WHEN sha256_hash = ? THEN COALESCE(?, blake3_hash) ELSE ? END, "
+                "sha256_hash = ? WHERE hash = ?",
+                (sha256, blake3, blake3, sha256, digest),
+            )
             if source_url:
                 conn.execute(
                     "INSERT INTO model_sources (model_hash, source_type, source_url, added_at) VALUES (?, ?, ?, ?) "

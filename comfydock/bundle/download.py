@@ -34,7 +34,7 @@ from comfydock.bundle.sources import (
 from comfydock.errors import ComfydockError
 from comfydock.http import make_session
 
-CHUNK = 4 << 20
+CHUNK = 1 << 20
 PART_SUFFIX = ".part"
 Progress = Callable[[int, int | None], None]  # (bytes on disk, expected total)
 
@@ -100,10 +100,10 @@ class _Digests:
     """SHA256 and Blake3 of what is written, each on its own worker thread (both release the GIL),
     so the two digests and the socket run in parallel instead of one after the other."""
 
-    def __init__(self):
+    def __init__(self, with_blake3: bool = True):
         from blake3 import blake3
 
-        self._hashes = (hashlib.sha256(), blake3())
+        self._hashes = (hashlib.sha256(), blake3()) if with_blake3 else (hashlib.sha256(),)
         self._queues = tuple(queue.Queue(maxsize=16) for _ in self._hashes)
         self._threads = tuple(
             threading.Thread(target=self._run, args=(h, q), daemon=True) for h, q in zip(self._hashes, self._queues)
@@ -129,7 +129,7 @@ class _Digests:
 
     def finish(self) -> tuple[str, str]:
         self._stop()
-        return self._hashes[0].hexdigest(), self._hashes[1].hexdigest()
+        return self._hashes[0].hexdigest(), (self._hashes[1].hexdigest() if len(self._hashes) > 1 else "")
 
     def abandon(self) -> None:
         self._stop()
@@ -144,6 +144,7 @@ def download(
     size: int | None,
     max_size: int | None = None,
     auth_hint: str | None = None,
+    with_blake3: bool = True,
     progress: Progress | None = None,
     session: requests.Session | None = None,
     headers: Mapping[str, str] | None = None,
@@ -157,7 +158,7 @@ def download(
 
     Without a sha256 or blake3 the file is taken as the server sends it (the result carries its
     digests); without `size` the server's announced length is the size, and `max_size` (or that
-    length) caps what is accepted. A web page (text/html) is refused, never saved as a model.
+    length) caps what is accepted; `with_blake3=False` skips that digest when none is expected. A web page (text/html) is refused, never saved as a model.
     `schemes`: what `url` may be; a bundle's URLs are http(s) only, file:// is for --models-from.
     `tokens` maps host[:port] to a bearer token (see tokens_from_env). A dropped connection or
     timeout mid-transfer is retried up to `attempts` times in a row without progress, continuing
@@ -182,6 +183,7 @@ def download(
             raise ComfydockError(f"{dest.name} is being downloaded by another process", hint="wait for it to finish")
         job = _Job(url, dest, f, sha256, blake3, size, progress, headers, tokens, timeout)
         job.max_size, job.auth_hint = max_size, auth_hint
+        job.with_blake3 = with_blake3 or blake3 is not None
         if urlsplit(url).scheme.lower() != "file":
             session = session or make_session()
         try:
@@ -261,6 +263,7 @@ class _Job:
         self.headers["Accept-Encoding"] = "identity"  # the bytes as stored: no transparent gzip
         self.have = 0
         self.max_size: int | None = None
+        self.with_blake3 = True  # False: only SHA256 is computed (the result's blake3 is "")
         self.auth_hint: str | None = None  # the hint to an HTTP 401/403 (default: both token variables)
         self.digests: _Digests | None = None
 
@@ -273,7 +276,7 @@ class _Job:
         if self.size is not None and self.have > self.size:
             self._reset()
         resumed_from = self.have
-        self.digests = _Digests()
+        self.digests = _Digests(self.with_blake3)
         try:
             self._hash_existing()
             failures = 0
@@ -287,7 +290,7 @@ class _Job:
                 except _Restart:
                     self._reset()
                     self.digests.abandon()
-                    self.digests = _Digests()
+                    self.digests = _Digests(self.with_blake3)
                     continue
                 except _TRANSIENT as e:
                     failures = 0 if self.have > before else failures + 1
@@ -370,7 +373,7 @@ class _Job:
                 if self.have:  # the server ignored Range: take the whole file again
                     self._reset()
                     self.digests.abandon()
-                    self.digests = _Digests()
+                    self.digests = _Digests(self.with_blake3)
                 length = resp.headers.get("Content-Length")
                 if length and length.isdigit() and self.size is not None and int(length) != self.size:
                     raise _Mismatch(f"the server offers {length} bytes, {self.size} were expected")
