@@ -182,7 +182,7 @@ class _Cache:
         fresh = {}
         for k, v in data.items() if isinstance(data, dict) else ():
             if isinstance(v, dict) and isinstance(v.get("at"), (int, float)) and now - v["at"] < self.ttl:
-                if isinstance(v.get("rows"), list) and all(isinstance(r, dict) and set(r) == _FIELDS for r in v["rows"]):
+                if isinstance(v.get("rows"), list) and all(_valid_row(r) for r in v["rows"]):
                     fresh[k] = v
         return fresh
 
@@ -197,4 +197,9 @@ class _Cache:
         atomic_write_json(self.path, data)
 
 
-_FIELDS = {"kind", "url", "filename", "sha256", "size"}
+def _valid_row(row) -> bool:
+    """A cached row as _civitai/_hf_files write it (the cache file may be damaged or edited)."""
+    if not isinstance(row, dict) or set(row) != {"kind", "url", "filename", "sha256", "size"}:
+        return False
+    texts = all(isinstance(row[k], str) for k in ("kind", "url", "filename"))
+    return texts and isinstance(row["sha256"], (str, type(None))) and isinstance(row["size"], (int, type(None)))

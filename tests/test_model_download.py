@@ -295,3 +295,21 @@ def test_export_finds_a_model_by_name_and_hash_in_a_repository_a_workflow_points
     assert r.code == 0, r.err
     urls = {m["path"]: m.get("url") for m in r.json["models"]}
     assert urls["checkpoints/demo_model.safetensors"] == wanted
+
+
+def test_hostile_answers_are_skipped_or_one_warning(server, workspace):
+    server.add_hf_file("org/repo", "main", "fine.safetensors", b"f" * 10)
+    server.hf["org/repo"]["../../evil.safetensors"] = ("main", b"x")  # a path that leaves the repository
+    server.versions[99] = {"id": 99, "modelId": 1, "model": {"name": "evil", "type": "LORA"}, "files": "not a list"}
+    warnings = []
+    found = find_sources(workspace, "evil.safetensors", hint_urls=[f"{server.url}/org/repo"], warn=warnings.append)
+    assert found == []
+    assert warnings == [f"CivitAI lookup at {server.url} answered something that is not a model version"]
+    cache = workspace.api_cache_dir / "model_sources.json"
+    data = json.loads(cache.read_text())
+    for entry in data.values():
+        entry["rows"] = [{"kind": 1, "url": None, "filename": [], "sha256": 5, "size": "x"}]
+    cache.write_text(json.dumps(data))  # a damaged cache is asked again, never trusted
+    assert [s.filename for s in find_sources(workspace, "fine.safetensors", hint_urls=[f"{server.url}/org/repo"])] == [
+        "fine.safetensors"
+    ]
