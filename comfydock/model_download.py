@@ -95,7 +95,7 @@ def download_model(
     with make_session() as session:
         plan = plan_download(workspace, url, session, tokens, need_name=name is None)
         name = check_name(name or plan.name or "", url)
-        category = check_category(category or plan.category or guess_category(name), name)
+        category = check_category(category or plan.category or guess_category(name))
         if sha256 and plan.sha256 and sha256.lower() != plan.sha256:
             raise ComfydockError(
                 f"{name}: --sha256 {sha256.lower()} differs from the source's own {plan.sha256}",
@@ -205,7 +205,7 @@ def check_name(name: str, url: str) -> str:
     return name
 
 
-def check_category(category: str, name: str) -> str:
+def check_category(category: str) -> str:
     problem = relative_path_problem(category, "the models folder")
     if problem:
         raise UsageError(f"category {category[:120]!r} {problem}", hint="a models folder: checkpoints, loras, vae, …")

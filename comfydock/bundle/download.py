@@ -158,7 +158,8 @@ def download(
 
     Without a sha256 or blake3 the file is taken as the server sends it (the result carries its
     digests); without `size` the server's announced length is the size, and `max_size` (or that
-    length) caps what is accepted; `with_blake3=False` skips that digest when none is expected. A web page (text/html) is refused, never saved as a model.
+    length) caps what is accepted; `with_blake3=False` skips that digest when none is expected.
+    A web page (text/html) is refused, never saved as a model. `auth_hint`: the hint to HTTP 401/403.
     `schemes`: what `url` may be; a bundle's URLs are http(s) only, file:// is for --models-from.
     `tokens` maps host[:port] to a bearer token (see tokens_from_env). A dropped connection or
     timeout mid-transfer is retried up to `attempts` times in a row without progress, continuing
