@@ -205,7 +205,7 @@ def _user_requirement(path: Path, line: str, result: RequirementsFile, constrain
     except InvalidRequirement as exc:
         if "://" in text or text.startswith((".", "/", "~")) or text.endswith((".whl", ".zip", ".tar.gz")):
             raise _refuse(path, text, "is a URL or a path, not a requirement by name", _URL_HINT) from None
-        raise _refuse(path, text, f"is not a valid requirement ({exc})", "use PEP 508 form, e.g. 'numpy<2'") from None
+        raise _refuse(path, text, f"is not a valid requirement ({str(exc).splitlines()[0]})", "use PEP 508 form, e.g. 'numpy<2'") from None
     if req.url:
         raise _refuse(path, text, "points at a URL", _URL_HINT)
     (result.constraints if constraint else result.requirements).append(str(req))

@@ -78,7 +78,7 @@ class FakeRegistry:
         return {
             "id": node_id,
             "name": node_id.replace("-", " ").title(),
-            "description": "fixture node",
+            "description": "a node for tests",
             "author": "fixture",
             "license": "MIT",
             "icon": "",
