@@ -87,13 +87,13 @@ class RegistryClient:
 
     # --- requests -------------------------------------------------------------------------
     def _get(self, path: str, params: dict | None = None, *, cache: bool = True, not_found=None):
-        import requests
-
         key = path + ("?" + "&".join(f"{k}={v}" for k, v in sorted(params.items())) if params else "")
         if cache:
             hit = self._cache_get(key)
             if hit is not None:
                 return hit
+        import requests  # only when the registry is really asked (~0.15 s)
+
         from comfydock import http
 
         url = self.base_url + path

@@ -254,3 +254,9 @@ def test_update_all_that_fails_midway_leaves_every_node_as_before(env, registry,
     assert _node_state(env) == before
     plan = run_cli("build", "--dry-run", "--json").json  # nothing left for a build to redo
     assert {r["status"] for r in plan if r["task"] not in {"index_models", "core_node_types"}} == {"up-to-date"}
+
+
+def test_update_needs_one_node_or_all(workspace_path, run_cli):
+    for argv in (("node", "update"), ("node", "update", "x", "--all")):
+        result = run_cli(*argv)
+        assert result.code == 2 and "name one node, or give --all" in result.err

@@ -170,6 +170,8 @@ def cmd_node_info(app: App) -> int:
     try:
         env = app.env()
     except ComfydockError:
+        if args.env:
+            raise  # the environment asked for by name must exist
         env = None  # no environment (yet): the registry's answer alone
     with app.status("Asking the Comfy Registry"):
         info = node_info(app.workspace(), env, args.id, args.refresh)
