@@ -241,16 +241,22 @@ def test_update_all_moves_every_node_to_its_newest_in_one_change(env, registry, 
 
 
 @pytest.mark.slow
-def test_update_all_that_fails_midway_leaves_every_node_as_before(env, registry, node_repo, run_cli):
+@pytest.mark.parametrize(
+    "requirements,mode,says",
+    [("cdfix-alpha<1\n", None, "No solution found"), ("cdfix-beta\n", "truncate", "was interrupted")],
+    ids=["unlockable", "download-cut"],
+)
+def test_update_all_that_fails_midway_leaves_every_node_as_before(env, registry, node_repo, run_cli, requirements, mode, says):
     from comfydock.demo.fixtures import node_zip_bytes
 
     for ident in ("comfyui-fixture-pack@1.0.0", f"{node_repo.as_uri()}@v1.0"):
         assert run_cli("node", "add", ident).code == 0
-    # the git node moves fine; the registry node's newest version cannot be locked
-    registry.nodes["comfyui-fixture-pack"]["versions"]["2.0.0"] = node_zip_bytes("fixture-pack", "cdfix-alpha<1\n")
+    # the git node moves fine; the registry node's newest version cannot be locked, or its download is cut
+    registry.nodes["comfyui-fixture-pack"]["versions"]["2.0.0"] = node_zip_bytes("fixture-pack", requirements)
+    registry.mode = mode
     before = _node_state(env)
     result = run_cli("node", "update", "--all")
-    assert result.code == 1 and "No solution found" in result.err
+    assert result.code == 1 and says in result.err, result.err
     assert _node_state(env) == before
     plan = run_cli("build", "--dry-run", "--json").json  # nothing left for a build to redo
     assert {r["status"] for r in plan if r["task"] not in {"index_models", "core_node_types"}} == {"up-to-date"}
