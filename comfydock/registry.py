@@ -32,6 +32,7 @@ class RegistryClient:
         *,
         max_bytes: int | None = None,
         seconds: float | None = None,
+        refresh: bool = False,
     ):
         """`max_bytes`: the largest node archive downloaded (archive-max-bytes); `seconds`: how long
         one download may take (download-timeout; an answer gets at most http.ANSWER_DEADLINE_MAX)."""
@@ -42,6 +43,7 @@ class RegistryClient:
         self.seconds = DOWNLOAD_SECONDS if seconds is None else seconds
         self.cache_file = cache_file
         self.ttl = seconds_from_env("COMFYDOCK_API_CACHE_TTL", DEFAULT_TTL) if ttl is None else ttl
+        self.refresh = refresh  # answers are asked again (and cached anew), never read from the cache
         self._session = None
 
     @property
@@ -63,6 +65,8 @@ class RegistryClient:
             return {}  # a damaged cache is only a cache: start over
 
     def _cache_get(self, key: str):
+        if self.refresh:
+            return None
         entry = self._cache_load().get(key)
         if isinstance(entry, dict) and isinstance(entry.get("at"), (int, float)) and time.time() - entry["at"] < self.ttl:
             return entry.get("value")
@@ -83,13 +87,13 @@ class RegistryClient:
 
     # --- requests -------------------------------------------------------------------------
     def _get(self, path: str, params: dict | None = None, *, cache: bool = True, not_found=None):
-        import requests
-
         key = path + ("?" + "&".join(f"{k}={v}" for k, v in sorted(params.items())) if params else "")
         if cache:
             hit = self._cache_get(key)
             if hit is not None:
                 return hit
+        import requests  # only when the registry is really asked (~0.15 s)
+
         from comfydock import http
 
         url = self.base_url + path
@@ -138,7 +142,7 @@ class RegistryClient:
         def missing():
             suggestions = self.suggest(node_id)
             hint = (
-                f"did you mean: {', '.join(suggestions)}?" if suggestions else "search the registry at https://registry.comfy.org"
+                f"did you mean: {', '.join(suggestions)}?" if suggestions else "find its id with 'comfydock node search WORDS'"
             )
             return NodeNotFound(f"no node {node_id!r} in the Comfy Registry", hint=hint)
 
@@ -176,13 +180,42 @@ class RegistryClient:
             raise self.bad_answer(f"version {str(data.get('version'))[:40]!r} when asked for {node_id} {version}")
         return data
 
+    def search(self, query: str, limit: int = 10) -> list[dict]:
+        """The registry's nodes matching `query` (GET /nodes/search), at most `limit`."""
+        data = self._get("/nodes/search", {"search": query, "limit": limit})
+        nodes = data.get("nodes") if isinstance(data, dict) else None
+        if not isinstance(nodes, list):
+            raise self.bad_answer(f"a search answer without a list of nodes for {query[:40]!r}")
+        return [n for n in nodes if isinstance(n, dict) and isinstance(n.get("id"), str) and n["id"]][:limit]
+
     def suggest(self, query: str, limit: int = 5) -> list[str]:
         try:
-            data = self._get("/nodes/search", {"search": query, "limit": limit}, cache=False)
+            return [n["id"] for n in self.search(query, limit)]
         except RegistryError:
             return []
-        nodes = data.get("nodes", []) if isinstance(data, dict) else []
-        return [n["id"] for n in nodes if isinstance(n, dict) and n.get("id")][:limit]
+
+    def comfy_nodes(self, node_id: str, version: str, max_pages: int = 20) -> list[str] | None:
+        """The node types (ComfyUI class names) the registry lists for one version, or None when it
+        lists none (GET /nodes/{id}/versions/{v}/comfy-nodes, paged)."""
+        names: list[str] = []
+        path = f"/nodes/{quote(node_id)}/versions/{quote(version)}/comfy-nodes"
+        for page in range(1, max_pages + 1):
+            try:
+                data = self._get(path, {"page": page, "limit": 100}, not_found=lambda: NodeNotFound("not listed"))
+            except NodeNotFound:
+                return names or None  # an unknown version, or a registry without this endpoint
+            listed = data.get("comfy_nodes") if isinstance(data, dict) else None
+            if not isinstance(listed, list):
+                raise self.bad_answer(f"a node-type list that is not a list for {node_id} {version}")
+            for item in listed:
+                # comfy_node_name in today's API, comfy_node_id in older deployments
+                name = item.get("comfy_node_name") or item.get("comfy_node_id") if isinstance(item, dict) else None
+                if isinstance(name, str) and name:
+                    names.append(name)
+            pages = data.get("totalNumberOfPages")
+            if not listed or not isinstance(pages, int) or page >= pages:
+                break
+        return names or None
 
     def download(self, url: str, dest: Path) -> int:
         """Stream `url` to `dest`, at most max_bytes within `seconds`; a cut-off transfer is an error,
@@ -214,3 +247,14 @@ class RegistryClient:
                 f"download of {url} was cut off ({got} of {expected} bytes)", hint="run the command again to retry"
             )
         return got
+
+
+def newest_usable_version(versions: list[dict]) -> str | None:
+    """The newest version one may move to: not deprecated, not banned or deleted."""
+    from comfydock.pep440 import newest
+
+    return newest(
+        v["version"]
+        for v in versions
+        if v.get("deprecated") is not True and not any(word in str(v.get("status") or "") for word in ("Banned", "Deleted"))
+    )

@@ -113,3 +113,99 @@ def scan_requirements_file(path: Path, root: Path | None = None, _seen: set[Path
             continue
         result.requirements.append(str(req))
     return result
+
+
+# --- a user's requirements file ('py add -r') ---------------------------------------------------
+# Options that change how pip fetches, not what is installed: noted, not applied (uv.lock records
+# every file's hash itself, and uv picks wheels on its own).
+_FETCH_ONLY = ("--hash", "--prefer-binary", "--only-binary", "--no-binary", "--trusted-host", "--use-feature", "--require-hashes")
+_INDEX_OPTIONS = ("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--no-index")
+_CONSTRAINT_RE = re.compile(r"^(?:-c|--constraint)(?:\s+|=)?(\S.*)$")
+_URL_HINT = (
+    "add the package by name and version (a lock file takes it from an index); "
+    "for private wheels set 'comfydock config find-links DIR'"
+)
+
+
+@dataclass
+class RequirementsFile:
+    requirements: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)  # from '-c FILE' lines
+    notes: list[str] = field(default_factory=list)  # options read but not applied
+
+
+def read_requirements_file(path: Path) -> RequirementsFile:
+    """The requirements (and '-c' constraints) of a user's requirements.txt, '-r' includes followed.
+    Anything a lock file cannot honour (URLs, editables, index options) is a UsageError naming the line."""
+    result = RequirementsFile()
+    _read_user_file(path, result, set(), constraint=False)
+    return result
+
+
+def _refuse(path: Path, line: str, why: str, hint: str) -> UsageError:
+    return UsageError(f"{path}: {line[:80]!r} {why}", hint=hint)
+
+
+def _read_user_file(path: Path, result: RequirementsFile, seen: set[Path], constraint: bool) -> None:
+    try:
+        real = path.resolve(strict=True)
+    except OSError:
+        raise UsageError(f"no requirements file {path}", hint="give the path of a requirements.txt, e.g. -r ./requirements.txt") from None
+    if real in seen:
+        return  # an include loop: each file counts once
+    seen.add(real)
+    try:
+        text = real.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read requirements file {path}: {exc}", hint="give a UTF-8 text file") from None
+    for logical in _logical_lines(text):
+        line = _strip_comment(logical)
+        if not line:
+            continue
+        nested = _INCLUDE_RE.match(line) or _CONSTRAINT_RE.match(line)
+        if nested:
+            inner = Path(nested.group(1).strip())
+            inner = inner if inner.is_absolute() else real.parent / inner
+            _read_user_file(inner, result, seen, constraint or line.startswith(("-c", "--constraint")))
+        elif line.startswith("-"):
+            _user_option(path, line, result)
+        else:
+            _user_requirement(path, line, result, constraint)
+
+
+def _user_option(path: Path, line: str, result: RequirementsFile) -> None:
+    option = line.split()[0].split("=")[0]
+    if option in _FETCH_ONLY:
+        result.notes.append(f"{path}: {line!r} not applied (uv decides how to fetch, and uv.lock records hashes)")
+    elif option in _INDEX_OPTIONS:
+        raise _refuse(
+            path,
+            line,
+            "sets where packages come from, which a requirements list cannot change here",
+            "remove the line; set the index with 'comfydock config python-index URL' (or find-links / no-index)",
+        )
+    elif option in ("-e", "--editable"):
+        raise _refuse(
+            path, line, "is an editable install", "add the package by name and version; a custom node you work on is 'node add DIR --dev'"
+        )
+    elif option == "--pre":
+        raise _refuse(path, line, "allows every pre-release", "remove it and name the pre-release you want, e.g. 'pkg>=2.0b1'")
+    else:
+        raise _refuse(path, line, "is an option 'py add -r' does not know", "remove the line and add the requirements it meant by name")
+
+
+def _user_requirement(path: Path, line: str, result: RequirementsFile, constraint: bool) -> None:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    text, *options = re.split(r"\s+(?=--)", line)
+    for option in options:
+        _user_option(path, option, result)  # a hash after the requirement: noted; anything else refused
+    try:
+        req = Requirement(text)
+    except InvalidRequirement as exc:
+        if "://" in text or text.startswith((".", "/", "~")) or text.endswith((".whl", ".zip", ".tar.gz")):
+            raise _refuse(path, text, "is a URL or a path, not a requirement by name", _URL_HINT) from None
+        raise _refuse(path, text, f"is not a valid requirement ({str(exc).splitlines()[0]})", "use PEP 508 form, e.g. 'numpy<2'") from None
+    if req.url:
+        raise _refuse(path, text, "points at a URL", _URL_HINT)
+    (result.constraints if constraint else result.requirements).append(str(req))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from comfydock.cli.app import App, env_option, json_option, log
+from comfydock.cli.app import App, count, env_option, json_option, log
 from comfydock.cli.text import escape
 
 
@@ -90,29 +90,132 @@ def cmd_node_remove(app: App) -> int:
 
 
 def cmd_node_update(app: App) -> int:
-    from comfydock.nodes.operations import update_node
+    from comfydock.errors import UsageError
+    from comfydock.nodes.operations import update_nodes
 
+    args = app.args
+    if bool(args.all) == bool(args.name):
+        raise UsageError("name one node, or give --all", hint="comfydock node update ID [--version V] | node update --all")
     env = app.env()
-    with app.status("Updating node") as spinner:
-        change = update_node(
+    with app.status("Updating nodes" if args.all else "Updating node") as spinner:
+        change = update_nodes(
             env,
-            app.args.name,
-            app.args.version,
-            force=app.args.force,
+            None if args.all else [args.name],
+            args.version,
+            dry_run=args.dry_run,
+            force=args.force,
             listener=app.task_listener(spinner),
             on_wait=app.lock_wait_note,
         )
+    log.info("node update %s: %s", args.name or "--all", change.to_json())
     if app.json:
         app.print_json(change.to_json())
-    else:
-        old, new = change.removed[0], change.added[0]
+        return 0
+    for skipped in change.skipped:
+        app.say(escape(f"skipped {skipped['id']}: {skipped['why']}"))
+    if change.unchanged:
+        app.say(escape(f"already at their newest: {', '.join(change.unchanged)}"))
+    mark = "[cyan]would update[/]" if change.dry_run else "[green]✓[/]"
+    for old, new in zip(change.removed, change.added):
         before = old.get("version") or (old.get("commit") or "")[:10]
         after = new.get("version") or (new.get("commit") or "")[:10]
-        app.say(
-            "[green]✓[/] "
-            + escape(f"{new['id']}: {before} → {after}" if before != after else f"{new['id']}: requirements rescanned")
-        )
+        app.say(f"{mark} " + escape(f"{new['id']}: {before} → {after}" if before != after else f"{new['id']}: requirements rescanned"))
+    if args.all and not change.added:
+        app.say("Nothing to update: every registry and git node is at its newest version.")
+    elif change.dry_run:
+        app.say("(dry run: nothing changed)")
     return 0
+
+
+def _one_line(text, width: int) -> str:
+    """Untrusted text for one table cell: printable, on one line, at most `width` characters."""
+    from comfydock.cli.text import printable
+
+    text = printable(" ".join(str(text or "").split()))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def cmd_node_search(app: App) -> int:
+    from comfydock.nodes.lookup import search_nodes
+
+    args = app.args
+    with app.status("Searching the Comfy Registry"):
+        rows = search_nodes(app.workspace(), args.query, args.limit, args.refresh)
+    if app.json:
+        app.print_json(rows)
+        return 0
+    if not rows:
+        app.say(f"No registry node matches {escape(repr(args.query))}.")
+        return 0
+    from rich.markup import escape as markup
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("node", "latest", "downloads", "description", "add with"):
+        table.add_column(col, justify="right" if col == "downloads" else "left")
+    for r in rows:
+        downloads = "-" if r["downloads"] is None else f"{r['downloads']:,}"
+        add = r["add"] or "(not a valid id)"
+        cells = (_one_line(r["id"], 40), _one_line(r["latest_version"] or "-", 16), downloads, _one_line(r["description"], 60), add)
+        table.add_row(*(markup(c) for c in cells))
+    app.out.print(table)
+    return 0
+
+
+def cmd_node_info(app: App) -> int:
+    from comfydock.errors import ComfydockError
+    from comfydock.nodes.lookup import node_info
+
+    args = app.args
+    try:
+        env = app.env()
+    except ComfydockError:
+        if args.env:
+            raise  # the environment asked for by name must exist
+        env = None  # no environment (yet): the registry's answer alone
+    with app.status("Asking the Comfy Registry"):
+        info = node_info(app.workspace(), env, args.id, args.refresh)
+    if app.json:
+        app.print_json(info)
+        return 0
+    _print_node_info(app, info, env)
+    return 0
+
+
+def _print_node_info(app: App, info: dict, env) -> None:
+    from comfydock.cli.text import printable
+
+    licence = info["license"]
+    if isinstance(licence, dict):
+        licence = ", ".join(f"{k}: {v}" for k, v in licence.items())
+    out = app.out.print
+    out(f"[bold]{escape(info['id'])}[/]" + (f" ({escape(info['name'])})" if info["name"] else ""))
+    if info["description"]:
+        out(escape(info["description"].strip()))
+    for label, value in (
+        ("repository", info["repository"]),
+        ("author", info["author"]),
+        ("license", licence),
+        ("downloads", None if info["downloads"] is None else f"{info['downloads']:,}"),
+        ("latest", info["latest_version"]),
+    ):
+        out(f"  {label + ':':<12}{escape(printable(value or '-'))}")
+    installed = info["installed"]
+    if installed:
+        where = f"{installed['version']} in environment {installed['environment']} (custom_nodes/{installed['directory']})"
+    elif env is not None:
+        where = f"not in environment {env.name}: {info['add']}"
+    else:
+        where = f"no environment to look in; add with: {info['add']}"
+    out(f"  {'installed:':<12}{escape(where)}")
+    types = info["node_types"]
+    out(f"  {'node types:':<12}" + (escape(printable(", ".join(types))) if types else "[dim]not listed by the registry[/]"))
+    out(f"  versions ({len(info['versions'])}):")
+    for v in info["versions"][:15]:
+        flag = " [yellow]deprecated[/]" if v["deprecated"] else ""
+        out(f"    {escape(printable(v['version'])):<16} {escape(printable(v['date'] or '-'))}{flag}")
+    if len(info["versions"]) > 15:
+        out(f"    … and {len(info['versions']) - 15} older (all with --json)")
 
 
 def cmd_node_list(app: App) -> int:
@@ -256,14 +359,39 @@ def register(sub) -> None:
     p = node_sub.add_parser(
         "update",
         help="change a node's version or rescan it",
-        description="Move a registry/git node to another version (default: latest / the ref's newest commit); rescan a development node's requirements.",
+        description="Move a registry/git node to another version (default: latest / the ref's newest commit); rescan a "
+        "development node's requirements. --all moves every registry node to its newest non-deprecated version and every "
+        "git node to its remote's default branch head, in one change (all or nothing); development nodes are skipped.",
     )
     env_option(p)
-    p.add_argument("name", metavar="ID")
+    p.add_argument("name", metavar="ID", nargs="?")
     p.add_argument("--version", metavar="V", help="registry version or git ref")
+    p.add_argument("--all", action="store_true", help="every registry and git node to its newest version")
+    p.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
     p.add_argument("--force", action="store_true", help="replace the node's directory even if its files were changed")
     json_option(p)
     p.set_defaults(func=cmd_node_update)
+    p = node_sub.add_parser(
+        "search",
+        help="search the Comfy Registry",
+        description="Search the Comfy Registry (registry-url) for nodes; answers are cached (api-cache TTL).",
+    )
+    p.add_argument("query", metavar="QUERY")
+    p.add_argument("--limit", type=count, default=10, metavar="N", help="at most N nodes (1-100, default 10)")
+    p.add_argument("--refresh", action="store_true", help="ask the registry again instead of the cache")
+    json_option(p)
+    p.set_defaults(func=cmd_node_search)
+    p = node_sub.add_parser(
+        "info",
+        help="one registry node's details",
+        description="A registry node's description, repository, license, versions (dates, deprecated), the node types it "
+        "provides (when the registry lists them) and whether the environment has it.",
+    )
+    env_option(p)
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--refresh", action="store_true", help="ask the registry again instead of the cache")
+    json_option(p)
+    p.set_defaults(func=cmd_node_info)
     p = node_sub.add_parser("list", help="list custom nodes", description="List tracked custom nodes.")
     env_option(p)
     p.add_argument("--dev", action="store_true", help="only development nodes")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from comfydock.cli.app import App, env_option, json_option, log
 
 
@@ -60,19 +62,40 @@ def _locked(env, names) -> str:
 
 def cmd_py_add(app: App) -> int:
     from comfydock import pydeps
-    from comfydock.requirements_txt import parse_requirement
+    from comfydock.errors import UsageError
+    from comfydock.requirements_txt import RequirementsFile, parse_requirement, read_requirements_file
 
+    specs, group = list(app.args.packages), app.args.group
+    wanted = RequirementsFile(requirements=specs)
+    for path in app.args.requirement_files:
+        read = read_requirements_file(Path(path))
+        wanted.requirements += read.requirements
+        wanted.constraints += read.constraints
+        wanted.notes += read.notes
+    if not wanted.requirements:
+        raise UsageError(
+            "no requirements to add" + (" (the requirements files list none)" if app.args.requirement_files else ""),
+            hint="comfydock py add PKG[SPEC]… or py add -r requirements.txt",
+        )
+    for note in wanted.notes:
+        app.warn_text(note)
     env = app.env()
-    specs, group = app.args.packages, app.args.group
+    specs = wanted.requirements
     names = [parse_requirement(s).name for s in specs]
+
+    def mutate(doc):
+        pydeps.add_requirements(doc, specs, group)
+        if wanted.constraints:
+            pydeps.add_constraints(doc, wanted.constraints)
 
     def describe(change):
         if not change.changed:
             return f"Already required: {', '.join(specs)} (nothing to do)"
         where = f"group {group}" if group else "the environment"
-        return f"Added {', '.join(specs)} to {where}; locked: {_locked(env, names)}"
+        also = f" and constraints {', '.join(wanted.constraints)}" if wanted.constraints else ""
+        return f"Added {', '.join(specs)}{also} to {where}; locked: {_locked(env, names)}"
 
-    return _apply_change(app, env, lambda doc: pydeps.add_requirements(doc, specs, group), describe)
+    return _apply_change(app, env, mutate, describe)
 
 
 def cmd_py_remove(app: App) -> int:
@@ -174,10 +197,21 @@ def register(sub) -> None:
     p = py_sub.add_parser(
         "add",
         help="add requirements, then lock and sync",
-        description="Add requirements (PEP 508, e.g. 'requests>=2'), lock with uv and sync the venv. If uv cannot resolve, nothing changes.",
+        description="Add requirements (PEP 508, e.g. 'requests>=2'), or those of requirements files (-r; their -r "
+        "includes followed, -c constraint files added as constraints), lock with uv and sync the venv. If uv cannot "
+        "resolve, nothing changes.",
     )
     env_option(p)
-    p.add_argument("packages", nargs="+", metavar="PKG[SPEC]")
+    p.add_argument("packages", nargs="*", metavar="PKG[SPEC]")
+    p.add_argument(
+        "-r",
+        "--requirement",
+        dest="requirement_files",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="add the requirements a requirements.txt lists (repeatable)",
+    )
     p.add_argument("--group", metavar="NAME", help="add to this dependency group instead of the main requirements")
     json_option(p)
     p.set_defaults(func=cmd_py_add)

@@ -11,7 +11,9 @@ from comfydock.demo.loopback import serve
 
 
 class FakeRegistry:
-    """nodes: id -> {"repository": url, "versions": {version: zip bytes}} (newest last)."""
+    """nodes: id -> {"repository": url, "versions": {version: zip bytes} (newest last), "deprecated":
+    set of versions, "node_types": the class names each version provides (None: not listed),
+    "info": fields of the /nodes/<id> answer to set (description, downloads, license...)}."""
 
     def __init__(self):
         self.nodes: dict[str, dict] = {}
@@ -37,8 +39,21 @@ class FakeRegistry:
         self.server.shutdown()
         self.server.server_close()
 
-    def add_node(self, node_id: str, versions: dict[str, bytes], repository: str | None = None):
-        self.nodes[node_id] = {"repository": repository or f"https://github.com/fixture/{node_id}", "versions": dict(versions)}
+    def add_node(
+        self,
+        node_id: str,
+        versions: dict[str, bytes],
+        repository: str | None = None,
+        node_types: list[str] | None = None,
+        **info,
+    ):
+        self.nodes[node_id] = {
+            "repository": repository or f"https://github.com/fixture/{node_id}",
+            "versions": dict(versions),
+            "deprecated": set(),
+            "node_types": node_types,
+            "info": info,
+        }
 
     # --- the API ---------------------------------------------------------------------------
     def _version_obj(self, node_id: str, version: str) -> dict:
@@ -47,9 +62,9 @@ class FakeRegistry:
             "version": version,
             "changelog": "",
             "dependencies": [],
-            "deprecated": False,
+            "deprecated": version in self.nodes[node_id]["deprecated"],
             "downloadUrl": f"{self.url}/files/{node_id}/{version}.zip",
-            "createdAt": "2025-01-01T00:00:00Z",
+            "createdAt": f"2025-01-{1 + list(self.nodes[node_id]['versions']).index(version):02d}T00:00:00Z",
             "status": "NodeVersionStatusActive",
         }
 
@@ -63,13 +78,18 @@ class FakeRegistry:
         return {
             "id": node_id,
             "name": node_id.replace("-", " ").title(),
-            "description": "fixture node",
+            "description": "a node for tests",
             "author": "fixture",
             "license": "MIT",
             "icon": "",
             "repository": node["repository"],
             "tags": [],
             "latest_version": self._version_obj(node_id, latest),
+            "downloads": 0,
+            "rating": 0,
+            "publisher": {"id": "fixture", "name": "fixture"},
+            "status": "NodeStatusActive",
+            **node["info"],
         }
 
     def _find(self, node_id: str) -> str | None:
@@ -104,14 +124,20 @@ class FakeRegistry:
         parts = [p for p in path.split("/") if p]
         if parts[:2] == ["nodes", "search"]:
             q = query.get("search", "").lower()
-            found = [self._node_obj(n) for n in self.nodes if q[:4] in n.lower() or n.lower()[:4] in q]
-            return self._json(req, {"nodes": found[: int(query.get("limit", 10))], "total": len(found), "page": 1, "limit": 10})
+            found = [self._node_obj(n) for n in self.nodes if self._matches(n, q)]
+            return self._json(req, self._page(found, "nodes", query, total="total"))
         if parts[:1] == ["nodes"] and len(parts) >= 2:
             node_id = self._find(parts[1])
             if node_id is None:
                 return self._json(req, {"message": "Node not found"}, 404)
             if len(parts) == 2:
                 return self._json(req, self._node_obj(node_id))
+            if parts[2] == "versions" and len(parts) == 5 and parts[4] == "comfy-nodes":
+                if parts[3] not in self.nodes[node_id]["versions"]:
+                    return self._json(req, {"error": "not found", "message": "version not found"}, 404)
+                names = self.nodes[node_id]["node_types"] or []
+                listed = [{"comfy_node_name": n, "category": "fixture", "deprecated": False} for n in names]
+                return self._json(req, self._page(listed, "comfy_nodes", query))
             if parts[2] == "versions":
                 return self._json(req, [self._version_obj(node_id, v) for v in reversed(self.nodes[node_id]["versions"])])
             if parts[2] == "install":
@@ -148,6 +174,22 @@ class FakeRegistry:
                 return
             return self._send(req, 200, data, "application/zip")
         return self._json(req, {"message": "not found"}, 404)
+
+    def _matches(self, node_id: str, q: str) -> bool:
+        """What the real search (a full-text index) finds, roughly: the words in id, name or
+        description, or a name close to the query's start (for 'did you mean')."""
+        obj = self._node_obj(node_id)
+        text = " ".join(str(obj.get(k) or "") for k in ("id", "name", "description")).lower()
+        return q in text or q[:4] in node_id.lower() or node_id.lower()[:4] in q
+
+    @staticmethod
+    def _page(items: list, key: str, query: dict, total: str | None = None) -> dict:
+        limit, page = max(1, int(query.get("limit", 10))), max(1, int(query.get("page", 1)))
+        answer = {key: items[(page - 1) * limit : page * limit], "page": page, "limit": limit}
+        answer["totalNumberOfPages" if total is None else "totalPages"] = -(-len(items) // limit)
+        if total:
+            answer[total] = len(items)
+        return answer
 
     def _trickle(self, req, body: bytes):
         req.send_response(200)

@@ -33,6 +33,9 @@ class NodeChange:
     notes: list[str] = field(default_factory=list)
     build: dict | None = None
     comfyui_fills: dict | None = None  # what ComfyUI imports that the new lock stopped providing
+    skipped: list[dict] = field(default_factory=list)  # node update --all: nodes it does not move, and why
+    unchanged: list[str] = field(default_factory=list)  # node update --all: nodes already at their newest
+    dry_run: bool = False
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -265,56 +268,98 @@ def remove_nodes(env, names: list[str], *, force=False, listener=None, on_wait=N
     return change
 
 
-def update_node(env, name: str, version: str | None, *, force=False, listener=None, on_wait=None) -> NodeChange:
-    change = NodeChange()
+def _update_target(env, old: NodeSpec, version: str | None, newest: bool) -> NodeSpec:
+    """What `old` moves to: `version` (default: latest / its ref's newest commit), or with `newest`
+    the registry's newest usable version (never an older one) / the remote's default branch head."""
+    if old.source == "registry":
+        registry_id = old.registry_id or old.id
+        if newest:
+            from comfydock.nodes.resolve import registry_client
+            from comfydock.pep440 import version_sort_key
+            from comfydock.registry import newest_usable_version
+
+            version = newest_usable_version(registry_client(env.workspace, refresh=True).versions(registry_id))
+            if version is None or version_sort_key(version) <= version_sort_key(old.version or ""):
+                return old  # nothing newer that is not deprecated
+        new = resolve_registry(env.workspace, registry_id, version, refresh=newest)
+    else:
+        new = resolve_git(old.url, None if newest else (version or old.ref))
+    new.id, new.directory = old.id, old.directory
+    new.run_install_script = old.run_install_script
+    return new
+
+
+def update_nodes(
+    env, names: list[str] | None, version: str | None = None, *, dry_run=False, force=False, listener=None, on_wait=None
+) -> NodeChange:
+    """Move the named nodes (None: every registry/git node, to its newest version) in one change:
+    if any step fails, every node, the manifest, the lock and the venv are as before."""
+    change = NodeChange(dry_run=dry_run)
+    every = names is None
+    if every and version:
+        raise UsageError("--version names one node's version", hint="give the node: 'comfydock node update ID --version V'")
     with env.process_lock(on_wait):
         doc = env.manifest()
-        old = tracked_node(doc, name)
-        if old.source == "development":
-            if version:
-                raise UsageError(
-                    "development nodes have no version: comfydock only rescans their requirements",
-                    hint=f"comfydock node update {old.id}",
-                )
-            new = old
-        else:
-            if old.source == "registry":
-                new = resolve_registry(env.workspace, old.registry_id or old.id, version)
-            else:
-                new = resolve_git(old.url, version or old.ref)
-            new.id, new.directory = old.id, old.directory
-            new.run_install_script = old.run_install_script
-            if not force:
-                why = local_changes(env, old)
-                if why:
-                    raise NodeConflict(
-                        f"custom_nodes/{old.directory} has local work: {why}",
-                        hint="commit or save it elsewhere, or update anyway with --force",
+        pairs: list[tuple[NodeSpec, NodeSpec]] = []
+        for old in tracked_nodes(doc).values() if every else [tracked_node(doc, n) for n in names]:
+            if old.source == "development":
+                if every:
+                    change.skipped.append({"id": old.id, "why": "a development node (yours to update)"})
+                    continue
+                if version:
+                    raise UsageError(
+                        "development nodes have no version: comfydock only rescans their requirements",
+                        hint=f"comfydock node update {old.id}",
                     )
-        path = node_path(env, old)
-        with env.transaction() as tx:  # any failure, Ctrl-C included, puts everything back
-            engine.guard_manifest(env, tx)
-            guard_node_records(tx, env, [old.id])
+                pairs.append((old, old))
+                continue
+            new = _update_target(env, old, version, newest=every)
+            if every and new.identity() == old.identity():
+                change.unchanged.append(old.id)
+                continue
+            why = None if force else local_changes(env, old)
+            if why:
+                raise NodeConflict(
+                    f"custom_nodes/{old.directory} has local work: {why}",
+                    hint="commit or save it elsewhere, or update anyway with --force",
+                )
+            pairs.append((old, new))
+        for old, new in pairs:
+            change.added.append(new.to_json())
+            change.removed.append(old.to_json())
+        if pairs and not dry_run:
+            change.build = _apply_updates(env, doc, pairs, listener).to_json()
+    return change
+
+
+def update_node(env, name: str, version: str | None, *, force=False, listener=None, on_wait=None) -> NodeChange:
+    return update_nodes(env, [name], version, force=force, listener=listener, on_wait=on_wait)
+
+
+def _apply_updates(env, doc, pairs: list[tuple[NodeSpec, NodeSpec]], listener):
+    """Install the new versions, rescan, lock and sync, all in one transaction."""
+    with env.transaction() as tx:  # any failure, Ctrl-C included, puts everything back
+        engine.guard_manifest(env, tx)
+        guard_node_records(tx, env, [old.id for old, _ in pairs])
+        for old, new in pairs:
+            path = node_path(env, old)
             if new is old:  # a development node: its scan record goes, so the scan task runs again
                 reqs_file(env, old.id).unlink(missing_ok=True)
-            if new is not old and new.identity() != old.identity() and path.exists():
+            elif new.identity() != old.identity() and path.exists():
                 tx.move_aside(path)  # the old version: back on failure, deleted on success
                 install_marker(env, old.id).unlink(missing_ok=True)
             set_node(doc, new)
-            manifest.save(env.pyproject_path, doc)
-            _run(env, [f"scan_requirements:{new.id}"], listener)
-            # the node's packages move to the newest versions its new requirements allow
-            from packaging.requirements import Requirement
+        manifest.save(env.pyproject_path, doc)
+        news = [new for _, new in pairs]
+        _run(env, [f"scan_requirements:{new.id}" for new in news], listener, workers=min(4, len(news)))
+        # the nodes' packages move to the newest versions their new requirements allow
+        from packaging.requirements import Requirement
 
-            from comfydock.tasks.python import upgrade_options
+        from comfydock.tasks.python import upgrade_options
 
-            names = [Requirement(r).name for r in json.loads(reqs_file(env, new.id).read_text())["requirements"]]
-            targets = ["lock_deps", "sync_venv"] + ([f"install_script:{new.id}"] if new.run_install_script else [])
-            report = _run(env, targets, listener, task_options=upgrade_options(names))
-        change.added.append(new.to_json())
-        change.removed.append(old.to_json())
-        change.build = report.to_json()
-    return change
+        names = [Requirement(r).name for new in news for r in json.loads(reqs_file(env, new.id).read_text())["requirements"]]
+        targets = ["lock_deps", "sync_venv"] + [f"install_script:{new.id}" for new in news if new.run_install_script]
+        return _run(env, targets, listener, task_options=upgrade_options(names))
 
 
 def list_nodes(env) -> list[dict]:

@@ -25,7 +25,7 @@ from comfydock.nodes.spec import (
 _SHA_RE = re.compile(r"[0-9a-f]{7,40}")
 
 
-def registry_client(ws):
+def registry_client(ws, refresh: bool = False):
     from comfydock.limits import ArchiveLimits, download_seconds
     from comfydock.registry import RegistryClient
 
@@ -34,15 +34,16 @@ def registry_client(ws):
         ws.api_cache_dir / "registry_cache.json",
         max_bytes=ArchiveLimits.from_workspace(ws).max_bytes,
         seconds=download_seconds(ws),
+        refresh=refresh,
     )
 
 
-def resolve_registry(ws, node_id: str, version: str | None, name: str | None = None) -> NodeSpec:
+def resolve_registry(ws, node_id: str, version: str | None, name: str | None = None, refresh: bool = False) -> NodeSpec:
     if not is_valid_name(node_id):
         raise UsageError(f"{node_id!r} is not a registry id", hint="registry ids look like 'comfyui-impact-pack'")
     if version is not None and not is_valid_version(version):
         raise UsageError(f"{version!r} is not a version", hint="versions look like '1.2.3'")
-    client = registry_client(ws)
+    client = registry_client(ws, refresh)
     info = client.node(node_id)
     canonical = info.get("id")
     if not is_valid_name(canonical) or canonical.lower() != node_id.lower():
