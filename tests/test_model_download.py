@@ -313,3 +313,19 @@ def test_hostile_answers_are_skipped_or_one_warning(server, workspace):
     assert [s.filename for s in find_sources(workspace, "fine.safetensors", hint_urls=[f"{server.url}/org/repo"])] == [
         "fine.safetensors"
     ]
+
+
+def test_without_civitai_metadata_the_name_comes_from_content_disposition(server, run_cli, models):
+    data = os.urandom(10_000)
+    url = server.add_civitai_file(8, "from_header_lora.safetensors", data)
+    del server.versions[8]  # the version API does not know it: 404
+    r = run_cli("models", "download", url, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["path"] == str(models / "loras" / "from_header_lora.safetensors")  # folder from the name
+
+
+def test_a_file_whose_folder_cannot_be_told_asks_for_category(server, run_cli, models):
+    url = server.add_file("mystery.safetensors", b"m" * 100)
+    r = run_cli("models", "download", url)
+    assert r.code == 1 and "--category" in r.err
+    assert files_under(models) == []
