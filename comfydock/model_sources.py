@@ -66,6 +66,8 @@ class SourceFinder:
     def find(self, filename: str, *, sha256: str | None = None, hint_urls=(), by_hash: bool = True) -> list[Source]:
         name = PurePosixPath(filename.replace("\\", "/")).name
         sha256 = sha256.lower() if sha256 else None
+        if not name:
+            return []
         civitai, hf = self.civitai, self.hf
         asks = []
         if by_hash and sha256 and len(sha256) == 64:
@@ -89,8 +91,8 @@ class SourceFinder:
                 source = Source(**row, found_by=how)
                 if url_problem(source.url) is not None or (how == "name" and source.filename.lower() != name.lower()):
                     continue
-                if sha256 and source.sha256 and source.sha256 != sha256:
-                    continue
+                if (sha256 and source.sha256 and source.sha256 != sha256) or (how == "hash" and source.sha256 != sha256):
+                    continue  # another file (of the same model version, or of the same name)
                 found.setdefault(source.url, source)
         return list(found.values())
 

@@ -243,14 +243,13 @@ def lookup_source(env, model_hash: str, full: Path, target: Path) -> dict:
     A lookup that gets no answer (offline, an outage) does not stop the export: the model goes
     without a URL, the reason is kept in the target ("failed", see failed_lookups), and nothing
     is returned for lookup_uptodate to match, so the next export asks again."""
-    from comfydock.bundle.download import tokens_from_env
+    from comfydock.bundle.download import workspace_tokens
     from comfydock.bundle.sources import LookupUnavailable, civitai_lookup, url_problem
     from comfydock.http import ANSWER_DEADLINE_MAX
     from comfydock.limits import download_seconds
     from comfydock.model_index import source_type
 
     ws = env.workspace
-    hf_base = ws.setting("huggingface-url")
     civitai_base = ws.setting("civitai-url")
     sha256 = json.loads(full.read_text())["sha256"]
     known = [(t, u) for t, u in _index_sources(ws.models_db, model_hash) if url_problem(u) is None]
@@ -262,7 +261,7 @@ def lookup_source(env, model_hash: str, full: Path, target: Path) -> dict:
     if first:
         urls, via = first, "index" if known else "workflow"
     else:
-        token = tokens_from_env(civitai_base, hf_base).get(_host(civitai_base))
+        token = workspace_tokens(ws).get(_host(civitai_base))
         try:
             found = civitai_lookup(sha256, civitai_base, token=token, seconds=min(download_seconds(ws), ANSWER_DEADLINE_MAX))
         except LookupUnavailable as e:
