@@ -779,6 +779,44 @@ def add_source(db_path: Path, query: str, url: str, kind: str | None = None) -> 
         conn.close()
 
 
+def index_file(
+    db_path: Path,
+    root: Path,
+    path: Path,
+    *,
+    sha256: str,
+    blake3: str | None,
+    source_url: str | None = None,
+    kind: str | None = None,
+) -> ModelRecord:
+    """Index one file under `root` whose full hashes are known (a download just verified), and
+    record where it came from: what `models index` and `models add-source` would do for it."""
+    from comfydock.process_lock import process_lock
+
+    root = root.expanduser().absolute()
+    st = path.stat()
+    digest, size, mtime, _ = _stable_quick_hash(str(path), st.st_size, st.st_mtime_ns)
+    entry = FileEntry(path.relative_to(root).as_posix(), size, mtime, st.st_dev, st.st_ino)
+    with process_lock(db_path.with_name(db_path.name + ".lock")):
+        conn = open_index(db_path)
+        try:
+            _write_batch(conn, str(root), [(entry, digest, size, mtime)], time.time())
+            conn.execute(  # a Blake3 known for the same SHA256 is kept
+                "UPDATE models SET blake3_hash = CASE WHEN sha256_hash = ? THEN COALESCE(?, blake3_hash) ELSE ? END, "
+                "sha256_hash = ? WHERE hash = ?",
+                (sha256, blake3, blake3, sha256, digest),
+            )
+            if source_url:
+                conn.execute(
+                    "INSERT INTO model_sources (model_hash, source_type, source_url, added_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(model_hash, source_url) DO NOTHING",
+                    (digest, kind or source_type(source_url), source_url, time.time()),
+                )
+            return _records(conn, [digest])[0]
+        finally:
+            conn.close()
+
+
 def verify(db_path: Path) -> list[dict]:
     """Locations whose file is gone or changed since it was indexed."""
     conn = open_reader(db_path)

@@ -35,6 +35,12 @@ class Setting:
     default: str | None
     doc: str
     problem: Callable[[str], str | None] = lambda value: None  # what is wrong with a value (None: fine)
+    secret: bool = False  # a token: never shown, only whether it is set
+
+
+def shown_value(key: str, value: str | None) -> str | None:
+    """`value` of setting `key` as a listing may show it (a token as ***)."""
+    return "***" if value and SETTINGS[key].secret else value
 
 
 def _positive_int(value: str) -> str | None:
@@ -213,7 +219,7 @@ SETTINGS: dict[str, Setting] = {
             "civitai_url",
             "COMFYDOCK_CIVITAI_URL",
             "https://civitai.com",
-            "CivitAI base URL: model lookups by SHA256 on export (token: $CIVITAI_API_TOKEN)",
+            "CivitAI base URL: model downloads and lookups by SHA256 or name (token: civitai-token)",
             _http_url,
         ),
         Setting(
@@ -229,8 +235,14 @@ SETTINGS: dict[str, Setting] = {
             "huggingface_url",
             "COMFYDOCK_HUGGINGFACE_URL",
             "https://huggingface.co",
-            "Hugging Face base URL for model downloads (token: $HF_TOKEN)",
+            "Hugging Face base URL for model downloads and file lookups (token: hf-token)",
             _http_url,
+        ),
+        Setting(
+            "hf-token", "hf_token", "HF_TOKEN", None, "Hugging Face access token (sent only to huggingface-url)", _text, True
+        ),
+        Setting(
+            "civitai-token", "civitai_token", "CIVITAI_API_TOKEN", None, "CivitAI API key (sent only to civitai-url)", _text, True
         ),
     )
 }
@@ -476,7 +488,7 @@ class Workspace:
         rows = []
         for key, s in SETTINGS.items():
             value, source = self.setting_with_source(key)
-            rows.append({"key": key, "value": value, "source": source, "env_var": s.env_var, "doc": s.doc})
+            rows.append({"key": key, "value": shown_value(key, value), "source": source, "env_var": s.env_var, "doc": s.doc})
         return rows
 
     def set_setting(self, key: str, value: str | None) -> None:
@@ -558,7 +570,6 @@ class Workspace:
         finished: only its presence makes an environment half-made (what `delete` may remove
         as holding nothing of the user's)."""
         return self.environment_path(name) / CREATE_MARKER
-
 
     def create_process_lock_file(self, name: str) -> Path:
         return self.metadata_file.parent / "locks" / f"{name}.lock"

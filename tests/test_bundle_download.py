@@ -219,7 +219,7 @@ def test_civitai_without_an_answer_is_unavailable_but_a_garbage_answer_is_refuse
         with pytest.raises(LookupUnavailable, match="failed: HTTP 503"):
             civitai_lookup("2" * 64, s.url)
         s.civitai["1" * 64] = b"<html>Just a moment...</html>"  # a CDN challenge page instead of JSON
-        with pytest.raises(ComfydockError, match="not a model version") as refused:
+        with pytest.raises(ComfydockError, match="not JSON") as refused:
             civitai_lookup("1" * 64, s.url)
         assert not isinstance(refused.value, LookupUnavailable)
 

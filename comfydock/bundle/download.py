@@ -34,7 +34,7 @@ from comfydock.bundle.sources import (
 from comfydock.errors import ComfydockError
 from comfydock.http import make_session
 
-CHUNK = 4 << 20
+CHUNK = 1 << 20
 PART_SUFFIX = ".part"
 Progress = Callable[[int, int | None], None]  # (bytes on disk, expected total)
 
@@ -45,10 +45,22 @@ class DownloadResult:
     size: int
     resumed_from: int  # bytes of an earlier partial file this download continued (0: fresh)
     requests: int  # HTTP requests made (1 when nothing went wrong)
+    sha256: str = ""
+    blake3: str = ""
 
 
 def part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + PART_SUFFIX)
+
+
+def workspace_tokens(workspace) -> dict[str, str]:
+    """host -> token from the settings civitai-token ($CIVITAI_API_TOKEN) and hf-token ($HF_TOKEN)."""
+    tokens = {}
+    for url_key, token_key in (("civitai-url", "civitai-token"), ("huggingface-url", "hf-token")):
+        token, base = (workspace.setting(token_key) or "").strip(), workspace.setting(url_key)
+        if token and base:
+            tokens[host_key(base)] = token
+    return tokens
 
 
 def tokens_from_env(
@@ -88,10 +100,10 @@ class _Digests:
     """SHA256 and Blake3 of what is written, each on its own worker thread (both release the GIL),
     so the two digests and the socket run in parallel instead of one after the other."""
 
-    def __init__(self):
+    def __init__(self, with_blake3: bool = True):
         from blake3 import blake3
 
-        self._hashes = (hashlib.sha256(), blake3())
+        self._hashes = (hashlib.sha256(), blake3()) if with_blake3 else (hashlib.sha256(),)
         self._queues = tuple(queue.Queue(maxsize=16) for _ in self._hashes)
         self._threads = tuple(
             threading.Thread(target=self._run, args=(h, q), daemon=True) for h, q in zip(self._hashes, self._queues)
@@ -117,7 +129,7 @@ class _Digests:
 
     def finish(self) -> tuple[str, str]:
         self._stop()
-        return self._hashes[0].hexdigest(), self._hashes[1].hexdigest()
+        return self._hashes[0].hexdigest(), (self._hashes[1].hexdigest() if len(self._hashes) > 1 else "")
 
     def abandon(self) -> None:
         self._stop()
@@ -130,6 +142,9 @@ def download(
     sha256: str | None,
     blake3: str | None,
     size: int | None,
+    max_size: int | None = None,
+    auth_hint: str | None = None,
+    with_blake3: bool = True,
     progress: Progress | None = None,
     session: requests.Session | None = None,
     headers: Mapping[str, str] | None = None,
@@ -141,6 +156,10 @@ def download(
 ) -> DownloadResult:
     """Download `url` to `dest`, verified; continue `<dest>.part` if an earlier run left one.
 
+    Without a sha256 or blake3 the file is taken as the server sends it (the result carries its
+    digests); without `size` the server's announced length is the size, and `max_size` (or that
+    length) caps what is accepted; `with_blake3=False` skips that digest when none is expected.
+    A web page (text/html) is refused, never saved as a model. `auth_hint`: the hint to HTTP 401/403.
     `schemes`: what `url` may be; a bundle's URLs are http(s) only, file:// is for --models-from.
     `tokens` maps host[:port] to a bearer token (see tokens_from_env). A dropped connection or
     timeout mid-transfer is retried up to `attempts` times in a row without progress, continuing
@@ -148,8 +167,6 @@ def download(
     partial file stays for the next run, except after a digest mismatch (deleted).
     """
     dest = Path(dest)
-    if sha256 is None and blake3 is None:
-        raise ValueError("download needs a sha256 or a blake3 to verify against")
     problem = url_problem(url, schemes)
     if problem:
         raise ComfydockError(f"cannot download {dest.name}: its URL {problem}")
@@ -166,10 +183,12 @@ def download(
         if not lock_descriptor(fd, blocking=False):
             raise ComfydockError(f"{dest.name} is being downloaded by another process", hint="wait for it to finish")
         job = _Job(url, dest, f, sha256, blake3, size, progress, headers, tokens, timeout)
+        job.max_size, job.auth_hint = max_size, auth_hint
+        job.with_blake3 = with_blake3 or blake3 is not None
         if urlsplit(url).scheme.lower() != "file":
             session = session or make_session()
         try:
-            resumed_from, requests_made = job.run(session, attempts, backoff)
+            resumed_from, requests_made, digests = job.run(session, attempts, backoff)
         except BaseException as e:
             if not isinstance(e, _Mismatch):
                 if os.fstat(fd).st_size == 0:  # nothing to continue: leave no empty .part behind
@@ -180,12 +199,12 @@ def download(
             part.unlink(missing_ok=True)
             raise ComfydockError(
                 f"{dest.name}: {e} (the partial file was deleted)",
-                hint="the source serves a different file than the lock records; find another source",
+                hint="the source serves a different file than expected; find another source",
             ) from None
         if os.name == "nt":
             f.close()
         _move_into_place(part, dest)
-        return DownloadResult(dest, job.have, resumed_from, requests_made)
+        return DownloadResult(dest, job.have, resumed_from, requests_made, *digests)
     finally:
         f.close()
         if own_session and session is not None:
@@ -244,18 +263,21 @@ class _Job:
             self.headers["Authorization"] = f"Bearer {token}"
         self.headers["Accept-Encoding"] = "identity"  # the bytes as stored: no transparent gzip
         self.have = 0
+        self.max_size: int | None = None
+        self.with_blake3 = True  # False: only SHA256 is computed (the result's blake3 is "")
+        self.auth_hint: str | None = None  # the hint to an HTTP 401/403 (default: both token variables)
         self.digests: _Digests | None = None
 
     @property
     def name(self) -> str:
         return self.dest.name
 
-    def run(self, session, attempts: int, backoff: float) -> tuple[int, int]:
+    def run(self, session, attempts: int, backoff: float) -> tuple[int, int, tuple[str, str]]:
         self.have = os.fstat(self.f.fileno()).st_size
         if self.size is not None and self.have > self.size:
             self._reset()
         resumed_from = self.have
-        self.digests = _Digests()
+        self.digests = _Digests(self.with_blake3)
         try:
             self._hash_existing()
             failures = 0
@@ -269,7 +291,7 @@ class _Job:
                 except _Restart:
                     self._reset()
                     self.digests.abandon()
-                    self.digests = _Digests()
+                    self.digests = _Digests(self.with_blake3)
                     continue
                 except _TRANSIENT as e:
                     failures = 0 if self.have > before else failures + 1
@@ -284,15 +306,15 @@ class _Job:
                         f"download of {self.name} from {redact_url(self.url)} failed: {_short_reason(e)}", hint="check the URL"
                     ) from None
             if self.size is not None and self.have != self.size:
-                raise _Mismatch(f"the server sent {self.have} bytes, the lock records {self.size}")
+                raise _Mismatch(f"the server sent {self.have} bytes, {self.size} were expected")
             sha, b3 = self.digests.finish()
         finally:
             self.digests.abandon()
         if self.sha256 and sha != self.sha256:
-            raise _Mismatch("SHA256 does not match the lock")
+            raise _Mismatch("SHA256 does not match the expected one")
         if self.blake3 and b3 != self.blake3:
-            raise _Mismatch("Blake3 does not match the lock")
-        return resumed_from, made
+            raise _Mismatch("Blake3 does not match the expected one")
+        return resumed_from, made, (sha, b3)
 
     def _reset(self) -> None:
         self.f.truncate(0)
@@ -313,8 +335,9 @@ class _Job:
             self.progress(self.have, self.size)
 
     def _take(self, chunk: bytes) -> None:
-        if self.size is not None and self.have + len(chunk) > self.size:
-            raise _Mismatch(f"the server sent more than the {self.size} bytes the lock records")
+        cap = self.size if self.size is not None else self.max_size
+        if cap is not None and self.have + len(chunk) > cap:
+            raise _Mismatch(f"the server sent more than the {cap} bytes announced")
         view = memoryview(chunk)
         while view:  # an unbuffered write may write less than asked
             view = view[self.f.write(view) :]
@@ -337,29 +360,45 @@ class _Job:
                 raise _Restart()  # our partial file is not a prefix of what the server has
             if status >= 400:
                 raise ComfydockError(
-                    f"download of {self.name} from {redact_url(self.url)} failed: HTTP {status}", hint=_status_hint(status)
+                    f"download of {self.name} from {redact_url(self.url)} failed: HTTP {status}",
+                    hint=(status in (401, 403) and self.auth_hint) or _status_hint(status),
                 )
             if status == 206 and self.have:
                 start, total = _content_range(resp.headers.get("Content-Range", ""))
                 if start != self.have:
                     raise _Restart()
                 if total is not None and self.size is not None and total != self.size:
-                    raise _Mismatch(f"the server has {total} bytes, the lock records {self.size}")
+                    raise _Mismatch(f"the server has {total} bytes, {self.size} were expected")
+                self._announce(total)
             elif status == 200:
                 if self.have:  # the server ignored Range: take the whole file again
                     self._reset()
                     self.digests.abandon()
-                    self.digests = _Digests()
+                    self.digests = _Digests(self.with_blake3)
                 length = resp.headers.get("Content-Length")
                 if length and length.isdigit() and self.size is not None and int(length) != self.size:
-                    raise _Mismatch(f"the server offers {length} bytes, the lock records {self.size}")
+                    raise _Mismatch(f"the server offers {length} bytes, {self.size} were expected")
+                self._announce(int(length) if length and length.isdigit() else None)
             else:
                 raise ComfydockError(f"download of {self.name} from {redact_url(self.url)} failed: unexpected HTTP {status}")
+            if resp.headers.get("Content-Type", "").lower().startswith("text/html"):
+                raise ComfydockError(
+                    f"download of {self.name} from {redact_url(self.url)} failed: the server sent a web page, not a model file",
+                    hint="the file may need a login or a token (CIVITAI_API_TOKEN, HF_TOKEN), or the URL is a page, "
+                    "not a download link",
+                )
             # Raw reads: a short read at a dropped connection still returns what arrived (iter_content
             # would discard it), and no decoding layer copies the bytes again.
             while chunk := resp.raw.read(CHUNK, decode_content=False):
                 self._take(chunk)
         return True
+
+    def _announce(self, total: int | None) -> None:
+        """The server's length becomes the size to reach when none was known (capped by max_size)."""
+        if self.size is None and total is not None:
+            if self.max_size is not None and total > self.max_size:
+                raise _Mismatch(f"the server offers {total} bytes, more than the {self.max_size} announced")
+            self.size = total
 
     def _copy_local(self) -> bool:
         source = Path(unquote(urlsplit(self.url).path))

@@ -243,14 +243,13 @@ def lookup_source(env, model_hash: str, full: Path, target: Path) -> dict:
     A lookup that gets no answer (offline, an outage) does not stop the export: the model goes
     without a URL, the reason is kept in the target ("failed", see failed_lookups), and nothing
     is returned for lookup_uptodate to match, so the next export asks again."""
-    from comfydock.bundle.download import tokens_from_env
+    from comfydock.bundle.download import workspace_tokens
     from comfydock.bundle.sources import LookupUnavailable, civitai_lookup, url_problem
     from comfydock.http import ANSWER_DEADLINE_MAX
     from comfydock.limits import download_seconds
     from comfydock.model_index import source_type
 
     ws = env.workspace
-    hf_base = ws.setting("huggingface-url")
     civitai_base = ws.setting("civitai-url")
     sha256 = json.loads(full.read_text())["sha256"]
     known = [(t, u) for t, u in _index_sources(ws.models_db, model_hash) if url_problem(u) is None]
@@ -262,13 +261,15 @@ def lookup_source(env, model_hash: str, full: Path, target: Path) -> dict:
     if first:
         urls, via = first, "index" if known else "workflow"
     else:
-        token = tokens_from_env(civitai_base, hf_base).get(_host(civitai_base))
+        token = workspace_tokens(ws).get(_host(civitai_base))
         try:
             found = civitai_lookup(sha256, civitai_base, token=token, seconds=min(download_seconds(ws), ANSWER_DEADLINE_MAX))
         except LookupUnavailable as e:
             found, failed = None, e.message
         if found:
             urls, via = found, "civitai"
+        elif not failed:
+            urls, via, failed = _found_by_name(env, model_hash, sha256, known)
     if not urls:
         urls = [u for t, u in known if t == "huggingface"]
         via = "huggingface" if urls else None
@@ -280,6 +281,24 @@ def lookup_source(env, model_hash: str, full: Path, target: Path) -> dict:
         return {"failed": failed}  # no "inputs": not up to date, the next export retries
     atomic_write_json(target, {"hash": model_hash, "urls": urls, "via": via})
     return {"inputs": _lookup_inputs(env, model_hash)}
+
+
+def _found_by_name(env, model_hash: str, sha256: str, known) -> tuple[list[str], str | None, str | None]:
+    """(URLs, via, failure) of files with the model's name and SHA256 on CivitAI or in the Hugging Face
+    repositories the workflows' model URLs point to."""
+    from comfydock.model_sources import SourceFinder
+
+    required = required_hashes(env)
+    info = required.get(model_hash) or {}
+    name = str(info.get("filename") or str(info.get("relative_path") or "").rsplit("/", 1)[-1])
+    if not name:
+        return [], None, None
+    hints = [u for entry in required.values() for u in entry.get("urls") or []] + [u for t, u in known if t == "huggingface"]
+    problems = []
+    finder = SourceFinder(env.workspace, problems.append, strict=True)
+    found = [s for s in finder.find(name, sha256=sha256, hint_urls=hints, by_hash=False) if s.sha256 == sha256]
+    urls = [s.url for s in found]
+    return urls, (found[0].kind if found else None), (problems[0] if problems and not urls else None)
 
 
 def failed_lookups(env) -> list[dict]:

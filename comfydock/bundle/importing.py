@@ -121,7 +121,7 @@ def _substitute(path: Path, dest: Path) -> None:
 
 def _models(ws, lock, *, models_from, progress, warn, step, choose=None) -> list[ImportedModel]:
     from comfydock import model_index
-    from comfydock.bundle.download import download, download_model, tokens_from_env
+    from comfydock.bundle.download import download, download_model, workspace_tokens
 
     models_dir = ws.models_dir
     if lock.models and models_dir is None:
@@ -139,7 +139,7 @@ def _models(ws, lock, *, models_from, progress, warn, step, choose=None) -> list
         from_dir = Path(models_from).expanduser().absolute()
         step(f"Indexing {from_dir}")
         model_index.index_directory(ws.models_db, from_dir)
-    tokens = tokens_from_env(ws.setting("civitai-url"), ws.setting("huggingface-url"))
+    tokens = workspace_tokens(ws)
     out: list[ImportedModel] = []
     failed: list[str] = []
     base = models_dir.expanduser().absolute()

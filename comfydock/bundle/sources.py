@@ -6,7 +6,9 @@ or tokens, and on the host that was asked (a CivitAI answer cannot point a lock 
 
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -90,6 +92,67 @@ def same_host(url: str, base_url: str) -> bool:
 # --- CivitAI ---------------------------------------------------------------------------------
 
 
+def get_json(
+    url: str,
+    what: str,
+    setting: str,
+    *,
+    session: requests.Session | None = None,
+    token: str | None = None,
+    token_var: str = "CIVITAI_API_TOKEN",
+    params: dict | None = None,
+    timeout: float = 30,
+    seconds: float = ANSWER_DEADLINE_MAX,
+):
+    """The JSON answer at `url` (an API of CivitAI or Hugging Face); None on HTTP 404.
+
+    No answer (network, timeout, HTTP 429/5xx) raises LookupUnavailable; a refusal (401/403,
+    whose hint names `token_var`), another status or an answer that is not JSON raises
+    ComfydockError. `what` names the service in messages, `setting` the setting holding its URL."""
+    parts = urlsplit(url)
+    shown = f"{what} at {redact_url(f'{parts.scheme}://{parts.netloc}')}"
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    own = session is None
+    session = session or make_session()
+    unavailable = f"check the network or the {setting} setting; run again to retry"
+    try:
+        with bounded_get(
+            session,
+            url,
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,
+            max_bytes=MAX_ANSWER,
+            seconds=seconds,
+            what=f"the answer of {shown}",
+            too_large_hint=f"check the {setting} setting",
+        ) as resp:
+            status = resp.status_code
+            body = resp.read() if status == 200 else b""
+    except DownloadTooSlow as e:  # no answer in time: like no connection, the next run asks again
+        raise LookupUnavailable(e.message, hint=unavailable) from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
+        raise LookupUnavailable(f"{shown} failed: {_short_reason(e)}", hint=unavailable) from None
+    finally:
+        if own:
+            session.close()
+    if status == 404:
+        return None
+    if status in (401, 403):
+        raise ComfydockError(f"{shown} refused: HTTP {status}", hint=f"set {token_var} to an access token of your account")
+    if status == 429 or status >= 500:
+        raise LookupUnavailable(f"{shown} failed: HTTP {status}", hint="run again later to retry")
+    if status != 200:
+        raise ComfydockError(f"{shown} failed: HTTP {status}", hint="run again later to retry")
+    try:
+        return loads_json(body, f"{shown}: its answer", hint=f"check the {setting} setting")
+    except NotJson:
+        raise ComfydockError(f"{shown} answered something that is not JSON", hint=f"check the {setting} setting") from None
+
+
 def civitai_lookup(
     sha256: str,
     base_url: str = DEFAULT_CIVITAI_URL,
@@ -108,68 +171,70 @@ def civitai_lookup(
     sha256 = sha256.lower()
     if not _SHA256.fullmatch(sha256):
         raise ValueError(f"not a SHA256: {sha256!r}")
+    files = civitai_files(
+        f"/api/v1/model-versions/by-hash/{sha256}", base_url, session, token=token, timeout=timeout, seconds=seconds
+    )
+    if files is None:
+        return None
+    urls = [f.url for f in files if f.sha256 == sha256]
+    return list(dict.fromkeys(urls)) or None
+
+
+@dataclass(frozen=True)
+class CivitaiFile:
+    """One file of a CivitAI model version, as its API describes it (validated)."""
+
+    name: str
+    url: str
+    sha256: str | None
+    size: int | None  # bytes at most (from sizeKB, rounded up)
+    model_type: str | None  # the model's type: Checkpoint, LORA, VAE, ...
+    primary: bool
+
+
+def civitai_files(path: str, base_url: str, session=None, *, params=None, token=None, **kwargs) -> list[CivitaiFile] | None:
+    """The files of the model version(s) at `<base>` + `path` (a model version, or a models search
+    answer with items[].modelVersions[]); None on 404. Download URLs not on CivitAI's host are dropped."""
     base = base_url.rstrip("/")
-    url = f"{base}/api/v1/model-versions/by-hash/{sha256}"
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    own = session is None
-    session = session or make_session()
-    unavailable = "check the network or the civitai-url setting; run again to retry"
-    try:
-        try:
-            with bounded_get(
-                session,
-                url,
-                headers=headers,
-                timeout=timeout,
-                allow_redirects=False,
-                max_bytes=MAX_ANSWER,
-                seconds=seconds,
-                what=f"CivitAI's answer at {redact_url(base)}",
-                too_large_hint="check the civitai-url setting",
-            ) as resp:
-                status = resp.status_code
-                body = resp.read() if status == 200 else b""
-        except DownloadTooSlow as e:  # no answer in time: like no connection, the next export asks again
-            raise LookupUnavailable(e.message, hint=unavailable) from None
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
-            raise LookupUnavailable(
-                f"CivitAI lookup at {redact_url(base)} failed: {_short_reason(e)}", hint=unavailable
-            ) from None
-        if status == 404:
-            return None
-        if status in (401, 403):
-            raise ComfydockError(
-                f"CivitAI lookup at {redact_url(base)} refused: HTTP {status}",
-                hint="set CIVITAI_API_TOKEN to an API key from your CivitAI account settings",
-            )
-        if status == 429 or status >= 500:
-            raise LookupUnavailable(
-                f"CivitAI lookup at {redact_url(base)} failed: HTTP {status}", hint="run again later to retry"
-            )
-        if status != 200:
-            raise ComfydockError(f"CivitAI lookup at {redact_url(base)} failed: HTTP {status}", hint="run again later to retry")
-        try:
-            data = loads_json(body, f"CivitAI lookup at {redact_url(base)}: its answer", hint="check the civitai-url setting")
-        except NotJson:
-            data = None  # refused below, as any answer that is not a model version
-    finally:
-        if own:
-            session.close()
-    if not isinstance(data, dict) or not isinstance(data.get("files", []), list):
+    data = get_json(base + path, "CivitAI lookup", "civitai-url", session=session, token=token, params=params, **kwargs)
+    if data is None:
+        return None
+    if not isinstance(data, dict):
         raise ComfydockError(f"CivitAI lookup at {redact_url(base)} answered something that is not a model version")
-    urls: list[str] = []
-    for f in data.get("files", []):
-        if not isinstance(f, dict) or not isinstance(f.get("hashes"), dict):
-            continue
-        file_sha = f["hashes"].get("SHA256")
-        if not isinstance(file_sha, str) or file_sha.lower() != sha256:
-            continue
-        candidate = f.get("downloadUrl")
-        if url_problem(candidate) is None and same_host(candidate, base) and candidate not in urls:
-            urls.append(candidate)
-    return urls or None
+    if "items" in data:  # a search: models, each with its versions
+        items = data["items"] if isinstance(data["items"], list) else []
+        pairs = [
+            (m.get("type"), v)
+            for m in items
+            if isinstance(m, dict) and isinstance(m.get("modelVersions"), list)
+            for v in m["modelVersions"]
+        ]
+    else:
+        pairs = [((data.get("model") or {}).get("type") if isinstance(data.get("model"), dict) else None, data)]
+    if any(not isinstance(v, dict) or not isinstance(v.get("files", []), list) for _, v in pairs):
+        raise ComfydockError(f"CivitAI lookup at {redact_url(base)} answered something that is not a model version")
+    found = []
+    for model_type, version in pairs:
+        for f in version.get("files", []):
+            parsed = _civitai_file(f, model_type, base)
+            if parsed is not None:
+                found.append(parsed)
+    return found
+
+
+def _civitai_file(f, model_type, base: str) -> CivitaiFile | None:
+    if not isinstance(f, dict):
+        return None
+    url, name = f.get("downloadUrl"), f.get("name")
+    if url_problem(url) is not None or not same_host(url, base) or not isinstance(name, str):
+        return None
+    hashes = f.get("hashes") if isinstance(f.get("hashes"), dict) else {}
+    sha = hashes.get("SHA256")
+    sha = sha.lower() if isinstance(sha, str) and _SHA256.fullmatch(sha.lower()) else None
+    kb = f.get("sizeKB")
+    size = math.ceil(kb * 1024) if isinstance(kb, (int, float)) and not isinstance(kb, bool) and 0 <= kb < 2**53 else None
+    kind = model_type if isinstance(model_type, str) else None
+    return CivitaiFile(name, url, sha, size, kind, f.get("primary") is True)
 
 
 # --- Hugging Face ----------------------------------------------------------------------------

@@ -442,7 +442,7 @@ def torch_family_line(family: dict, env_name: str) -> str:
 
 
 def cmd_config(app: App) -> int:
-    from comfydock.workspace import SETTINGS
+    from comfydock.workspace import SETTINGS, shown_value
 
     args = app.args
     if args.unset and (args.key is None or args.value is not None):
@@ -467,11 +467,11 @@ def cmd_config(app: App) -> int:
         app.say(f"Unset {args.key}")
     elif args.value is not None:
         ws.set_setting(args.key, args.value)
-        app.say(f"{args.key} = {escape(ws.setting(args.key) or '')}")
+        app.say(f"{args.key} = {escape(shown_value(args.key, ws.setting(args.key)) or '')}")
         if ws.setting_with_source(args.key)[1] == "env":
             app.warn(f"${SETTINGS[args.key].env_var} is set and takes precedence over the workspace setting")
     else:
-        value = ws.setting(args.key)
+        value = shown_value(args.key, ws.setting(args.key))
         if app.json:
             app.print_json({"key": args.key, "value": value})
         else:

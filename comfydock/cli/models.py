@@ -183,6 +183,52 @@ def cmd_models_add_source(app: App) -> int:
     return 0
 
 
+def _download_progress(app: App, name: str):
+    """A rich bar with bytes and rate on a terminal; nothing otherwise."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def bar():
+        if not app.err.is_terminal:
+            yield None
+            return
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=app.err, transient=True) as progress:
+            task = progress.add_task(escape(name), total=None)
+            yield lambda done, total: progress.update(task, completed=done, total=total)
+
+    return bar()
+
+
+def cmd_models_download(app: App) -> int:
+    import time
+
+    from comfydock import model_index
+    from comfydock.bundle.sources import redact_url
+    from comfydock.model_download import download_model
+
+    args = app.args
+    ws = app.workspace()
+    started = time.perf_counter()
+    with _download_progress(app, args.name or redact_url(args.url).rsplit("/", 1)[-1]) as progress:
+        path = download_model(ws, args.url, category=args.category, name=args.name, sha256=args.sha256, progress=progress)
+    seconds = time.perf_counter() - started
+    size = path.stat().st_size
+    records = model_index.find_models(ws.models_db, path.relative_to(ws.models_dir.expanduser().absolute()).as_posix())
+    sha256 = records[0].sha256 if records else None
+    log.info("models download %s -> %s (%d bytes, %.1fs)", redact_url(args.url), path, size, seconds)
+    if app.json:
+        app.print_json(
+            {"path": str(path), "size": size, "sha256": sha256, "seconds": round(seconds, 3), "url": redact_url(args.url)}
+        )
+        return 0
+    rate = size / seconds / 2**20 if seconds > 0 else 0
+    app.say(f"Downloaded {escape(str(path))}: {human_size(size)} in {seconds:.1f}s ({rate:.1f} MiB/s), sha256 {sha256}")
+    return 0
+
+
 def register(sub) -> None:
     models = sub.add_parser(
         "models",
@@ -220,6 +266,19 @@ def register(sub) -> None:
     json_option(p)
     p.set_defaults(func=cmd_models_info)
     p = models_sub.add_parser(
+        "download",
+        help="download a model file into the models directory",
+        description="Download a model (Hugging Face …/resolve/REV/PATH, CivitAI /api/download/models/ID, or any URL) into "
+        "the models directory: resumable, verified when a hash is known, indexed, its source recorded. Tokens: $HF_TOKEN, "
+        "$CIVITAI_API_TOKEN or 'comfydock config hf-token|civitai-token'.",
+    )
+    p.add_argument("url", metavar="URL")
+    p.add_argument("--category", metavar="FOLDER", help="models folder: checkpoints, loras, vae, … (default: from the source)")
+    p.add_argument("--name", metavar="FILE", help="file name to save as (default: from the source)")
+    p.add_argument("--sha256", metavar="HEX", help="refuse the file unless its SHA256 is this")
+    json_option(p)
+    p.set_defaults(func=cmd_models_download)
+    p = models_sub.add_parser(
         "add-source",
         help="record a download URL for a model",
         description="Record where a model can be downloaded (CivitAI, Hugging Face, any URL).",
@@ -238,6 +297,8 @@ def cmd_models_resolve(app: App) -> int:
     env = app.env()
     interactive = args.interactive or (not args.no_interactive and not app.json and sys.stdin.isatty())
     rows = resolve_workflow_models(env, args.workflow, choose=_prompt_choice(app) if interactive else None)
+    if not args.no_lookup:
+        _add_sources(app, env.workspace, rows)
     if app.json:
         app.print_json(rows)
         return 0
@@ -245,7 +306,29 @@ def cmd_models_resolve(app: App) -> int:
         where = escape(m["path"]) if m.get("path") else m["status"] + (" (skipped)" if m.get("skipped") else "")
         folder = escape(f"[{m.get('directory') or '?'}]")
         app.out.print(f"{escape(m['filename'])} {folder} → {where}")
+        for source in m.get("sources", [])[:3]:
+            category = f" --category {escape(m['directory'])}" if m.get("directory") else ""
+            app.out.print(f"    found on {source['kind']}: comfydock models download {escape(source['url'])}{category}")
     return 0
+
+
+def _add_sources(app: App, workspace, rows: list[dict]) -> None:
+    """Download sources of the unresolved models (CivitAI by name, Hugging Face repositories the
+    workflow's model URLs point to), as each row's "sources"."""
+    from comfydock.model_sources import SourceFinder
+
+    said = set()
+
+    def warn(message):
+        if message not in said:
+            said.add(message)
+            app.warn_text(message)
+
+    finder = SourceFinder(workspace, warn)
+    hints = [m["url"] for m in rows if m.get("url")]
+    for m in rows:
+        if m["status"] == "unresolved":
+            m["sources"] = [s.to_json() for s in finder.find(m["filename"], hint_urls=hints)]
 
 
 def _register_resolve(models_sub) -> None:
@@ -258,6 +341,7 @@ def _register_resolve(models_sub) -> None:
     q.add_argument("workflow")
     q.add_argument("--no-interactive", action="store_true", help="never ask")
     q.add_argument("--interactive", action="store_true", help=argparse.SUPPRESS)
+    q.add_argument("--no-lookup", action="store_true", help="do not ask CivitAI / Hugging Face where missing models are")
     env_option(q)
     json_option(q)
     q.set_defaults(func=cmd_models_resolve)
